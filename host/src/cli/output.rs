@@ -1,0 +1,274 @@
+//! What the CLI prints: JSON objects for scripts, tables and lines for
+//! people, and the error report.
+
+use crate::types::{ChatResponse, Chunk, FinishReason, ToolCall, Usage};
+use crate::{CompileSource, Error, Host, PluginOrigin};
+use llmhost_registry::Pricing;
+use llmhost_registry::rust_decimal::Decimal;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::Duration;
+
+/// A failed command.
+#[derive(Debug)]
+pub struct Fail(pub Error);
+
+impl From<Error> for Fail {
+    fn from(error: Error) -> Self {
+        Self(error)
+    }
+}
+
+impl Fail {
+    /// Prints the error (JSON on stdout or text on stderr) and returns the
+    /// exit code.
+    pub fn report(self, json: bool) -> i32 {
+        let error = self.0;
+        if json {
+            let mut object = json!({"kind": error.kind(), "message": error.to_string()});
+            if let Some(detail) = error.detail() {
+                object["status"] = json!(detail.status);
+                object["vendor_code"] = json!(detail.vendor_code);
+                object["request_id"] = json!(detail.request_id);
+                object["retry_after_ms"] = json!(detail.retry_after_ms);
+            }
+            print_json(&json!({ "error": object }));
+        } else {
+            eprintln!("error: {error}");
+        }
+        match error {
+            Error::InvalidConfig(_) | Error::UnknownProvider(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// Prints one JSON value on a line.
+pub fn print_json(value: &Value) {
+    println!("{value}");
+}
+
+/// Usage for a stream whose plugin reported none.
+pub fn unknown_usage() -> Usage {
+    Usage {
+        input_tokens: 0,
+        output_tokens: 0,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+        estimated: true,
+    }
+}
+
+/// The `chat --json` object.
+pub fn chat_json(
+    provider: &str,
+    model: &str,
+    response: &ChatResponse,
+    cost: Option<Decimal>,
+    latency: Duration,
+) -> Value {
+    let mut object = json!({
+        "provider": provider,
+        "model": model,
+        "content": response.content,
+        "reasoning_content": response.reasoning_content,
+        "finish_reason": response.finish_reason.as_str(),
+        "usage": {
+            "input_tokens": response.usage.input_tokens,
+            "output_tokens": response.usage.output_tokens,
+            "estimated": response.usage.estimated,
+        },
+        "cost_usd": cost.map(|c| c.to_string()),
+        "latency_ms": latency.as_millis() as u64,
+    });
+    if !response.tool_calls.is_empty() {
+        object["tool_calls"] = response
+            .tool_calls
+            .iter()
+            .map(|call| json!({"id": call.id, "name": call.name, "arguments": call.arguments}))
+            .collect();
+    }
+    object
+}
+
+/// A one-line summary on stderr, for people at a terminal.
+pub fn summary_line(
+    provider: &str,
+    model: &str,
+    usage: &Usage,
+    cost: Option<Decimal>,
+    latency: Duration,
+) {
+    if !std::io::stderr().is_terminal() {
+        return;
+    }
+    let estimate = if usage.estimated { " (estimated)" } else { "" };
+    let cost = cost.map_or_else(|| "cost unknown".to_owned(), |c| format!("${c}"));
+    eprintln!(
+        "[{provider} {model} | {} in, {} out{estimate} | {cost} | {} ms]",
+        usage.input_tokens,
+        usage.output_tokens,
+        latency.as_millis()
+    );
+}
+
+/// Assembles a complete response from stream chunks.
+#[derive(Debug, Default)]
+pub struct Collected {
+    id: String,
+    text: String,
+    reasoning: String,
+    tools: BTreeMap<u32, ToolCall>,
+    finish: Option<FinishReason>,
+}
+
+impl Collected {
+    /// Takes one chunk.
+    pub fn add(&mut self, chunk: Chunk) {
+        match chunk {
+            Chunk::Start(start) => self.id = start.id,
+            Chunk::Text(text) => self.text.push_str(&text),
+            Chunk::Reasoning(text) => self.reasoning.push_str(&text),
+            Chunk::ToolCall(delta) => {
+                let call = self.tools.entry(delta.index).or_insert_with(|| ToolCall {
+                    id: String::new(),
+                    name: String::new(),
+                    arguments: String::new(),
+                });
+                if let Some(id) = delta.id {
+                    call.id = id;
+                }
+                if let Some(name) = delta.name {
+                    call.name.push_str(&name);
+                }
+                call.arguments.push_str(&delta.arguments);
+            }
+            Chunk::Finish(reason) => self.finish = Some(reason),
+            Chunk::Usage(_) | Chunk::ReasoningSignature(_) => {}
+        }
+    }
+
+    /// The response the chunks add up to.
+    pub fn into_response(self, model: &str, usage: Usage) -> ChatResponse {
+        ChatResponse {
+            id: self.id,
+            model: model.to_owned(),
+            content: self.text,
+            reasoning_content: (!self.reasoning.is_empty()).then_some(self.reasoning),
+            tool_calls: self.tools.into_values().collect(),
+            finish_reason: self.finish.unwrap_or(FinishReason::Stop),
+            usage,
+            rate_limits: None,
+            request_id: None,
+        }
+    }
+}
+
+fn price(micros: u64) -> String {
+    Pricing::per_million_usd(micros).normalize().to_string()
+}
+
+/// `llmhost models`.
+pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), super::Fail> {
+    if let Some(id) = provider
+        && host.provider_info(id).is_none()
+    {
+        return Err(Error::UnknownProvider(id.to_owned()).into());
+    }
+    let entries: Vec<_> = host
+        .catalogue()
+        .all()
+        .filter(|m| provider.is_none_or(|p| m.provider == p))
+        .collect();
+    if json {
+        let list: Vec<Value> = entries
+            .iter()
+            .map(|m| {
+                json!({
+                    "provider": m.provider,
+                    "model": m.id,
+                    "display_name": m.display_name,
+                    "context_window": m.context_window,
+                    "max_output_tokens": m.max_output_tokens,
+                    "input_usd_per_mtok": price(m.pricing.input),
+                    "output_usd_per_mtok": price(m.pricing.output),
+                    "cache_read_usd_per_mtok": m.pricing.cache_read.map(price),
+                    "cache_write_usd_per_mtok": m.pricing.cache_write.map(price),
+                    "capabilities": m.capabilities,
+                    "tokenizer": m.tokenizer,
+                    "tokenizer_exact": m.tokenizer_exact,
+                })
+            })
+            .collect();
+        print_json(&Value::Array(list));
+        return Ok(());
+    }
+    println!(
+        "{:<10} {:<16} {:>10} {:>9} {:>9} {:>9}  capabilities",
+        "PROVIDER", "MODEL", "CONTEXT", "MAX OUT", "IN $/M", "OUT $/M"
+    );
+    for m in entries {
+        println!(
+            "{:<10} {:<16} {:>10} {:>9} {:>9} {:>9}  {}",
+            m.provider,
+            m.id,
+            m.context_window,
+            m.max_output_tokens,
+            price(m.pricing.input),
+            price(m.pricing.output),
+            m.capabilities.join(",")
+        );
+    }
+    Ok(())
+}
+
+/// `llmhost plugins`.
+pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
+    let plugins = host.plugins();
+    let origin = |o: &PluginOrigin| match o {
+        PluginOrigin::BuiltIn => "built-in".to_owned(),
+        PluginOrigin::File(path) => path.display().to_string(),
+    };
+    let compile = |c: CompileSource| match c {
+        CompileSource::Cache => "cache",
+        CompileSource::Compiled => "compiled",
+    };
+    if json {
+        let list: Vec<Value> = plugins
+            .iter()
+            .map(|p| {
+                json!({
+                    "id": p.id,
+                    "name": p.name,
+                    "version": p.version,
+                    "origin": origin(&p.origin),
+                    "loaded_from": compile(p.compile),
+                    "load_ms": p.load_time.as_secs_f64() * 1000.0,
+                    "models": p.models,
+                })
+            })
+            .collect();
+        let errors: Vec<Value> = host
+            .load_errors()
+            .iter()
+            .map(|e| json!({"kind": e.kind(), "message": e.to_string()}))
+            .collect();
+        print_json(&json!({"plugins": list, "errors": errors}));
+        return Ok(());
+    }
+    for p in &plugins {
+        println!(
+            "{:<12} {:<8} {:<28} {} models, {} in {:.1} ms ({})",
+            p.id,
+            p.version,
+            p.name,
+            p.models,
+            compile(p.compile),
+            p.load_time.as_secs_f64() * 1000.0,
+            origin(&p.origin)
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! The host's error type: every failure a caller can meet, typed, with a
+//! stable snake_case kind for scripts and metrics.
+
+use crate::types::{ErrorDetail, ProviderError};
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything that can go wrong serving a request or loading plugins.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The provider plugin reported a vendor failure.
+    #[error("{provider}: {}", describe_provider_error(.error))]
+    Provider {
+        provider: String,
+        error: ProviderError,
+    },
+    /// The plugin tried to reach a host it is not approved for; no
+    /// connection was made.
+    #[error(
+        "{provider}: request to `{destination}` denied: the plugin is not approved for that host (approved: {approved})"
+    )]
+    HostDenied {
+        provider: String,
+        destination: String,
+        approved: String,
+    },
+    /// No loaded plugin has this id.
+    #[error("unknown provider `{0}` (see `llmhost models` for the loaded providers)")]
+    UnknownProvider(String),
+    /// The request took longer than its time budget.
+    #[error("{provider}: no answer within {:.1}s", .after.as_secs_f64())]
+    Timeout { provider: String, after: Duration },
+    /// The plugin used more CPU time than one request may.
+    #[error("{provider}: the plugin exceeded its CPU time limit of {:.1}s and was stopped", .limit.as_secs_f64())]
+    CpuLimitExceeded { provider: String, limit: Duration },
+    /// The plugin tried to use more memory than one request may.
+    #[error(
+        "{provider}: the plugin exceeded its memory limit of {limit_bytes} bytes and was stopped"
+    )]
+    MemoryLimitExceeded {
+        provider: String,
+        limit_bytes: usize,
+    },
+    /// The plugin crashed (a WebAssembly trap).
+    #[error("{provider}: the plugin crashed: {message}")]
+    PluginTrap { provider: String, message: String },
+    /// A plugin file could not be loaded.
+    #[error("cannot load plugin {}: {message}", .path.display())]
+    PluginLoad { path: PathBuf, message: String },
+    /// Invalid configuration or arguments.
+    #[error("{0}")]
+    InvalidConfig(String),
+    /// A failure inside the host itself (I/O, engine set-up).
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Stable snake_case name of the error kind (`rate_limited`,
+    /// `host_denied`, …), as printed in `--json` output.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Provider { error, .. } => provider_error_kind(error),
+            Error::HostDenied { .. } => "host_denied",
+            Error::UnknownProvider(_) => "unknown_provider",
+            Error::Timeout { .. } => "timeout",
+            Error::CpuLimitExceeded { .. } => "cpu_limit_exceeded",
+            Error::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
+            Error::PluginTrap { .. } => "plugin_trap",
+            Error::PluginLoad { .. } => "plugin_load",
+            Error::InvalidConfig(_) => "invalid_config",
+            Error::Internal(_) => "internal",
+        }
+    }
+
+    /// The vendor's failure details, when the vendor reported one.
+    pub fn detail(&self) -> Option<&ErrorDetail> {
+        match self {
+            Error::Provider { error, .. } => match error {
+                ProviderError::Authentication(d)
+                | ProviderError::RateLimited(d)
+                | ProviderError::QuotaExhausted(d)
+                | ProviderError::TokenLimitExceeded(d)
+                | ProviderError::ModelNotSupported(d)
+                | ProviderError::InvalidRequest(d)
+                | ProviderError::Overloaded(d)
+                | ProviderError::ServerError(d) => Some(d),
+                ProviderError::ApiKeyMissing(_)
+                | ProviderError::Timeout(_)
+                | ProviderError::Network(_)
+                | ProviderError::Protocol(_) => None,
+            },
+            _ => None,
+        }
+    }
+
+    /// How long the vendor asked to wait before retrying, if it said.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.detail()
+            .and_then(|d| d.retry_after_ms)
+            .map(Duration::from_millis)
+    }
+}
+
+/// Snake_case name of a provider error variant.
+pub fn provider_error_kind(error: &ProviderError) -> &'static str {
+    match error {
+        ProviderError::ApiKeyMissing(_) => "api_key_missing",
+        ProviderError::Authentication(_) => "authentication",
+        ProviderError::RateLimited(_) => "rate_limited",
+        ProviderError::QuotaExhausted(_) => "quota_exhausted",
+        ProviderError::TokenLimitExceeded(_) => "token_limit_exceeded",
+        ProviderError::ModelNotSupported(_) => "model_not_supported",
+        ProviderError::InvalidRequest(_) => "invalid_request",
+        ProviderError::Overloaded(_) => "overloaded",
+        ProviderError::ServerError(_) => "server_error",
+        ProviderError::Timeout(_) => "timeout",
+        ProviderError::Network(_) => "network",
+        ProviderError::Protocol(_) => "protocol",
+    }
+}
+
+fn describe_provider_error(error: &ProviderError) -> String {
+    struct Detail<'a>(&'a ErrorDetail);
+    impl fmt::Display for Detail<'_> {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            let d = self.0;
+            if let Some(status) = d.status {
+                write!(f, "HTTP {status}: ")?;
+            }
+            f.write_str(&d.message)?;
+            if let Some(code) = &d.vendor_code {
+                write!(f, " [{code}]")?;
+            }
+            if let Some(ms) = d.retry_after_ms {
+                write!(f, " (retry after {:.1}s)", ms as f64 / 1000.0)?;
+            }
+            if let Some(id) = &d.request_id {
+                write!(f, " (request id {id})")?;
+            }
+            Ok(())
+        }
+    }
+    match error {
+        ProviderError::ApiKeyMissing(m) => format!("API key missing: {m}"),
+        ProviderError::Authentication(d) => format!("authentication failed: {}", Detail(d)),
+        ProviderError::RateLimited(d) => format!("rate limited: {}", Detail(d)),
+        ProviderError::QuotaExhausted(d) => format!("quota exhausted: {}", Detail(d)),
+        ProviderError::TokenLimitExceeded(d) => format!("token limit exceeded: {}", Detail(d)),
+        ProviderError::ModelNotSupported(d) => format!("model not supported: {}", Detail(d)),
+        ProviderError::InvalidRequest(d) => format!("invalid request: {}", Detail(d)),
+        ProviderError::Overloaded(d) => format!("overloaded: {}", Detail(d)),
+        ProviderError::ServerError(d) => format!("server error: {}", Detail(d)),
+        ProviderError::Timeout(m) => format!("timeout: {m}"),
+        ProviderError::Network(m) => format!("network error: {m}"),
+        ProviderError::Protocol(m) => format!("protocol error: {m}"),
+    }
+}

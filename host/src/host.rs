@@ -1,0 +1,639 @@
+//! The embedder's API: a [`Host`] with loaded plugins, and calls that
+//! resolve keys and base URLs, apply limits and account for cost.
+
+use crate::error::Error;
+use crate::runtime::{
+    Approval, CompileSource, ComponentCache, Instance, Limits, Plugin, PluginOrigin, Runtime,
+};
+use crate::types::{
+    ChatRequest, ChatResponse, Chunk, FinishReason, HealthReport, ProviderConfig, ProviderError,
+    ProviderInfo, TokenCount, TokenInput, Usage, capability_names,
+};
+use llmhost_registry::rust_decimal::Decimal;
+use llmhost_registry::{Catalogue, ModelEntry, Pricing};
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Time budget of a request when the target sets none.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+/// Environment variable naming the plugin directory.
+pub const PLUGINS_ENV: &str = "LLMHOST_PLUGINS";
+
+/// Builds a [`Host`].
+#[derive(Debug, Clone)]
+pub struct HostBuilder {
+    plugin_dir: Option<PathBuf>,
+    plugin_dir_from_env: bool,
+    builtins: bool,
+    cache_dir: Option<PathBuf>,
+    limits: Limits,
+}
+
+impl Default for HostBuilder {
+    fn default() -> Self {
+        Self {
+            plugin_dir: None,
+            plugin_dir_from_env: true,
+            builtins: true,
+            cache_dir: ComponentCache::default_dir(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+impl HostBuilder {
+    /// Loads every `*.wasm` in `dir` as a plugin (instead of the directory
+    /// named by `LLMHOST_PLUGINS`).
+    pub fn plugin_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.plugin_dir = Some(dir.into());
+        self
+    }
+
+    /// Ignores `LLMHOST_PLUGINS` (tests, embedders with their own config).
+    pub fn ignore_plugin_env(mut self) -> Self {
+        self.plugin_dir_from_env = false;
+        self
+    }
+
+    /// Leaves out the providers compiled into the host.
+    pub fn without_builtins(mut self) -> Self {
+        self.builtins = false;
+        self
+    }
+
+    /// Keeps compiled components in `dir` (`None`: compile at every start).
+    /// Default: `$LLMHOST_CACHE_DIR`, else the user's cache directory.
+    pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
+        self.cache_dir = dir;
+        self
+    }
+
+    /// Memory, CPU and size limits of every request.
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    /// Creates the engine and loads the plugins. A plugin file that fails
+    /// to load does not stop the others; see [`Host::load_errors`].
+    pub async fn build(self) -> Result<Host, Error> {
+        let runtime = Runtime::new(self.limits, ComponentCache::new(self.cache_dir))?;
+        let mut plugins: BTreeMap<String, Arc<Plugin>> = BTreeMap::new();
+        let mut load_errors = Vec::new();
+        if self.builtins {
+            for (id, bytes) in crate::builtin::BUILTIN_PROVIDERS {
+                let plugin = runtime.load(bytes, PluginOrigin::BuiltIn).await?;
+                if plugin.info.id != *id {
+                    return Err(Error::Internal(format!(
+                        "built-in provider `{id}` reports id `{}`",
+                        plugin.info.id
+                    )));
+                }
+                plugins.insert(plugin.info.id.clone(), Arc::new(plugin));
+            }
+        }
+        let dir = self.plugin_dir.or_else(|| {
+            self.plugin_dir_from_env
+                .then(|| {
+                    std::env::var_os(PLUGINS_ENV)
+                        .filter(|d| !d.is_empty())
+                        .map(PathBuf::from)
+                })
+                .flatten()
+        });
+        if let Some(dir) = dir {
+            let mut from_dir: BTreeMap<String, PathBuf> = BTreeMap::new();
+            for path in plugin_files(&dir)? {
+                let bytes = match std::fs::read(&path) {
+                    Ok(bytes) => bytes,
+                    Err(err) => {
+                        load_errors.push(Error::PluginLoad {
+                            path,
+                            message: err.to_string(),
+                        });
+                        continue;
+                    }
+                };
+                match runtime.load(&bytes, PluginOrigin::File(path.clone())).await {
+                    Ok(plugin) => {
+                        let id = plugin.info.id.clone();
+                        if let Some(first) = from_dir.get(&id) {
+                            load_errors.push(Error::PluginLoad {
+                                path,
+                                message: format!(
+                                    "provider id `{id}` is already served by {}",
+                                    first.display()
+                                ),
+                            });
+                            continue;
+                        }
+                        if plugins.contains_key(&id) {
+                            tracing::info!(%id, path = %path.display(), "plugin replaces the built-in provider");
+                        }
+                        from_dir.insert(id.clone(), path);
+                        plugins.insert(id, Arc::new(plugin));
+                    }
+                    Err(err) => {
+                        tracing::warn!("{err}");
+                        load_errors.push(err);
+                    }
+                }
+            }
+        }
+        let mut catalogue = Catalogue::new();
+        for plugin in plugins.values() {
+            for model in &plugin.info.models {
+                catalogue.insert(ModelEntry {
+                    provider: plugin.info.id.clone(),
+                    id: model.id.clone(),
+                    display_name: model.display_name.clone(),
+                    context_window: model.context_window,
+                    max_output_tokens: model.max_output_tokens,
+                    pricing: Pricing {
+                        input: model.pricing.input,
+                        output: model.pricing.output,
+                        cache_read: model.pricing.cache_read,
+                        cache_write: model.pricing.cache_write,
+                    },
+                    capabilities: capability_names(model.capabilities),
+                    tokenizer: model.tokenizer.clone(),
+                    tokenizer_exact: model.tokenizer_exact,
+                });
+            }
+        }
+        Ok(Host {
+            inner: Arc::new(Inner {
+                runtime,
+                plugins,
+                catalogue,
+                load_errors,
+            }),
+        })
+    }
+}
+
+fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
+    let entries = std::fs::read_dir(dir).map_err(|err| {
+        Error::InvalidConfig(format!(
+            "cannot read plugin directory {}: {err}",
+            dir.display()
+        ))
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "wasm") && path.is_file())
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Which provider to call and how to reach it. Unset fields are resolved
+/// from the provider's environment variables (`OPENAI_API_KEY`,
+/// `OPENAI_BASE_URL`, …) and then its defaults.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub provider: String,
+    pub api_key: Option<SecretString>,
+    pub base_url: Option<String>,
+    /// Whole-request budget for `chat`; the longest wait for each chunk of
+    /// a stream. Default [`DEFAULT_TIMEOUT`].
+    pub timeout: Option<Duration>,
+    pub extra_headers: Vec<(String, String)>,
+    /// Whether unset key and base URL are read from the environment.
+    pub use_env: bool,
+}
+
+impl Target {
+    /// A target using the environment and defaults for everything.
+    pub fn new(provider: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            api_key: None,
+            base_url: None,
+            timeout: None,
+            extra_headers: Vec::new(),
+            use_env: true,
+        }
+    }
+
+    /// Sets the API key.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(SecretString::from(key.into()));
+        self
+    }
+
+    /// Sets the base URL (also approves its host for the plugin, loopback
+    /// included).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// Sets the time budget.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+}
+
+/// A loaded plugin, as `llmhost plugins` lists it.
+#[derive(Debug, Clone)]
+pub struct PluginSummary {
+    pub id: String,
+    pub name: String,
+    pub version: String,
+    pub origin: PluginOrigin,
+    /// Whether the compiled code came from the disk cache.
+    pub compile: CompileSource,
+    /// Time to compile or load the component.
+    pub load_time: Duration,
+    pub models: usize,
+}
+
+/// A complete answer with its accounting.
+#[derive(Debug, Clone)]
+pub struct ChatOutcome {
+    pub provider: String,
+    pub response: ChatResponse,
+    /// Exact cost in USD; `None` when the model is not in the catalogue.
+    pub cost_usd: Option<Decimal>,
+    pub latency: Duration,
+}
+
+/// The result of a health check.
+#[derive(Debug, Clone)]
+pub struct HealthOutcome {
+    pub provider: String,
+    pub report: HealthReport,
+    pub latency: Duration,
+}
+
+struct Inner {
+    runtime: Runtime,
+    plugins: BTreeMap<String, Arc<Plugin>>,
+    catalogue: Catalogue,
+    load_errors: Vec<Error>,
+}
+
+/// The running host: loaded plugins and the engine that runs them. Cheap
+/// to clone; requests run in parallel.
+#[derive(Clone)]
+pub struct Host {
+    inner: Arc<Inner>,
+}
+
+struct Resolved {
+    plugin: Arc<Plugin>,
+    config: ProviderConfig,
+    approval: Approval,
+    timeout: Duration,
+}
+
+/// `host:port` of an http(s) URL, with the scheme's default port.
+fn authority_of(url: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::InvalidConfig(format!("invalid base URL `{url}`: {why}"));
+    let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
+    let port = match uri.scheme_str() {
+        Some("https") => 443,
+        Some("http") => 80,
+        _ => return Err(bad("the scheme must be http or https")),
+    };
+    let authority = uri.authority().ok_or_else(|| bad("no host"))?;
+    if authority.as_str().contains('@') {
+        return Err(bad("credentials in the URL are not accepted"));
+    }
+    Ok(format!(
+        "{}:{}",
+        authority.host(),
+        authority.port_u16().unwrap_or(port)
+    ))
+}
+
+impl Host {
+    /// A builder with the defaults: built-in providers, plugins from
+    /// `LLMHOST_PLUGINS`, the user's component cache, default limits.
+    pub fn builder() -> HostBuilder {
+        HostBuilder::default()
+    }
+
+    /// The loaded providers, sorted by id.
+    pub fn plugins(&self) -> Vec<PluginSummary> {
+        self.inner
+            .plugins
+            .values()
+            .map(|p| PluginSummary {
+                id: p.info.id.clone(),
+                name: p.info.name.clone(),
+                version: p.info.version.clone(),
+                origin: p.origin.clone(),
+                compile: p.compile,
+                load_time: p.load_time,
+                models: p.info.models.len(),
+            })
+            .collect()
+    }
+
+    /// A provider's manifest.
+    pub fn provider_info(&self, id: &str) -> Option<&ProviderInfo> {
+        self.inner.plugins.get(id).map(|p| &p.info)
+    }
+
+    /// Plugin files that failed to load.
+    pub fn load_errors(&self) -> &[Error] {
+        &self.inner.load_errors
+    }
+
+    /// The model catalogue built from every plugin's manifest.
+    pub fn catalogue(&self) -> &Catalogue {
+        &self.inner.catalogue
+    }
+
+    /// Whether the pooling instance allocator is in use.
+    pub fn uses_pooling_allocator(&self) -> bool {
+        self.inner.runtime.pooling()
+    }
+
+    /// The exact cost of `usage` on a model, `None` when it is unknown.
+    pub fn cost(&self, provider: &str, model: &str, usage: &Usage) -> Option<Decimal> {
+        self.inner.catalogue.cost(provider, model, &usage.billed())
+    }
+
+    fn resolve(&self, target: &Target) -> Result<Resolved, Error> {
+        let plugin = self
+            .inner
+            .plugins
+            .get(&target.provider)
+            .cloned()
+            .ok_or_else(|| Error::UnknownProvider(target.provider.clone()))?;
+        let from_env = |names: &[String]| -> Option<String> {
+            if !target.use_env {
+                return None;
+            }
+            names
+                .iter()
+                .filter_map(|name| std::env::var(name).ok())
+                .find(|value| !value.trim().is_empty())
+        };
+        let api_key = match &target.api_key {
+            Some(key) => Some(key.expose_secret().to_owned()),
+            None => from_env(&plugin.info.api_key_env),
+        };
+        let explicit_base = target
+            .base_url
+            .clone()
+            .or_else(|| from_env(&plugin.info.base_url_env));
+        let base_url = explicit_base
+            .clone()
+            .unwrap_or_else(|| plugin.info.default_base_url.clone());
+        let explicit_authority = match &explicit_base {
+            Some(url) => Some(authority_of(url)?),
+            None => {
+                authority_of(&base_url)?;
+                None
+            }
+        };
+        let timeout = target.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let config = ProviderConfig {
+            api_key,
+            base_url: base_url.trim_end_matches('/').to_owned(),
+            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            extra_headers: target.extra_headers.clone(),
+        };
+        let approval = Approval {
+            declared_hosts: plugin.info.hosts.clone(),
+            explicit_authority,
+        };
+        Ok(Resolved {
+            plugin,
+            config,
+            approval,
+            timeout,
+        })
+    }
+
+    /// Names where the key can be set, for an `api-key-missing` error.
+    fn explain(&self, plugin: &Plugin, error: Error) -> Error {
+        match error {
+            Error::Provider {
+                provider,
+                error: ProviderError::ApiKeyMissing(_),
+            } => {
+                let vars = plugin.info.api_key_env.join(" or ");
+                Error::Provider {
+                    error: ProviderError::ApiKeyMissing(format!(
+                        "no API key for `{provider}`: set {vars}, or pass one explicitly"
+                    )),
+                    provider,
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn instance(&self, resolved: &Resolved) -> Result<Instance, Error> {
+        self.inner
+            .runtime
+            .instantiate(&resolved.plugin, resolved.approval.clone())
+            .await
+    }
+
+    /// One complete answer.
+    pub async fn chat(&self, target: &Target, request: &ChatRequest) -> Result<ChatOutcome, Error> {
+        let resolved = self.resolve(target)?;
+        let started = Instant::now();
+        let work = async {
+            let mut instance = self.instance(&resolved).await?;
+            instance.chat(&resolved.config, request).await
+        };
+        let response = tokio::time::timeout(resolved.timeout, work)
+            .await
+            .map_err(|_| Error::Timeout {
+                provider: target.provider.clone(),
+                after: resolved.timeout,
+            })?
+            .map_err(|err| self.explain(&resolved.plugin, err))?;
+        let latency = started.elapsed();
+        let cost_usd = self.priced(&target.provider, &request.model, &response.usage);
+        Ok(ChatOutcome {
+            provider: target.provider.clone(),
+            response,
+            cost_usd,
+            latency,
+        })
+    }
+
+    fn priced(&self, provider: &str, model: &str, usage: &Usage) -> Option<Decimal> {
+        let cost = self.cost(provider, model, usage);
+        if cost.is_none() {
+            tracing::warn!(provider, model, "model not in the catalogue: cost unknown");
+        }
+        cost
+    }
+
+    /// A streamed answer.
+    pub async fn stream(
+        &self,
+        target: &Target,
+        request: &ChatRequest,
+    ) -> Result<ChatStream, Error> {
+        let resolved = self.resolve(target)?;
+        let started = Instant::now();
+        let work = async {
+            let mut instance = self.instance(&resolved).await?;
+            let handle = instance.start_stream(&resolved.config, request).await?;
+            Ok::<_, Error>((instance, handle))
+        };
+        let (instance, handle) = tokio::time::timeout(resolved.timeout, work)
+            .await
+            .map_err(|_| Error::Timeout {
+                provider: target.provider.clone(),
+                after: resolved.timeout,
+            })?
+            .map_err(|err| self.explain(&resolved.plugin, err))?;
+        Ok(ChatStream {
+            host: self.clone(),
+            instance: Some(instance),
+            handle,
+            provider: target.provider.clone(),
+            model: request.model.clone(),
+            timeout: resolved.timeout,
+            started,
+            first_token: None,
+            usage: None,
+            finish: None,
+        })
+    }
+
+    /// Counts tokens for `model`.
+    pub async fn count_tokens(
+        &self,
+        target: &Target,
+        model: &str,
+        input: &TokenInput,
+    ) -> Result<TokenCount, Error> {
+        let resolved = self.resolve(target)?;
+        let work = async {
+            let mut instance = self.instance(&resolved).await?;
+            instance.count_tokens(&resolved.config, model, input).await
+        };
+        tokio::time::timeout(resolved.timeout, work)
+            .await
+            .map_err(|_| Error::Timeout {
+                provider: target.provider.clone(),
+                after: resolved.timeout,
+            })?
+            .map_err(|err| self.explain(&resolved.plugin, err))
+    }
+
+    /// Checks that the vendor answers and accepts the key.
+    pub async fn health(&self, target: &Target) -> Result<HealthOutcome, Error> {
+        let resolved = self.resolve(target)?;
+        let started = Instant::now();
+        let work = async {
+            let mut instance = self.instance(&resolved).await?;
+            instance.health_check(&resolved.config).await
+        };
+        let report = tokio::time::timeout(resolved.timeout, work)
+            .await
+            .map_err(|_| Error::Timeout {
+                provider: target.provider.clone(),
+                after: resolved.timeout,
+            })?
+            .map_err(|err| self.explain(&resolved.plugin, err))?;
+        Ok(HealthOutcome {
+            provider: target.provider.clone(),
+            report,
+            latency: started.elapsed(),
+        })
+    }
+}
+
+/// A streamed answer in progress. Read it with [`ChatStream::next`] until
+/// it returns `None`; then [`ChatStream::usage`] and
+/// [`ChatStream::cost_usd`] hold the totals.
+pub struct ChatStream {
+    host: Host,
+    instance: Option<Instance>,
+    handle: wasmtime::component::ResourceAny,
+    provider: String,
+    model: String,
+    timeout: Duration,
+    started: Instant,
+    first_token: Option<Duration>,
+    usage: Option<Usage>,
+    finish: Option<FinishReason>,
+}
+
+impl ChatStream {
+    /// The next chunk; `None` once the stream ended properly. After an
+    /// error the stream is over and returns `None`.
+    pub async fn next(&mut self) -> Option<Result<Chunk, Error>> {
+        let instance = self.instance.as_mut()?;
+        let step = tokio::time::timeout(self.timeout, instance.next_chunk(self.handle)).await;
+        let result = match step {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                provider: self.provider.clone(),
+                after: self.timeout,
+            }),
+        };
+        match result {
+            Ok(Some(chunk)) => {
+                match &chunk {
+                    Chunk::Text(_) | Chunk::Reasoning(_) | Chunk::ToolCall(_) => {
+                        self.first_token
+                            .get_or_insert_with(|| self.started.elapsed());
+                    }
+                    Chunk::Usage(usage) => self.usage = Some(*usage),
+                    Chunk::Finish(reason) => self.finish = Some(reason.clone()),
+                    Chunk::Start(_) | Chunk::ReasoningSignature(_) => {}
+                }
+                Some(Ok(chunk))
+            }
+            Ok(None) => {
+                self.instance = None;
+                None
+            }
+            Err(err) => {
+                self.instance = None;
+                Some(Err(err))
+            }
+        }
+    }
+
+    /// The provider answering.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The usage reported at the end of the stream.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Why the answer ended.
+    pub fn finish_reason(&self) -> Option<&FinishReason> {
+        self.finish.as_ref()
+    }
+
+    /// Exact cost of the reported usage; `None` before it arrived or for
+    /// models not in the catalogue.
+    pub fn cost_usd(&self) -> Option<Decimal> {
+        self.usage
+            .as_ref()
+            .and_then(|usage| self.host.priced(&self.provider, &self.model, usage))
+    }
+
+    /// Time from the request to the first content chunk.
+    pub fn time_to_first_token(&self) -> Option<Duration> {
+        self.first_token
+    }
+
+    /// Time since the request started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}

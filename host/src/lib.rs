@@ -1,0 +1,41 @@
+//! llmhost: serves large-language-model requests through provider plugins
+//! compiled to WebAssembly components.
+//!
+//! Each vendor's wire protocol lives in a plugin (a component exporting the
+//! `llm-provider` world of `wit/`); everything else lives here, once: which
+//! hosts a plugin may reach, keys and base URLs, time and memory limits,
+//! cost accounting. Embedders use [`Host`]; no wasmtime type appears in its
+//! API.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), llmhost::Error> {
+//! use llmhost::{Host, Target, types::ChatRequest};
+//!
+//! let host = Host::builder().build().await?;
+//! let request = ChatRequest::simple("gpt-4o-mini", "Say hello");
+//! let outcome = host.chat(&Target::new("openai"), &request).await?;
+//! println!("{} (cost: {:?})", outcome.response.content, outcome.cost_usd);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod cli;
+mod error;
+mod host;
+mod runtime;
+pub mod types;
+
+pub use error::{Error, provider_error_kind};
+pub use host::{ChatOutcome, ChatStream, HealthOutcome, Host, HostBuilder, PluginSummary, Target};
+pub use llmhost_registry as registry;
+pub use runtime::{CompileSource, Limits, PluginOrigin};
+
+/// The built-in provider components, compiled by the build script.
+mod builtin {
+    include!(concat!(env!("OUT_DIR"), "/builtin_providers.rs"));
+}
+
+/// Ids of the providers compiled into this binary.
+pub fn builtin_provider_ids() -> impl Iterator<Item = &'static str> {
+    builtin::BUILTIN_PROVIDERS.iter().map(|(id, _)| *id)
+}

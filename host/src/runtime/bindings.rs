@@ -1,0 +1,13 @@
+//! Host-side bindings of the `llm-provider` world (`wit/`).
+
+wasmtime::component::bindgen!({
+    path: "../wit",
+    world: "llm-provider",
+    imports: { default: trappable },
+    exports: { default: async },
+    with: {
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+    },
+    additional_derives: [PartialEq],
+});

@@ -1,0 +1,423 @@
+//! The WebAssembly side of the host: one engine, compiled plugins, and a
+//! fresh store and instance for every request.
+//!
+//! Nothing here is visible to embedders: the public API ([`crate::Host`])
+//! speaks in the contract's plain data types and [`crate::Error`].
+
+pub(crate) mod bindings;
+mod cache;
+pub(crate) mod gate;
+mod state;
+pub(crate) mod tokenizer;
+
+pub use cache::{CompileSource, ComponentCache};
+pub use gate::Approval;
+
+use crate::error::Error;
+use crate::types::{
+    ChatRequest, ChatResponse, Chunk, HealthReport, ProviderConfig, ProviderError, ProviderInfo,
+    TokenCount, TokenInput,
+};
+use bindings::{LlmProvider, LlmProviderPre};
+use gate::{HttpClients, RequestGate};
+use state::RequestState;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use wasmtime::component::{Linker, ResourceAny};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+};
+
+/// How often the epoch advances; the unit of CPU-time accounting.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// Security and resource limits of every plugin request. The defaults are
+/// safe for untrusted plugins.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Most linear memory one request's instance may use.
+    pub memory_bytes: usize,
+    /// Most CPU time one request's guest code may run (waiting on HTTP does
+    /// not count).
+    pub cpu_time: Duration,
+    /// Largest response body a plugin may receive.
+    pub max_response_bytes: usize,
+    /// TCP connect timeout of outgoing requests.
+    pub connect_timeout: Duration,
+    /// Plugin instances that may run at the same time (pool size).
+    pub max_concurrent_instances: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 128 << 20,
+            cpu_time: Duration::from_secs(5),
+            max_response_bytes: 32 << 20,
+            connect_timeout: Duration::from_secs(10),
+            max_concurrent_instances: 256,
+        }
+    }
+}
+
+/// Where a plugin came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PluginOrigin {
+    /// Compiled into the host binary.
+    BuiltIn,
+    /// Loaded from a file in the plugin directory.
+    File(PathBuf),
+}
+
+/// A loaded, compiled plugin, ready to instantiate.
+pub struct Plugin {
+    pub(crate) info: ProviderInfo,
+    pub(crate) origin: PluginOrigin,
+    pub(crate) compile: CompileSource,
+    pub(crate) load_time: Duration,
+    pre: LlmProviderPre<RequestState>,
+}
+
+/// Engine, linker and shared HTTP clients.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<RequestState>,
+    clients: Arc<HttpClients>,
+    cache: ComponentCache,
+    limits: Limits,
+    pooling: bool,
+}
+
+impl Runtime {
+    /// Creates the engine (pooling allocator when the address space allows
+    /// it, on-demand otherwise) and starts the epoch ticker.
+    pub fn new(limits: Limits, cache: ComponentCache) -> Result<Self, Error> {
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .cranelift_opt_level(wasmtime::OptLevel::Speed)
+            .wasm_component_model(true);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(limits.max_concurrent_instances)
+            .total_core_instances(limits.max_concurrent_instances.saturating_mul(4))
+            .total_memories(limits.max_concurrent_instances.saturating_mul(2))
+            .total_tables(limits.max_concurrent_instances.saturating_mul(4))
+            .total_stacks(limits.max_concurrent_instances)
+            .max_memory_size(limits.memory_bytes);
+        let mut pooled = config.clone();
+        pooled.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let (engine, pooling) = match Engine::new(&pooled) {
+            Ok(engine) => (engine, true),
+            Err(err) => {
+                tracing::info!(
+                    "pooling allocator unavailable ({err:#}); using on-demand allocation"
+                );
+                let engine = Engine::new(&config).map_err(|err| {
+                    Error::Internal(format!("cannot create the wasm engine: {err:#}"))
+                })?;
+                (engine, false)
+            }
+        };
+        start_epoch_ticker(&engine);
+
+        let mut linker = Linker::<RequestState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+            .and_then(|()| {
+                bindings::llmhost::provider::tokenizer::add_to_linker::<
+                    RequestState,
+                    wasmtime::component::HasSelf<RequestState>,
+                >(&mut linker, |state| state)
+            })
+            .map_err(|err| Error::Internal(format!("cannot link host interfaces: {err:#}")))?;
+        let clients = Arc::new(HttpClients::new(
+            limits.connect_timeout,
+            limits.max_response_bytes,
+        ));
+        Ok(Self {
+            engine,
+            linker,
+            clients,
+            cache,
+            limits,
+            pooling,
+        })
+    }
+
+    /// Whether the pooling allocator is in use.
+    pub fn pooling(&self) -> bool {
+        self.pooling
+    }
+
+    /// Compiles (or loads from cache) a component, links it and reads its
+    /// manifest.
+    pub async fn load(&self, bytes: &[u8], origin: PluginOrigin) -> Result<Plugin, Error> {
+        let load_error = |message: String| Error::PluginLoad {
+            path: match &origin {
+                PluginOrigin::File(path) => path.clone(),
+                PluginOrigin::BuiltIn => PathBuf::from("<built-in>"),
+            },
+            message,
+        };
+        let (component, compile, load_time) = self
+            .cache
+            .load_or_compile(&self.engine, bytes)
+            .map_err(|err| load_error(format!("not a valid component: {err:#}")))?;
+        let instance_pre = self.linker.instantiate_pre(&component).map_err(|err| {
+            load_error(format!(
+                "imports something the host does not provide: {err:#}"
+            ))
+        })?;
+        let pre = LlmProviderPre::new(instance_pre).map_err(|err| {
+            load_error(format!("does not export the llm-provider world: {err:#}"))
+        })?;
+        let mut plugin = Plugin {
+            info: placeholder_info(),
+            origin: origin.clone(),
+            compile,
+            load_time,
+            pre,
+        };
+        let mut instance = self
+            .instantiate(&plugin, Approval::default())
+            .await
+            .map_err(|err| load_error(err.to_string()))?;
+        plugin.info = instance
+            .info()
+            .await
+            .map_err(|err| load_error(format!("its info() failed: {err}")))?;
+        validate_info(&plugin.info).map_err(load_error)?;
+        Ok(plugin)
+    }
+
+    /// A fresh instance of `plugin` for one request, allowed to reach what
+    /// `approval` lists.
+    pub async fn instantiate(
+        &self,
+        plugin: &Plugin,
+        approval: Approval,
+    ) -> Result<Instance, Error> {
+        let gate = RequestGate::new(self.clients.clone(), Arc::new(approval));
+        let budget = (self.limits.cpu_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
+        let mut store = Store::new(
+            &self.engine,
+            RequestState::new(gate, self.limits.memory_bytes, budget),
+        );
+        store.limiter(|state| &mut state.limits);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|mut ctx| {
+            let state = ctx.data_mut();
+            state.cpu_ticks += 1;
+            if state.cpu_ticks > state.cpu_budget_ticks {
+                state.cpu_exceeded = true;
+                return Err(wasmtime::format_err!("CPU time limit exceeded"));
+            }
+            Ok(UpdateDeadline::Yield(1))
+        });
+        let provider_id = plugin.info.id.clone();
+        let bindings = plugin.pre.instantiate_async(&mut store).await;
+        let mut instance = Instance {
+            store,
+            bindings: None,
+            provider: provider_id,
+            limits: self.limits.clone(),
+        };
+        match bindings {
+            Ok(bindings) => {
+                instance.bindings = Some(bindings);
+                Ok(instance)
+            }
+            Err(err) => Err(instance.trap_error(err)),
+        }
+    }
+}
+
+fn placeholder_info() -> ProviderInfo {
+    ProviderInfo {
+        id: "<loading>".into(),
+        name: String::new(),
+        version: String::new(),
+        default_base_url: String::new(),
+        api_key_env: Vec::new(),
+        base_url_env: Vec::new(),
+        hosts: Vec::new(),
+        models: Vec::new(),
+    }
+}
+
+/// Rejects manifests the host cannot serve.
+fn validate_info(info: &ProviderInfo) -> Result<(), String> {
+    let id_ok = !info.id.is_empty()
+        && info.id.len() <= 64
+        && info
+            .id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if !id_ok {
+        return Err(format!(
+            "provider id `{}` must be 1-64 characters of a-z, 0-9, `-` and `_`",
+            info.id
+        ));
+    }
+    if !(info.default_base_url.starts_with("https://")
+        || info.default_base_url.starts_with("http://"))
+    {
+        return Err(format!(
+            "default base URL `{}` is not an http(s) URL",
+            info.default_base_url
+        ));
+    }
+    Ok(())
+}
+
+fn start_epoch_ticker(engine: &Engine) {
+    let weak = engine.weak();
+    let spawned = std::thread::Builder::new()
+        .name("llmhost-epoch".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(EPOCH_TICK);
+                match weak.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        });
+    if let Err(err) = spawned {
+        tracing::error!("cannot start the epoch ticker, CPU limits are not enforced: {err}");
+    }
+}
+
+/// One request's instance. Dropping it frees everything the plugin held.
+pub struct Instance {
+    store: Store<RequestState>,
+    bindings: Option<LlmProvider>,
+    provider: String,
+    limits: Limits,
+}
+
+impl Instance {
+    /// The bindings and the store, borrowed apart.
+    fn parts(&mut self) -> Result<(&LlmProvider, &mut Store<RequestState>), Error> {
+        let bindings = self
+            .bindings
+            .as_ref()
+            .ok_or_else(|| Error::Internal("instance not initialised".into()))?;
+        Ok((bindings, &mut self.store))
+    }
+
+    /// Turns a wasmtime failure (trap, limit) into a typed error.
+    fn trap_error(&self, err: wasmtime::Error) -> Error {
+        let state = self.store.data();
+        if state.cpu_exceeded {
+            Error::CpuLimitExceeded {
+                provider: self.provider.clone(),
+                limit: self.limits.cpu_time,
+            }
+        } else if state.limits.exceeded {
+            Error::MemoryLimitExceeded {
+                provider: self.provider.clone(),
+                limit_bytes: self.limits.memory_bytes,
+            }
+        } else {
+            Error::PluginTrap {
+                provider: self.provider.clone(),
+                message: format!("{err:#}"),
+            }
+        }
+    }
+
+    /// Turns a call's outcome into the host's result type.
+    fn finish<T>(&self, result: wasmtime::Result<Result<T, ProviderError>>) -> Result<T, Error> {
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                let denied = &self.store.data().gate.denied;
+                if let (ProviderError::Network(_), Some(destination)) = (&error, denied.first()) {
+                    return Err(Error::HostDenied {
+                        provider: self.provider.clone(),
+                        destination: destination.clone(),
+                        approved: self.store.data().gate.approval_text(),
+                    });
+                }
+                Err(Error::Provider {
+                    provider: self.provider.clone(),
+                    error,
+                })
+            }
+            Err(err) => Err(self.trap_error(err)),
+        }
+    }
+
+    /// The plugin's manifest.
+    pub async fn info(&mut self) -> Result<ProviderInfo, Error> {
+        let (bindings, store) = self.parts()?;
+        let result = bindings.llmhost_provider_provider().call_info(store).await;
+        self.finish(result.map(Ok))
+    }
+
+    /// A complete answer.
+    pub async fn chat(
+        &mut self,
+        config: &ProviderConfig,
+        request: &ChatRequest,
+    ) -> Result<ChatResponse, Error> {
+        let (bindings, store) = self.parts()?;
+        let result = bindings
+            .llmhost_provider_provider()
+            .call_chat(store, config, request)
+            .await;
+        self.finish(result)
+    }
+
+    /// Starts a stream; read it with [`Instance::next_chunk`].
+    pub async fn start_stream(
+        &mut self,
+        config: &ProviderConfig,
+        request: &ChatRequest,
+    ) -> Result<ResourceAny, Error> {
+        let (bindings, store) = self.parts()?;
+        let result = bindings
+            .llmhost_provider_provider()
+            .call_stream(store, config, request)
+            .await;
+        self.finish(result)
+    }
+
+    /// The next chunk of a stream started on this instance.
+    pub async fn next_chunk(&mut self, stream: ResourceAny) -> Result<Option<Chunk>, Error> {
+        let (bindings, store) = self.parts()?;
+        let result = bindings
+            .llmhost_provider_provider()
+            .chat_stream()
+            .call_next(store, stream)
+            .await;
+        self.finish(result)
+    }
+
+    /// Token count.
+    pub async fn count_tokens(
+        &mut self,
+        config: &ProviderConfig,
+        model: &str,
+        input: &TokenInput,
+    ) -> Result<TokenCount, Error> {
+        let (bindings, store) = self.parts()?;
+        let result = bindings
+            .llmhost_provider_provider()
+            .call_count_tokens(store, config, model, input)
+            .await;
+        self.finish(result)
+    }
+
+    /// Health check.
+    pub async fn health_check(&mut self, config: &ProviderConfig) -> Result<HealthReport, Error> {
+        let (bindings, store) = self.parts()?;
+        let result = bindings
+            .llmhost_provider_provider()
+            .call_health_check(store, config)
+            .await;
+        self.finish(result)
+    }
+}
