@@ -39,3 +39,12 @@ mod builtin {
 pub fn builtin_provider_ids() -> impl Iterator<Item = &'static str> {
     builtin::BUILTIN_PROVIDERS.iter().map(|(id, _)| *id)
 }
+
+/// The component bytes of a built-in provider, e.g. to write it into a
+/// plugin directory or inspect it with WebAssembly tools.
+pub fn builtin_component(id: &str) -> Option<&'static [u8]> {
+    builtin::BUILTIN_PROVIDERS
+        .iter()
+        .find(|(builtin, _)| *builtin == id)
+        .map(|(_, bytes)| *bytes)
+}

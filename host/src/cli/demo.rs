@@ -99,13 +99,13 @@ pub async fn run(host: &Host, json: bool) -> Result<(), Fail> {
         .await
         .map_err(|err| Error::Internal(format!("cannot start the simulator on loopback: {err}")))?;
     if !json {
-        println!("llmhost demo: vendor simulator on http://{}\n", sim.addr());
+        outln!("llmhost demo: vendor simulator on http://{}\n", sim.addr());
         for plugin in host.plugins() {
             let origin = match &plugin.origin {
                 PluginOrigin::BuiltIn => "built-in".to_owned(),
                 PluginOrigin::File(path) => path.display().to_string(),
             };
-            println!(
+            outln!(
                 "plugin {} {} ({origin}): {} in {:.1} ms",
                 plugin.id,
                 plugin.version,
@@ -116,7 +116,7 @@ pub async fn run(host: &Host, json: bool) -> Result<(), Fail> {
                 plugin.load_time.as_secs_f64() * 1000.0
             );
         }
-        println!();
+        outln!("");
     }
     let mut rows = Vec::new();
     let mut failures = 0;
@@ -166,12 +166,19 @@ pub async fn run(host: &Host, json: bool) -> Result<(), Fail> {
             .collect();
         print_json(&Value::Array(list));
     } else {
-        println!(
+        outln!(
             "{:<10} {:<12} {:<44} {:<24} {:<36} {:<14} {:>8}  {}",
-            "PROVIDER", "MODEL", "ANSWER", "STREAM", "TOKENS", "COST", "LATENCY", "HEALTH"
+            "PROVIDER",
+            "MODEL",
+            "ANSWER",
+            "STREAM",
+            "TOKENS",
+            "COST",
+            "LATENCY",
+            "HEALTH"
         );
         for r in &rows {
-            println!(
+            outln!(
                 "{:<10} {:<12} {:<44} {:<24} {:<36} {:<14} {:>6}ms  {}",
                 r.provider,
                 r.model,

@@ -2,6 +2,15 @@
 //! stdout with `--json`; failures exit non-zero and, with `--json`, print
 //! `{"error":{"kind","message"}}`.
 
+/// `println!` that ignores a closed stdout (`llmhost models | head`)
+/// instead of panicking.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($arg)*);
+    }};
+}
+
 mod demo;
 mod output;
 
@@ -285,7 +294,7 @@ async fn chat(host: &Host, args: ChatArgs) -> Result<(), Fail> {
             if let Some(reasoning) = &outcome.response.reasoning_content {
                 eprintln!("[reasoning] {reasoning}");
             }
-            println!("{}", outcome.response.content);
+            outln!("{}", outcome.response.content);
             output::summary_line(
                 &outcome.provider,
                 &request.model,
@@ -325,7 +334,7 @@ async fn chat(host: &Host, args: ChatArgs) -> Result<(), Fail> {
             stream.elapsed(),
         ));
     } else {
-        println!();
+        outln!("");
         output::summary_line(
             stream.provider(),
             &request.model,
@@ -350,7 +359,7 @@ async fn tokens(host: &Host, args: TokensArgs) -> Result<(), Fail> {
         }));
     } else {
         let note = if count.estimated { " (estimate)" } else { "" };
-        println!("{} tokens{note} [{}]", count.tokens, count.encoding);
+        outln!("{} tokens{note} [{}]", count.tokens, count.encoding);
     }
     Ok(())
 }
@@ -367,7 +376,7 @@ async fn health(host: &Host, args: HealthArgs) -> Result<(), Fail> {
             "detail": outcome.report.detail,
         }));
     } else {
-        println!(
+        outln!(
             "{}: healthy ({} ms) - {}",
             outcome.provider,
             outcome.latency.as_millis(),
@@ -381,14 +390,14 @@ async fn simulate(args: SimulateArgs) -> Result<(), Fail> {
     let simulator = llmhost_simulator::Simulator::bind(args.listen)
         .await
         .map_err(|err| Error::InvalidConfig(format!("cannot listen on {}: {err}", args.listen)))?;
-    println!(
+    outln!(
         "llmhost vendor simulator listening on http://{}",
         simulator.addr()
     );
     for vendor in llmhost_simulator::Vendor::ALL {
-        println!("  {:<10} {}", vendor.prefix(), simulator.base_url(*vendor));
+        outln!("  {:<10} {}", vendor.prefix(), simulator.base_url(*vendor));
     }
-    println!("Any non-empty API key is accepted. Press Ctrl-C to stop.");
+    outln!("Any non-empty API key is accepted. Press Ctrl-C to stop.");
     let _ = std::io::stdout().flush();
     simulator.serve_forever().await;
     Ok(())

@@ -46,7 +46,7 @@ impl Fail {
 
 /// Prints one JSON value on a line.
 pub fn print_json(value: &Value) {
-    println!("{value}");
+    outln!("{value}");
 }
 
 /// Usage for a stream whose plugin reported none.
@@ -205,12 +205,17 @@ pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), sup
         print_json(&Value::Array(list));
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<10} {:<16} {:>10} {:>9} {:>9} {:>9}  capabilities",
-        "PROVIDER", "MODEL", "CONTEXT", "MAX OUT", "IN $/M", "OUT $/M"
+        "PROVIDER",
+        "MODEL",
+        "CONTEXT",
+        "MAX OUT",
+        "IN $/M",
+        "OUT $/M"
     );
     for m in entries {
-        println!(
+        outln!(
             "{:<10} {:<16} {:>10} {:>9} {:>9} {:>9}  {}",
             m.provider,
             m.id,
@@ -259,7 +264,7 @@ pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
         return Ok(());
     }
     for p in &plugins {
-        println!(
+        outln!(
             "{:<12} {:<8} {:<28} {} models, {} in {:.1} ms ({})",
             p.id,
             p.version,

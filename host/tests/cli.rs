@@ -1,0 +1,362 @@
+//! The `llmhost` command as users and scripts meet it: real processes,
+//! talking to the vendor simulator over loopback.
+
+use llmhost_simulator::{Reply, Simulator, Vendor};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+
+fn llmhost(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_llmhost"));
+    command
+        .args(args)
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("OPENAI_BASE_URL")
+        .env_remove("LLMHOST_PLUGINS")
+        .env(
+            "LLMHOST_CACHE_DIR",
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
+        );
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command
+}
+
+async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut command = llmhost(args, env);
+    tokio::task::spawn_blocking(move || command.output().expect("llmhost runs"))
+        .await
+        .expect("join")
+}
+
+fn json_of(output: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|err| {
+        panic!(
+            "stdout is one JSON object ({err}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_json_has_the_documented_fields() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    for stream in [false, true] {
+        let mut args = vec![
+            "chat",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o-mini",
+            "--base-url",
+            &base,
+            "--api-key",
+            "sk-x",
+            "--system",
+            "Be brief.",
+            "--json",
+        ];
+        if stream {
+            args.push("--stream");
+        }
+        args.push("Hello CLI");
+        let output = run(&args, &[]).await;
+        assert!(
+            output.status.success(),
+            "stream={stream}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let v = json_of(&output);
+        assert_eq!(v["provider"], "openai");
+        assert_eq!(v["model"], "gpt-4o-mini");
+        assert!(
+            v["content"]
+                .as_str()
+                .expect("content")
+                .contains("You said: Hello CLI")
+        );
+        assert!(v["reasoning_content"].is_null());
+        assert_eq!(v["finish_reason"], "stop");
+        let input = v["usage"]["input_tokens"].as_u64().expect("input tokens");
+        let output_tokens = v["usage"]["output_tokens"].as_u64().expect("output tokens");
+        assert!(input > 0 && output_tokens > 0);
+        assert_eq!(v["usage"]["estimated"], false);
+        // $0.15 / $0.60 per million tokens, to the last digit.
+        let expected = rust_decimal::Decimal::from(input) * rust_decimal::Decimal::new(15, 8)
+            + rust_decimal::Decimal::from(output_tokens) * rust_decimal::Decimal::new(60, 8);
+        assert_eq!(v["cost_usd"], expected.normalize().to_string());
+        assert!(v["latency_ms"].is_u64());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_prints_text_and_reads_key_and_base_url_from_the_environment() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    for stream in [false, true] {
+        let mut args = vec!["chat", "-p", "openai", "-m", "gpt-4.1-mini"];
+        if stream {
+            args.push("--stream");
+        }
+        args.push("plain text please");
+        let output = run(
+            &args,
+            &[("OPENAI_API_KEY", "sk-env"), ("OPENAI_BASE_URL", &base)],
+        )
+        .await;
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(stdout.contains("You said: plain text please"), "{stdout}");
+    }
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| r.header("authorization") == Some("Bearer sk-env"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn failures_exit_non_zero_with_a_typed_json_error() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::openai_error(
+            401,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            "Incorrect API key provided",
+        ),
+    );
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::openai_error(429, "requests", Some("rate_limit_exceeded"), "slow down")
+            .header("retry-after", "2"),
+    );
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::openai_error(500, "server_error", None, "boom"),
+    );
+    for (model, kind) in [
+        ("gpt-4o", "authentication"),
+        ("gpt-4o", "rate_limited"),
+        ("gpt-4o", "server_error"),
+        ("no-such-model", "model_not_supported"),
+    ] {
+        let output = run(
+            &[
+                "chat",
+                "-p",
+                "openai",
+                "-m",
+                model,
+                "--base-url",
+                &base,
+                "--api-key",
+                "k",
+                "--json",
+                "hi",
+            ],
+            &[],
+        )
+        .await;
+        assert!(!output.status.success());
+        let v = json_of(&output);
+        assert_eq!(v["error"]["kind"], kind, "{v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        if kind == "rate_limited" {
+            assert_eq!(v["error"]["retry_after_ms"], 2000);
+        }
+    }
+    let output = run(
+        &[
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o",
+            "--base-url",
+            &base,
+            "--json",
+            "hi",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_of(&output)["error"]["kind"], "api_key_missing");
+    let output = run(&["chat", "-p", "nobody", "-m", "x", "--json", "hi"], &[]).await;
+    assert_eq!(json_of(&output)["error"]["kind"], "unknown_provider");
+    let output = run(
+        &[
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o",
+            "--base-url",
+            "ftp://x",
+            "--json",
+            "hi",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_of(&output)["error"]["kind"], "invalid_config");
+    // Without --json the error goes to stderr.
+    let output = run(
+        &[
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o",
+            "--base-url",
+            &base,
+            "hi",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success());
+    assert!(output.stdout.is_empty());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("OPENAI_API_KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn tokens_models_and_health() {
+    let output = run(
+        &[
+            "tokens",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o",
+            "--json",
+            "Hello, world!",
+        ],
+        &[],
+    )
+    .await;
+    assert!(output.status.success());
+    let v = json_of(&output);
+    assert_eq!(v["tokens"], 4);
+    assert_eq!(v["estimated"], false);
+    assert_eq!(v["encoding"], "o200k_base");
+
+    let output = run(&["models", "--provider", "openai", "--json"], &[]).await;
+    let models = json_of(&output);
+    let gpt4o = models
+        .as_array()
+        .expect("list")
+        .iter()
+        .find(|m| m["model"] == "gpt-4o")
+        .expect("gpt-4o listed");
+    assert_eq!(gpt4o["context_window"], 128000);
+    assert_eq!(gpt4o["input_usd_per_mtok"], "2.5");
+    assert_eq!(gpt4o["output_usd_per_mtok"], "10");
+    assert!(
+        gpt4o["capabilities"]
+            .as_array()
+            .expect("caps")
+            .iter()
+            .any(|c| c == "tools")
+    );
+
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let output = run(
+        &[
+            "health",
+            "-p",
+            "openai",
+            "--base-url",
+            &base,
+            "--api-key",
+            "k",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json_of(&output)["healthy"], true);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_runs_offline_and_simulate_serves_the_protocol() {
+    let output = run(&["demo"], &[("OPENAI_BASE_URL", "http://127.0.0.1:9")]).await;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        stdout.contains("openai") && stdout.contains("gpt-4o-mini"),
+        "{stdout}"
+    );
+
+    let mut child = llmhost(&["simulate", "--listen", "127.0.0.1:0"], &[])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("simulate starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (found, base) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line.split_whitespace().find(|w| w.ends_with("/openai/v1")) {
+                let _ = found.send(url.to_owned());
+            }
+        }
+    });
+    let openai_base =
+        tokio::task::spawn_blocking(move || base.recv_timeout(std::time::Duration::from_secs(60)))
+            .await
+            .expect("join")
+            .expect("simulate prints the OpenAI base URL");
+    let output = run(
+        &[
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o",
+            "--base-url",
+            &openai_base,
+            "--api-key",
+            "k",
+            "--json",
+            "hi",
+        ],
+        &[],
+    )
+    .await;
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        json_of(&output)["content"]
+            .as_str()
+            .expect("content")
+            .contains("You said: hi")
+    );
+}

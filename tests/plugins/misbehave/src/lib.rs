@@ -1,0 +1,146 @@
+//! A provider plugin that misbehaves on request, for the host's tests.
+//! The request's model selects the behaviour:
+//!
+//! - `spin`: loops forever (the CPU limit must stop it);
+//! - `hog`: allocates without bound (the memory limit must stop it);
+//! - `panic`: panics (a trap);
+//! - `fetch`: GETs the URL given as the last message's text and answers
+//!   with the status (the HTTP gate decides whether it may);
+//! - anything else: answers `ok` without any I/O.
+
+use llmhost_provider_sdk::http::{self, Request};
+use llmhost_provider_sdk::types::{
+    Capabilities, ChatRequest, ChatResponse, Chunk, FinishReason, HealthReport, ModelInfo, Pricing,
+    ProviderConfig, ProviderError, ProviderInfo, TokenCount, TokenInput, Usage,
+};
+use llmhost_provider_sdk::{ChunkSource, Provider, export_provider, message_text};
+use std::hint::black_box;
+
+struct Misbehave;
+
+fn model(id: &str) -> ModelInfo {
+    ModelInfo {
+        id: id.into(),
+        display_name: id.into(),
+        context_window: 1000,
+        max_output_tokens: 100,
+        pricing: Pricing {
+            input: 1_000_000,
+            output: 2_000_000,
+            cache_read: None,
+            cache_write: None,
+        },
+        capabilities: Capabilities::STREAMING,
+        tokenizer: "o200k_base".into(),
+        tokenizer_exact: false,
+    }
+}
+
+fn answer(content: String) -> ChatResponse {
+    ChatResponse {
+        id: "misbehave-1".into(),
+        model: "ok".into(),
+        content,
+        reasoning_content: None,
+        tool_calls: Vec::new(),
+        finish_reason: FinishReason::Stop,
+        usage: Usage {
+            input_tokens: 1,
+            output_tokens: 1,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
+            estimated: false,
+        },
+        rate_limits: None,
+        request_id: None,
+    }
+}
+
+fn behave(request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
+    match request.model.as_str() {
+        "spin" => {
+            let mut n: u64 = 0;
+            loop {
+                n = black_box(n.wrapping_add(1));
+            }
+        }
+        "hog" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(black_box(vec![1u8; 1 << 20]));
+            }
+        }
+        "panic" => panic!("this plugin panics on request"),
+        "fetch" => {
+            let url = request
+                .messages
+                .last()
+                .map(message_text)
+                .unwrap_or_default();
+            let mut response = http::send(Request::get(url))?;
+            let _ = response.body.read_to_end(1 << 20)?;
+            Ok(answer(format!("status {}", response.status)))
+        }
+        _ => Ok(answer("ok".into())),
+    }
+}
+
+struct Once(Option<Chunk>);
+
+impl ChunkSource for Once {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError> {
+        Ok(self.0.take())
+    }
+}
+
+impl Provider for Misbehave {
+    fn info() -> ProviderInfo {
+        ProviderInfo {
+            id: "misbehave".into(),
+            name: "Misbehaving test plugin".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            default_base_url: "https://misbehave.invalid".into(),
+            api_key_env: vec!["MISBEHAVE_API_KEY".into()],
+            base_url_env: Vec::new(),
+            hosts: vec!["misbehave.invalid".into()],
+            models: ["ok", "spin", "hog", "panic", "fetch"]
+                .into_iter()
+                .map(model)
+                .collect(),
+        }
+    }
+
+    fn chat(_config: ProviderConfig, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
+        behave(&request)
+    }
+
+    fn stream(
+        _config: ProviderConfig,
+        request: ChatRequest,
+    ) -> Result<Box<dyn ChunkSource>, ProviderError> {
+        let response = behave(&request)?;
+        Ok(Box::new(Once(Some(Chunk::Text(response.content)))))
+    }
+
+    fn count_tokens(
+        _config: ProviderConfig,
+        _model: String,
+        _input: TokenInput,
+    ) -> Result<TokenCount, ProviderError> {
+        Ok(TokenCount {
+            tokens: 0,
+            estimated: true,
+            encoding: "none".into(),
+        })
+    }
+
+    fn health_check(_config: ProviderConfig) -> Result<HealthReport, ProviderError> {
+        Ok(HealthReport {
+            models_available: None,
+            detail: "fine".into(),
+        })
+    }
+}
+
+export_provider!(Misbehave);
