@@ -14,7 +14,7 @@ pub enum Error {
     #[error("{provider}: {}", describe_provider_error(.error))]
     Provider {
         provider: String,
-        error: ProviderError,
+        error: Box<ProviderError>,
     },
     /// The plugin tried to reach a host it is not approved for; no
     /// connection was made.
@@ -78,7 +78,7 @@ impl Error {
     /// The vendor's failure details, when the vendor reported one.
     pub fn detail(&self) -> Option<&ErrorDetail> {
         match self {
-            Error::Provider { error, .. } => match error {
+            Error::Provider { error, .. } => match error.as_ref() {
                 ProviderError::Authentication(d)
                 | ProviderError::RateLimited(d)
                 | ProviderError::QuotaExhausted(d)

@@ -417,15 +417,12 @@ impl Host {
     /// Names where the key can be set, for an `api-key-missing` error.
     fn explain(&self, plugin: &Plugin, error: Error) -> Error {
         match error {
-            Error::Provider {
-                provider,
-                error: ProviderError::ApiKeyMissing(_),
-            } => {
+            Error::Provider { provider, error } if matches!(*error, ProviderError::ApiKeyMissing(_)) => {
                 let vars = plugin.info.api_key_env.join(" or ");
                 Error::Provider {
-                    error: ProviderError::ApiKeyMissing(format!(
+                    error: Box::new(ProviderError::ApiKeyMissing(format!(
                         "no API key for `{provider}`: set {vars}, or pass one explicitly"
-                    )),
+                    ))),
                     provider,
                 }
             }

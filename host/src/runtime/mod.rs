@@ -343,7 +343,7 @@ impl Instance {
                 }
                 Err(Error::Provider {
                     provider: self.provider.clone(),
-                    error,
+                    error: Box::new(error),
                 })
             }
             Err(err) => Err(self.trap_error(err)),
