@@ -417,7 +417,9 @@ impl Host {
     /// Names where the key can be set, for an `api-key-missing` error.
     fn explain(&self, plugin: &Plugin, error: Error) -> Error {
         match error {
-            Error::Provider { provider, error } if matches!(*error, ProviderError::ApiKeyMissing(_)) => {
+            Error::Provider { provider, error }
+                if matches!(*error, ProviderError::ApiKeyMissing(_)) =>
+            {
                 let vars = plugin.info.api_key_env.join(" or ");
                 Error::Provider {
                     error: Box::new(ProviderError::ApiKeyMissing(format!(

@@ -278,3 +278,39 @@ async fn the_second_start_loads_compiled_components_from_the_cache() {
             .all(|p| p.compile == CompileSource::Compiled)
     );
 }
+
+#[tokio::test]
+async fn waiting_on_a_slow_stream_does_not_count_as_cpu_time() {
+    // 80 chunks 15 ms apart: 1.2 s of waiting, far above the 500 ms CPU
+    // budget of the test limits, but almost no guest CPU.
+    let host = builder().build().await.expect("host");
+    let sim = Simulator::start().await.expect("sim");
+    let mut events: Vec<String> = (0..80)
+        .map(|i| {
+            llmhost_simulator::sse_data(&serde_json::json!({
+                "id": "c", "object": "chat.completion.chunk", "model": "gpt-4o-mini",
+                "choices": [{"index": 0, "delta": {"content": format!("{i} ")}, "finish_reason": null}]
+            }))
+        })
+        .collect();
+    events.push("data: [DONE]\n\n".into());
+    sim.enqueue(
+        Vendor::OpenAi,
+        llmhost_simulator::Reply::sse(events).delay_each(Duration::from_millis(15)),
+    );
+    let mut target = Target::new("openai")
+        .base_url(sim.base_url(Vendor::OpenAi))
+        .api_key("k");
+    target.use_env = false;
+    let mut stream = host
+        .stream(&target, &ChatRequest::simple("gpt-4o-mini", "slow"))
+        .await
+        .expect("stream");
+    let mut pieces = 0;
+    while let Some(chunk) = stream.next().await {
+        if let llmhost::types::Chunk::Text(_) = chunk.expect("no CPU limit for waiting") {
+            pieces += 1;
+        }
+    }
+    assert_eq!(pieces, 80);
+}

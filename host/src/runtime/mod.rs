@@ -26,10 +26,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use wasmtime::component::{Linker, ResourceAny};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline,
+    CallHook, Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store,
+    UpdateDeadline,
 };
 
-/// How often the epoch advances; the unit of CPU-time accounting.
+/// How often the epoch advances: how often a running guest's CPU time is
+/// checked against its budget (and the guest yields to other tasks).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Security and resource limits of every plugin request. The defaults are
@@ -199,17 +201,23 @@ impl Runtime {
         approval: Approval,
     ) -> Result<Instance, Error> {
         let gate = RequestGate::new(self.clients.clone(), Arc::new(approval));
-        let budget = (self.limits.cpu_time.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64;
-        let mut store = Store::new(
-            &self.engine,
-            RequestState::new(gate, self.limits.memory_bytes, budget),
-        );
+        let state = RequestState::new(gate, self.limits.memory_bytes, self.limits.cpu_time);
+        let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
+        store.call_hook(|mut ctx, hook| {
+            let clock = &mut ctx.data_mut().cpu;
+            match hook {
+                CallHook::CallingWasm | CallHook::ReturningFromHost => clock.resume(),
+                CallHook::ReturningFromWasm | CallHook::CallingHost => clock.pause(),
+            }
+            Ok(())
+        });
+        // The deadline is checked once per epoch tick while guest code
+        // runs; the budget itself is measured by the guest clock.
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|mut ctx| {
             let state = ctx.data_mut();
-            state.cpu_ticks += 1;
-            if state.cpu_ticks > state.cpu_budget_ticks {
+            if state.cpu.used() > state.cpu_budget {
                 state.cpu_exceeded = true;
                 return Err(wasmtime::format_err!("CPU time limit exceeded"));
             }

@@ -3,6 +3,7 @@
 
 use super::bindings::llmhost::provider::tokenizer::{self, TokenizerError};
 use super::gate::RequestGate;
+use std::time::{Duration, Instant};
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -15,14 +16,43 @@ pub struct RequestState {
     pub(super) table: ResourceTable,
     pub(super) gate: RequestGate,
     pub(super) limits: MemoryLimiter,
-    /// Epoch ticks during which guest code was running.
-    pub(super) cpu_ticks: u64,
-    pub(super) cpu_budget_ticks: u64,
+    pub(super) cpu: GuestClock,
+    pub(super) cpu_budget: Duration,
     pub(super) cpu_exceeded: bool,
 }
 
+/// Time during which guest code was running: started when control enters
+/// the guest (a call, or a host function returning), stopped when it leaves
+/// (a return, or a host function being called). Waiting inside a host
+/// function (network I/O) therefore never counts.
+#[derive(Debug, Default)]
+pub struct GuestClock {
+    used: Duration,
+    running_since: Option<Instant>,
+}
+
+impl GuestClock {
+    pub(super) fn resume(&mut self) {
+        self.running_since = Some(Instant::now());
+    }
+
+    pub(super) fn pause(&mut self) {
+        if let Some(since) = self.running_since.take() {
+            self.used += since.elapsed();
+        }
+    }
+
+    /// Guest time so far, including the current stretch.
+    pub(super) fn used(&self) -> Duration {
+        self.used
+            + self
+                .running_since
+                .map_or(Duration::ZERO, |since| since.elapsed())
+    }
+}
+
 impl RequestState {
-    pub(super) fn new(gate: RequestGate, memory_limit: usize, cpu_budget_ticks: u64) -> Self {
+    pub(super) fn new(gate: RequestGate, memory_limit: usize, cpu_budget: Duration) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.allow_tcp(false)
             .allow_udp(false)
@@ -34,8 +64,8 @@ impl RequestState {
             table: ResourceTable::new(),
             gate,
             limits: MemoryLimiter::new(memory_limit),
-            cpu_ticks: 0,
-            cpu_budget_ticks,
+            cpu: GuestClock::default(),
+            cpu_budget,
             cpu_exceeded: false,
         }
     }
