@@ -87,7 +87,14 @@ fn native_body(request: &ChatRequest) -> Vec<u8> {
 }
 
 fn bench(c: &mut Criterion) {
-    let runtime = Runtime::new().expect("tokio");
+    let runtime = if std::env::var_os("BENCH_CURRENT_THREAD").is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio")
+    } else {
+        Runtime::new().expect("tokio")
+    };
     let addr = runtime.block_on(canned_server());
     let cache = tempfile::tempdir().expect("cache dir");
     let host = runtime

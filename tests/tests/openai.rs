@@ -433,3 +433,37 @@ async fn a_hanging_vendor_times_out() {
     assert_eq!(err.kind(), "timeout");
     assert!(started.elapsed() < Duration::from_secs(10));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_run_in_parallel_from_spawned_tasks() {
+    let host = host().await;
+    let (sim, target) = openai_sim().await;
+    let tasks: Vec<_> = (0..24)
+        .map(|i| {
+            let host = host.clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let request = ChatRequest::simple("gpt-4o-mini", format!("task {i}"));
+                if i % 2 == 0 {
+                    host.chat(&target, &request)
+                        .await
+                        .map(|o| o.response.content)
+                } else {
+                    let mut stream = host.stream(&target, &request).await?;
+                    let mut text = String::new();
+                    while let Some(chunk) = stream.next().await {
+                        if let Chunk::Text(piece) = chunk? {
+                            text.push_str(&piece);
+                        }
+                    }
+                    Ok(text)
+                }
+            })
+        })
+        .collect();
+    for (i, task) in tasks.into_iter().enumerate() {
+        let text = task.await.expect("task").expect("request succeeds");
+        assert!(text.contains(&format!("You said: task {i}")), "{text}");
+    }
+    assert_eq!(sim.requests().len(), 24);
+}

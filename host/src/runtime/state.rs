@@ -3,7 +3,7 @@
 
 use super::bindings::llmhost::provider::tokenizer::{self, TokenizerError};
 use super::gate::RequestGate;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -25,29 +25,41 @@ pub struct RequestState {
 /// the guest (a call, or a host function returning), stopped when it leaves
 /// (a return, or a host function being called). Waiting inside a host
 /// function (network I/O) therefore never counts.
+///
+/// A request crosses the boundary dozens of times, so the clock reads the
+/// coarse monotonic clock (a few nanoseconds, millisecond resolution). A
+/// stretch shorter than the resolution is counted as zero or one tick in
+/// proportion to its length, so the sum stays right on average.
 #[derive(Debug, Default)]
 pub struct GuestClock {
-    used: Duration,
-    running_since: Option<Instant>,
+    used_ns: u64,
+    running_since_ns: Option<u64>,
+}
+
+fn coarse_now_ns() -> u64 {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    (now.tv_sec as u64)
+        .saturating_mul(1_000_000_000)
+        .saturating_add(now.tv_nsec as u64)
 }
 
 impl GuestClock {
     pub(super) fn resume(&mut self) {
-        self.running_since = Some(Instant::now());
+        self.running_since_ns = Some(coarse_now_ns());
     }
 
     pub(super) fn pause(&mut self) {
-        if let Some(since) = self.running_since.take() {
-            self.used += since.elapsed();
+        if let Some(since) = self.running_since_ns.take() {
+            self.used_ns += coarse_now_ns().saturating_sub(since);
         }
     }
 
     /// Guest time so far, including the current stretch.
     pub(super) fn used(&self) -> Duration {
-        self.used
-            + self
-                .running_since
-                .map_or(Duration::ZERO, |since| since.elapsed())
+        let current = self
+            .running_since_ns
+            .map_or(0, |since| coarse_now_ns().saturating_sub(since));
+        Duration::from_nanos(self.used_ns + current)
     }
 }
 

@@ -34,7 +34,7 @@ impl ComponentBuild<'_> {
     /// order of `packages`. Panics with a readable message on failure, as
     /// build scripts do.
     pub fn run(&self) -> Vec<PathBuf> {
-        ensure_wasm_target();
+        ensure_wasm_target(&self.workspace.join("target"));
         let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut command = Command::new(cargo);
         command
@@ -111,8 +111,24 @@ pub fn workspace_root(manifest_dir: &Path) -> PathBuf {
 }
 
 /// Makes sure the wasm target's standard library is installed, adding it
-/// with rustup when it is not.
-pub fn ensure_wasm_target() {
+/// with rustup when it is not. Several build scripts may ask at once, so
+/// the check and the installation happen under a file lock in `lock_dir`.
+pub fn ensure_wasm_target(lock_dir: &Path) {
+    let _ = std::fs::create_dir_all(lock_dir);
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(lock_dir.join(".wasm-target.lock"));
+    // Without a lock file (read-only tree) the check still works; only
+    // concurrent installs could then collide.
+    if let Ok(file) = &lock {
+        let _ = file.lock();
+    }
+    install_wasm_target_if_missing();
+}
+
+fn install_wasm_target_if_missing() {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
     let sysroot = Command::new(&rustc)
         .args(["--print", "sysroot"])

@@ -1,18 +1,23 @@
 //! The embedder's API: a [`Host`] with loaded plugins, and calls that
 //! resolve keys and base URLs, apply limits and account for cost.
 
+mod stream;
+
+pub use stream::ChatStream;
+
 use crate::error::Error;
 use crate::runtime::{
     Approval, CompileSource, ComponentCache, Instance, Limits, Plugin, PluginOrigin, Runtime,
 };
 use crate::types::{
-    ChatRequest, ChatResponse, Chunk, FinishReason, HealthReport, ProviderConfig, ProviderError,
-    ProviderInfo, TokenCount, TokenInput, Usage, capability_names,
+    ChatRequest, ChatResponse, HealthReport, ProviderConfig, ProviderError, ProviderInfo,
+    TokenCount, TokenInput, Usage, capability_names,
 };
 use llmhost_registry::rust_decimal::Decimal;
 use llmhost_registry::{Catalogue, ModelEntry, Pricing};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -432,6 +437,22 @@ impl Host {
         }
     }
 
+    /// Runs one request's work within its time budget, with errors
+    /// explained for the operator.
+    async fn bounded<T>(
+        &self,
+        resolved: &Resolved,
+        work: impl Future<Output = Result<T, Error>>,
+    ) -> Result<T, Error> {
+        match tokio::time::timeout(resolved.timeout, work).await {
+            Ok(result) => result.map_err(|err| self.explain(&resolved.plugin, err)),
+            Err(_) => Err(Error::Timeout {
+                provider: resolved.plugin.info.id.clone(),
+                after: resolved.timeout,
+            }),
+        }
+    }
+
     async fn instance(&self, resolved: &Resolved) -> Result<Instance, Error> {
         self.inner
             .runtime
@@ -447,13 +468,7 @@ impl Host {
             let mut instance = self.instance(&resolved).await?;
             instance.chat(&resolved.config, request).await
         };
-        let response = tokio::time::timeout(resolved.timeout, work)
-            .await
-            .map_err(|_| Error::Timeout {
-                provider: target.provider.clone(),
-                after: resolved.timeout,
-            })?
-            .map_err(|err| self.explain(&resolved.plugin, err))?;
+        let response = self.bounded(&resolved, work).await?;
         let latency = started.elapsed();
         let cost_usd = self.priced(&target.provider, &request.model, &response.usage);
         Ok(ChatOutcome {
@@ -464,7 +479,7 @@ impl Host {
         })
     }
 
-    fn priced(&self, provider: &str, model: &str, usage: &Usage) -> Option<Decimal> {
+    pub(crate) fn priced(&self, provider: &str, model: &str, usage: &Usage) -> Option<Decimal> {
         let cost = self.cost(provider, model, usage);
         if cost.is_none() {
             tracing::warn!(provider, model, "model not in the catalogue: cost unknown");
@@ -485,25 +500,15 @@ impl Host {
             let handle = instance.start_stream(&resolved.config, request).await?;
             Ok::<_, Error>((instance, handle))
         };
-        let (instance, handle) = tokio::time::timeout(resolved.timeout, work)
-            .await
-            .map_err(|_| Error::Timeout {
-                provider: target.provider.clone(),
-                after: resolved.timeout,
-            })?
-            .map_err(|err| self.explain(&resolved.plugin, err))?;
-        Ok(ChatStream {
-            host: self.clone(),
-            instance: Some(instance),
+        let (instance, handle) = self.bounded(&resolved, work).await?;
+        Ok(ChatStream::new(
+            self.clone(),
+            instance,
             handle,
-            provider: target.provider.clone(),
-            model: request.model.clone(),
-            timeout: resolved.timeout,
+            &request.model,
+            resolved.timeout,
             started,
-            first_token: None,
-            usage: None,
-            finish: None,
-        })
+        ))
     }
 
     /// Counts tokens for `model`.
@@ -518,13 +523,7 @@ impl Host {
             let mut instance = self.instance(&resolved).await?;
             instance.count_tokens(&resolved.config, model, input).await
         };
-        tokio::time::timeout(resolved.timeout, work)
-            .await
-            .map_err(|_| Error::Timeout {
-                provider: target.provider.clone(),
-                after: resolved.timeout,
-            })?
-            .map_err(|err| self.explain(&resolved.plugin, err))
+        self.bounded(&resolved, work).await
     }
 
     /// Checks that the vendor answers and accepts the key.
@@ -535,104 +534,11 @@ impl Host {
             let mut instance = self.instance(&resolved).await?;
             instance.health_check(&resolved.config).await
         };
-        let report = tokio::time::timeout(resolved.timeout, work)
-            .await
-            .map_err(|_| Error::Timeout {
-                provider: target.provider.clone(),
-                after: resolved.timeout,
-            })?
-            .map_err(|err| self.explain(&resolved.plugin, err))?;
+        let report = self.bounded(&resolved, work).await?;
         Ok(HealthOutcome {
             provider: target.provider.clone(),
             report,
             latency: started.elapsed(),
         })
-    }
-}
-
-/// A streamed answer in progress. Read it with [`ChatStream::next`] until
-/// it returns `None`; then [`ChatStream::usage`] and
-/// [`ChatStream::cost_usd`] hold the totals.
-pub struct ChatStream {
-    host: Host,
-    instance: Option<Instance>,
-    handle: wasmtime::component::ResourceAny,
-    provider: String,
-    model: String,
-    timeout: Duration,
-    started: Instant,
-    first_token: Option<Duration>,
-    usage: Option<Usage>,
-    finish: Option<FinishReason>,
-}
-
-impl ChatStream {
-    /// The next chunk; `None` once the stream ended properly. After an
-    /// error the stream is over and returns `None`.
-    pub async fn next(&mut self) -> Option<Result<Chunk, Error>> {
-        let instance = self.instance.as_mut()?;
-        let step = tokio::time::timeout(self.timeout, instance.next_chunk(self.handle)).await;
-        let result = match step {
-            Ok(result) => result,
-            Err(_) => Err(Error::Timeout {
-                provider: self.provider.clone(),
-                after: self.timeout,
-            }),
-        };
-        match result {
-            Ok(Some(chunk)) => {
-                match &chunk {
-                    Chunk::Text(_) | Chunk::Reasoning(_) | Chunk::ToolCall(_) => {
-                        self.first_token
-                            .get_or_insert_with(|| self.started.elapsed());
-                    }
-                    Chunk::Usage(usage) => self.usage = Some(*usage),
-                    Chunk::Finish(reason) => self.finish = Some(reason.clone()),
-                    Chunk::Start(_) | Chunk::ReasoningSignature(_) => {}
-                }
-                Some(Ok(chunk))
-            }
-            Ok(None) => {
-                self.instance = None;
-                None
-            }
-            Err(err) => {
-                self.instance = None;
-                Some(Err(err))
-            }
-        }
-    }
-
-    /// The provider answering.
-    pub fn provider(&self) -> &str {
-        &self.provider
-    }
-
-    /// The usage reported at the end of the stream.
-    pub fn usage(&self) -> Option<Usage> {
-        self.usage
-    }
-
-    /// Why the answer ended.
-    pub fn finish_reason(&self) -> Option<&FinishReason> {
-        self.finish.as_ref()
-    }
-
-    /// Exact cost of the reported usage; `None` before it arrived or for
-    /// models not in the catalogue.
-    pub fn cost_usd(&self) -> Option<Decimal> {
-        self.usage
-            .as_ref()
-            .and_then(|usage| self.host.priced(&self.provider, &self.model, usage))
-    }
-
-    /// Time from the request to the first content chunk.
-    pub fn time_to_first_token(&self) -> Option<Duration> {
-        self.first_token
-    }
-
-    /// Time since the request started.
-    pub fn elapsed(&self) -> Duration {
-        self.started.elapsed()
     }
 }

@@ -1,0 +1,118 @@
+//! A streamed answer, read chunk by chunk from its plugin instance.
+
+use super::Host;
+use crate::error::Error;
+use crate::runtime::Instance;
+use crate::types::{Chunk, FinishReason, Usage};
+use llmhost_registry::rust_decimal::Decimal;
+use std::time::{Duration, Instant};
+
+/// A streamed answer in progress. Read it with [`ChatStream::next`] until
+/// it returns `None`; then [`ChatStream::usage`] and
+/// [`ChatStream::cost_usd`] hold the totals.
+pub struct ChatStream {
+    host: Host,
+    instance: Option<Instance>,
+    handle: wasmtime::component::ResourceAny,
+    provider: String,
+    model: String,
+    timeout: Duration,
+    started: Instant,
+    first_token: Option<Duration>,
+    usage: Option<Usage>,
+    finish: Option<FinishReason>,
+}
+
+impl ChatStream {
+    pub(super) fn new(
+        host: Host,
+        instance: Instance,
+        handle: wasmtime::component::ResourceAny,
+        model: &str,
+        timeout: Duration,
+        started: Instant,
+    ) -> Self {
+        let provider = instance.provider().to_owned();
+        Self {
+            host,
+            instance: Some(instance),
+            handle,
+            provider,
+            model: model.to_owned(),
+            timeout,
+            started,
+            first_token: None,
+            usage: None,
+            finish: None,
+        }
+    }
+
+    /// The next chunk; `None` once the stream ended properly. After an
+    /// error the stream is over and returns `None`.
+    pub async fn next(&mut self) -> Option<Result<Chunk, Error>> {
+        let instance = self.instance.as_mut()?;
+        let step = tokio::time::timeout(self.timeout, instance.next_chunk(self.handle)).await;
+        let result = match step {
+            Ok(result) => result,
+            Err(_) => Err(Error::Timeout {
+                provider: self.provider.clone(),
+                after: self.timeout,
+            }),
+        };
+        match result {
+            Ok(Some(chunk)) => {
+                match &chunk {
+                    Chunk::Text(_) | Chunk::Reasoning(_) | Chunk::ToolCall(_) => {
+                        self.first_token
+                            .get_or_insert_with(|| self.started.elapsed());
+                    }
+                    Chunk::Usage(usage) => self.usage = Some(*usage),
+                    Chunk::Finish(reason) => self.finish = Some(reason.clone()),
+                    Chunk::Start(_) | Chunk::ReasoningSignature(_) => {}
+                }
+                Some(Ok(chunk))
+            }
+            Ok(None) => {
+                self.instance = None;
+                None
+            }
+            Err(err) => {
+                self.instance = None;
+                Some(Err(err))
+            }
+        }
+    }
+
+    /// The provider answering.
+    pub fn provider(&self) -> &str {
+        &self.provider
+    }
+
+    /// The usage reported at the end of the stream.
+    pub fn usage(&self) -> Option<Usage> {
+        self.usage
+    }
+
+    /// Why the answer ended.
+    pub fn finish_reason(&self) -> Option<&FinishReason> {
+        self.finish.as_ref()
+    }
+
+    /// Exact cost of the reported usage; `None` before it arrived or for
+    /// models not in the catalogue.
+    pub fn cost_usd(&self) -> Option<Decimal> {
+        self.usage
+            .as_ref()
+            .and_then(|usage| self.host.priced(&self.provider, &self.model, usage))
+    }
+
+    /// Time from the request to the first content chunk.
+    pub fn time_to_first_token(&self) -> Option<Duration> {
+        self.first_token
+    }
+
+    /// Time since the request started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+}
