@@ -6,6 +6,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const ALPHANUMERIC: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 const HEX: &[u8] = b"0123456789abcdef";
+const BASE64: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 
 /// Differs per process so ids from two simulator runs do not repeat.
 static SEED: LazyLock<u64> = LazyLock::new(|| {
@@ -59,6 +60,47 @@ pub(crate) fn call_id() -> String {
     format!("call_{}", random_string(24, ALPHANUMERIC))
 }
 
+/// `count` random lowercase hex digits, as in DeepSeek's `x-ds-trace-id`.
+pub(crate) fn hex(count: usize) -> String {
+    random_string(count, HEX)
+}
+
+/// A random (version 4) UUID, which DeepSeek and xAI use as completion ids.
+pub(crate) fn uuid() -> String {
+    let h = random_string(32, HEX);
+    // The version nibble is 4 and the variant's top bits are `10`.
+    let variant = ["8", "9", "a", "b"][usize::from(h.as_bytes()[16]) % 4];
+    format!(
+        "{}-{}-4{}-{variant}{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..]
+    )
+}
+
+/// `msg_01` and 22 alphanumerics, as Anthropic's message ids.
+pub(crate) fn message_id() -> String {
+    format!("msg_01{}", random_string(22, ALPHANUMERIC))
+}
+
+/// `toolu_01` and 22 alphanumerics, as Anthropic's tool use ids.
+pub(crate) fn tool_use_id() -> String {
+    format!("toolu_01{}", random_string(22, ALPHANUMERIC))
+}
+
+/// `req_011C` and 20 alphanumerics, as Anthropic's `request-id`.
+pub(crate) fn anthropic_request_id() -> String {
+    format!("req_011C{}", random_string(20, ALPHANUMERIC))
+}
+
+/// An opaque base64 string standing in for the signature Anthropic puts on
+/// thinking blocks.
+pub(crate) fn signature() -> String {
+    format!("Eq{}==", random_string(150, BASE64))
+}
+
 /// A stable `fp_` and 10 hex digits per model, as a backend build would be.
 pub(crate) fn fingerprint(model: &str) -> String {
     // FNV-1a: stable across runs and Rust versions, unlike `DefaultHasher`.
@@ -73,6 +115,35 @@ pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// `secs` after the Unix epoch as an RFC 3339 UTC timestamp,
+/// `2025-11-26T00:57:03Z`, as Anthropic's rate-limit reset headers.
+pub(crate) fn rfc3339(secs: u64) -> String {
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
+/// Howard Hinnant's `civil_from_days`, for days since 1970-01-01 (which
+/// keeps everything unsigned).
+fn civil_from_days(days: u64) -> (u64, u64, u64) {
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    (year, month, day)
 }
 
 /// Formats like Go's `time.Duration` as the rate-limit reset headers do:
@@ -112,6 +183,26 @@ mod tests {
         assert_eq!(go_duration(Duration::from_millis(8640)), "8.64s");
         assert_eq!(go_duration(Duration::from_secs(360)), "6m0s");
         assert_eq!(go_duration(Duration::from_millis(3_723_500)), "1h2m3.5s");
+    }
+
+    #[test]
+    fn rfc3339_timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_764_118_623), "2025-11-26T00:57:03Z");
+    }
+
+    #[test]
+    fn uuids_are_version_4() {
+        let id = uuid();
+        let groups: Vec<&str> = id.split('-').collect();
+        assert_eq!(
+            groups.iter().map(|g| g.len()).collect::<Vec<_>>(),
+            [8, 4, 4, 4, 12]
+        );
+        assert!(groups[2].starts_with('4'));
+        assert!(matches!(&groups[3][..1], "8" | "9" | "a" | "b"));
+        assert_ne!(uuid(), id);
     }
 
     #[test]

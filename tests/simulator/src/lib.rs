@@ -7,8 +7,9 @@
 //! error bodies, headers), so a provider plugin that works against the
 //! simulator works against the vendor.
 //!
-//! Each vendor is served under its own path prefix (`/openai/v1/...`), so one
-//! simulator stands in for every vendor at once. Unscripted requests get a
+//! Each vendor is served under its own path prefix (`/openai/v1/...`,
+//! `/deepseek/...`, `/xai/v1/...`, `/anthropic/v1/...`), so one simulator
+//! stands in for every vendor at once. Unscripted requests get a
 //! deterministic default answer; [`Simulator::enqueue`] overrides the next
 //! chat response with any [`Reply`], down to raw bytes and timing.
 //!
@@ -23,11 +24,14 @@
 //! # Ok(()) }
 //! ```
 
+mod anthropic;
+mod deepseek;
 mod ids;
 mod openai;
 mod reply;
 mod server;
 mod tokens;
+mod xai;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -37,9 +41,12 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+pub use anthropic::{anthropic_error_event, anthropic_models, anthropic_stream_events};
+pub use deepseek::{DeepSeekQuirks, deepseek_completion, deepseek_models, deepseek_stream_events};
 pub use openai::openai_models;
-pub use reply::{Reply, sse_data};
+pub use reply::{Reply, sse_data, sse_event};
 pub use server::RecordedRequest;
+pub use xai::xai_models;
 
 use server::Shared;
 
@@ -52,16 +59,32 @@ use server::Shared;
 pub enum Vendor {
     /// OpenAI chat completions, served under `/openai/v1`.
     OpenAi,
+    /// DeepSeek's OpenAI-compatible API, served under `/deepseek` (its real
+    /// base `https://api.deepseek.com` has no `/v1`, though it accepts one).
+    DeepSeek,
+    /// xAI's OpenAI-compatible Grok API, served under `/xai/v1`.
+    XAi,
+    /// Anthropic's Messages API, served under `/anthropic` (its real base
+    /// `https://api.anthropic.com` has no `/v1`: the paths carry it).
+    Anthropic,
 }
 
 impl Vendor {
     /// Every simulated vendor.
-    pub const ALL: &'static [Vendor] = &[Vendor::OpenAi];
+    pub const ALL: &'static [Vendor] = &[
+        Vendor::OpenAi,
+        Vendor::DeepSeek,
+        Vendor::XAi,
+        Vendor::Anthropic,
+    ];
 
     /// The first path segment that selects this vendor.
     pub fn prefix(self) -> &'static str {
         match self {
             Vendor::OpenAi => "openai",
+            Vendor::DeepSeek => "deepseek",
+            Vendor::XAi => "xai",
+            Vendor::Anthropic => "anthropic",
         }
     }
 
@@ -69,7 +92,8 @@ impl Vendor {
     /// (`https://api.openai.com/v1` → `/v1`).
     fn api_root(self) -> &'static str {
         match self {
-            Vendor::OpenAi => "/v1",
+            Vendor::OpenAi | Vendor::XAi => "/v1",
+            Vendor::DeepSeek | Vendor::Anthropic => "",
         }
     }
 
@@ -77,7 +101,9 @@ impl Vendor {
     /// one that scripted replies stand in for.
     fn is_chat_path(self, path: &str) -> bool {
         match self {
-            Vendor::OpenAi => path == openai::CHAT_PATH,
+            Vendor::OpenAi | Vendor::XAi => path == openai::CHAT_PATH,
+            Vendor::DeepSeek => deepseek::is_chat_path(path),
+            Vendor::Anthropic => path == anthropic::MESSAGES_PATH,
         }
     }
 
@@ -126,7 +152,8 @@ impl Simulator {
     }
 
     /// The base URL a client of `vendor` should use, the counterpart of the
-    /// vendor's real one (OpenAI: `http://127.0.0.1:PORT/openai/v1`).
+    /// vendor's real one: OpenAI `http://127.0.0.1:PORT/openai/v1`, DeepSeek
+    /// `.../deepseek`, xAI `.../xai/v1`, Anthropic `.../anthropic`.
     pub fn base_url(&self, vendor: Vendor) -> String {
         format!(
             "http://{}/{}{}",
@@ -164,6 +191,14 @@ impl Simulator {
     /// streams.
     pub fn set_stream_delay(&self, delay: Duration) {
         self.shared.set_stream_delay(delay);
+    }
+
+    /// Sets the DeepSeek quirks the simulator's own DeepSeek answers show
+    /// from now on (none by default). Scripted replies are unaffected; to
+    /// script one answer with quirks, see [`deepseek_stream_events`] and
+    /// [`deepseek_completion`].
+    pub fn set_deepseek_quirks(&self, quirks: DeepSeekQuirks) {
+        self.shared.set_deepseek_quirks(quirks);
     }
 
     /// Serves until ctrl-c, for `llmhost simulate`. Requests are no longer
@@ -210,6 +245,18 @@ mod tests {
             Some((Vendor::OpenAi, "/v1/chat/completions"))
         );
         assert_eq!(Vendor::route("/openai"), Some((Vendor::OpenAi, "/")));
+        assert_eq!(
+            Vendor::route("/deepseek/chat/completions"),
+            Some((Vendor::DeepSeek, "/chat/completions"))
+        );
+        assert_eq!(
+            Vendor::route("/anthropic/v1/messages"),
+            Some((Vendor::Anthropic, "/v1/messages"))
+        );
+        assert_eq!(
+            Vendor::route("/xai/v1/models"),
+            Some((Vendor::XAi, "/v1/models"))
+        );
         assert_eq!(Vendor::route("/openaix/v1"), None);
         assert_eq!(Vendor::route("/"), None);
         assert_eq!(Vendor::route(""), None);

@@ -1,17 +1,18 @@
 //! OpenAI's chat completions API, as served at `https://api.openai.com/v1`.
 
-mod answer;
-mod request;
+pub(crate) mod answer;
+pub(crate) mod request;
 
 use std::sync::LazyLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::header::AUTHORIZATION;
 use http::{HeaderMap, Method};
 use serde::Serialize;
 
+use crate::server::Context;
 use crate::{Reply, ids};
-use answer::Envelope;
+use answer::{Dialect, Envelope};
 use request::ChatRequest;
 
 /// The chat endpoint, below the vendor prefix.
@@ -31,6 +32,7 @@ const MODELS: &[(&str, u64)] = &[
     ("gpt-5", 1_754_425_777),
     ("gpt-5-mini", 1_754_425_928),
     ("gpt-5-nano", 1_754_426_384),
+    ("gpt-5.1", 1_763_000_000),
     ("gpt-4-turbo", 1_712_361_441),
     ("gpt-3.5-turbo", 1_677_610_602),
 ];
@@ -46,14 +48,6 @@ pub fn openai_models() -> &'static [&'static str] {
 // throttling unless a test scripts a 429.
 const REQUESTS_PER_MINUTE: u64 = 10_000;
 const TOKENS_PER_MINUTE: u64 = 30_000_000;
-
-/// Per-request settings from the simulator.
-pub(crate) struct Context {
-    /// When the request arrived, for `openai-processing-ms`.
-    pub(crate) started: Instant,
-    /// Pause before each part of a streamed default answer.
-    pub(crate) stream_delay: Duration,
-}
 
 /// Answers a request for `path` (below the `/openai` prefix) with what
 /// OpenAI would send, scripted replies aside.
@@ -106,6 +100,24 @@ struct ErrorDetail<'a> {
     code: Option<&'a str>,
 }
 
+/// The same body on one line, as DeepSeek sends it.
+pub(crate) fn compact_error_body(
+    kind: &str,
+    param: Option<&str>,
+    code: Option<&str>,
+    message: &str,
+) -> String {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            message,
+            kind,
+            param,
+            code,
+        },
+    };
+    answer::to_json(&body)
+}
+
 /// OpenAI pretty-prints its error bodies with four-space indents and a
 /// trailing newline; clients that log raw bodies show exactly that.
 fn error_body(kind: &str, param: Option<&str>, code: Option<&str>, message: &str) -> String {
@@ -126,11 +138,6 @@ fn error_body(kind: &str, param: Option<&str>, code: Option<&str>, message: &str
     }
     out.push(b'\n');
     String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A 400 `invalid_request_error`.
-pub(crate) fn bad_request(message: &str, param: Option<&str>, code: Option<&str>) -> Reply {
-    error_reply(400, "invalid_request_error", param, code, message)
 }
 
 /// Any non-empty bearer key is accepted: the simulator has no accounts, and
@@ -191,7 +198,7 @@ fn chat(headers: &HeaderMap, body: &[u8], context: &Context) -> Reply {
     }
     let request = match ChatRequest::parse(body) {
         Ok(request) => request,
-        Err(reply) => return reply,
+        Err(err) => return err.into_openai(),
     };
     if !openai_models().contains(&request.model.as_str()) {
         return model_not_found(&request.model);
@@ -211,15 +218,29 @@ fn chat(headers: &HeaderMap, body: &[u8], context: &Context) -> Reply {
             &envelope,
             &outcome,
             request.include_usage,
+            Dialect::OPENAI,
         ))
         .delay_each(context.stream_delay)
     } else {
-        Reply::json_text(200, answer::completion(&envelope, &outcome))
+        Reply::json_text(
+            200,
+            answer::completion(&envelope, &outcome, Dialect::OPENAI),
+        )
     };
     with_success_headers(reply, context, outcome.usage.total_tokens)
 }
 
 fn with_success_headers(reply: Reply, context: &Context, tokens: usize) -> Reply {
+    let reply = reply.header("openai-version", "2020-10-01").header(
+        "openai-processing-ms",
+        &context.started.elapsed().as_millis().to_string(),
+    );
+    with_rate_limit_headers(reply, tokens)
+}
+
+/// OpenAI's `x-ratelimit-*` headers for a request that used `tokens`, which
+/// xAI sends in the same form.
+pub(crate) fn with_rate_limit_headers(reply: Reply, tokens: usize) -> Reply {
     let tokens = u64::try_from(tokens)
         .unwrap_or(u64::MAX)
         .min(TOKENS_PER_MINUTE);
@@ -229,11 +250,6 @@ fn with_success_headers(reply: Reply, context: &Context, tokens: usize) -> Reply
         ids::go_duration(Duration::from_millis(used.saturating_mul(60_000) / limit))
     };
     reply
-        .header("openai-version", "2020-10-01")
-        .header(
-            "openai-processing-ms",
-            &context.started.elapsed().as_millis().to_string(),
-        )
         .header(
             "x-ratelimit-limit-requests",
             &REQUESTS_PER_MINUTE.to_string(),

@@ -33,6 +33,12 @@ pub fn sse_data(json: &serde_json::Value) -> String {
     format!("data: {json}\n\n")
 }
 
+/// Formats one named server-sent event, as Anthropic streams them:
+/// `event: NAME\ndata: {json}\n\n`.
+pub fn sse_event(name: &str, json: &serde_json::Value) -> String {
+    format!("event: {name}\ndata: {json}\n\n")
+}
+
 impl Reply {
     fn new(status: u16, parts: Vec<Bytes>, default_content_type: Option<&'static str>) -> Reply {
         Reply {
@@ -74,6 +80,29 @@ impl Reply {
     /// `{"error":{"message":..,"type":..,"param":null,"code":..}}`.
     pub fn openai_error(status: u16, kind: &str, code: Option<&str>, message: &str) -> Reply {
         crate::openai::error_reply(status, kind, None, code, message)
+    }
+
+    /// The error body DeepSeek sends, OpenAI's shape with DeepSeek's `code`:
+    /// `{"error":{"message":..,"type":..,"param":null,"code":"invalid_request_error"}}`.
+    /// For example 402 `unknown_error` "Insufficient Balance", or 503
+    /// `unknown_error` "Server Overloaded".
+    pub fn deepseek_error(status: u16, kind: &str, message: &str) -> Reply {
+        crate::deepseek::error_reply(status, kind, message)
+    }
+
+    /// The error body xAI sends, whose `error` is a plain string:
+    /// `{"code":"Client specified an invalid argument","error":"Incorrect API key provided: ..."}`.
+    pub fn xai_error(status: u16, code: &str, message: &str) -> Reply {
+        crate::xai::error_reply(status, code, message)
+    }
+
+    /// The error body Anthropic sends, with a fresh request id also sent as
+    /// the `request-id` header:
+    /// `{"type":"error","error":{"type":..,"message":..},"request_id":"req_.."}`.
+    /// Anthropic adds `retry-after` to its 429s; add it with
+    /// [`Reply::header`].
+    pub fn anthropic_error(status: u16, error_type: &str, message: &str) -> Reply {
+        crate::anthropic::error_reply(status, error_type, message)
     }
 
     /// Adds a response header. Repeating a name sends it several times; a

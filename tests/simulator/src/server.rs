@@ -14,7 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use crate::{Reply, Vendor, openai};
+use crate::{DeepSeekQuirks, Reply, Vendor, anthropic, deepseek, openai, xai};
 
 /// Request bodies above this are refused rather than buffered; real chat
 /// requests are far smaller, so hitting it means a broken client.
@@ -52,6 +52,16 @@ impl RecordedRequest {
     }
 }
 
+/// Per-request settings from the simulator, for the vendors' default answers.
+pub(crate) struct Context {
+    /// When the request arrived, for processing-time headers.
+    pub(crate) started: Instant,
+    /// Pause before each part of a streamed default answer.
+    pub(crate) stream_delay: Duration,
+    /// How DeepSeek's default answers misbehave.
+    pub(crate) deepseek: DeepSeekQuirks,
+}
+
 /// State shared between the [`crate::Simulator`] handle and the server task.
 #[derive(Default)]
 pub(crate) struct Shared {
@@ -62,6 +72,7 @@ pub(crate) struct Shared {
     recording_off: AtomicBool,
     pub(crate) connections: AtomicUsize,
     stream_delay: Mutex<Duration>,
+    deepseek_quirks: Mutex<DeepSeekQuirks>,
 }
 
 /// A panic in one test thread must not make the simulator unusable for the
@@ -107,6 +118,10 @@ impl Shared {
 
     fn stream_delay(&self) -> Duration {
         *lock(&self.stream_delay)
+    }
+
+    pub(crate) fn set_deepseek_quirks(&self, quirks: DeepSeekQuirks) {
+        *lock(&self.deepseek_quirks) = quirks;
     }
 }
 
@@ -181,15 +196,13 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     });
     tracing::debug!(method = %parts.method, %path, "simulator request");
 
-    let Ok(body) = body else {
-        return Reply::openai_error(
-            413,
-            "invalid_request_error",
-            None,
-            "The request body could not be read or is too large.",
-        )
-        .into_response()
-        .await;
+    let body = match body {
+        Ok(body) if route.is_none_or(|(vendor, _)| body.len() <= max_body(vendor)) => body,
+        _ => {
+            return too_large(route.map(|(vendor, _)| vendor))
+                .into_response()
+                .await;
+        }
     };
 
     let reply = match route {
@@ -200,21 +213,60 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
             } else {
                 None
             };
-            scripted.unwrap_or_else(|| match vendor {
-                Vendor::OpenAi => openai::respond(
-                    &parts.method,
-                    rest,
-                    &parts.headers,
-                    &body,
-                    &openai::Context {
-                        started,
-                        stream_delay: shared.stream_delay(),
-                    },
-                ),
+            scripted.unwrap_or_else(|| {
+                let context = Context {
+                    started,
+                    stream_delay: shared.stream_delay(),
+                    deepseek: lock(&shared.deepseek_quirks).clone(),
+                };
+                let respond = match vendor {
+                    Vendor::OpenAi => openai::respond,
+                    Vendor::DeepSeek => deepseek::respond,
+                    Vendor::XAi => xai::respond,
+                    Vendor::Anthropic => anthropic::respond,
+                };
+                respond(&parts.method, rest, &parts.headers, &body, &context)
             })
         }
     };
     reply.into_response().await
+}
+
+/// The largest request body `vendor` accepts.
+fn max_body(vendor: Vendor) -> usize {
+    match vendor {
+        // Anthropic documents 32 MB for the Messages API.
+        Vendor::Anthropic => anthropic::MAX_BODY_BYTES,
+        Vendor::OpenAi | Vendor::DeepSeek | Vendor::XAi => MAX_BODY_BYTES,
+    }
+}
+
+/// The reply to a body that is too large or could not be read, in the
+/// addressed vendor's error shape.
+fn too_large(vendor: Option<Vendor>) -> Reply {
+    match vendor {
+        Some(Vendor::Anthropic) => Reply::anthropic_error(
+            413,
+            "request_too_large",
+            "Request exceeds the maximum allowed number of bytes.",
+        ),
+        Some(Vendor::DeepSeek) => Reply::deepseek_error(
+            413,
+            "invalid_request_error",
+            "The request body could not be read or is too large.",
+        ),
+        Some(Vendor::XAi) => Reply::xai_error(
+            413,
+            "Client specified an invalid argument",
+            "The request body could not be read or is too large.",
+        ),
+        _ => Reply::openai_error(
+            413,
+            "invalid_request_error",
+            None,
+            "The request body could not be read or is too large.",
+        ),
+    }
 }
 
 fn unknown_vendor(path: &str) -> Reply {

@@ -27,15 +27,104 @@ pub(crate) enum Answer {
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub(crate) answer: Answer,
+    /// Thinking shown beside the answer (`reasoning_content`), for the
+    /// vendors whose models expose it; the composer never sets it.
+    pub(crate) reasoning: Option<String>,
     pub(crate) finish_reason: &'static str,
     pub(crate) usage: Usage,
 }
 
-#[derive(Debug, Clone, Copy, Serialize)]
+/// Token accounting. OpenAI sends the three totals; the optional fields are
+/// the extras DeepSeek and xAI add, left out when `None`.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
 pub(crate) struct Usage {
     pub(crate) prompt_tokens: usize,
     pub(crate) completion_tokens: usize,
     pub(crate) total_tokens: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prompt_tokens_details: Option<PromptTokensDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) completion_tokens_details: Option<CompletionTokensDetails>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prompt_cache_hit_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) prompt_cache_miss_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) num_sources_used: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct PromptTokensDetails {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) text_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) audio_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) image_tokens: Option<usize>,
+    pub(crate) cached_tokens: usize,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub(crate) struct CompletionTokensDetails {
+    pub(crate) reasoning_tokens: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) audio_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) accepted_prediction_tokens: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) rejected_prediction_tokens: Option<usize>,
+}
+
+/// What sets one OpenAI-compatible vendor's responses apart from another's.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Dialect {
+    /// OpenAI sends `refusal: null` in messages and in the first delta.
+    pub(crate) refusal: bool,
+    /// What the chunks before the usage chunk carry under `include_usage`.
+    pub(crate) placeholder: Placeholder,
+    /// xAI follows its usage chunk with one more, empty chunk, so the usage
+    /// ends up second to last.
+    pub(crate) trailing_empty_chunk: bool,
+}
+
+/// The `usage` of stream chunks that come before the real usage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Placeholder {
+    /// `"usage": null` (OpenAI, DeepSeek).
+    Null,
+    /// `"usage": {"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}`,
+    /// as DeepSeek was reported to send.
+    Zero,
+    /// No `usage` key at all (xAI).
+    Absent,
+}
+
+impl Dialect {
+    pub(crate) const OPENAI: Dialect = Dialect {
+        refusal: true,
+        placeholder: Placeholder::Null,
+        trailing_empty_chunk: false,
+    };
+}
+
+/// The thinking that reasoning models show (`reasoning_content`) before
+/// the default answer: one fixed sentence per kind of answer, so tests can
+/// match it exactly.
+pub(crate) fn reasoning_for(answer: &Answer) -> &'static str {
+    match answer {
+        Answer::ToolCall { .. } => reasoning_text(true, false),
+        Answer::Text(text) => reasoning_text(false, text.starts_with("Tool said: ")),
+    }
+}
+
+/// The thinking before an answer that calls a tool, quotes a tool's
+/// output, or else greets the user.
+pub(crate) fn reasoning_text(calls_tool: bool, after_tool: bool) -> &'static str {
+    match (calls_tool, after_tool) {
+        (true, _) => "The user wants something looked up; I should call the tool.",
+        (false, true) => "The tool answered; I should pass its output on.",
+        (false, false) => "The user greeted me; I should answer briefly.",
+    }
 }
 
 /// Decides the default answer to `request`:
@@ -83,11 +172,13 @@ pub(crate) fn compose(request: &ChatRequest) -> Outcome {
     let completion_tokens = tokens::count(generated);
     Outcome {
         answer,
+        reasoning: None,
         finish_reason,
         usage: Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
+            ..Usage::default()
         },
     }
 }
@@ -102,7 +193,7 @@ pub(crate) fn prompt_tokens(messages: &[Message]) -> usize {
         + 3
 }
 
-fn greeting(user_text: &str) -> String {
+pub(crate) fn greeting(user_text: &str) -> String {
     let user_text = user_text.trim();
     if user_text.is_empty() {
         return "Hello from the llmhost simulator.".to_owned();
@@ -146,8 +237,11 @@ struct AssistantMessage<'a> {
     role: &'static str,
     content: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCall<'a>; 1]>,
-    refusal: Option<()>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refusal: Option<Option<()>>,
 }
 
 #[derive(Serialize)]
@@ -166,22 +260,16 @@ struct FunctionCall<'a> {
 }
 
 /// The non-streaming `chat.completion` object.
-pub(crate) fn completion(envelope: &Envelope<'_>, outcome: &Outcome) -> String {
-    let message = match &outcome.answer {
-        Answer::Text(text) => AssistantMessage {
-            role: "assistant",
-            content: Some(text),
-            tool_calls: None,
-            refusal: None,
-        },
+pub(crate) fn completion(envelope: &Envelope<'_>, outcome: &Outcome, dialect: Dialect) -> String {
+    let (content, tool_calls) = match &outcome.answer {
+        Answer::Text(text) => (Some(text.as_str()), None),
         Answer::ToolCall {
             id,
             name,
             arguments,
-        } => AssistantMessage {
-            role: "assistant",
-            content: None,
-            tool_calls: Some([ToolCall {
+        } => (
+            None,
+            Some([ToolCall {
                 id,
                 kind: "function",
                 function: FunctionCall {
@@ -189,8 +277,14 @@ pub(crate) fn completion(envelope: &Envelope<'_>, outcome: &Outcome) -> String {
                     arguments,
                 },
             }]),
-            refusal: None,
-        },
+        ),
+    };
+    let message = AssistantMessage {
+        role: "assistant",
+        content,
+        reasoning_content: outcome.reasoning.as_deref(),
+        tool_calls,
+        refusal: dialect.refusal.then_some(None),
     };
     to_json(&Completion {
         id: envelope.id,
@@ -216,8 +310,8 @@ struct Chunk<'a> {
     model: &'a str,
     system_fingerprint: &'a str,
     choices: Vec<ChunkChoice<'a>>,
-    /// Absent without `include_usage`; with it, `null` on every chunk but the
-    /// final usage-only one.
+    /// Absent without `include_usage`; with it, the usage chunk carries the
+    /// real one and the others the dialect's placeholder.
     #[serde(skip_serializing_if = "Option::is_none")]
     usage: Option<Option<Usage>>,
 }
@@ -239,6 +333,8 @@ struct Delta<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     content: Option<Option<&'a str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    reasoning_content: Option<Option<&'a str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     tool_calls: Option<[ToolCallDelta<'a>; 1]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     refusal: Option<Option<()>>,
@@ -255,48 +351,91 @@ struct ToolCallDelta<'a> {
 }
 
 /// The SSE events of a streamed answer, `data: [DONE]` included: a role
-/// delta, the content in pieces, an empty delta with the finish reason, and
-/// with `include_usage` a final usage chunk with no choices.
+/// delta, any reasoning in pieces, the content in pieces, an empty delta
+/// with the finish reason, and with `include_usage` a usage chunk with no
+/// choices (followed, in xAI's dialect, by one more empty chunk).
 pub(crate) fn stream_events(
     envelope: &Envelope<'_>,
     outcome: &Outcome,
     include_usage: bool,
+    dialect: Dialect,
 ) -> Vec<String> {
-    let chunk = |delta: Delta<'_>, finish_reason: Option<&str>| {
+    let placeholder = match (include_usage, dialect.placeholder) {
+        (false, _) | (true, Placeholder::Absent) => None,
+        (true, Placeholder::Null) => Some(None),
+        (true, Placeholder::Zero) => Some(Some(Usage::default())),
+    };
+    let chunk = |choices: Vec<ChunkChoice<'_>>, usage: Option<Option<Usage>>| {
         event(&Chunk {
             id: envelope.id,
             object: "chat.completion.chunk",
             created: envelope.created,
             model: envelope.model,
             system_fingerprint: envelope.system_fingerprint,
-            choices: vec![ChunkChoice {
+            choices,
+            usage,
+        })
+    };
+    let choice = |delta: Delta<'_>, finish_reason: Option<&str>| {
+        chunk(
+            vec![ChunkChoice {
                 index: 0,
                 delta,
                 logprobs: None,
                 finish_reason,
             }],
-            usage: include_usage.then_some(None),
-        })
+            placeholder,
+        )
+    };
+    let reasoning = outcome.reasoning.as_deref();
+    // Once reasoning is shown, DeepSeek names both fields in every delta,
+    // nulling the one not in use.
+    let other_null = reasoning.is_some().then_some(None);
+    let tool_header = |id, name| {
+        Some([ToolCallDelta {
+            index: 0,
+            id: Some(id),
+            kind: Some("function"),
+            function: FunctionCall {
+                name: Some(name),
+                arguments: "",
+            },
+        }])
     };
 
     let mut events = Vec::new();
+    let mut first = Delta {
+        role: Some("assistant"),
+        content: Some(Some("")),
+        reasoning_content: reasoning.map(|_| Some("")),
+        refusal: dialect.refusal.then_some(None),
+        ..Delta::default()
+    };
+    if reasoning.is_some() || matches!(outcome.answer, Answer::ToolCall { .. }) {
+        first.content = Some(None);
+    }
+    if let (None, Answer::ToolCall { id, name, .. }) = (reasoning, &outcome.answer) {
+        first.tool_calls = tool_header(id, name);
+    }
+    events.push(choice(first, None));
+    for piece in reasoning.iter().flat_map(|r| r.split_inclusive(' ')) {
+        let delta = Delta {
+            content: Some(None),
+            reasoning_content: Some(Some(piece)),
+            ..Delta::default()
+        };
+        events.push(choice(delta, None));
+    }
+
     match &outcome.answer {
         Answer::Text(text) => {
-            events.push(chunk(
-                Delta {
-                    role: Some("assistant"),
-                    content: Some(Some("")),
-                    refusal: Some(None),
-                    ..Delta::default()
-                },
-                None,
-            ));
             for piece in text.split_inclusive(' ') {
                 let delta = Delta {
                     content: Some(Some(piece)),
+                    reasoning_content: other_null,
                     ..Delta::default()
                 };
-                events.push(chunk(delta, None));
+                events.push(choice(delta, None));
             }
         }
         Answer::ToolCall {
@@ -304,23 +443,15 @@ pub(crate) fn stream_events(
             name,
             arguments,
         } => {
-            events.push(chunk(
-                Delta {
-                    role: Some("assistant"),
+            if reasoning.is_some() {
+                let delta = Delta {
                     content: Some(None),
-                    tool_calls: Some([ToolCallDelta {
-                        index: 0,
-                        id: Some(id),
-                        kind: Some("function"),
-                        function: FunctionCall {
-                            name: Some(name),
-                            arguments: "",
-                        },
-                    }]),
-                    refusal: Some(None),
-                },
-                None,
-            ));
+                    reasoning_content: other_null,
+                    tool_calls: tool_header(id, name),
+                    ..Delta::default()
+                };
+                events.push(choice(delta, None));
+            }
             for fragment in char_chunks(arguments, ARGUMENT_FRAGMENT_CHARS) {
                 let delta = Delta {
                     tool_calls: Some([ToolCallDelta {
@@ -334,29 +465,24 @@ pub(crate) fn stream_events(
                     }]),
                     ..Delta::default()
                 };
-                events.push(chunk(delta, None));
+                events.push(choice(delta, None));
             }
         }
     }
-    events.push(chunk(Delta::default(), Some(outcome.finish_reason)));
+    events.push(choice(Delta::default(), Some(outcome.finish_reason)));
 
     if include_usage {
-        events.push(event(&Chunk {
-            id: envelope.id,
-            object: "chat.completion.chunk",
-            created: envelope.created,
-            model: envelope.model,
-            system_fingerprint: envelope.system_fingerprint,
-            choices: Vec::new(),
-            usage: Some(Some(outcome.usage)),
-        }));
+        events.push(chunk(Vec::new(), Some(Some(outcome.usage))));
+        if dialect.trailing_empty_chunk {
+            events.push(chunk(Vec::new(), None));
+        }
     }
     events.push("data: [DONE]\n\n".to_owned());
     events
 }
 
 /// Splits `text` into pieces of at most `size` characters.
-fn char_chunks(text: &str, size: usize) -> impl Iterator<Item = &str> {
+pub(crate) fn char_chunks(text: &str, size: usize) -> impl Iterator<Item = &str> {
     let mut rest = text;
     std::iter::from_fn(move || {
         if rest.is_empty() {
@@ -373,7 +499,7 @@ fn event<T: Serialize>(value: &T) -> String {
     format!("data: {}\n\n", to_json(value))
 }
 
-fn to_json<T: Serialize>(value: &T) -> String {
+pub(crate) fn to_json<T: Serialize>(value: &T) -> String {
     // These structs hold only strings and numbers, which always serialize.
     serde_json::to_string(value).unwrap_or_else(|err| {
         tracing::error!(%err, "cannot serialize simulator response");

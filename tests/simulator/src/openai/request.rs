@@ -3,7 +3,6 @@
 
 use serde_json::{Map, Value};
 
-use super::{bad_request, error_reply};
 use crate::Reply;
 
 const PARSE_ERROR: &str = "We could not parse the JSON body of your request. (HINT: This likely \
@@ -20,6 +19,41 @@ const ROLES: &[&str] = &[
     "developer",
 ];
 
+/// Why a chat request was refused, independent of the vendor's error body,
+/// so each OpenAI-compatible vendor can render it in its own shape.
+#[derive(Debug, Clone)]
+pub(crate) struct RequestError {
+    /// The body was not a JSON object at all, as opposed to a JSON object
+    /// with bad fields (some vendors answer the two with different statuses).
+    pub(crate) malformed: bool,
+    pub(crate) param: Option<String>,
+    pub(crate) code: Option<&'static str>,
+    pub(crate) message: String,
+}
+
+impl RequestError {
+    /// The 400 OpenAI sends for this error.
+    pub(crate) fn into_openai(self) -> Reply {
+        super::error_reply(
+            400,
+            "invalid_request_error",
+            self.param.as_deref(),
+            self.code,
+            &self.message,
+        )
+    }
+}
+
+/// A 400 `invalid_request_error`.
+fn bad_request(message: &str, param: Option<&str>, code: Option<&'static str>) -> RequestError {
+    RequestError {
+        malformed: false,
+        param: param.map(str::to_owned),
+        code,
+        message: message.to_owned(),
+    }
+}
+
 /// The parts of a chat request that shape the simulated answer.
 #[derive(Debug)]
 pub(crate) struct ChatRequest {
@@ -32,6 +66,9 @@ pub(crate) struct ChatRequest {
     /// The function a tool-calling answer calls: `tool_choice`'s if it names
     /// one, else the first tool's; `None` if no tools or `tool_choice` is `none`.
     pub(crate) tool: Option<String>,
+    /// Checked to be a number only: vendors disagree on its range, and some
+    /// ignore it altogether.
+    pub(crate) temperature: Option<f64>,
 }
 
 /// One message, reduced to its role and its text.
@@ -44,10 +81,13 @@ pub(crate) struct Message {
 }
 
 impl ChatRequest {
-    /// Parses `body`, or returns the 400 reply OpenAI would send. Does not
-    /// check whether the model exists.
-    pub(crate) fn parse(body: &[u8]) -> Result<ChatRequest, Reply> {
-        let parse_error = || error_reply(400, "invalid_request_error", None, None, PARSE_ERROR);
+    /// Parses `body`, or says why OpenAI would refuse it. Does not check
+    /// whether the model exists.
+    pub(crate) fn parse(body: &[u8]) -> Result<ChatRequest, RequestError> {
+        let parse_error = || RequestError {
+            malformed: true,
+            ..bad_request(PARSE_ERROR, None, None)
+        };
         let value: Value = serde_json::from_slice(body).map_err(|_| parse_error())?;
         let Value::Object(obj) = value else {
             return Err(parse_error());
@@ -55,12 +95,10 @@ impl ChatRequest {
 
         let model = match obj.get("model") {
             None | Some(Value::Null) => {
-                return Err(error_reply(
-                    400,
-                    "invalid_request_error",
-                    None,
-                    None,
+                return Err(bad_request(
                     "you must provide a model parameter",
+                    None,
+                    None,
                 ));
             }
             Some(Value::String(model)) => model.clone(),
@@ -99,6 +137,12 @@ impl ChatRequest {
 
         let tool = choose_tool(&obj)?;
 
+        let temperature = match obj.get("temperature") {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(other) => return Err(invalid_type("temperature", "a number", other)),
+        };
+
         Ok(ChatRequest {
             model,
             messages,
@@ -106,11 +150,12 @@ impl ChatRequest {
             include_usage,
             max_tokens,
             tool,
+            temperature,
         })
     }
 }
 
-fn parse_messages(messages: Option<&Value>) -> Result<Vec<Message>, Reply> {
+fn parse_messages(messages: Option<&Value>) -> Result<Vec<Message>, RequestError> {
     let items = match messages {
         None | Some(Value::Null) => {
             return Err(bad_request(
@@ -171,7 +216,7 @@ fn parse_messages(messages: Option<&Value>) -> Result<Vec<Message>, Reply> {
         .collect()
 }
 
-fn positive_integer(obj: &Map<String, Value>, name: &str) -> Result<Option<usize>, Reply> {
+fn positive_integer(obj: &Map<String, Value>, name: &str) -> Result<Option<usize>, RequestError> {
     match obj.get(name) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::Number(n)) if n.is_u64() || n.is_i64() => match n.as_u64() {
@@ -189,7 +234,7 @@ fn positive_integer(obj: &Map<String, Value>, name: &str) -> Result<Option<usize
     }
 }
 
-fn choose_tool(obj: &Map<String, Value>) -> Result<Option<String>, Reply> {
+fn choose_tool(obj: &Map<String, Value>) -> Result<Option<String>, RequestError> {
     let tools = match obj.get("tools") {
         None | Some(Value::Null) => None,
         Some(Value::Array(tools)) if tools.is_empty() => return Err(empty_array("tools")),
@@ -252,7 +297,7 @@ fn describe(value: &Value) -> &'static str {
     }
 }
 
-fn invalid_type(param: &str, expected: &str, got: &Value) -> Reply {
+fn invalid_type(param: &str, expected: &str, got: &Value) -> RequestError {
     bad_request(
         &format!(
             "Invalid type for '{param}': expected {expected}, but got {} instead.",
@@ -263,7 +308,7 @@ fn invalid_type(param: &str, expected: &str, got: &Value) -> Reply {
     )
 }
 
-fn missing(param: &str) -> Reply {
+fn missing(param: &str) -> RequestError {
     bad_request(
         &format!("Missing required parameter: '{param}'."),
         Some(param),
@@ -271,7 +316,7 @@ fn missing(param: &str) -> Reply {
     )
 }
 
-fn empty_array(param: &str) -> Reply {
+fn empty_array(param: &str) -> RequestError {
     bad_request(
         &format!(
             "Invalid '{param}': empty array. Expected an array with minimum length 1, but got an \

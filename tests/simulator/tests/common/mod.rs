@@ -60,3 +60,44 @@ pub fn o200k(text: &str) -> u64 {
         .encode_ordinary(text)
         .len() as u64
 }
+
+/// Posts `body` to `{base}{path}` with the headers Anthropic requires.
+pub async fn post_anthropic(
+    client: &reqwest::Client,
+    base: &str,
+    path: &str,
+    body: &Value,
+) -> reqwest::Response {
+    client
+        .post(format!("{base}{path}"))
+        .header("x-api-key", "sk-ant-test-123")
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .expect("send Anthropic request")
+}
+
+/// Splits a named-event SSE body into `(event name, data)` pairs, checking
+/// each event is exactly `event: NAME\ndata: {json}\n\n` and that the name
+/// matches the data's `type`.
+pub fn named_events(body: &str) -> Vec<(String, Value)> {
+    assert!(body.ends_with("\n\n"), "stream must end with a blank line");
+    body.split_terminator("\n\n")
+        .map(|event| {
+            let (name_line, data_line) = event
+                .split_once('\n')
+                .unwrap_or_else(|| panic!("event without two lines: {event:?}"));
+            let name = name_line
+                .strip_prefix("event: ")
+                .unwrap_or_else(|| panic!("event without a name: {event:?}"));
+            let data = data_line
+                .strip_prefix("data: ")
+                .unwrap_or_else(|| panic!("event without data: {event:?}"));
+            let data: Value = serde_json::from_str(data).expect("event data is JSON");
+            assert_eq!(data["type"], name, "{event}");
+            (name.to_owned(), data)
+        })
+        .collect()
+}
