@@ -7,13 +7,14 @@ mod request;
 mod response;
 mod stream;
 
-pub use error::{map_error, map_error_object};
+pub use error::{map_error, map_error_object, refine_error};
 pub use request::build_body;
 pub use response::{parse_finish_reason, parse_response, parse_usage};
-pub use stream::CompatStream;
+pub use stream::{CompatStream, StreamDecoder};
 
 use crate::http::{self, Request, join_url};
 use crate::types::{ChatRequest, ChatResponse, HealthReport, ProviderConfig, ProviderError};
+use serde_json::Value;
 use std::time::Duration;
 
 /// Largest non-streamed response body accepted.
@@ -71,8 +72,19 @@ pub fn chat(
     request: &ChatRequest,
 ) -> Result<ChatResponse, ProviderError> {
     let body = build_body(dialect, request, false)?;
+    chat_with_body(dialect, config, request, &body)
+}
+
+/// Like [`chat`], with a body the caller built with [`build_body`] and then
+/// adjusted, for vendor quirks that touch the body itself.
+pub fn chat_with_body(
+    dialect: &Dialect,
+    config: &ProviderConfig,
+    request: &ChatRequest,
+    body: &Value,
+) -> Result<ChatResponse, ProviderError> {
     let url = join_url(&config.base_url, dialect.chat_path);
-    let outgoing = authorized(dialect, config, Request::post_json(url, &body))?;
+    let outgoing = authorized(dialect, config, Request::post_json(url, body))?;
     let mut response = http::send(outgoing)?;
     let bytes = response.body.read_to_end(MAX_RESPONSE_BYTES)?;
     if !(200..300).contains(&response.status) {
@@ -88,8 +100,19 @@ pub fn stream(
     request: &ChatRequest,
 ) -> Result<CompatStream, ProviderError> {
     let body = build_body(dialect, request, true)?;
+    stream_with_body(dialect, config, request, &body)
+}
+
+/// Like [`stream`], with a body the caller built with [`build_body`] (with
+/// `stream` set) and then adjusted.
+pub fn stream_with_body(
+    dialect: &'static Dialect,
+    config: &ProviderConfig,
+    request: &ChatRequest,
+    body: &Value,
+) -> Result<CompatStream, ProviderError> {
     let url = join_url(&config.base_url, dialect.chat_path);
-    let outgoing = authorized(dialect, config, Request::post_json(url, &body))?
+    let outgoing = authorized(dialect, config, Request::post_json(url, body))?
         .header("accept", "text/event-stream");
     let mut response = http::send(outgoing)?;
     if !(200..300).contains(&response.status) {

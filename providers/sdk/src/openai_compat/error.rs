@@ -17,10 +17,18 @@ const QUOTA_CODES: &[&str] = &[
 pub fn map_error(status: u16, headers: &Headers, body: &[u8]) -> ProviderError {
     let parsed = serde_json::from_slice::<Value>(body).ok();
     let object = parsed.as_ref().and_then(|v| v.get("error"));
-    let (message, kind, code) = match object {
+    let (message, kind, mut code) = match object {
         Some(error) => fields(error),
         None => (None, None, None),
     };
+    // xAI sends `{"code": "<status sentence>", "error": "<message>"}`: with a
+    // string `error`, its code stands beside it.
+    if code.is_none() && object.is_some_and(Value::is_string) {
+        code = parsed
+            .as_ref()
+            .and_then(|v| v.get("code"))
+            .and_then(field_text);
+    }
     let message = message.unwrap_or_else(|| {
         let text = String::from_utf8_lossy(body);
         let text = text.trim();
@@ -103,16 +111,46 @@ pub fn map_error_object(error: &Value) -> ProviderError {
     }
 }
 
+/// Moves a typed error carrying vendor detail to the variant `refine`
+/// picks from that detail (typically from the message, for vendors whose
+/// status codes and codes say less than their messages); errors without
+/// detail, and those `refine` leaves (`None`), are returned unchanged.
+pub fn refine_error(
+    error: ProviderError,
+    refine: impl FnOnce(&ErrorDetail) -> Option<fn(ErrorDetail) -> ProviderError>,
+) -> ProviderError {
+    let (detail, kind): (ErrorDetail, fn(ErrorDetail) -> ProviderError) = match error {
+        ProviderError::Authentication(d) => (d, ProviderError::Authentication),
+        ProviderError::RateLimited(d) => (d, ProviderError::RateLimited),
+        ProviderError::QuotaExhausted(d) => (d, ProviderError::QuotaExhausted),
+        ProviderError::TokenLimitExceeded(d) => (d, ProviderError::TokenLimitExceeded),
+        ProviderError::ModelNotSupported(d) => (d, ProviderError::ModelNotSupported),
+        ProviderError::InvalidRequest(d) => (d, ProviderError::InvalidRequest),
+        ProviderError::Overloaded(d) => (d, ProviderError::Overloaded),
+        ProviderError::ServerError(d) => (d, ProviderError::ServerError),
+        other => return other,
+    };
+    match refine(&detail) {
+        Some(refined) => refined(detail),
+        None => kind(detail),
+    }
+}
+
 /// Message, type and code of an error object; codes may be numbers.
 fn fields(error: &Value) -> (Option<String>, Option<String>, Option<String>) {
-    let text = |key: &str| match error.get(key) {
-        Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
-        Some(Value::Number(n)) => Some(n.to_string()),
-        _ => None,
-    };
+    let text = |key: &str| error.get(key).and_then(field_text);
     match error {
         Value::String(message) => (Some(message.clone()), None, None),
         _ => (text("message"), text("type"), text("code")),
+    }
+}
+
+/// A non-empty string or a number as text.
+fn field_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
     }
 }
 
@@ -184,6 +222,42 @@ mod tests {
         assert_eq!(detail.vendor_code.as_deref(), Some("rate_limit_exceeded"));
         assert_eq!(detail.request_id.as_deref(), Some("req_1"));
         assert_eq!(detail.retry_after_ms, Some(3000));
+    }
+
+    #[test]
+    fn code_beside_a_string_error_is_kept() {
+        let body = r#"{"code":"Some requested entity was not found","error":"The model grok-x does not exist"}"#;
+        let ProviderError::ModelNotSupported(detail) = map(404, body) else {
+            panic!("expected model not supported");
+        };
+        assert_eq!(detail.message, "The model grok-x does not exist");
+        assert_eq!(
+            detail.vendor_code.as_deref(),
+            Some("Some requested entity was not found")
+        );
+    }
+
+    #[test]
+    fn refine_error_moves_detail_or_keeps_the_error() {
+        let refined = refine_error(map(400, r#"{"error":"Incorrect API key"}"#), |d| {
+            d.message
+                .contains("API key")
+                .then_some(ProviderError::Authentication as fn(_) -> _)
+        });
+        let ProviderError::Authentication(detail) = refined else {
+            panic!("expected authentication, got {refined:?}");
+        };
+        assert_eq!(detail.status, Some(400));
+        assert!(matches!(
+            refine_error(map(400, "{}"), |_| None),
+            ProviderError::InvalidRequest(_)
+        ));
+        assert!(matches!(
+            refine_error(ProviderError::Timeout("t".into()), |_| Some(
+                ProviderError::ServerError as fn(_) -> _
+            )),
+            ProviderError::Timeout(_)
+        ));
     }
 
     #[test]

@@ -37,23 +37,35 @@ pub fn parse_finish_reason(value: Option<&Value>) -> Option<FinishReason> {
 
 /// Reads a `usage` object; `None` when it is null, empty or all zeros (some
 /// vendors send placeholders before the real figures).
+///
+/// Reasoning tokens belong in the output count. OpenAI counts them inside
+/// `completion_tokens`; xAI counts them beside it, which shows in its
+/// `total_tokens` (prompt + completion + reasoning), and then they are
+/// added in.
 pub fn parse_usage(usage: Option<&Value>) -> Option<Usage> {
     let usage = usage?;
     let input = u32_at(usage, &["prompt_tokens"]).unwrap_or(0);
-    let output = u32_at(usage, &["completion_tokens"]).unwrap_or(0);
-    if input == 0 && output == 0 {
+    let completion = u32_at(usage, &["completion_tokens"]).unwrap_or(0);
+    if input == 0 && completion == 0 {
         return None;
     }
     let cache_read = u32_at(usage, &["prompt_tokens_details", "cached_tokens"])
         .or_else(|| u32_at(usage, &["prompt_cache_hit_tokens"]))
         .unwrap_or(0);
+    let reasoning = u32_at(usage, &["completion_tokens_details", "reasoning_tokens"]).unwrap_or(0);
+    let total = usage.get("total_tokens").and_then(Value::as_u64);
+    let reasoning_beside_completion = reasoning > 0
+        && total == Some(u64::from(input) + u64::from(completion) + u64::from(reasoning));
     Some(Usage {
         input_tokens: input,
-        output_tokens: output,
+        output_tokens: if reasoning_beside_completion {
+            completion.saturating_add(reasoning)
+        } else {
+            completion
+        },
         cache_read_tokens: cache_read,
         cache_write_tokens: 0,
-        reasoning_tokens: u32_at(usage, &["completion_tokens_details", "reasoning_tokens"])
-            .unwrap_or(0),
+        reasoning_tokens: reasoning,
         estimated: false,
     })
 }
@@ -176,4 +188,55 @@ pub fn parse_response(
         rate_limits: openai_rate_limits(headers),
         request_id: headers.get("x-request-id").map(str::to_owned),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn usage_placeholders_are_no_usage() {
+        assert!(parse_usage(None).is_none());
+        assert!(parse_usage(Some(&Value::Null)).is_none());
+        assert!(parse_usage(Some(&json!({}))).is_none());
+        let zeros = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+        assert!(parse_usage(Some(&zeros)).is_none());
+    }
+
+    #[test]
+    fn reasoning_inside_completion_is_not_added_again() {
+        let usage = parse_usage(Some(&json!({
+            "prompt_tokens": 20, "completion_tokens": 100, "total_tokens": 120,
+            "completion_tokens_details": {"reasoning_tokens": 64},
+            "prompt_tokens_details": {"cached_tokens": 8}
+        })))
+        .expect("usage");
+        assert_eq!(usage.input_tokens, 20);
+        assert_eq!(usage.output_tokens, 100);
+        assert_eq!(usage.reasoning_tokens, 64);
+        assert_eq!(usage.cache_read_tokens, 8);
+    }
+
+    #[test]
+    fn reasoning_beside_completion_is_added_to_output() {
+        // xAI: 32 + 9 + 94 = 135.
+        let usage = parse_usage(Some(&json!({
+            "prompt_tokens": 32, "completion_tokens": 9, "total_tokens": 135,
+            "completion_tokens_details": {"reasoning_tokens": 94}
+        })))
+        .expect("usage");
+        assert_eq!(usage.output_tokens, 103);
+        assert_eq!(usage.reasoning_tokens, 94);
+    }
+
+    #[test]
+    fn deepseek_cache_hits_count_as_cache_reads() {
+        let usage = parse_usage(Some(&json!({
+            "prompt_tokens": 30, "completion_tokens": 5, "total_tokens": 35,
+            "prompt_cache_hit_tokens": 24, "prompt_cache_miss_tokens": 6
+        })))
+        .expect("usage");
+        assert_eq!((usage.input_tokens, usage.cache_read_tokens), (30, 24));
+    }
 }

@@ -1,0 +1,223 @@
+//! xAI's Grok chat models: context windows, list prices (USD per million
+//! tokens: input, cached input, output) and capabilities, from xAI's
+//! "Models and Pricing" page and its reasoning guide.
+//!
+//! xAI publishes no output limit apart from the context window:
+//! `max_completion_tokens` defaults to "as many as needed up to the
+//! context", so the context window is the output limit given here.
+//! grok-4 and the grok-4-fast models charge twice these prices for
+//! prompts above 128K tokens; the contract has one price per model, so the
+//! table holds the base tier.
+
+use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
+
+/// Dollars per million tokens as exact micro-dollars: `usd(0, 750_000)` is
+/// $0.75.
+const fn usd(dollars: u64, micros: u64) -> u64 {
+    dollars * 1_000_000 + micros
+}
+
+struct Entry {
+    id: &'static str,
+    name: &'static str,
+    context: u32,
+    input: u64,
+    cached_input: u64,
+    output: u64,
+    /// Thinks before answering (reasoning tokens in the usage).
+    reasoning: bool,
+    /// Accepts images.
+    vision: bool,
+}
+
+const MODELS: &[Entry] = &[
+    Entry {
+        id: "grok-4",
+        name: "Grok 4",
+        context: 256_000,
+        input: usd(3, 0),
+        cached_input: usd(0, 750_000),
+        output: usd(15, 0),
+        reasoning: true,
+        vision: true,
+    },
+    Entry {
+        id: "grok-4-fast-reasoning",
+        name: "Grok 4 Fast (reasoning)",
+        context: 2_000_000,
+        input: usd(0, 200_000),
+        cached_input: usd(0, 50_000),
+        output: usd(0, 500_000),
+        reasoning: true,
+        vision: true,
+    },
+    Entry {
+        id: "grok-4-fast-non-reasoning",
+        name: "Grok 4 Fast (non-reasoning)",
+        context: 2_000_000,
+        input: usd(0, 200_000),
+        cached_input: usd(0, 50_000),
+        output: usd(0, 500_000),
+        reasoning: false,
+        vision: true,
+    },
+    Entry {
+        id: "grok-code-fast-1",
+        name: "Grok Code Fast 1",
+        context: 256_000,
+        input: usd(0, 200_000),
+        cached_input: usd(0, 20_000),
+        output: usd(1, 500_000),
+        reasoning: true,
+        vision: false,
+    },
+    Entry {
+        id: "grok-3",
+        name: "Grok 3",
+        context: 131_072,
+        input: usd(3, 0),
+        cached_input: usd(0, 750_000),
+        output: usd(15, 0),
+        reasoning: false,
+        vision: false,
+    },
+    Entry {
+        id: "grok-3-mini",
+        name: "Grok 3 Mini",
+        context: 131_072,
+        input: usd(0, 300_000),
+        cached_input: usd(0, 75_000),
+        output: usd(0, 500_000),
+        reasoning: true,
+        vision: false,
+    },
+];
+
+/// The tiktoken encoding for local estimates. xAI's tokenizer is its own,
+/// so every count is an estimate.
+pub fn encoding_for(_model: &str) -> &'static str {
+    "o200k_base"
+}
+
+/// Every model as the contract describes it.
+pub fn catalogue() -> Vec<ModelInfo> {
+    MODELS
+        .iter()
+        .map(|m| {
+            // Function calling, `tool_choice` (`auto`, `required`, `none`, a
+            // named function), structured outputs, prompt caching and
+            // temperature work on every model; reasoning models reject only
+            // presence/frequency penalties and `stop`.
+            let mut capabilities = Capabilities::STREAMING
+                | Capabilities::TOOLS
+                | Capabilities::TOOL_CHOICE_REQUIRED
+                | Capabilities::TOOL_CHOICE_NONE
+                | Capabilities::JSON_MODE
+                | Capabilities::JSON_SCHEMA
+                | Capabilities::PROMPT_CACHE
+                | Capabilities::TEMPERATURE;
+            if m.reasoning {
+                capabilities.insert(Capabilities::REASONING);
+            }
+            if m.vision {
+                capabilities.insert(Capabilities::VISION);
+            }
+            ModelInfo {
+                id: m.id.into(),
+                display_name: m.name.into(),
+                context_window: m.context,
+                max_output_tokens: m.context,
+                pricing: Pricing {
+                    input: m.input,
+                    output: m.output,
+                    cache_read: Some(m.cached_input),
+                    cache_write: None,
+                },
+                capabilities,
+                tokenizer: encoding_for(m.id).into(),
+                tokenizer_exact: false,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(id: &str) -> ModelInfo {
+        catalogue()
+            .into_iter()
+            .find(|m| m.id == id)
+            .unwrap_or_else(|| panic!("{id} is catalogued"))
+    }
+
+    #[test]
+    fn lineup_and_prices() {
+        let grok_4 = model("grok-4");
+        assert_eq!(grok_4.context_window, 256_000);
+        assert_eq!(
+            (
+                grok_4.pricing.input,
+                grok_4.pricing.cache_read,
+                grok_4.pricing.output
+            ),
+            (3_000_000, Some(750_000), 15_000_000)
+        );
+        let mini = model("grok-3-mini");
+        assert_eq!(mini.context_window, 131_072);
+        assert_eq!(
+            (
+                mini.pricing.input,
+                mini.pricing.cache_read,
+                mini.pricing.output
+            ),
+            (300_000, Some(75_000), 500_000)
+        );
+        assert_eq!(model("grok-4-fast-reasoning").context_window, 2_000_000);
+        assert_eq!(model("grok-code-fast-1").pricing.cache_read, Some(20_000));
+        assert!(catalogue().iter().all(|m| !m.tokenizer_exact));
+    }
+
+    #[test]
+    fn capabilities_follow_the_model() {
+        for id in [
+            "grok-4",
+            "grok-4-fast-reasoning",
+            "grok-3-mini",
+            "grok-code-fast-1",
+        ] {
+            assert!(
+                model(id).capabilities.contains(Capabilities::REASONING),
+                "{id}"
+            );
+        }
+        for id in ["grok-4-fast-non-reasoning", "grok-3"] {
+            assert!(
+                !model(id).capabilities.contains(Capabilities::REASONING),
+                "{id}"
+            );
+        }
+        for id in [
+            "grok-4",
+            "grok-4-fast-reasoning",
+            "grok-4-fast-non-reasoning",
+        ] {
+            assert!(
+                model(id).capabilities.contains(Capabilities::VISION),
+                "{id}"
+            );
+        }
+        for id in ["grok-code-fast-1", "grok-3", "grok-3-mini"] {
+            assert!(
+                !model(id).capabilities.contains(Capabilities::VISION),
+                "{id}"
+            );
+        }
+        assert!(
+            catalogue()
+                .iter()
+                .all(|m| m.capabilities.contains(Capabilities::TOOLS))
+        );
+    }
+}
