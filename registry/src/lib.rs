@@ -6,10 +6,21 @@
 //! integer micro-dollars per million tokens and costs are [`Decimal`]s,
 //! exact to the last digit.
 
+mod overrides;
+
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
 
+pub use overrides::{ModelOverride, ModelOverrides, OverrideError, parse_usd_per_mtok};
 pub use rust_decimal;
+
+/// Rate limits the operator knows for a model (they depend on the
+/// account's tier, so plugins do not declare them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RateLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
 
 /// Prices in micro-dollars (1e-6 USD) per million tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -76,6 +87,8 @@ pub struct ModelEntry {
     pub tokenizer: String,
     /// Whether the tokenizer is the vendor's own (exact counts).
     pub tokenizer_exact: bool,
+    /// Operator-configured rate limits.
+    pub rate_limits: RateLimits,
 }
 
 /// All known models, by provider and model id.
@@ -222,6 +235,7 @@ mod tests {
             capabilities: vec![],
             tokenizer: "o200k_base".into(),
             tokenizer_exact: true,
+            rate_limits: RateLimits::default(),
         };
         catalogue.insert(entry("openai", "gpt-4o"));
         catalogue.insert(entry("proxy", "gpt-4o"));
@@ -237,5 +251,51 @@ mod tests {
         };
         assert_eq!(catalogue.cost("openai", "gpt-4o", &usage), Some(dec("3")));
         assert_eq!(catalogue.cost("openai", "unknown", &usage), None);
+
+        let overrides = ModelOverrides::from_toml(
+            r#"
+            [[model]]
+            provider = "openai"
+            id = "gpt-4o"
+            output_usd_per_mtok = "4"
+            requests_per_minute = 500
+
+            [[model]]
+            provider = "openai"
+            id = "gpt-next"
+            input_usd_per_mtok = "0.5"
+            output_usd_per_mtok = "1.5"
+            context_window = 1000000
+            "#,
+        )
+        .expect("valid overrides");
+        catalogue.apply(&overrides).expect("applies");
+        assert_eq!(
+            catalogue.cost("openai", "gpt-4o", &usage),
+            Some(dec("5")),
+            "1 + 4"
+        );
+        let corrected = catalogue.get("openai", "gpt-4o").expect("still there");
+        assert_eq!(corrected.context_window, 1000, "untouched fields stay");
+        assert_eq!(corrected.rate_limits.requests_per_minute, Some(500));
+        assert_eq!(catalogue.cost("openai", "gpt-next", &usage), Some(dec("2")));
+        assert_eq!(
+            catalogue
+                .get("openai", "gpt-next")
+                .map(|m| m.context_window),
+            Some(1_000_000)
+        );
+
+        let incomplete = ModelOverrides::from_toml(
+            "[[model]]\nprovider = \"x\"\nid = \"y\"\ninput_usd_per_mtok = \"1\"",
+        )
+        .expect("parses");
+        assert!(matches!(
+            catalogue.apply(&incomplete),
+            Err(OverrideError::Incomplete {
+                missing: "output_usd_per_mtok",
+                ..
+            })
+        ));
     }
 }
