@@ -5,7 +5,12 @@ use llmhost_component_build::{ComponentBuild, rerun_if_changed, workspace_root};
 use std::path::PathBuf;
 
 /// (provider id, crate name) of every built-in provider.
-const BUILTIN: &[(&str, &str)] = &[("openai", "llmhost-provider-openai")];
+const BUILTIN: &[(&str, &str)] = &[
+    ("openai", "llmhost-provider-openai"),
+    ("deepseek", "llmhost-provider-deepseek"),
+    ("grok", "llmhost-provider-grok"),
+    ("claude", "llmhost-provider-claude"),
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));

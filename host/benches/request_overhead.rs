@@ -155,40 +155,27 @@ fn bench(c: &mut Criterion) {
 
     // Start-up: compiling the built-in component versus loading it from
     // the cache, as a second start does.
+    let start = |cache_dir: Option<std::path::PathBuf>| {
+        let runtime = &runtime;
+        move |iters: u64| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let started = Instant::now();
+                let builder = Host::builder()
+                    .ignore_plugin_env()
+                    .cache_dir(cache_dir.clone());
+                let host = runtime.block_on(builder.build()).expect("host");
+                total += started.elapsed();
+                drop(host);
+            }
+            total
+        }
+    };
     let mut group = c.benchmark_group("startup");
     group.sample_size(10);
-    group.bench_function("compile_components", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let started = Instant::now();
-                let host = runtime
-                    .block_on(Host::builder().ignore_plugin_env().cache_dir(None).build())
-                    .expect("host");
-                total += started.elapsed();
-                drop(host);
-            }
-            total
-        })
-    });
+    group.bench_function("compile_components", |b| b.iter_custom(start(None)));
     group.bench_function("load_cached_components", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let started = Instant::now();
-                let host = runtime
-                    .block_on(
-                        Host::builder()
-                            .ignore_plugin_env()
-                            .cache_dir(Some(cache.path().to_path_buf()))
-                            .build(),
-                    )
-                    .expect("host");
-                total += started.elapsed();
-                drop(host);
-            }
-            total
-        })
+        b.iter_custom(start(Some(cache.path().to_path_buf())))
     });
     group.finish();
 }

@@ -29,6 +29,12 @@ pub enum Error {
     /// No loaded plugin has this id.
     #[error("unknown provider `{0}` (see `llmhost models` for the loaded providers)")]
     UnknownProvider(String),
+    /// Strict mode: the model is not in the catalogue, so its cost could
+    /// not be accounted; nothing was sent.
+    #[error(
+        "{provider}: model `{model}` is not in the catalogue and strict model mode is on (add it to the model overrides file)"
+    )]
+    UnknownModel { provider: String, model: String },
     /// The request took longer than its time budget.
     #[error("{provider}: no answer within {:.1}s", .after.as_secs_f64())]
     Timeout { provider: String, after: Duration },
@@ -65,6 +71,7 @@ impl Error {
             Error::Provider { error, .. } => provider_error_kind(error),
             Error::HostDenied { .. } => "host_denied",
             Error::UnknownProvider(_) => "unknown_provider",
+            Error::UnknownModel { .. } => "unknown_model",
             Error::Timeout { .. } => "timeout",
             Error::CpuLimitExceeded { .. } => "cpu_limit_exceeded",
             Error::MemoryLimitExceeded { .. } => "memory_limit_exceeded",

@@ -360,3 +360,79 @@ async fn demo_runs_offline_and_simulate_serves_the_protocol() {
             .contains("You said: hi")
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn model_overrides_file_and_strict_mode() {
+    let dir = std::env::temp_dir().join(format!("llmhost-cli-models-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let file = dir.join("models.toml");
+    std::fs::write(
+        &file,
+        "[[model]]\nprovider = \"openai\"\nid = \"gpt-4o\"\ninput_usd_per_mtok = \"2.25\"\n\n[[model]]\nprovider = \"openai\"\nid = \"gpt-7\"\ninput_usd_per_mtok = \"1\"\noutput_usd_per_mtok = \"3\"\n",
+    )
+    .expect("write");
+    let path = file.display().to_string();
+    let output = run(
+        &["models", "-p", "openai", "--json", "--models", &path],
+        &[],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let models = json_of(&output);
+    let find = |id: &str| {
+        models
+            .as_array()
+            .expect("list")
+            .iter()
+            .find(|m| m["model"] == id)
+            .cloned()
+    };
+    assert_eq!(
+        find("gpt-4o").expect("gpt-4o")["input_usd_per_mtok"],
+        "2.25"
+    );
+    assert_eq!(find("gpt-7").expect("added")["output_usd_per_mtok"], "3");
+
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let output = run(
+        &[
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-99",
+            "--base-url",
+            &base,
+            "--api-key",
+            "k",
+            "--json",
+            "hi",
+        ],
+        &[("LLMHOST_STRICT_MODELS", "1"), ("LLMHOST_MODELS", &path)],
+    )
+    .await;
+    assert_eq!(json_of(&output)["error"]["kind"], "unknown_model");
+    assert!(sim.requests().is_empty());
+
+    std::fs::write(
+        &file,
+        "[[model]]\nprovider = \"openai\"\nid = \"gpt-4o\"\ninput_usd_per_mtok = \"a lot\"\n",
+    )
+    .expect("write");
+    let output = run(&["models", "--json", "--models", &path], &[]).await;
+    assert_eq!(output.status.code(), Some(2));
+    let error = json_of(&output);
+    assert_eq!(error["error"]["kind"], "invalid_config");
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("a lot")
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

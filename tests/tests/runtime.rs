@@ -23,6 +23,27 @@ fn read(path: &str) -> Vec<u8> {
     std::fs::read(Path::new(path)).expect("test plugin built")
 }
 
+/// A host with the misbehaving test plugin loaded from a plugin directory
+/// (kept alive by the returned guard).
+async fn misbehave_host() -> (tempfile::TempDir, llmhost::Host) {
+    let dir = plugin_dir(&[("misbehave.wasm", &read(plugins::MISBEHAVE))]);
+    let host = builder()
+        .plugin_dir(dir.path())
+        .build()
+        .await
+        .expect("host");
+    (dir, host)
+}
+
+/// Asserts that the host still serves after a plugin was stopped.
+async fn still_serves(host: &llmhost::Host) {
+    let ok = host
+        .chat(&misbehave_target(), &ChatRequest::simple("ok", "go"))
+        .await
+        .expect("next request works");
+    assert_eq!(ok.response.content, "ok");
+}
+
 fn misbehave_target() -> Target {
     let mut target = Target::new("misbehave")
         .api_key("k")
@@ -113,12 +134,7 @@ async fn broken_plugin_files_are_reported_and_do_not_stop_the_host() {
 
 #[tokio::test]
 async fn an_endless_loop_is_stopped_by_the_cpu_limit_and_the_host_keeps_serving() {
-    let dir = plugin_dir(&[("misbehave.wasm", &read(plugins::MISBEHAVE))]);
-    let host = builder()
-        .plugin_dir(dir.path())
-        .build()
-        .await
-        .expect("host");
+    let (_dir, host) = misbehave_host().await;
     let started = Instant::now();
     let err = host
         .chat(&misbehave_target(), &ChatRequest::simple("spin", "go"))
@@ -130,41 +146,23 @@ async fn an_endless_loop_is_stopped_by_the_cpu_limit_and_the_host_keeps_serving(
         "stopped promptly: {:?}",
         started.elapsed()
     );
-    let ok = host
-        .chat(&misbehave_target(), &ChatRequest::simple("ok", "go"))
-        .await
-        .expect("next request works");
-    assert_eq!(ok.response.content, "ok");
+    still_serves(&host).await;
 }
 
 #[tokio::test]
 async fn unbounded_allocation_is_stopped_by_the_memory_limit_and_the_host_keeps_serving() {
-    let dir = plugin_dir(&[("misbehave.wasm", &read(plugins::MISBEHAVE))]);
-    let host = builder()
-        .plugin_dir(dir.path())
-        .build()
-        .await
-        .expect("host");
+    let (_dir, host) = misbehave_host().await;
     let err = host
         .chat(&misbehave_target(), &ChatRequest::simple("hog", "go"))
         .await
         .expect_err("stopped");
     assert_eq!(err.kind(), "memory_limit_exceeded", "{err}");
-    let ok = host
-        .chat(&misbehave_target(), &ChatRequest::simple("ok", "go"))
-        .await
-        .expect("next request works");
-    assert_eq!(ok.response.content, "ok");
+    still_serves(&host).await;
 }
 
 #[tokio::test]
 async fn a_panicking_plugin_is_a_typed_trap() {
-    let dir = plugin_dir(&[("misbehave.wasm", &read(plugins::MISBEHAVE))]);
-    let host = builder()
-        .plugin_dir(dir.path())
-        .build()
-        .await
-        .expect("host");
+    let (_dir, host) = misbehave_host().await;
     let err = host
         .chat(&misbehave_target(), &ChatRequest::simple("panic", "go"))
         .await
@@ -179,12 +177,7 @@ async fn a_panicking_plugin_is_a_typed_trap() {
 
 #[tokio::test]
 async fn a_request_to_an_unapproved_host_is_denied_without_a_connection() {
-    let dir = plugin_dir(&[("misbehave.wasm", &read(plugins::MISBEHAVE))]);
-    let host = builder()
-        .plugin_dir(dir.path())
-        .build()
-        .await
-        .expect("host");
+    let (_dir, host) = misbehave_host().await;
     let sim = Simulator::start().await.expect("sim");
     let elsewhere = Simulator::start().await.expect("second sim");
     // Approved: the explicitly configured base URL (the first simulator).

@@ -12,6 +12,9 @@ use std::time::Duration;
 fn scenario(provider: &str) -> Option<(Vendor, &'static str)> {
     match provider {
         "openai" => Some((Vendor::OpenAi, "gpt-4o-mini")),
+        "deepseek" => Some((Vendor::DeepSeek, "deepseek-chat")),
+        "grok" => Some((Vendor::XAi, "grok-3-mini")),
+        "claude" => Some((Vendor::Anthropic, "claude-sonnet-4-5")),
         _ => None,
     }
 }
@@ -167,7 +170,7 @@ pub async fn run(host: &Host, json: bool) -> Result<(), Fail> {
         print_json(&Value::Array(list));
     } else {
         outln!(
-            "{:<10} {:<12} {:<44} {:<24} {:<36} {:<14} {:>8}  {}",
+            "{:<10} {:<18} {:<44} {:<24} {:<36} {:<14} {:>8}  {}",
             "PROVIDER",
             "MODEL",
             "ANSWER",
@@ -179,7 +182,7 @@ pub async fn run(host: &Host, json: bool) -> Result<(), Fail> {
         );
         for r in &rows {
             outln!(
-                "{:<10} {:<12} {:<44} {:<24} {:<36} {:<14} {:>6}ms  {}",
+                "{:<10} {:<18} {:<44} {:<24} {:<36} {:<14} {:>6}ms  {}",
                 r.provider,
                 r.model,
                 truncate(&r.answer, 44),

@@ -58,6 +58,19 @@ struct GlobalArgs {
     /// Compile every component at start instead of using the cache.
     #[arg(long, global = true)]
     no_cache: bool,
+    /// TOML file correcting or adding models and prices (see the README).
+    #[arg(long, global = true, env = "LLMHOST_MODELS", value_name = "FILE")]
+    models: Option<PathBuf>,
+    /// Refuse models missing from the catalogue instead of sending them
+    /// with an unknown cost.
+    #[arg(
+        long,
+        global = true,
+        env = "LLMHOST_STRICT_MODELS",
+        action = clap::ArgAction::SetTrue,
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    strict_models: bool,
     /// Log more to stderr (-v: info, -vv: debug). LLMHOST_LOG takes a
     /// tracing filter for finer control.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
@@ -226,6 +239,18 @@ impl Cli {
         } else if let Some(dir) = &global.cache_dir {
             builder = builder.cache_dir(Some(dir.clone()));
         }
+        if let Some(path) = &global.models {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                Error::InvalidConfig(format!(
+                    "cannot read model overrides {}: {err}",
+                    path.display()
+                ))
+            })?;
+            let overrides = llmhost_registry::ModelOverrides::from_toml(&text)
+                .map_err(|err| Error::InvalidConfig(format!("{}: {err}", path.display())))?;
+            builder = builder.model_overrides(overrides);
+        }
+        builder = builder.strict_models(global.strict_models);
         let host = builder.build().await?;
         for error in host.load_errors() {
             eprintln!("warning: {error}");

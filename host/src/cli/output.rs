@@ -38,7 +38,7 @@ impl Fail {
             eprintln!("error: {error}");
         }
         match error {
-            Error::InvalidConfig(_) | Error::UnknownProvider(_) => 2,
+            Error::InvalidConfig(_) | Error::UnknownProvider(_) | Error::UnknownModel { .. } => 2,
             _ => 1,
         }
     }
@@ -199,6 +199,8 @@ pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), sup
                     "capabilities": m.capabilities,
                     "tokenizer": m.tokenizer,
                     "tokenizer_exact": m.tokenizer_exact,
+                    "requests_per_minute": m.rate_limits.requests_per_minute,
+                    "tokens_per_minute": m.rate_limits.tokens_per_minute,
                 })
             })
             .collect();

@@ -14,7 +14,7 @@ use crate::types::{
     TokenCount, TokenInput, Usage, capability_names,
 };
 use llmhost_registry::rust_decimal::Decimal;
-use llmhost_registry::{Catalogue, ModelEntry, Pricing};
+use llmhost_registry::{Catalogue, ModelEntry, ModelOverrides, Pricing, RateLimits};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -35,6 +35,8 @@ pub struct HostBuilder {
     builtins: bool,
     cache_dir: Option<PathBuf>,
     limits: Limits,
+    model_overrides: ModelOverrides,
+    strict_models: bool,
 }
 
 impl Default for HostBuilder {
@@ -45,6 +47,8 @@ impl Default for HostBuilder {
             builtins: true,
             cache_dir: ComponentCache::default_dir(),
             limits: Limits::default(),
+            model_overrides: ModelOverrides::default(),
+            strict_models: false,
         }
     }
 }
@@ -79,6 +83,20 @@ impl HostBuilder {
     /// Memory, CPU and size limits of every request.
     pub fn limits(mut self, limits: Limits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// Corrects or adds catalogue entries (prices, limits, new models)
+    /// on top of what the plugins declare.
+    pub fn model_overrides(mut self, overrides: ModelOverrides) -> Self {
+        self.model_overrides = overrides;
+        self
+    }
+
+    /// Refuses requests for models missing from the catalogue instead of
+    /// passing them through with an unknown cost.
+    pub fn strict_models(mut self, strict: bool) -> Self {
+        self.strict_models = strict;
         self
     }
 
@@ -166,15 +184,20 @@ impl HostBuilder {
                     capabilities: capability_names(model.capabilities),
                     tokenizer: model.tokenizer.clone(),
                     tokenizer_exact: model.tokenizer_exact,
+                    rate_limits: RateLimits::default(),
                 });
             }
         }
+        catalogue
+            .apply(&self.model_overrides)
+            .map_err(|err| Error::InvalidConfig(err.to_string()))?;
         Ok(Host {
             inner: Arc::new(Inner {
                 runtime,
                 plugins,
                 catalogue,
                 load_errors,
+                strict_models: self.strict_models,
             }),
         })
     }
@@ -281,6 +304,7 @@ struct Inner {
     plugins: BTreeMap<String, Arc<Plugin>>,
     catalogue: Catalogue,
     load_errors: Vec<Error>,
+    strict_models: bool,
 }
 
 /// The running host: loaded plugins and the engine that runs them. Cheap
@@ -364,6 +388,17 @@ impl Host {
     /// The exact cost of `usage` on a model, `None` when it is unknown.
     pub fn cost(&self, provider: &str, model: &str, usage: &Usage) -> Option<Decimal> {
         self.inner.catalogue.cost(provider, model, &usage.billed())
+    }
+
+    /// In strict mode, refuses models the catalogue does not know.
+    fn check_model(&self, provider: &str, model: &str) -> Result<(), Error> {
+        if self.inner.strict_models && self.inner.catalogue.get(provider, model).is_none() {
+            return Err(Error::UnknownModel {
+                provider: provider.to_owned(),
+                model: model.to_owned(),
+            });
+        }
+        Ok(())
     }
 
     fn resolve(&self, target: &Target) -> Result<Resolved, Error> {
@@ -463,6 +498,7 @@ impl Host {
     /// One complete answer.
     pub async fn chat(&self, target: &Target, request: &ChatRequest) -> Result<ChatOutcome, Error> {
         let resolved = self.resolve(target)?;
+        self.check_model(&target.provider, &request.model)?;
         let started = Instant::now();
         let work = async {
             let mut instance = self.instance(&resolved).await?;
@@ -494,6 +530,7 @@ impl Host {
         request: &ChatRequest,
     ) -> Result<ChatStream, Error> {
         let resolved = self.resolve(target)?;
+        self.check_model(&target.provider, &request.model)?;
         let started = Instant::now();
         let work = async {
             let mut instance = self.instance(&resolved).await?;

@@ -1,0 +1,750 @@
+//! The conformance suite: one table of scenarios, run against every
+//! provider component through the host and the vendor simulator, each
+//! asserting the exact typed result. A scenario speaks each vendor's own
+//! wire format (OpenAI-style chunks and `[DONE]`, xAI's error bodies,
+//! Anthropic's named events and `message_stop`).
+
+mod common;
+
+use common::builder;
+use llmhost::types::{
+    ChatRequest, Chunk, FinishReason, Message, ReasoningConfig, ToolChoice, ToolDefinition, Usage,
+};
+use llmhost::{ChatStream, Error, Host, Target};
+use llmhost_simulator::{Reply, Simulator, Vendor, sse_data, sse_event};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// How a vendor frames answers and errors on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    /// OpenAI chat completions (OpenAI, DeepSeek).
+    OpenAi,
+    /// OpenAI-compatible, but errors are `{"code": "...", "error": "..."}`.
+    XAi,
+    /// Anthropic Messages.
+    Anthropic,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Provider {
+    id: &'static str,
+    vendor: Vendor,
+    model: &'static str,
+    wire: Wire,
+}
+
+const PROVIDERS: &[Provider] = &[
+    Provider {
+        id: "openai",
+        vendor: Vendor::OpenAi,
+        model: "gpt-4o-mini",
+        wire: Wire::OpenAi,
+    },
+    Provider {
+        id: "deepseek",
+        vendor: Vendor::DeepSeek,
+        model: "deepseek-chat",
+        wire: Wire::OpenAi,
+    },
+    Provider {
+        id: "grok",
+        vendor: Vendor::XAi,
+        model: "grok-3",
+        wire: Wire::XAi,
+    },
+    Provider {
+        id: "claude",
+        vendor: Vendor::Anthropic,
+        model: "claude-sonnet-4-5",
+        wire: Wire::Anthropic,
+    },
+];
+
+struct Bench {
+    host: Host,
+    sim: Simulator,
+}
+
+impl Bench {
+    async fn new() -> Self {
+        Self {
+            host: builder().build().await.expect("host"),
+            sim: Simulator::start().await.expect("simulator"),
+        }
+    }
+
+    fn target(&self, p: &Provider) -> Target {
+        let mut target = Target::new(p.id)
+            .base_url(self.sim.base_url(p.vendor))
+            .api_key("conformance-key")
+            .timeout(Duration::from_secs(20));
+        target.use_env = false;
+        target
+    }
+
+    async fn chat(
+        &self,
+        p: &Provider,
+        request: &ChatRequest,
+    ) -> Result<llmhost::ChatOutcome, Error> {
+        self.host.chat(&self.target(p), request).await
+    }
+
+    /// Runs a stream to its end: the chunks, then the error if it failed.
+    async fn stream(
+        &self,
+        p: &Provider,
+        request: &ChatRequest,
+    ) -> (Vec<Chunk>, Option<Error>, Option<Usage>) {
+        let mut stream: ChatStream = match self.host.stream(&self.target(p), request).await {
+            Ok(stream) => stream,
+            Err(err) => return (Vec::new(), Some(err), None),
+        };
+        let mut chunks = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            match chunk {
+                Ok(chunk) => chunks.push(chunk),
+                Err(err) => return (chunks, Some(err), stream.usage()),
+            }
+        }
+        (chunks, None, stream.usage())
+    }
+
+    fn last_body(&self) -> Value {
+        self.sim
+            .requests()
+            .into_iter()
+            .rev()
+            .find(|r| r.method == "POST")
+            .and_then(|r| r.json())
+            .expect("a JSON request reached the simulator")
+    }
+}
+
+fn request(p: &Provider) -> ChatRequest {
+    ChatRequest::new(
+        p.model,
+        vec![Message::system("Be brief."), Message::user("Hello there")],
+    )
+}
+
+fn text_of(chunks: &[Chunk]) -> String {
+    chunks
+        .iter()
+        .filter_map(|c| match c {
+            Chunk::Text(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect()
+}
+
+// ---- the vendors' wire formats, for scripted replies ----
+
+fn openai_chunk(model: &str, delta: Value, finish: Option<&str>, usage: Value) -> String {
+    sse_data(&json!({
+        "id": "chatcmpl-conf", "object": "chat.completion.chunk", "created": 1, "model": model,
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], "usage": usage
+    }))
+}
+
+fn openai_usage(input: u32, output: u32) -> Value {
+    json!({"prompt_tokens": input, "completion_tokens": output, "total_tokens": input + output})
+}
+
+/// A complete text stream with usage 11 in / 7 out, in each vendor's way
+/// of reporting usage.
+fn usage_stream(p: &Provider, pieces: &[&str]) -> Vec<String> {
+    let m = p.model;
+    match (p.id, p.wire) {
+        (_, Wire::Anthropic) => {
+            let mut events = vec![
+                sse_event(
+                    "message_start",
+                    &json!({"type": "message_start", "message": {
+                    "id": "msg_conf", "type": "message", "role": "assistant", "model": m, "content": [],
+                    "stop_reason": null, "stop_sequence": null,
+                    "usage": {"input_tokens": 11, "output_tokens": 1}}}),
+                ),
+                sse_event(
+                    "content_block_start",
+                    &json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+                ),
+                sse_event("ping", &json!({"type": "ping"})),
+            ];
+            for piece in pieces {
+                events.push(sse_event("content_block_delta", &json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": piece}})));
+            }
+            events.push(sse_event(
+                "content_block_stop",
+                &json!({"type": "content_block_stop", "index": 0}),
+            ));
+            // Cumulative output counts: the last one is the total.
+            events.push(sse_event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": null, "stop_sequence": null}, "usage": {"output_tokens": 3}})));
+            events.push(sse_event("message_delta", &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn", "stop_sequence": null}, "usage": {"output_tokens": 7}})));
+            events.push(sse_event("message_stop", &json!({"type": "message_stop"})));
+            events
+        }
+        ("deepseek", _) => {
+            // Placeholder zero usage on every chunk before the real one.
+            let zero = openai_usage(0, 0);
+            let mut events = vec![
+                ": keep-alive\n\n".to_string(),
+                openai_chunk(
+                    m,
+                    json!({"role": "assistant", "content": ""}),
+                    None,
+                    zero.clone(),
+                ),
+            ];
+            for piece in pieces {
+                events.push(openai_chunk(
+                    m,
+                    json!({"content": piece}),
+                    None,
+                    zero.clone(),
+                ));
+            }
+            events.push(openai_chunk(m, json!({"content": ""}), Some("stop"), zero));
+            events.push(sse_data(&json!({"id": "chatcmpl-conf", "object": "chat.completion.chunk", "created": 1, "model": m, "choices": [], "usage": openai_usage(11, 7)})));
+            events.push("data: [DONE]\n\n".into());
+            events
+        }
+        ("grok", _) => {
+            // Usage in the second-to-last chunk, then an empty final chunk.
+            let mut events = vec![openai_chunk(
+                m,
+                json!({"role": "assistant", "content": ""}),
+                None,
+                Value::Null,
+            )];
+            for piece in pieces {
+                events.push(openai_chunk(
+                    m,
+                    json!({"content": piece}),
+                    None,
+                    Value::Null,
+                ));
+            }
+            events.push(openai_chunk(
+                m,
+                json!({}),
+                Some("stop"),
+                openai_usage(11, 7),
+            ));
+            events.push(sse_data(&json!({"id": "chatcmpl-conf", "object": "chat.completion.chunk", "created": 1, "model": m, "choices": []})));
+            events.push("data: [DONE]\n\n".into());
+            events
+        }
+        _ => {
+            // OpenAI: a usage chunk with empty choices before [DONE].
+            let mut events = vec![openai_chunk(
+                m,
+                json!({"role": "assistant", "content": ""}),
+                None,
+                Value::Null,
+            )];
+            for piece in pieces {
+                events.push(openai_chunk(
+                    m,
+                    json!({"content": piece}),
+                    None,
+                    Value::Null,
+                ));
+            }
+            events.push(openai_chunk(m, json!({}), Some("stop"), Value::Null));
+            events.push(sse_data(&json!({"id": "chatcmpl-conf", "object": "chat.completion.chunk", "created": 1, "model": m, "choices": [], "usage": openai_usage(11, 7)})));
+            events.push("data: [DONE]\n\n".into());
+            events
+        }
+    }
+}
+
+/// The terminator of a stream in the vendor's format.
+fn is_terminator(p: &Provider, event: &str) -> bool {
+    match p.wire {
+        Wire::Anthropic => event.starts_with("event: message_stop"),
+        _ => event.starts_with("data: [DONE]"),
+    }
+}
+
+fn error_reply(p: &Provider, status: u16, code: &str, message: &str) -> Reply {
+    match p.wire {
+        Wire::OpenAi => Reply::openai_error(status, code, Some(code), message),
+        Wire::XAi => Reply::xai_error(status, code, message),
+        Wire::Anthropic => Reply::anthropic_error(status, code, message),
+    }
+}
+
+/// An error event inside a 200 stream.
+fn stream_error_event(p: &Provider) -> (String, &'static str) {
+    match p.wire {
+        Wire::Anthropic => (
+            sse_event(
+                "error",
+                &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+            ),
+            "overloaded",
+        ),
+        _ => (
+            sse_data(
+                &json!({"error": {"message": "The server had an error while processing your request.", "type": "server_error", "param": null, "code": null}}),
+            ),
+            "server_error",
+        ),
+    }
+}
+
+// ---- scenarios ----
+
+#[tokio::test]
+async fn chat_answers_with_usage_and_cost() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        let outcome = b
+            .chat(p, &request(p))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id));
+        let r = &outcome.response;
+        assert!(
+            r.content.contains("You said: Hello there"),
+            "{}: {}",
+            p.id,
+            r.content
+        );
+        assert_eq!(r.finish_reason, FinishReason::Stop, "{}", p.id);
+        assert!(
+            r.usage.input_tokens > 0 && r.usage.output_tokens > 0,
+            "{}",
+            p.id
+        );
+        assert!(!r.usage.estimated, "{}: vendor usage is exact", p.id);
+        assert!(
+            outcome.cost_usd.is_some(),
+            "{}: priced from the registry",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn stream_matches_chat() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        let plain = b
+            .chat(p, &request(p))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id));
+        let (chunks, err, usage) = b.stream(p, &request(p)).await;
+        assert!(err.is_none(), "{}: {err:?}", p.id);
+        assert!(
+            matches!(chunks.first(), Some(Chunk::Start(_))),
+            "{}: start first",
+            p.id
+        );
+        let pieces = chunks
+            .iter()
+            .filter(|c| matches!(c, Chunk::Text(_)))
+            .count();
+        assert!(pieces > 1, "{}: text arrives in pieces", p.id);
+        assert_eq!(text_of(&chunks), plain.response.content, "{}", p.id);
+        let usage = usage.unwrap_or_else(|| panic!("{}: usage reported", p.id));
+        assert_eq!(
+            usage.output_tokens, plain.response.usage.output_tokens,
+            "{}",
+            p.id
+        );
+        assert!(
+            chunks
+                .iter()
+                .any(|c| matches!(c, Chunk::Finish(FinishReason::Stop))),
+            "{}",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn stream_usage_is_read_the_way_each_vendor_sends_it() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        b.sim
+            .enqueue(p.vendor, Reply::sse(usage_stream(p, &["Hel", "lo"])));
+        let (chunks, err, usage) = b.stream(p, &request(p)).await;
+        assert!(err.is_none(), "{}: {err:?}", p.id);
+        assert_eq!(text_of(&chunks), "Hello", "{}", p.id);
+        let usage = usage.unwrap_or_else(|| panic!("{}: usage", p.id));
+        assert_eq!(
+            (usage.input_tokens, usage.output_tokens, usage.estimated),
+            (11, 7, false),
+            "{}",
+            p.id
+        );
+        let usage_chunks = chunks
+            .iter()
+            .filter(|c| matches!(c, Chunk::Usage(_)))
+            .count();
+        assert_eq!(usage_chunks, 1, "{}: usage is reported once", p.id);
+    }
+}
+
+#[tokio::test]
+async fn sse_split_at_every_byte_keepalives_and_crlf_are_tolerated() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        let events = usage_stream(p, &["Hel", "lo"]);
+        let joined: String = events.concat();
+        // Every byte its own write.
+        b.sim.enqueue(
+            p.vendor,
+            Reply::raw(200, joined.bytes().map(|byte| vec![byte]).collect())
+                .header("content-type", "text/event-stream"),
+        );
+        // Keep-alive comments between events.
+        let with_comments: Vec<String> = events
+            .iter()
+            .flat_map(|e| [": keep-alive\n\n".to_string(), e.clone()])
+            .collect();
+        b.sim.enqueue(p.vendor, Reply::sse(with_comments));
+        // CRLF line endings.
+        b.sim.enqueue(
+            p.vendor,
+            Reply::sse(events.iter().map(|e| e.replace('\n', "\r\n"))),
+        );
+        for variant in ["byte by byte", "keep-alive comments", "CRLF"] {
+            let (chunks, err, usage) = b.stream(p, &request(p)).await;
+            assert!(err.is_none(), "{} ({variant}): {err:?}", p.id);
+            assert_eq!(text_of(&chunks), "Hello", "{} ({variant})", p.id);
+            assert_eq!(
+                usage.map(|u| (u.input_tokens, u.output_tokens)),
+                Some((11, 7)),
+                "{} ({variant})",
+                p.id
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_cut_before_its_terminator_is_a_protocol_error() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        let events: Vec<String> = usage_stream(p, &["Hel", "lo"])
+            .into_iter()
+            .filter(|e| !is_terminator(p, e))
+            .collect();
+        b.sim.enqueue(p.vendor, Reply::sse(events));
+        let (chunks, err, _) = b.stream(p, &request(p)).await;
+        let err = err.unwrap_or_else(|| panic!("{}: a cut stream must fail", p.id));
+        assert_eq!(err.kind(), "protocol", "{}: {err}", p.id);
+        assert_eq!(
+            text_of(&chunks),
+            "Hello",
+            "{}: what arrived was delivered",
+            p.id
+        );
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_protocol_error() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        b.sim.enqueue(
+            p.vendor,
+            Reply::raw(200, vec![b"{\"id\": \"x\", \"choices\": [".to_vec()])
+                .header("content-type", "application/json"),
+        );
+        let err = b.chat(p, &request(p)).await.expect_err("malformed body");
+        assert_eq!(err.kind(), "protocol", "{}: {err}", p.id);
+
+        let mut events = usage_stream(p, &["Hel"]);
+        let bad = match p.wire {
+            Wire::Anthropic => "event: content_block_delta\ndata: {\"type\": \"content_block_delta\", \"index\": 0, \"delta\": {\n\n".to_string(),
+            _ => "data: {\"id\": \"chatcmpl-conf\", \"choices\": [{\n\n".to_string(),
+        };
+        events.insert(2, bad);
+        b.sim.enqueue(p.vendor, Reply::sse(events));
+        let (_, err, _) = b.stream(p, &request(p)).await;
+        assert_eq!(err.map(|e| e.kind()), Some("protocol"), "{}", p.id);
+    }
+}
+
+#[tokio::test]
+async fn an_error_event_inside_a_200_stream_is_typed() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        let mut events = usage_stream(p, &["Hel", "lo"]);
+        let (error, kind) = stream_error_event(p);
+        events.truncate(3);
+        events.push(error);
+        b.sim.enqueue(p.vendor, Reply::sse(events));
+        let (_, err, _) = b.stream(p, &request(p)).await;
+        let err = err.unwrap_or_else(|| panic!("{}: the error event must fail the stream", p.id));
+        assert_eq!(err.kind(), kind, "{}: {err}", p.id);
+    }
+}
+
+/// (status, vendor error code, expected kind) rows every vendor shares.
+const ERROR_ROWS: &[(u16, &str, &str)] = &[
+    (400, "invalid_request_error", "invalid_request"),
+    (401, "authentication_error", "authentication"),
+    (402, "insufficient_balance", "quota_exhausted"),
+    (403, "permission_error", "authentication"),
+    (404, "not_found_error", "model_not_supported"),
+    (413, "request_too_large", "token_limit_exceeded"),
+    (500, "api_error", "server_error"),
+    (502, "bad_gateway", "server_error"),
+    (503, "overloaded", "overloaded"),
+    (529, "overloaded_error", "overloaded"),
+];
+
+#[tokio::test]
+async fn vendor_errors_map_to_exact_kinds() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        for (status, code, kind) in ERROR_ROWS {
+            let message = if *status == 404 {
+                format!("model: {} not found", p.model)
+            } else {
+                format!("status {status}")
+            };
+            b.sim.enqueue(
+                p.vendor,
+                error_reply(p, *status, code, &message).header("retry-after", "1"),
+            );
+            let err = b.chat(p, &request(p)).await.expect_err("error status");
+            assert_eq!(err.kind(), *kind, "{} HTTP {status}: {err}", p.id);
+            assert_eq!(
+                err.detail().and_then(|d| d.status),
+                Some(*status),
+                "{} HTTP {status}",
+                p.id
+            );
+            // The same before a stream starts.
+            b.sim
+                .enqueue(p.vendor, error_reply(p, *status, code, &message));
+            let (_, err, _) = b.stream(p, &request(p)).await;
+            assert_eq!(
+                err.map(|e| e.kind()),
+                Some(*kind),
+                "{} stream HTTP {status}",
+                p.id
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn rate_limits_carry_retry_after_and_quota_codes_are_permanent() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        let code = if p.wire == Wire::Anthropic {
+            "rate_limit_error"
+        } else {
+            "rate_limit_exceeded"
+        };
+        b.sim.enqueue(
+            p.vendor,
+            error_reply(p, 429, code, "Too many requests").header("retry-after", "3"),
+        );
+        let err = b.chat(p, &request(p)).await.expect_err("429");
+        assert_eq!(err.kind(), "rate_limited", "{}: {err}", p.id);
+        assert_eq!(err.retry_after(), Some(Duration::from_secs(3)), "{}", p.id);
+    }
+    // OpenAI reports an exhausted quota as a 429 with a code.
+    let openai = &PROVIDERS[0];
+    b.sim.enqueue(
+        openai.vendor,
+        Reply::openai_error(
+            429,
+            "insufficient_quota",
+            Some("insufficient_quota"),
+            "You exceeded your current quota",
+        ),
+    );
+    let err = b.chat(openai, &request(openai)).await.expect_err("quota");
+    assert_eq!(err.kind(), "quota_exhausted");
+}
+
+#[tokio::test]
+async fn reasoning_is_surfaced_separately() {
+    let b = Bench::new().await;
+    let cases = [
+        (
+            Provider {
+                id: "deepseek",
+                vendor: Vendor::DeepSeek,
+                model: "deepseek-reasoner",
+                wire: Wire::OpenAi,
+            },
+            None,
+        ),
+        (
+            Provider {
+                id: "grok",
+                vendor: Vendor::XAi,
+                model: "grok-3-mini",
+                wire: Wire::XAi,
+            },
+            None,
+        ),
+        (
+            PROVIDERS[3],
+            Some(ReasoningConfig {
+                budget_tokens: Some(2048),
+                effort: None,
+            }),
+        ),
+    ];
+    for (p, reasoning) in cases {
+        let mut req = request(&p);
+        req.reasoning = reasoning;
+        let outcome = b
+            .chat(&p, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id));
+        let thinking = outcome
+            .response
+            .reasoning_content
+            .clone()
+            .unwrap_or_else(|| panic!("{}: reasoning content", p.id));
+        assert!(!thinking.is_empty());
+        assert!(
+            !outcome.response.content.contains(&thinking),
+            "{}: reasoning never mixed into content",
+            p.id
+        );
+        let (chunks, err, _) = b.stream(&p, &req).await;
+        assert!(err.is_none(), "{}: {err:?}", p.id);
+        let streamed: String = chunks
+            .iter()
+            .filter_map(|c| match c {
+                Chunk::Reasoning(r) => Some(r.as_str()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            streamed, thinking,
+            "{}: streamed reasoning equals the plain one",
+            p.id
+        );
+        assert_eq!(text_of(&chunks), outcome.response.content, "{}", p.id);
+    }
+}
+
+#[tokio::test]
+async fn system_messages_follow_each_vendors_rules() {
+    let b = Bench::new().await;
+    let conversation = vec![
+        Message::system("Rule one."),
+        Message::user("First question"),
+        Message::assistant("First answer"),
+        Message::system("Rule two, from the middle."),
+        Message::user("Second question"),
+        Message::user("and a follow-up"),
+    ];
+    for p in PROVIDERS {
+        let req = ChatRequest::new(p.model, conversation.clone());
+        b.chat(p, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id));
+        let body = b.last_body();
+        let messages = body["messages"].as_array().expect("messages");
+        if p.wire == Wire::Anthropic {
+            let system = match &body["system"] {
+                Value::String(s) => s.clone(),
+                Value::Array(blocks) => blocks
+                    .iter()
+                    .filter_map(|b| b["text"].as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n\n"),
+                other => panic!("system field: {other}"),
+            };
+            assert!(
+                system.contains("Rule one.") && system.contains("Rule two, from the middle."),
+                "{system}"
+            );
+            let roles: Vec<&str> = messages.iter().filter_map(|m| m["role"].as_str()).collect();
+            assert_eq!(
+                roles,
+                ["user", "assistant", "user"],
+                "system lifted out, same roles merged"
+            );
+            assert!(
+                body["max_tokens"].as_u64().is_some_and(|n| n > 0),
+                "max_tokens always sent"
+            );
+        } else {
+            let roles: Vec<&str> = messages.iter().filter_map(|m| m["role"].as_str()).collect();
+            assert_eq!(
+                roles,
+                ["system", "user", "assistant", "system", "user", "user"],
+                "{}: order kept",
+                p.id
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn tool_calls_plain_and_streamed() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        let mut req = ChatRequest::simple(p.model, "weather in Paris");
+        req.tools = vec![ToolDefinition {
+            name: "get_weather".into(),
+            description: "Current weather for a place".into(),
+            input_schema:
+                r#"{"type":"object","properties":{"query":{"type":"string"}},"required":["query"]}"#
+                    .into(),
+        }];
+        req.tool_choice = Some(ToolChoice::Auto);
+        let outcome = b
+            .chat(p, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id));
+        assert_eq!(
+            outcome.response.finish_reason,
+            FinishReason::ToolCalls,
+            "{}",
+            p.id
+        );
+        let call = outcome
+            .response
+            .tool_calls
+            .first()
+            .unwrap_or_else(|| panic!("{}: a tool call", p.id))
+            .clone();
+        assert_eq!(call.name, "get_weather", "{}", p.id);
+        let args: Value = serde_json::from_str(&call.arguments)
+            .unwrap_or_else(|e| panic!("{}: arguments are JSON: {e}", p.id));
+        assert_eq!(args, json!({"query": "weather in Paris"}), "{}", p.id);
+
+        let (chunks, err, _) = b.stream(p, &req).await;
+        assert!(err.is_none(), "{}: {err:?}", p.id);
+        let mut name = None;
+        let mut arguments = String::new();
+        let mut fragments = 0;
+        for chunk in &chunks {
+            if let Chunk::ToolCall(delta) = chunk {
+                assert_eq!(delta.index, 0, "{}", p.id);
+                name = name.or(delta.name.clone());
+                arguments.push_str(&delta.arguments);
+                fragments += 1;
+            }
+        }
+        assert!(fragments > 1, "{}: arguments arrive in fragments", p.id);
+        assert_eq!(name.as_deref(), Some("get_weather"), "{}", p.id);
+        let streamed: Value = serde_json::from_str(&arguments)
+            .unwrap_or_else(|e| panic!("{}: {e}: {arguments}", p.id));
+        assert_eq!(streamed, args, "{}", p.id);
+        assert!(
+            chunks
+                .iter()
+                .any(|c| matches!(c, Chunk::Finish(FinishReason::ToolCalls))),
+            "{}",
+            p.id
+        );
+    }
+}
