@@ -311,11 +311,21 @@ async fn demo_runs_offline_and_simulate_serves_the_protocol() {
         "{stdout}"
     );
 
-    let mut child = llmhost(&["simulate", "--listen", "127.0.0.1:0"], &[])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("simulate starts");
-    let stdout = child.stdout.take().expect("stdout");
+    /// Stops the simulator process even when an assertion fails.
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = KillOnDrop(
+        llmhost(&["simulate", "--listen", "127.0.0.1:0"], &[])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("simulate starts"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
     let (found, base) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -346,8 +356,7 @@ async fn demo_runs_offline_and_simulate_serves_the_protocol() {
         &[],
     )
     .await;
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     assert!(
         output.status.success(),
         "{}",
@@ -435,4 +444,116 @@ async fn model_overrides_file_and_strict_mode() {
             .contains("a lot")
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// (provider, simulator vendor, model, input $/Mtok, output $/Mtok).
+const FOUR: &[(&str, Vendor, &str, &str, &str)] = &[
+    ("openai", Vendor::OpenAi, "gpt-4o-mini", "0.15", "0.60"),
+    (
+        "deepseek",
+        Vendor::DeepSeek,
+        "deepseek-chat",
+        "0.28",
+        "0.42",
+    ),
+    ("grok", Vendor::XAi, "grok-3", "3", "15"),
+    ("claude", Vendor::Anthropic, "claude-sonnet-4-5", "3", "15"),
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_provider_chats_and_streams_with_exact_cost() {
+    let sim = Simulator::start().await.expect("sim");
+    for (provider, vendor, model, input_price, output_price) in FOUR {
+        let base = sim.base_url(*vendor);
+        for stream in [false, true] {
+            let mut args = vec![
+                "chat",
+                "-p",
+                provider,
+                "-m",
+                model,
+                "--base-url",
+                &base,
+                "--api-key",
+                "k",
+                "--json",
+            ];
+            if stream {
+                args.push("--stream");
+            }
+            args.push("Hello from every provider");
+            let output = run(&args, &[]).await;
+            assert!(
+                output.status.success(),
+                "{provider} stream={stream}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let v = json_of(&output);
+            assert_eq!(v["provider"], *provider);
+            assert!(
+                v["content"]
+                    .as_str()
+                    .expect("content")
+                    .contains("You said: Hello from every provider"),
+                "{provider}: {v}"
+            );
+            let input = v["usage"]["input_tokens"].as_u64().expect("input");
+            let output_tokens = v["usage"]["output_tokens"].as_u64().expect("output");
+            assert!(input > 0 && output_tokens > 0, "{provider}");
+            assert_eq!(v["usage"]["estimated"], false, "{provider}");
+            let per_token = |price: &str| {
+                rust_decimal::Decimal::from_str_exact(price).expect("price")
+                    / rust_decimal::Decimal::from(1_000_000)
+            };
+            let expected = rust_decimal::Decimal::from(input) * per_token(input_price)
+                + rust_decimal::Decimal::from(output_tokens) * per_token(output_price);
+            assert_eq!(
+                v["cost_usd"],
+                expected.normalize().to_string(),
+                "{provider} stream={stream}: cost to the last digit"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn models_lists_all_four_providers() {
+    let output = run(&["models", "--json"], &[]).await;
+    assert!(output.status.success());
+    let models = json_of(&output);
+    let list = models.as_array().expect("list");
+    for (provider, _, model, input_price, output_price) in FOUR {
+        let entry = list
+            .iter()
+            .find(|m| m["provider"] == *provider && m["model"] == *model)
+            .unwrap_or_else(|| panic!("{provider}/{model} listed"));
+        assert!(
+            entry["context_window"]
+                .as_u64()
+                .is_some_and(|n| n >= 100_000),
+            "{entry}"
+        );
+        let normal = |p: &str| {
+            rust_decimal::Decimal::from_str_exact(p)
+                .expect("price")
+                .normalize()
+                .to_string()
+        };
+        assert_eq!(
+            entry["input_usd_per_mtok"],
+            normal(input_price),
+            "{provider}/{model}"
+        );
+        assert_eq!(
+            entry["output_usd_per_mtok"],
+            normal(output_price),
+            "{provider}/{model}"
+        );
+    }
+    for provider in ["openai", "deepseek", "grok", "claude"] {
+        assert!(
+            list.iter().filter(|m| m["provider"] == provider).count() >= 2,
+            "{provider} has its models"
+        );
+    }
 }
