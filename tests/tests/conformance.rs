@@ -748,3 +748,80 @@ async fn tool_calls_plain_and_streamed() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_tool_round_trip_sends_the_answer_parts_back() {
+    let b = Bench::new().await;
+    for p in PROVIDERS {
+        let mut req = ChatRequest::simple(p.model, "weather in Paris");
+        req.tools = vec![ToolDefinition {
+            name: "get_weather".into(),
+            description: "Current weather for a place".into(),
+            input_schema: r#"{"type":"object","properties":{"query":{"type":"string"}}}"#.into(),
+        }];
+        if p.wire == Wire::Anthropic {
+            req.reasoning = Some(ReasoningConfig {
+                budget_tokens: Some(1024),
+                effort: None,
+            });
+            req.max_tokens = Some(4096);
+        }
+        let first = b
+            .chat(p, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id))
+            .response;
+        let call = first
+            .tool_calls
+            .first()
+            .unwrap_or_else(|| panic!("{}: tool call", p.id))
+            .clone();
+        req.messages.push(Message {
+            role: llmhost::types::Role::Assistant,
+            content: first.parts.clone(),
+            name: None,
+            cache_breakpoint: false,
+        });
+        req.messages.push(Message {
+            role: llmhost::types::Role::Tool,
+            content: vec![llmhost::types::ContentPart::ToolResult(
+                llmhost::types::ToolResult {
+                    tool_call_id: call.id.clone(),
+                    content: "18 degrees and sunny".into(),
+                    is_error: false,
+                },
+            )],
+            name: None,
+            cache_breakpoint: false,
+        });
+        let second = b
+            .chat(p, &req)
+            .await
+            .unwrap_or_else(|e| panic!("{}: second turn: {e}", p.id))
+            .response;
+        assert!(
+            second.content.contains("18 degrees and sunny"),
+            "{}: the model saw the result: {}",
+            p.id,
+            second.content
+        );
+        let body = b.last_body().to_string();
+        assert!(
+            body.contains("18 degrees and sunny"),
+            "{}: the tool result was sent",
+            p.id
+        );
+        assert!(body.contains(&call.id), "{}: it refers to the call", p.id);
+        if p.wire == Wire::Anthropic {
+            let signature = first.parts.iter().find_map(|part| match part {
+                llmhost::types::ContentPart::Thinking(t) => t.signature.clone(),
+                _ => None,
+            });
+            let signature = signature.expect("Claude's thinking comes with a signature");
+            assert!(
+                body.contains(&signature),
+                "the signed thinking block went back"
+            );
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! What the CLI prints: JSON objects for scripts, tables and lines for
 //! people, and the error report.
 
-use crate::types::{ChatResponse, Chunk, FinishReason, ToolCall, Usage};
+use crate::types::{ChatResponse, Chunk, ContentPart, FinishReason, Thinking, ToolCall, Usage};
 use crate::{CompileSource, Error, Host, PluginOrigin};
 use llmhost_registry::Pricing;
 use llmhost_registry::rust_decimal::Decimal;
@@ -120,6 +120,8 @@ pub struct Collected {
     id: String,
     text: String,
     reasoning: String,
+    signature: Option<String>,
+    redacted: Vec<String>,
     tools: BTreeMap<u32, ToolCall>,
     finish: Option<FinishReason>,
 }
@@ -146,18 +148,38 @@ impl Collected {
                 call.arguments.push_str(&delta.arguments);
             }
             Chunk::Finish(reason) => self.finish = Some(reason),
-            Chunk::Usage(_) | Chunk::ReasoningSignature(_) => {}
+            Chunk::ReasoningSignature(signature) => {
+                self.signature
+                    .get_or_insert_with(String::new)
+                    .push_str(&signature);
+            }
+            Chunk::RedactedReasoning(data) => self.redacted.push(data),
+            Chunk::Usage(_) => {}
         }
     }
 
     /// The response the chunks add up to.
     pub fn into_response(self, model: &str, usage: Usage) -> ChatResponse {
+        let mut parts = Vec::new();
+        if !self.reasoning.is_empty() {
+            parts.push(ContentPart::Thinking(Thinking {
+                text: self.reasoning.clone(),
+                signature: self.signature,
+            }));
+        }
+        parts.extend(self.redacted.into_iter().map(ContentPart::RedactedThinking));
+        if !self.text.is_empty() {
+            parts.push(ContentPart::Text(self.text.clone()));
+        }
+        let tool_calls: Vec<ToolCall> = self.tools.into_values().collect();
+        parts.extend(tool_calls.iter().cloned().map(ContentPart::ToolUse));
         ChatResponse {
             id: self.id,
             model: model.to_owned(),
             content: self.text,
             reasoning_content: (!self.reasoning.is_empty()).then_some(self.reasoning),
-            tool_calls: self.tools.into_values().collect(),
+            tool_calls,
+            parts,
             finish_reason: self.finish.unwrap_or(FinishReason::Stop),
             usage,
             rate_limits: None,

@@ -68,7 +68,9 @@ impl ChatStream {
                     }
                     Chunk::Usage(usage) => self.usage = Some(*usage),
                     Chunk::Finish(reason) => self.finish = Some(reason.clone()),
-                    Chunk::Start(_) | Chunk::ReasoningSignature(_) => {}
+                    Chunk::Start(_)
+                    | Chunk::ReasoningSignature(_)
+                    | Chunk::RedactedReasoning(_) => {}
                 }
                 Some(Ok(chunk))
             }

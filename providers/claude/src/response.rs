@@ -7,7 +7,8 @@ use crate::models::ESTIMATE_ENCODING;
 use llmhost_provider_sdk::http::Headers;
 use llmhost_provider_sdk::tokens;
 use llmhost_provider_sdk::types::{
-    ChatResponse, FinishReason, Message, ProviderError, TokenInput, ToolCall, Usage,
+    ChatResponse, ContentPart, FinishReason, Message, ProviderError, Thinking, TokenInput,
+    ToolCall, Usage,
 };
 use serde_json::Value;
 
@@ -120,21 +121,41 @@ pub fn parse_response(
     let mut content = String::new();
     let mut reasoning = String::new();
     let mut tool_calls = Vec::new();
+    let mut parts = Vec::with_capacity(blocks.len());
     for block in blocks {
         let text = |key: &str| block.get(key).and_then(Value::as_str).unwrap_or_default();
         match text("type") {
-            "text" => content.push_str(text("text")),
-            "thinking" => reasoning.push_str(text("thinking")),
-            "tool_use" => tool_calls.push(ToolCall {
-                id: text("id").to_owned(),
-                name: text("name").to_owned(),
-                arguments: match block.get("input") {
-                    None | Some(Value::Null) => "{}".to_owned(),
-                    Some(input) => input.to_string(),
-                },
-            }),
-            // Redacted thinking, server tools and block types newer than
-            // this plugin have no place in the contract's response.
+            "text" => {
+                content.push_str(text("text"));
+                parts.push(ContentPart::Text(text("text").to_owned()));
+            }
+            "thinking" => {
+                reasoning.push_str(text("thinking"));
+                parts.push(ContentPart::Thinking(Thinking {
+                    text: text("thinking").to_owned(),
+                    signature: block
+                        .get("signature")
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                }));
+            }
+            "redacted_thinking" => {
+                parts.push(ContentPart::RedactedThinking(text("data").to_owned()));
+            }
+            "tool_use" => {
+                let call = ToolCall {
+                    id: text("id").to_owned(),
+                    name: text("name").to_owned(),
+                    arguments: match block.get("input") {
+                        None | Some(Value::Null) => "{}".to_owned(),
+                        Some(input) => input.to_string(),
+                    },
+                };
+                parts.push(ContentPart::ToolUse(call.clone()));
+                tool_calls.push(call);
+            }
+            // Server tools and block types newer than this plugin have no
+            // place in the contract's response.
             _ => {}
         }
     }
@@ -160,6 +181,7 @@ pub fn parse_response(
         content,
         reasoning_content: (!reasoning.is_empty()).then_some(reasoning),
         tool_calls,
+        parts,
         finish_reason,
         usage,
         rate_limits: rate_limits(headers),
@@ -210,6 +232,15 @@ mod tests {
         assert_eq!(response.tool_calls[0].name, "lookup");
         assert_eq!(response.tool_calls[0].arguments, r#"{"q":"x"}"#);
         assert_eq!(response.tool_calls[1].arguments, "{}");
+        // The parts keep the vendor's order and the signature, ready to be
+        // sent back.
+        assert_eq!(response.parts.len(), 6);
+        assert!(
+            matches!(&response.parts[0], ContentPart::Thinking(t) if t.text == "Let me think." && t.signature.as_deref() == Some("sig"))
+        );
+        assert!(matches!(&response.parts[1], ContentPart::RedactedThinking(d) if d == "opaque"));
+        assert!(matches!(&response.parts[2], ContentPart::Text(t) if t == "I'll look "));
+        assert!(matches!(&response.parts[4], ContentPart::ToolUse(c) if c.id == "toolu_1"));
         assert!(matches!(response.finish_reason, FinishReason::ToolCalls));
         assert_eq!(response.request_id.as_deref(), Some("req_1"));
         assert_eq!(response.usage.input_tokens, 10);

@@ -28,8 +28,9 @@ enum Block {
         index: u32,
         has_arguments: bool,
     },
-    /// Blocks the contract has no chunk for (redacted thinking, server
-    /// tools, block types newer than this plugin).
+    /// Blocks without deltas the contract carries: redacted thinking
+    /// (complete at its start), server tools, block types newer than this
+    /// plugin.
     Ignored,
 }
 
@@ -180,6 +181,10 @@ impl StreamState {
                     index,
                     has_arguments: false,
                 }
+            }
+            "redacted_thinking" => {
+                chunks.push(Chunk::RedactedReasoning(text(content, "data").to_owned()));
+                Block::Ignored
             }
             _ => Block::Ignored,
         };

@@ -27,6 +27,7 @@ fn describe(chunk: &Chunk) -> String {
         Chunk::Text(t) => format!("text {t}"),
         Chunk::Reasoning(t) => format!("reasoning {t}"),
         Chunk::ReasoningSignature(s) => format!("signature {s}"),
+        Chunk::RedactedReasoning(data) => format!("redacted {data}"),
         Chunk::ToolCall(d) => format!(
             "tool {} {} {} {}",
             d.index,
@@ -222,6 +223,7 @@ fn thinking_and_tool_calls() {
             "reasoning The user wants",
             "reasoning  weather.",
             "signature EqQBCgIYAhIM",
+            "redacted opaque",
             "text Checking.",
             "tool 0 toolu_a weather ",
             "tool 0 - - {\"city\": \"Pa",

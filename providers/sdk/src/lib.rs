@@ -167,6 +167,27 @@ pub fn detail(message: impl Into<String>) -> types::ErrorDetail {
     }
 }
 
+/// An answer as content parts, for vendors whose answers are reasoning
+/// (unsigned), then text, then tool calls.
+pub fn answer_parts(
+    reasoning: Option<&str>,
+    content: &str,
+    tool_calls: &[types::ToolCall],
+) -> Vec<types::ContentPart> {
+    let mut parts = Vec::with_capacity(2 + tool_calls.len());
+    if let Some(text) = reasoning.filter(|r| !r.is_empty()) {
+        parts.push(types::ContentPart::Thinking(types::Thinking {
+            text: text.to_owned(),
+            signature: None,
+        }));
+    }
+    if !content.is_empty() {
+        parts.push(types::ContentPart::Text(content.to_owned()));
+    }
+    parts.extend(tool_calls.iter().cloned().map(types::ContentPart::ToolUse));
+    parts
+}
+
 /// The text of a message: its text parts joined, other parts skipped.
 pub fn message_text(message: &types::Message) -> String {
     let mut out = String::new();

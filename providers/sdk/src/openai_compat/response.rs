@@ -180,6 +180,7 @@ pub fn parse_response(
         model: str_field(&value, "model")
             .unwrap_or(&request.model)
             .to_owned(),
+        parts: crate::answer_parts(reasoning_content.as_deref(), &content, &tool_calls),
         content,
         reasoning_content,
         tool_calls,

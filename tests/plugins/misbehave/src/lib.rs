@@ -10,8 +10,8 @@
 
 use llmhost_provider_sdk::http::{self, Request};
 use llmhost_provider_sdk::types::{
-    Capabilities, ChatRequest, ChatResponse, Chunk, FinishReason, HealthReport, ModelInfo, Pricing,
-    ProviderConfig, ProviderError, ProviderInfo, TokenCount, TokenInput, Usage,
+    Capabilities, ChatRequest, ChatResponse, Chunk, ContentPart, FinishReason, HealthReport,
+    ModelInfo, Pricing, ProviderConfig, ProviderError, ProviderInfo, TokenCount, TokenInput, Usage,
 };
 use llmhost_provider_sdk::{ChunkSource, Provider, export_provider, message_text};
 use std::hint::black_box;
@@ -40,6 +40,7 @@ fn answer(content: String) -> ChatResponse {
     ChatResponse {
         id: "misbehave-1".into(),
         model: "ok".into(),
+        parts: vec![ContentPart::Text(content.clone())],
         content,
         reasoning_content: None,
         tool_calls: Vec::new(),
