@@ -825,3 +825,46 @@ async fn a_tool_round_trip_sends_the_answer_parts_back() {
         }
     }
 }
+
+#[tokio::test]
+async fn token_counts_say_whether_they_are_estimates() {
+    let b = Bench::new().await;
+    let input =
+        llmhost::types::TokenInput::Text("The quick brown fox jumps over the lazy dog.".into());
+    for p in PROVIDERS {
+        let count = b
+            .host
+            .count_tokens(&b.target(p), p.model, &input)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", p.id));
+        assert!(count.tokens > 0, "{}", p.id);
+        match p.id {
+            // tiktoken is OpenAI's own tokenizer.
+            "openai" => assert!(!count.estimated),
+            // Claude counts through the vendor's count_tokens endpoint when a key is set.
+            "claude" => {
+                assert!(!count.estimated, "claude with a key asks the vendor");
+                assert!(
+                    b.sim
+                        .requests()
+                        .iter()
+                        .any(|r| r.path.ends_with("/v1/messages/count_tokens"))
+                );
+            }
+            // DeepSeek's and xAI's tokenizers are their own: tiktoken only estimates.
+            _ => assert!(count.estimated, "{}", p.id),
+        }
+    }
+    // Without a key, Claude falls back to a flagged local estimate and sends nothing.
+    let claude = &PROVIDERS[3];
+    let mut target = b.target(claude);
+    target.api_key = None;
+    let before = b.sim.requests().len();
+    let count = b
+        .host
+        .count_tokens(&target, claude.model, &input)
+        .await
+        .expect("local estimate");
+    assert!(count.estimated);
+    assert_eq!(b.sim.requests().len(), before);
+}
