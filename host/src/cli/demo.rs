@@ -101,6 +101,9 @@ pub async fn run(host: &Host, json: bool) -> Result<(), Fail> {
     let sim = Simulator::start()
         .await
         .map_err(|err| Error::Internal(format!("cannot start the simulator on loopback: {err}")))?;
+    // The simulator counts tokens with the same process-wide tables; load
+    // them now so the first row's latency is the host's, not table loading.
+    let _ = crate::runtime::tokenizer::encoding("o200k_base");
     if !json {
         outln!("llmhost demo: vendor simulator on http://{}\n", sim.addr());
         for plugin in host.plugins() {

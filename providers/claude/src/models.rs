@@ -7,16 +7,11 @@
 //! lifetime 1.25× the input price.
 
 use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
+use llmhost_provider_sdk::usd;
 
 /// Encoding used to estimate Claude token counts: Claude's own tokenizer
 /// is not public, so counts made with it are flagged as estimates.
 pub const ESTIMATE_ENCODING: &str = "o200k_base";
-
-/// Dollars per million tokens as exact micro-dollars: `usd(0, 800_000)` is
-/// $0.80.
-const fn usd(dollars: u64, micros: u64) -> u64 {
-    dollars * 1_000_000 + micros
-}
 
 struct Entry {
     id: &'static str,

@@ -4,12 +4,7 @@
 //! `deepseek-reasoner` its thinking mode) and its thinking-mode guide.
 
 use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
-
-/// Dollars per million tokens as exact micro-dollars: `usd(0, 280_000)` is
-/// $0.28.
-const fn usd(dollars: u64, micros: u64) -> u64 {
-    dollars * 1_000_000 + micros
-}
+use llmhost_provider_sdk::usd;
 
 /// "128K" on the pricing page; DeepSeek's own context-length errors name
 /// 131072 tokens.

@@ -10,12 +10,7 @@
 //! table holds the base tier.
 
 use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
-
-/// Dollars per million tokens as exact micro-dollars: `usd(0, 750_000)` is
-/// $0.75.
-const fn usd(dollars: u64, micros: u64) -> u64 {
-    dollars * 1_000_000 + micros
-}
+use llmhost_provider_sdk::usd;
 
 struct Entry {
     id: &'static str,

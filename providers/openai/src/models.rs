@@ -2,12 +2,7 @@
 //! (USD per million tokens, from OpenAI's pricing page) and capabilities.
 
 use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
-
-/// Dollars per million tokens as exact micro-dollars: `usd(2, 500_000)` is
-/// $2.50.
-const fn usd(dollars: u64, micros: u64) -> u64 {
-    dollars * 1_000_000 + micros
-}
+use llmhost_provider_sdk::usd;
 
 struct Entry {
     id: &'static str,

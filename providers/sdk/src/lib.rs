@@ -167,6 +167,13 @@ pub fn detail(message: impl Into<String>) -> types::ErrorDetail {
     }
 }
 
+/// A price of `dollars` and `micros` millionths of a dollar per million
+/// tokens, as the contract's exact micro-dollars: `usd(2, 500_000)` is
+/// $2.50 per million tokens.
+pub const fn usd(dollars: u64, micros: u64) -> u64 {
+    dollars * 1_000_000 + micros
+}
+
 /// An answer as content parts, for vendors whose answers are reasoning
 /// (unsigned), then text, then tool calls.
 pub fn answer_parts(
