@@ -309,6 +309,9 @@ struct Inner {
 
 /// The running host: loaded plugins and the engine that runs them. Cheap
 /// to clone; requests run in parallel.
+///
+/// Use a host from one tokio runtime: its pooled HTTP connections run as
+/// tasks on the runtime where they were opened, and die with it.
 #[derive(Clone)]
 pub struct Host {
     inner: Arc<Inner>,
