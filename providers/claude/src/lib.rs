@@ -260,6 +260,9 @@ mod tests {
         assert_eq!(
             ids,
             [
+                "claude-opus-5-5",
+                "claude-sonnet-5-5",
+                "claude-haiku-5-5",
                 "claude-opus-4-5",
                 "claude-opus-4-1",
                 "claude-sonnet-4-5",

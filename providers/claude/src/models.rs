@@ -4,7 +4,18 @@
 //!
 //! Cache prices follow Anthropic's published multipliers: a cache read
 //! costs 0.1× the input price, a cache write with the default 5-minute
-//! lifetime 1.25× the input price.
+//! lifetime 1.25× the input price, unless an entry states its own cache
+//! read price.
+//!
+//! Claude Opus 5.5, Sonnet 5.5 and Haiku 5.5 added from sources read on
+//! 2026-11-25: Anthropic's models overview and model pages
+//! (platform.claude.com/docs/about-claude/models/overview,
+//! .../models/opus-5-5/overview, .../models/sonnet-5-5/overview,
+//! .../about-claude/models/whats-new-opus-5), cross-checked against the
+//! price tables of claudit (v1.8.2, v1.9.2, checked against the live
+//! pricing page on 2026-09-23 and 2026-10-24) and PromptFuel (v1.0.21,
+//! v1.0.23). Haiku 5.5 is priced by prompt length; the table holds the
+//! tier for prompts up to 100K tokens ($0.50 / $2.50 above).
 
 use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
 use llmhost_provider_sdk::usd;
@@ -21,11 +32,58 @@ struct Entry {
     /// Input price; cache prices derive from it.
     input: u64,
     output: u64,
-    /// Extended thinking (`thinking.budget_tokens`).
+    /// Extended thinking (`thinking.budget_tokens`) or adaptive thinking.
     reasoning: bool,
+    /// Cache read price where Anthropic publishes one other than 0.1×
+    /// input.
+    cache_read: Option<u64>,
+    /// Accepts non-default sampling parameters (`temperature`); from
+    /// Claude Sonnet 5 on, setting them returns a 400.
+    temperature: bool,
+    /// Accepts a forced `tool_choice` (`any` or a named tool); on the 5.5
+    /// models forced tool use returns an error.
+    forced_tool: bool,
 }
 
 const MODELS: &[Entry] = &[
+    Entry {
+        id: "claude-opus-5-5",
+        name: "Claude Opus 5.5",
+        context: 1_000_000,
+        max_output: 128_000,
+        input: usd(4, 0),
+        output: usd(20, 0),
+        reasoning: true,
+        // 0.05× input.
+        cache_read: Some(usd(0, 200_000)),
+        temperature: false,
+        forced_tool: false,
+    },
+    Entry {
+        id: "claude-sonnet-5-5",
+        name: "Claude Sonnet 5.5",
+        context: 1_000_000,
+        max_output: 128_000,
+        input: usd(2, 0),
+        output: usd(10, 0),
+        reasoning: true,
+        // Cut from $0.20 to $0.10 (0.05× input) on 2026-10-07.
+        cache_read: Some(usd(0, 100_000)),
+        temperature: false,
+        forced_tool: false,
+    },
+    Entry {
+        id: "claude-haiku-5-5",
+        name: "Claude Haiku 5.5",
+        context: 1_000_000,
+        max_output: 128_000,
+        input: usd(0, 100_000),
+        output: usd(0, 500_000),
+        reasoning: true,
+        cache_read: None,
+        temperature: false,
+        forced_tool: false,
+    },
     Entry {
         id: "claude-opus-4-5",
         name: "Claude Opus 4.5",
@@ -34,6 +92,9 @@ const MODELS: &[Entry] = &[
         input: usd(5, 0),
         output: usd(25, 0),
         reasoning: true,
+        cache_read: None,
+        temperature: true,
+        forced_tool: true,
     },
     Entry {
         id: "claude-opus-4-1",
@@ -43,6 +104,9 @@ const MODELS: &[Entry] = &[
         input: usd(15, 0),
         output: usd(75, 0),
         reasoning: true,
+        cache_read: None,
+        temperature: true,
+        forced_tool: true,
     },
     Entry {
         id: "claude-sonnet-4-5",
@@ -52,6 +116,9 @@ const MODELS: &[Entry] = &[
         input: usd(3, 0),
         output: usd(15, 0),
         reasoning: true,
+        cache_read: None,
+        temperature: true,
+        forced_tool: true,
     },
     Entry {
         id: "claude-sonnet-4",
@@ -61,6 +128,9 @@ const MODELS: &[Entry] = &[
         input: usd(3, 0),
         output: usd(15, 0),
         reasoning: true,
+        cache_read: None,
+        temperature: true,
+        forced_tool: true,
     },
     Entry {
         id: "claude-haiku-4-5",
@@ -70,6 +140,9 @@ const MODELS: &[Entry] = &[
         input: usd(1, 0),
         output: usd(5, 0),
         reasoning: true,
+        cache_read: None,
+        temperature: true,
+        forced_tool: true,
     },
     Entry {
         id: "claude-3-5-haiku-latest",
@@ -79,6 +152,9 @@ const MODELS: &[Entry] = &[
         input: usd(0, 800_000),
         output: usd(4, 0),
         reasoning: false,
+        cache_read: None,
+        temperature: true,
+        forced_tool: true,
     },
 ];
 
@@ -109,11 +185,15 @@ pub fn catalogue() -> Vec<ModelInfo> {
         .map(|m| {
             let mut capabilities = Capabilities::STREAMING
                 | Capabilities::TOOLS
-                | Capabilities::TOOL_CHOICE_REQUIRED
                 | Capabilities::TOOL_CHOICE_NONE
                 | Capabilities::VISION
-                | Capabilities::PROMPT_CACHE
-                | Capabilities::TEMPERATURE;
+                | Capabilities::PROMPT_CACHE;
+            if m.forced_tool {
+                capabilities.insert(Capabilities::TOOL_CHOICE_REQUIRED);
+            }
+            if m.temperature {
+                capabilities.insert(Capabilities::TEMPERATURE);
+            }
             if m.reasoning {
                 capabilities.insert(Capabilities::REASONING);
             }
@@ -125,7 +205,7 @@ pub fn catalogue() -> Vec<ModelInfo> {
                 pricing: Pricing {
                     input: m.input,
                     output: m.output,
-                    cache_read: Some(m.input / 10),
+                    cache_read: Some(m.cache_read.unwrap_or(m.input / 10)),
                     cache_write: Some(m.input * 5 / 4),
                 },
                 capabilities,
@@ -160,12 +240,42 @@ mod tests {
         let sonnet = model("claude-sonnet-4").pricing;
         assert_eq!(sonnet.cache_write, Some(3_750_000));
         assert_eq!(sonnet.cache_read, Some(300_000));
+        let sonnet_4_5 = model("claude-sonnet-4-5").pricing;
+        assert_eq!(
+            (sonnet_4_5.input, sonnet_4_5.output),
+            (3_000_000, 15_000_000)
+        );
+        let opus_5_5 = model("claude-opus-5-5").pricing;
+        assert_eq!((opus_5_5.input, opus_5_5.output), (4_000_000, 20_000_000));
+        assert_eq!(opus_5_5.cache_read, Some(200_000));
+        assert_eq!(opus_5_5.cache_write, Some(5_000_000));
+        let sonnet_5_5 = model("claude-sonnet-5-5").pricing;
+        assert_eq!(
+            (sonnet_5_5.input, sonnet_5_5.output),
+            (2_000_000, 10_000_000)
+        );
+        assert_eq!(sonnet_5_5.cache_read, Some(100_000));
+        assert_eq!(sonnet_5_5.cache_write, Some(2_500_000));
+        let haiku_5_5 = model("claude-haiku-5-5").pricing;
+        assert_eq!((haiku_5_5.input, haiku_5_5.output), (100_000, 500_000));
+        assert_eq!(haiku_5_5.cache_read, Some(10_000));
+        assert_eq!(haiku_5_5.cache_write, Some(125_000));
     }
 
     #[test]
     fn capabilities_and_tokenizer() {
+        let five_five = ["claude-opus-5-5", "claude-sonnet-5-5", "claude-haiku-5-5"];
         for m in catalogue() {
-            assert_eq!(m.context_window, 200_000);
+            if five_five.contains(&m.id.as_str()) {
+                assert_eq!(m.context_window, 1_000_000, "{}", m.id);
+                assert_eq!(m.max_output_tokens, 128_000, "{}", m.id);
+                assert!(!m.capabilities.contains(Capabilities::TEMPERATURE));
+                assert!(!m.capabilities.contains(Capabilities::TOOL_CHOICE_REQUIRED));
+                assert!(m.capabilities.contains(Capabilities::REASONING));
+            } else {
+                assert_eq!(m.context_window, 200_000, "{}", m.id);
+                assert!(m.capabilities.contains(Capabilities::TEMPERATURE));
+            }
             assert_eq!(m.tokenizer, "o200k_base");
             assert!(!m.tokenizer_exact);
             assert!(!m.capabilities.contains(Capabilities::JSON_MODE));
@@ -193,6 +303,7 @@ mod tests {
         );
         assert_eq!(max_output_tokens("claude-sonnet-4-20250514"), Some(64_000));
         assert_eq!(max_output_tokens("claude-3-5-haiku-20241022"), Some(8_192));
+        assert_eq!(max_output_tokens("claude-opus-5-5"), Some(128_000));
         assert_eq!(max_output_tokens("claude-sonnet-4-9"), None);
         assert_eq!(max_output_tokens("claude-future"), None);
     }

@@ -2,6 +2,16 @@
 //! capabilities, from DeepSeek's "Models & Pricing" page (DeepSeek-V3.2
 //! behind both names: `deepseek-chat` is its non-thinking mode,
 //! `deepseek-reasoner` its thinking mode) and its thinking-mode guide.
+//!
+//! `deepseek-flash` (DeepSeek-V4.1-Flash) and `deepseek-v4-pro`
+//! (DeepSeek-V4-Pro-0813) added from sources read on 2026-11-25: DeepSeek's
+//! "Models & Pricing" page (api-docs.deepseek.com/quick_start/pricing, USD
+//! and CNY versions), cross-checked against the deepseek-api-pricing-2026
+//! wiki (page checked 2026-10-27), the DeepSeek V4 notes of
+//! arikusi/deepseek-mcp-server and Codeep v3.3.0. DeepSeek now bills peak
+//! (01:00-04:00 and 06:00-10:00 UTC on weekdays) and off-peak (half) rates;
+//! the contract has one price per model, so the table holds the peak rate,
+//! an upper bound.
 
 use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
 use llmhost_provider_sdk::usd;
@@ -10,21 +20,33 @@ use llmhost_provider_sdk::usd;
 /// 131072 tokens.
 const CONTEXT_WINDOW: u32 = 131_072;
 
-/// Both modes have one price: input on a cache miss, input on a cache hit,
-/// output (reasoning included).
+/// Both V3.2 modes have one price: input on a cache miss, input on a cache
+/// hit, output (reasoning included).
 const INPUT: u64 = usd(0, 280_000);
 const CACHE_HIT: u64 = usd(0, 28_000);
 const OUTPUT: u64 = usd(0, 420_000);
 
+/// "1M" on the pricing page for the V4 models (1,048,576 tokens as other
+/// hosts of them state it).
+const V4_CONTEXT_WINDOW: u32 = 1_048_576;
+
+/// "Maximum: 384K" for the V4 models, taken as 384,000 to stay below
+/// either reading.
+const V4_MAX_OUTPUT: u32 = 384_000;
+
 struct Entry {
     id: &'static str,
     name: &'static str,
+    context: u32,
     /// The documented maximum of `max_tokens` (reasoning included).
     max_output: u32,
+    input: u64,
+    cache_hit: u64,
+    output: u64,
     capabilities: Capabilities,
 }
 
-fn entries() -> [Entry; 2] {
+fn entries() -> [Entry; 4] {
     let common = Capabilities::STREAMING
         | Capabilities::TOOLS
         | Capabilities::TOOL_CHOICE_NONE
@@ -34,7 +56,11 @@ fn entries() -> [Entry; 2] {
         Entry {
             id: "deepseek-chat",
             name: "DeepSeek Chat (V3.2, non-thinking)",
+            context: CONTEXT_WINDOW,
             max_output: 8_192,
+            input: INPUT,
+            cache_hit: CACHE_HIT,
+            output: OUTPUT,
             capabilities: common | Capabilities::TOOL_CHOICE_REQUIRED | Capabilities::TEMPERATURE,
         },
         // Thinking mode ignores temperature and top-p (accepted, without
@@ -43,7 +69,34 @@ fn entries() -> [Entry; 2] {
         Entry {
             id: "deepseek-reasoner",
             name: "DeepSeek Reasoner (V3.2, thinking)",
+            context: CONTEXT_WINDOW,
             max_output: 65_536,
+            input: INPUT,
+            cache_hit: CACHE_HIT,
+            output: OUTPUT,
+            capabilities: common | Capabilities::REASONING,
+        },
+        // The V4 models think by default (non-thinking is opt-in), so they
+        // carry the thinking mode's limits. Flash accepts images, but the
+        // flag stays off until the image path is checked against DeepSeek.
+        Entry {
+            id: "deepseek-flash",
+            name: "DeepSeek Flash (V4.1)",
+            context: V4_CONTEXT_WINDOW,
+            max_output: V4_MAX_OUTPUT,
+            input: usd(0, 300_000),
+            cache_hit: usd(0, 6_000),
+            output: usd(1, 200_000),
+            capabilities: common | Capabilities::REASONING,
+        },
+        Entry {
+            id: "deepseek-v4-pro",
+            name: "DeepSeek V4 Pro",
+            context: V4_CONTEXT_WINDOW,
+            max_output: V4_MAX_OUTPUT,
+            input: usd(1, 320_000),
+            cache_hit: usd(0, 44_000),
+            output: usd(3, 960_000),
             capabilities: common | Capabilities::REASONING,
         },
     ]
@@ -64,12 +117,12 @@ pub fn catalogue() -> Vec<ModelInfo> {
         .map(|m| ModelInfo {
             id: m.id.into(),
             display_name: m.name.into(),
-            context_window: CONTEXT_WINDOW,
+            context_window: m.context,
             max_output_tokens: m.max_output,
             pricing: Pricing {
-                input: INPUT,
-                output: OUTPUT,
-                cache_read: Some(CACHE_HIT),
+                input: m.input,
+                output: m.output,
+                cache_read: Some(m.cache_hit),
                 // Cache writes are billed as ordinary (cache-miss) input.
                 cache_write: None,
             },
@@ -93,11 +146,34 @@ mod tests {
 
     #[test]
     fn prices_are_exact_micro_dollars() {
-        for m in catalogue() {
+        for m in [model("deepseek-chat"), model("deepseek-reasoner")] {
             assert_eq!(m.pricing.input, 280_000, "{}", m.id);
             assert_eq!(m.pricing.cache_read, Some(28_000), "{}", m.id);
             assert_eq!(m.pricing.output, 420_000, "{}", m.id);
             assert_eq!(m.context_window, 131_072, "{}", m.id);
+            assert!(!m.tokenizer_exact, "{}", m.id);
+        }
+        let flash = model("deepseek-flash");
+        assert_eq!(
+            (
+                flash.pricing.input,
+                flash.pricing.cache_read,
+                flash.pricing.output
+            ),
+            (300_000, Some(6_000), 1_200_000)
+        );
+        let pro = model("deepseek-v4-pro");
+        assert_eq!(
+            (
+                pro.pricing.input,
+                pro.pricing.cache_read,
+                pro.pricing.output
+            ),
+            (1_320_000, Some(44_000), 3_960_000)
+        );
+        for m in [flash, pro] {
+            assert_eq!(m.context_window, 1_048_576, "{}", m.id);
+            assert_eq!(m.max_output_tokens, 384_000, "{}", m.id);
             assert!(!m.tokenizer_exact, "{}", m.id);
         }
     }
@@ -121,6 +197,15 @@ mod tests {
                 .capabilities
                 .contains(Capabilities::TOOL_CHOICE_REQUIRED)
         );
+        for id in ["deepseek-flash", "deepseek-v4-pro"] {
+            let m = model(id);
+            assert!(m.capabilities.contains(Capabilities::REASONING), "{id}");
+            assert!(!m.capabilities.contains(Capabilities::TEMPERATURE), "{id}");
+            assert!(
+                !m.capabilities.contains(Capabilities::TOOL_CHOICE_REQUIRED),
+                "{id}"
+            );
+        }
         for m in [chat, reasoner] {
             assert!(!m.capabilities.contains(Capabilities::VISION));
             assert!(!m.capabilities.contains(Capabilities::JSON_SCHEMA));

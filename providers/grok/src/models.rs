@@ -6,8 +6,16 @@
 //! `max_completion_tokens` defaults to "as many as needed up to the
 //! context", so the context window is the output limit given here.
 //! grok-4 and the grok-4-fast models charge twice these prices for
-//! prompts above 128K tokens; the contract has one price per model, so the
+//! prompts above 128K tokens, grok-4.5, grok-4.3 and grok-4.20 for prompts
+//! of 200K tokens and more; the contract has one price per model, so the
 //! table holds the base tier.
+//!
+//! grok-4.5, grok-4.3 and grok-4.20 added from sources read on 2026-11-25:
+//! xAI's docs (docs.x.ai/developers/grok-4-5, docs.x.ai/developers/models/
+//! grok-4.20-0309), cross-checked against APIYI's Grok price list (checked
+//! against xAI's by APIYI on 2026-07-13), the Zoo-Code grok-4.5 issue citing
+//! xAI's pricing page and genai_otel_instrument v1.2.2 (grok-4.3, per
+//! docs.x.ai/developers/models).
 
 use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
 use llmhost_provider_sdk::usd;
@@ -26,6 +34,36 @@ struct Entry {
 }
 
 const MODELS: &[Entry] = &[
+    Entry {
+        id: "grok-4.5",
+        name: "Grok 4.5",
+        context: 500_000,
+        input: usd(2, 0),
+        cached_input: usd(0, 500_000),
+        output: usd(6, 0),
+        reasoning: true,
+        vision: true,
+    },
+    Entry {
+        id: "grok-4.3",
+        name: "Grok 4.3",
+        context: 1_000_000,
+        input: usd(1, 250_000),
+        cached_input: usd(0, 200_000),
+        output: usd(2, 500_000),
+        reasoning: true,
+        vision: true,
+    },
+    Entry {
+        id: "grok-4.20-0309-reasoning",
+        name: "Grok 4.20 (reasoning)",
+        context: 1_000_000,
+        input: usd(1, 250_000),
+        cached_input: usd(0, 200_000),
+        output: usd(2, 500_000),
+        reasoning: true,
+        vision: true,
+    },
     Entry {
         id: "grok-4",
         name: "Grok 4",
@@ -171,12 +209,39 @@ mod tests {
         );
         assert_eq!(model("grok-4-fast-reasoning").context_window, 2_000_000);
         assert_eq!(model("grok-code-fast-1").pricing.cache_read, Some(20_000));
+        let grok_4_5 = model("grok-4.5");
+        assert_eq!(grok_4_5.context_window, 500_000);
+        assert_eq!(
+            (
+                grok_4_5.pricing.input,
+                grok_4_5.pricing.cache_read,
+                grok_4_5.pricing.output
+            ),
+            (2_000_000, Some(500_000), 6_000_000)
+        );
+        for id in ["grok-4.3", "grok-4.20-0309-reasoning"] {
+            let m = model(id);
+            assert_eq!(m.context_window, 1_000_000, "{id}");
+            assert_eq!(
+                (m.pricing.input, m.pricing.cache_read, m.pricing.output),
+                (1_250_000, Some(200_000), 2_500_000),
+                "{id}"
+            );
+        }
+        let grok_3 = model("grok-3");
+        assert_eq!(
+            (grok_3.pricing.input, grok_3.pricing.output),
+            (3_000_000, 15_000_000)
+        );
         assert!(catalogue().iter().all(|m| !m.tokenizer_exact));
     }
 
     #[test]
     fn capabilities_follow_the_model() {
         for id in [
+            "grok-4.5",
+            "grok-4.3",
+            "grok-4.20-0309-reasoning",
             "grok-4",
             "grok-4-fast-reasoning",
             "grok-3-mini",
@@ -194,6 +259,9 @@ mod tests {
             );
         }
         for id in [
+            "grok-4.5",
+            "grok-4.3",
+            "grok-4.20-0309-reasoning",
             "grok-4",
             "grok-4-fast-reasoning",
             "grok-4-fast-non-reasoning",

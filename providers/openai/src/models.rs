@@ -1,5 +1,13 @@
 //! OpenAI's chat models: context windows, output limits, list prices
 //! (USD per million tokens, from OpenAI's pricing page) and capabilities.
+//!
+//! GPT-6 family added from sources read on 2026-11-25: OpenAI's model pages
+//! (developers.openai.com/api/docs/models, .../models/gpt-6.2-sol,
+//! .../models/gpt-6-sol), cross-checked against Vercel AI Gateway model
+//! cards, LiteLLM's GPT-6 / GPT-6.2 launch notes and the price tables of
+//! PromptFuel, codexometer and AI Token Meter. Prices are the Standard,
+//! short-context tier: requests above 272K input tokens cost 2x input and
+//! cache, 1.5x output, which the one-price contract cannot express.
 
 use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
 use llmhost_provider_sdk::usd;
@@ -15,9 +23,74 @@ struct Entry {
     /// Reasoning model: no temperature/top-p, has reasoning effort.
     reasoning: bool,
     vision: bool,
+    /// Function calling through Chat Completions. The GPT-6 family supports
+    /// function calling there only with `reasoning_effort` `none` (which
+    /// GPT-6.2 rejects), so it is off for them.
+    tools: bool,
 }
 
 const MODELS: &[Entry] = &[
+    Entry {
+        id: "gpt-6.2-astra",
+        name: "GPT-6.2 Astra",
+        context: 1_050_000,
+        max_output: 128_000,
+        input: usd(8, 0),
+        output: usd(40, 0),
+        // "Cached input 60% cheaper" than GPT-6 Astra's $1 (LiteLLM).
+        cached_input: Some(usd(0, 400_000)),
+        reasoning: true,
+        vision: true,
+        tools: false,
+    },
+    Entry {
+        id: "gpt-6.2-sol",
+        name: "GPT-6.2 Sol",
+        context: 1_050_000,
+        max_output: 128_000,
+        input: usd(2, 0),
+        output: usd(10, 0),
+        cached_input: Some(usd(0, 100_000)),
+        reasoning: true,
+        vision: true,
+        tools: false,
+    },
+    Entry {
+        id: "gpt-6-astra",
+        name: "GPT-6 Astra",
+        context: 1_050_000,
+        max_output: 128_000,
+        input: usd(10, 0),
+        output: usd(50, 0),
+        cached_input: Some(usd(1, 0)),
+        reasoning: true,
+        vision: true,
+        tools: false,
+    },
+    Entry {
+        id: "gpt-6-sol",
+        name: "GPT-6 Sol",
+        context: 1_050_000,
+        max_output: 128_000,
+        input: usd(2, 0),
+        output: usd(10, 0),
+        cached_input: Some(usd(0, 200_000)),
+        reasoning: true,
+        vision: true,
+        tools: false,
+    },
+    Entry {
+        id: "gpt-6-luna",
+        name: "GPT-6 Luna",
+        context: 1_050_000,
+        max_output: 128_000,
+        input: usd(0, 100_000),
+        output: usd(0, 500_000),
+        cached_input: Some(usd(0, 10_000)),
+        reasoning: true,
+        vision: true,
+        tools: false,
+    },
     Entry {
         id: "gpt-5.1",
         name: "GPT-5.1",
@@ -28,6 +101,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 125_000)),
         reasoning: true,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-5",
@@ -39,6 +113,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 125_000)),
         reasoning: true,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-5-mini",
@@ -50,6 +125,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 25_000)),
         reasoning: true,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-5-nano",
@@ -61,6 +137,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 5_000)),
         reasoning: true,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-4.1",
@@ -72,6 +149,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 500_000)),
         reasoning: false,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-4.1-mini",
@@ -83,6 +161,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 100_000)),
         reasoning: false,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-4.1-nano",
@@ -94,6 +173,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 25_000)),
         reasoning: false,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-4o",
@@ -105,6 +185,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(1, 250_000)),
         reasoning: false,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-4o-mini",
@@ -116,6 +197,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 75_000)),
         reasoning: false,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "o3",
@@ -127,6 +209,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 500_000)),
         reasoning: true,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "o4-mini",
@@ -138,6 +221,7 @@ const MODELS: &[Entry] = &[
         cached_input: Some(usd(0, 275_000)),
         reasoning: true,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-4-turbo",
@@ -149,6 +233,7 @@ const MODELS: &[Entry] = &[
         cached_input: None,
         reasoning: false,
         vision: true,
+        tools: true,
     },
     Entry {
         id: "gpt-3.5-turbo",
@@ -160,6 +245,7 @@ const MODELS: &[Entry] = &[
         cached_input: None,
         reasoning: false,
         vision: false,
+        tools: true,
     },
 ];
 
@@ -179,11 +265,14 @@ pub fn catalogue() -> Vec<ModelInfo> {
     MODELS
         .iter()
         .map(|m| {
-            let mut capabilities = Capabilities::STREAMING
-                | Capabilities::TOOLS
-                | Capabilities::TOOL_CHOICE_REQUIRED
-                | Capabilities::TOOL_CHOICE_NONE
-                | Capabilities::JSON_MODE;
+            let mut capabilities = Capabilities::STREAMING | Capabilities::JSON_MODE;
+            if m.tools {
+                capabilities.insert(
+                    Capabilities::TOOLS
+                        | Capabilities::TOOL_CHOICE_REQUIRED
+                        | Capabilities::TOOL_CHOICE_NONE,
+                );
+            }
             if m.id != "gpt-3.5-turbo" && m.id != "gpt-4-turbo" {
                 capabilities.insert(Capabilities::JSON_SCHEMA);
             }
@@ -215,4 +304,85 @@ pub fn catalogue() -> Vec<ModelInfo> {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn model(id: &str) -> ModelInfo {
+        catalogue()
+            .into_iter()
+            .find(|m| m.id == id)
+            .unwrap_or_else(|| panic!("{id} is catalogued"))
+    }
+
+    #[test]
+    fn gpt_6_prices_are_exact_micro_dollars() {
+        let sol = model("gpt-6.2-sol");
+        assert_eq!(
+            (
+                sol.pricing.input,
+                sol.pricing.cache_read,
+                sol.pricing.output
+            ),
+            (2_000_000, Some(100_000), 10_000_000)
+        );
+        assert_eq!(
+            (sol.context_window, sol.max_output_tokens),
+            (1_050_000, 128_000)
+        );
+        let luna = model("gpt-6-luna");
+        assert_eq!(
+            (
+                luna.pricing.input,
+                luna.pricing.cache_read,
+                luna.pricing.output
+            ),
+            (100_000, Some(10_000), 500_000)
+        );
+        let astra = model("gpt-6.2-astra");
+        assert_eq!(
+            (astra.pricing.input, astra.pricing.output),
+            (8_000_000, 40_000_000)
+        );
+        assert_eq!(model("gpt-6-astra").pricing.cache_read, Some(1_000_000));
+    }
+
+    #[test]
+    fn existing_prices_are_unchanged() {
+        let mini = model("gpt-4o-mini");
+        assert_eq!(
+            (mini.pricing.input, mini.pricing.output),
+            (150_000, 600_000)
+        );
+        let gpt_4o = model("gpt-4o");
+        assert_eq!(
+            (gpt_4o.pricing.input, gpt_4o.pricing.output),
+            (2_500_000, 10_000_000)
+        );
+    }
+
+    #[test]
+    fn gpt_6_capabilities_and_tokenizer() {
+        for id in [
+            "gpt-6.2-astra",
+            "gpt-6.2-sol",
+            "gpt-6-astra",
+            "gpt-6-sol",
+            "gpt-6-luna",
+        ] {
+            let m = model(id);
+            assert_eq!(m.tokenizer, "o200k_base", "{id}");
+            assert!(m.tokenizer_exact, "{id}");
+            assert!(
+                m.capabilities
+                    .contains(Capabilities::REASONING | Capabilities::VISION)
+            );
+            assert!(!m.capabilities.contains(Capabilities::TEMPERATURE), "{id}");
+            assert!(!m.capabilities.contains(Capabilities::TOOLS), "{id}");
+            assert!(m.capabilities.contains(Capabilities::PROMPT_CACHE), "{id}");
+        }
+        assert!(model("gpt-4.1").capabilities.contains(Capabilities::TOOLS));
+    }
 }

@@ -45,6 +45,26 @@ struct Model {
 }
 
 const MODELS: &[Model] = &[
+    // Anthropic publishes no dated snapshot for the 5.5 models' aliases
+    // that the sources agree on, so the alias stands in for it.
+    Model {
+        id: "claude-opus-5-5",
+        snapshot: "claude-opus-5-5",
+        display_name: "Claude Opus 5.5",
+        created_at: "2026-09-22T00:00:00Z",
+    },
+    Model {
+        id: "claude-sonnet-5-5",
+        snapshot: "claude-sonnet-5-5",
+        display_name: "Claude Sonnet 5.5",
+        created_at: "2026-09-28T00:00:00Z",
+    },
+    Model {
+        id: "claude-haiku-5-5",
+        snapshot: "claude-haiku-5-5",
+        display_name: "Claude Haiku 5.5",
+        created_at: "2026-10-07T00:00:00Z",
+    },
     Model {
         id: "claude-opus-4-5",
         snapshot: "claude-opus-4-5-20251101",

@@ -22,7 +22,12 @@ use crate::{Reply, ids, tokens};
 
 /// The DeepSeek model ids the simulator accepts, in its `/models` order.
 pub fn deepseek_models() -> &'static [&'static str] {
-    &["deepseek-chat", "deepseek-reasoner"]
+    &[
+        "deepseek-chat",
+        "deepseek-reasoner",
+        "deepseek-flash",
+        "deepseek-v4-pro",
+    ]
 }
 
 /// The model that thinks aloud in `reasoning_content`.

@@ -36,6 +36,9 @@ enum Reasoning {
 /// Models the simulator accepts, with their `created` timestamps and how
 /// they reason. Any other model gets xAI's 404.
 const MODELS: &[(&str, u64, Reasoning)] = &[
+    ("grok-4.5", 1_783_555_200, Reasoning::Hidden),
+    ("grok-4.3", 1_777_507_200, Reasoning::Hidden),
+    ("grok-4.20-0309-reasoning", 1_773_014_400, Reasoning::Hidden),
     ("grok-4", 1_752_019_200, Reasoning::Hidden),
     ("grok-4-fast-reasoning", 1_758_240_000, Reasoning::Hidden),
     ("grok-4-fast-non-reasoning", 1_758_240_000, Reasoning::None),

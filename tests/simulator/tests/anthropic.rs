@@ -510,7 +510,7 @@ async fn unknown_model_is_404_and_models_are_listed() {
     let data = list["data"].as_array().unwrap();
     let ids: Vec<&str> = data.iter().map(|m| m["id"].as_str().unwrap()).collect();
     assert_eq!(ids, anthropic_models());
-    assert_eq!(anthropic_models().len(), 6);
+    assert_eq!(anthropic_models().len(), 9);
     assert!(anthropic_models().contains(&"claude-3-5-haiku-latest"));
     for model in data {
         assert_eq!(model["type"], "model");

@@ -65,11 +65,21 @@ async fn base_url_has_no_v1_and_both_path_styles_answer() {
             models,
             json!({"object": "list", "data": [
                 {"id": "deepseek-chat", "object": "model", "owned_by": "deepseek"},
-                {"id": "deepseek-reasoner", "object": "model", "owned_by": "deepseek"}
+                {"id": "deepseek-reasoner", "object": "model", "owned_by": "deepseek"},
+                {"id": "deepseek-flash", "object": "model", "owned_by": "deepseek"},
+                {"id": "deepseek-v4-pro", "object": "model", "owned_by": "deepseek"}
             ]})
         );
     }
-    assert_eq!(deepseek_models(), ["deepseek-chat", "deepseek-reasoner"]);
+    assert_eq!(
+        deepseek_models(),
+        [
+            "deepseek-chat",
+            "deepseek-reasoner",
+            "deepseek-flash",
+            "deepseek-v4-pro"
+        ]
+    );
 }
 
 #[tokio::test]

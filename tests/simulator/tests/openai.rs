@@ -471,7 +471,7 @@ async fn models_are_listed_and_retrievable() {
         assert_eq!(model["owned_by"], "openai");
         assert!(model["created"].as_u64().unwrap() > 1_600_000_000);
     }
-    assert!(openai_models().contains(&"gpt-4o-mini") && openai_models().len() == 13);
+    assert!(openai_models().contains(&"gpt-4o-mini") && openai_models().len() == 18);
 
     let one: Value = http
         .get(format!("{base}/models/o3"))

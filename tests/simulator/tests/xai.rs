@@ -242,6 +242,9 @@ async fn unknown_model_is_404_and_models_are_listed() {
     assert_eq!(
         xai_models(),
         [
+            "grok-4.5",
+            "grok-4.3",
+            "grok-4.20-0309-reasoning",
             "grok-4",
             "grok-4-fast-reasoning",
             "grok-4-fast-non-reasoning",
