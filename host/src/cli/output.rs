@@ -230,7 +230,7 @@ pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), sup
         return Ok(());
     }
     outln!(
-        "{:<10} {:<16} {:>10} {:>9} {:>9} {:>9}  capabilities",
+        "{:<10} {:<26} {:>10} {:>9} {:>9} {:>9}  capabilities",
         "PROVIDER",
         "MODEL",
         "CONTEXT",
@@ -240,7 +240,7 @@ pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), sup
     );
     for m in entries {
         outln!(
-            "{:<10} {:<16} {:>10} {:>9} {:>9} {:>9}  {}",
+            "{:<10} {:<26} {:>10} {:>9} {:>9} {:>9}  {}",
             m.provider,
             m.id,
             m.context_window,
