@@ -26,7 +26,10 @@ mod runtime;
 pub mod types;
 
 pub use error::{Error, provider_error_kind};
-pub use host::{ChatOutcome, ChatStream, HealthOutcome, Host, HostBuilder, PluginSummary, Target};
+pub use host::{
+    ChatOutcome, ChatStream, HealthOutcome, Host, HostBuilder, PluginSummary, StreamCollector,
+    Target,
+};
 pub use llmhost_registry as registry;
 pub use runtime::{CompileSource, Limits, PluginOrigin};
 

@@ -66,6 +66,19 @@ impl ChatRequest {
 }
 
 impl Usage {
+    /// Zero counts flagged as an estimate, for a stream whose plugin
+    /// reported no usage.
+    pub fn unreported() -> Self {
+        Self {
+            input_tokens: 0,
+            output_tokens: 0,
+            cache_read_tokens: 0,
+            cache_write_tokens: 0,
+            reasoning_tokens: 0,
+            estimated: true,
+        }
+    }
+
     /// The counts as the registry bills them.
     pub fn billed(&self) -> llmhost_registry::TokenUsage {
         llmhost_registry::TokenUsage {

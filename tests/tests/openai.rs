@@ -467,3 +467,30 @@ async fn requests_run_in_parallel_from_spawned_tasks() {
     }
     assert_eq!(sim.requests().len(), 24);
 }
+
+#[tokio::test]
+async fn a_collected_stream_equals_the_plain_answer() {
+    let host = host().await;
+    let (_sim, target) = openai_sim().await;
+    let plain = host.chat(&target, &request()).await.expect("chat");
+    let collected = host
+        .stream(&target, &request())
+        .await
+        .expect("stream")
+        .collect()
+        .await
+        .expect("collected");
+    assert_eq!(collected.provider, "openai");
+    assert_eq!(collected.response.content, plain.response.content);
+    assert_eq!(collected.response.parts, plain.response.parts);
+    assert_eq!(
+        collected.response.finish_reason,
+        plain.response.finish_reason
+    );
+    assert_eq!(collected.response.usage, plain.response.usage);
+    assert_eq!(collected.cost_usd, plain.cost_usd);
+    assert!(
+        collected.response.request_id.is_some(),
+        "kept from the stream's start"
+    );
+}

@@ -331,7 +331,7 @@ async fn chat(host: &Host, args: ChatArgs) -> Result<(), Fail> {
         return Ok(());
     }
     let mut stream = host.stream(&target, &request).await?;
-    let mut collected = output::Collected::default();
+    let mut collected = crate::StreamCollector::default();
     let stdout = std::io::stdout();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
@@ -348,7 +348,9 @@ async fn chat(host: &Host, args: ChatArgs) -> Result<(), Fail> {
         }
         collected.add(chunk);
     }
-    let usage = stream.usage().unwrap_or_else(output::unknown_usage);
+    let usage = stream
+        .usage()
+        .unwrap_or_else(crate::types::Usage::unreported);
     if args.json {
         let response = collected.into_response(&request.model, usage);
         print_json(&output::chat_json(

@@ -1,12 +1,11 @@
 //! What the CLI prints: JSON objects for scripts, tables and lines for
 //! people, and the error report.
 
-use crate::types::{ChatResponse, Chunk, ContentPart, FinishReason, Thinking, ToolCall, Usage};
+use crate::types::{ChatResponse, Usage};
 use crate::{CompileSource, Error, Host, PluginOrigin};
 use llmhost_registry::Pricing;
 use llmhost_registry::rust_decimal::Decimal;
 use serde_json::{Value, json};
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::time::Duration;
 
@@ -47,18 +46,6 @@ impl Fail {
 /// Prints one JSON value on a line.
 pub fn print_json(value: &Value) {
     outln!("{value}");
-}
-
-/// Usage for a stream whose plugin reported none.
-pub fn unknown_usage() -> Usage {
-    Usage {
-        input_tokens: 0,
-        output_tokens: 0,
-        cache_read_tokens: 0,
-        cache_write_tokens: 0,
-        reasoning_tokens: 0,
-        estimated: true,
-    }
 }
 
 /// The `chat --json` object.
@@ -112,80 +99,6 @@ pub fn summary_line(
         usage.output_tokens,
         latency.as_millis()
     );
-}
-
-/// Assembles a complete response from stream chunks.
-#[derive(Debug, Default)]
-pub struct Collected {
-    id: String,
-    text: String,
-    reasoning: String,
-    signature: Option<String>,
-    redacted: Vec<String>,
-    tools: BTreeMap<u32, ToolCall>,
-    finish: Option<FinishReason>,
-}
-
-impl Collected {
-    /// Takes one chunk.
-    pub fn add(&mut self, chunk: Chunk) {
-        match chunk {
-            Chunk::Start(start) => self.id = start.id,
-            Chunk::Text(text) => self.text.push_str(&text),
-            Chunk::Reasoning(text) => self.reasoning.push_str(&text),
-            Chunk::ToolCall(delta) => {
-                let call = self.tools.entry(delta.index).or_insert_with(|| ToolCall {
-                    id: String::new(),
-                    name: String::new(),
-                    arguments: String::new(),
-                });
-                if let Some(id) = delta.id {
-                    call.id = id;
-                }
-                if let Some(name) = delta.name {
-                    call.name.push_str(&name);
-                }
-                call.arguments.push_str(&delta.arguments);
-            }
-            Chunk::Finish(reason) => self.finish = Some(reason),
-            Chunk::ReasoningSignature(signature) => {
-                self.signature
-                    .get_or_insert_with(String::new)
-                    .push_str(&signature);
-            }
-            Chunk::RedactedReasoning(data) => self.redacted.push(data),
-            Chunk::Usage(_) => {}
-        }
-    }
-
-    /// The response the chunks add up to.
-    pub fn into_response(self, model: &str, usage: Usage) -> ChatResponse {
-        let mut parts = Vec::new();
-        if !self.reasoning.is_empty() {
-            parts.push(ContentPart::Thinking(Thinking {
-                text: self.reasoning.clone(),
-                signature: self.signature,
-            }));
-        }
-        parts.extend(self.redacted.into_iter().map(ContentPart::RedactedThinking));
-        if !self.text.is_empty() {
-            parts.push(ContentPart::Text(self.text.clone()));
-        }
-        let tool_calls: Vec<ToolCall> = self.tools.into_values().collect();
-        parts.extend(tool_calls.iter().cloned().map(ContentPart::ToolUse));
-        ChatResponse {
-            id: self.id,
-            model: model.to_owned(),
-            content: self.text,
-            reasoning_content: (!self.reasoning.is_empty()).then_some(self.reasoning),
-            tool_calls,
-            parts,
-            finish_reason: self.finish.unwrap_or(FinishReason::Stop),
-            usage,
-            rate_limits: None,
-            request_id: None,
-        }
-    }
 }
 
 fn price(micros: u64) -> String {

@@ -1,8 +1,10 @@
 //! The embedder's API: a [`Host`] with loaded plugins, and calls that
 //! resolve keys and base URLs, apply limits and account for cost.
 
+mod collect;
 mod stream;
 
+pub use collect::StreamCollector;
 pub use stream::ChatStream;
 
 use crate::error::Error;

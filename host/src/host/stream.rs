@@ -1,6 +1,6 @@
 //! A streamed answer, read chunk by chunk from its plugin instance.
 
-use super::Host;
+use super::{ChatOutcome, Host, StreamCollector};
 use crate::error::Error;
 use crate::runtime::Instance;
 use crate::types::{Chunk, FinishReason, Usage};
@@ -83,6 +83,23 @@ impl ChatStream {
                 Some(Err(err))
             }
         }
+    }
+
+    /// Reads the stream to its end and returns the whole answer, as
+    /// [`Host::chat`] would. A plugin that reported no usage gets zero
+    /// counts flagged as estimates.
+    pub async fn collect(mut self) -> Result<ChatOutcome, Error> {
+        let mut collector = StreamCollector::default();
+        while let Some(chunk) = self.next().await {
+            collector.add(chunk?);
+        }
+        let usage = self.usage.unwrap_or_else(Usage::unreported);
+        Ok(ChatOutcome {
+            provider: self.provider.clone(),
+            response: collector.into_response(&self.model, usage),
+            cost_usd: self.cost_usd(),
+            latency: self.elapsed(),
+        })
     }
 
     /// The provider answering.
