@@ -58,6 +58,25 @@ pub enum Error {
     /// Invalid configuration or arguments.
     #[error("{0}")]
     InvalidConfig(String),
+    /// A field of a stored record (agent, LLM config) has a bad value.
+    #[error("invalid {field}: {message}")]
+    Validation {
+        field: &'static str,
+        message: String,
+    },
+    /// The named record does not exist.
+    #[error("{what} `{key}` not found")]
+    NotFound { what: &'static str, key: String },
+    /// The record clashes with one that exists (a duplicate name).
+    #[error("{0}")]
+    Conflict(String),
+    /// The database could not be opened, migrated, read or written.
+    #[error("database: {0}")]
+    Database(String),
+    /// An API key could not be encrypted or decrypted, or no encryption
+    /// key is configured.
+    #[error("{message}")]
+    Encryption { kind: &'static str, message: String },
     /// A failure inside the host itself (I/O, engine set-up).
     #[error("internal error: {0}")]
     Internal(String),
@@ -78,6 +97,11 @@ impl Error {
             Error::PluginTrap { .. } => "plugin_trap",
             Error::PluginLoad { .. } => "plugin_load",
             Error::InvalidConfig(_) => "invalid_config",
+            Error::Validation { .. } => "validation",
+            Error::NotFound { .. } => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Database(_) => "database",
+            Error::Encryption { kind, .. } => kind,
             Error::Internal(_) => "internal",
         }
     }

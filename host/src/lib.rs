@@ -23,6 +23,10 @@ pub mod cli;
 mod error;
 mod host;
 mod runtime;
+pub mod secrets;
+pub mod service;
+pub mod settings;
+pub mod store;
 pub mod types;
 
 pub use error::{Error, provider_error_kind};
@@ -32,6 +36,9 @@ pub use host::{
 };
 pub use llmhost_registry as registry;
 pub use runtime::{CompileSource, Limits, PluginOrigin};
+pub use service::{AgentOutcome, AgentStream, ConfigService, ConfigUpdate, LlmConfig, NewConfig};
+pub use settings::Settings;
+pub use store::Store;
 
 /// The built-in provider components, compiled by the build script.
 mod builtin {

@@ -11,6 +11,7 @@ use crate::error::Error;
 use crate::runtime::{
     Approval, CompileSource, ComponentCache, Instance, Limits, Plugin, PluginOrigin, Runtime,
 };
+use crate::settings::{ProviderSettings, Settings};
 use crate::types::{
     ChatRequest, ChatResponse, HealthReport, ProviderConfig, ProviderError, ProviderInfo,
     TokenCount, TokenInput, Usage, capability_names,
@@ -39,6 +40,8 @@ pub struct HostBuilder {
     limits: Limits,
     model_overrides: ModelOverrides,
     strict_models: bool,
+    providers: BTreeMap<String, ProviderSettings>,
+    default_timeout: Duration,
 }
 
 impl Default for HostBuilder {
@@ -51,6 +54,8 @@ impl Default for HostBuilder {
             limits: Limits::default(),
             model_overrides: ModelOverrides::default(),
             strict_models: false,
+            providers: BTreeMap::new(),
+            default_timeout: DEFAULT_TIMEOUT,
         }
     }
 }
@@ -100,6 +105,51 @@ impl HostBuilder {
     pub fn strict_models(mut self, strict: bool) -> Self {
         self.strict_models = strict;
         self
+    }
+
+    /// Operator settings per provider id: a base URL used when neither
+    /// the call nor the provider's environment variable gives one, and
+    /// extra approved hosts.
+    pub fn provider_settings(mut self, providers: BTreeMap<String, ProviderSettings>) -> Self {
+        self.providers = providers;
+        self
+    }
+
+    /// Time budget of requests whose target sets none (default
+    /// [`DEFAULT_TIMEOUT`]).
+    pub fn default_timeout(mut self, timeout: Duration) -> Self {
+        self.default_timeout = timeout;
+        self
+    }
+
+    /// Applies everything [`Settings`] configures: plugin directory, cache,
+    /// limits, strict models, provider settings, default timeout. Model
+    /// overrides are read from `settings.models` when set.
+    pub fn settings(mut self, settings: &Settings) -> Result<Self, Error> {
+        self = self
+            .ignore_plugin_env()
+            .limits(settings.limits.clone())
+            .strict_models(settings.strict_models)
+            .provider_settings(settings.providers.clone())
+            .default_timeout(settings.timeout);
+        if let Some(dir) = &settings.plugins {
+            self = self.plugin_dir(dir);
+        }
+        if let Some(dir) = &settings.cache_dir {
+            self = self.cache_dir(Some(dir.clone()));
+        }
+        if let Some(path) = &settings.models {
+            let text = std::fs::read_to_string(path).map_err(|err| {
+                Error::InvalidConfig(format!(
+                    "cannot read model overrides {}: {err}",
+                    path.display()
+                ))
+            })?;
+            let overrides = ModelOverrides::from_toml(&text)
+                .map_err(|err| Error::InvalidConfig(format!("{}: {err}", path.display())))?;
+            self = self.model_overrides(overrides);
+        }
+        Ok(self)
     }
 
     /// Creates the engine and loads the plugins. A plugin file that fails
@@ -200,6 +250,8 @@ impl HostBuilder {
                 catalogue,
                 load_errors,
                 strict_models: self.strict_models,
+                providers: self.providers,
+                default_timeout: self.default_timeout,
             }),
         })
     }
@@ -229,7 +281,7 @@ pub struct Target {
     pub api_key: Option<SecretString>,
     pub base_url: Option<String>,
     /// Whole-request budget for `chat`; the longest wait for each chunk of
-    /// a stream. Default [`DEFAULT_TIMEOUT`].
+    /// a stream. Default: the host's (see [`HostBuilder::default_timeout`]).
     pub timeout: Option<Duration>,
     pub extra_headers: Vec<(String, String)>,
     /// Whether unset key and base URL are read from the environment.
@@ -307,6 +359,8 @@ struct Inner {
     catalogue: Catalogue,
     load_errors: Vec<Error>,
     strict_models: bool,
+    providers: BTreeMap<String, ProviderSettings>,
+    default_timeout: Duration,
 }
 
 /// The running host: loaded plugins and the engine that runs them. Cheap
@@ -327,7 +381,7 @@ struct Resolved {
 }
 
 /// `host:port` of an http(s) URL, with the scheme's default port.
-fn authority_of(url: &str) -> Result<String, Error> {
+pub(crate) fn authority_of(url: &str) -> Result<String, Error> {
     let bad = |why: &str| Error::InvalidConfig(format!("invalid base URL `{url}`: {why}"));
     let uri: http::Uri = url.parse().map_err(|_| bad("not a URL"))?;
     let port = match uri.scheme_str() {
@@ -426,10 +480,12 @@ impl Host {
             Some(key) => Some(key.expose_secret().to_owned()),
             None => from_env(&plugin.info.api_key_env),
         };
+        let settings = self.inner.providers.get(&target.provider);
         let explicit_base = target
             .base_url
             .clone()
-            .or_else(|| from_env(&plugin.info.base_url_env));
+            .or_else(|| from_env(&plugin.info.base_url_env))
+            .or_else(|| settings.and_then(|s| s.base_url.clone()));
         let base_url = explicit_base
             .clone()
             .unwrap_or_else(|| plugin.info.default_base_url.clone());
@@ -440,15 +496,19 @@ impl Host {
                 None
             }
         };
-        let timeout = target.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        let timeout = target.timeout.unwrap_or(self.inner.default_timeout);
         let config = ProviderConfig {
             api_key,
             base_url: base_url.trim_end_matches('/').to_owned(),
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
             extra_headers: target.extra_headers.clone(),
         };
+        let mut declared_hosts = plugin.info.hosts.clone();
+        if let Some(settings) = settings {
+            declared_hosts.extend(settings.allowed_hosts.iter().cloned());
+        }
         let approval = Approval {
-            declared_hosts: plugin.info.hosts.clone(),
+            declared_hosts,
             explicit_authority,
         };
         Ok(Resolved {

@@ -42,7 +42,7 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// Security and resource limits of every plugin request. The defaults are
 /// safe for untrusted plugins.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
     /// Most linear memory one request's instance may use.
     pub memory_bytes: usize,

@@ -1,0 +1,782 @@
+//! The config service: agents and their LLM configs, validated against
+//! the loaded providers and the model catalogue, with API keys encrypted
+//! at rest; and calls made on an agent's behalf, each recorded as a usage
+//! event.
+//!
+//! No response, log line, error or `Debug` output of this module carries an
+//! API key: views say `has_api_key` and give at most a masked hint.
+
+mod agent_call;
+
+pub use agent_call::{AgentOutcome, AgentStream};
+
+use crate::error::Error;
+use crate::host::{HealthOutcome, Host, Target};
+use crate::secrets::{Binding, CryptoError, EncryptionKey, Keyring};
+use crate::store::{Agent, ConfigRow, NewConfigRow, Store};
+use llmhost_registry::rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+use serde_json::Value;
+use std::sync::{Arc, RwLock};
+
+/// Longest agent name.
+const MAX_NAME_LEN: usize = 64;
+/// Longest API key accepted.
+const MAX_KEY_LEN: usize = 4096;
+
+/// A config as shown to callers: everything but the key, which is only
+/// `has_api_key` and a masked hint.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LlmConfig {
+    pub id: i64,
+    pub agent_id: i64,
+    pub agent: String,
+    pub provider: String,
+    pub model_name: String,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f64>,
+    pub has_api_key: bool,
+    pub api_key_hint: Option<String>,
+    pub base_url: Option<String>,
+    pub fallback_provider: Option<String>,
+    pub fallback_model: Option<String>,
+    /// USD per 1,000 input tokens, as a decimal string.
+    pub cost_per_1k_input_tokens: String,
+    /// USD per 1,000 output tokens, as a decimal string.
+    pub cost_per_1k_output_tokens: String,
+    /// `registry` (filled from the catalogue) or `custom` (set by the
+    /// operator; then it prices this config's usage).
+    pub pricing_source: &'static str,
+    pub priority: i64,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub metadata: Value,
+}
+
+impl LlmConfig {
+    fn from_row(row: &ConfigRow, agent: &str) -> Self {
+        Self {
+            id: row.id,
+            agent_id: row.agent_id,
+            agent: agent.to_owned(),
+            provider: row.provider.clone(),
+            model_name: row.model_name.clone(),
+            temperature: row.temperature,
+            max_tokens: row.max_tokens,
+            top_p: row.top_p,
+            has_api_key: row.api_key_encrypted.is_some(),
+            api_key_hint: row.api_key_hint.clone(),
+            base_url: row.base_url.clone(),
+            fallback_provider: row.fallback_provider.clone(),
+            fallback_model: row.fallback_model.clone(),
+            cost_per_1k_input_tokens: row.cost_per_1k_input_tokens.normalize().to_string(),
+            cost_per_1k_output_tokens: row.cost_per_1k_output_tokens.normalize().to_string(),
+            pricing_source: if row.custom_pricing {
+                "custom"
+            } else {
+                "registry"
+            },
+            priority: row.priority,
+            enabled: row.enabled,
+            created_at: row.created_at.clone(),
+            updated_at: row.updated_at.clone(),
+            metadata: serde_json::from_str(&row.metadata_json).unwrap_or(Value::Null),
+        }
+    }
+}
+
+/// A new config. `Default` gives an enabled config of priority 0 with
+/// nothing else set; provider and model are required.
+#[derive(Debug, Clone)]
+pub struct NewConfig {
+    pub provider: String,
+    pub model: String,
+    /// Stored encrypted; without it the provider's environment variable
+    /// is used at call time.
+    pub api_key: Option<SecretString>,
+    pub base_url: Option<String>,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f64>,
+    pub fallback_provider: Option<String>,
+    pub fallback_model: Option<String>,
+    /// USD per 1,000 input tokens; filled from the registry when `None`.
+    pub cost_per_1k_input_tokens: Option<Decimal>,
+    /// USD per 1,000 output tokens; filled from the registry when `None`.
+    pub cost_per_1k_output_tokens: Option<Decimal>,
+    pub priority: i64,
+    pub enabled: bool,
+    /// A JSON object of the caller's own data.
+    pub metadata: Option<Value>,
+}
+
+impl NewConfig {
+    /// An enabled config of `provider` and `model` with nothing else set.
+    pub fn new(provider: impl Into<String>, model: impl Into<String>) -> Self {
+        Self {
+            provider: provider.into(),
+            model: model.into(),
+            api_key: None,
+            base_url: None,
+            temperature: None,
+            max_tokens: None,
+            top_p: None,
+            fallback_provider: None,
+            fallback_model: None,
+            cost_per_1k_input_tokens: None,
+            cost_per_1k_output_tokens: None,
+            priority: 0,
+            enabled: true,
+            metadata: None,
+        }
+    }
+}
+
+/// A partial update: `None` leaves a field as it is; for the fields that
+/// may be empty, `Some(None)` clears them.
+#[derive(Debug, Clone, Default)]
+pub struct ConfigUpdate {
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub api_key: Option<Option<SecretString>>,
+    pub base_url: Option<Option<String>>,
+    pub temperature: Option<Option<f64>>,
+    pub max_tokens: Option<Option<u32>>,
+    pub top_p: Option<Option<f64>>,
+    /// Both together: `Some(Some((provider, model)))` sets, `Some(None)`
+    /// removes the fallback.
+    pub fallback: Option<Option<(String, String)>>,
+    /// Custom prices; `Some(None)` returns to the registry's.
+    pub cost_per_1k_input_tokens: Option<Option<Decimal>>,
+    pub cost_per_1k_output_tokens: Option<Option<Decimal>>,
+    pub priority: Option<i64>,
+    pub enabled: Option<bool>,
+    pub metadata: Option<Value>,
+}
+
+/// The result of `validate`: the config, and what the provider's health
+/// check said with the resolved key.
+#[derive(Debug)]
+pub struct Validation {
+    pub config: LlmConfig,
+    pub health: Result<HealthOutcome, Error>,
+}
+
+/// Agents and LLM configs over a [`Store`], checked against a [`Host`].
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct ConfigService {
+    host: Host,
+    store: Store,
+    keyring: Arc<RwLock<Option<Arc<Keyring>>>>,
+}
+
+impl std::fmt::Debug for ConfigService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConfigService")
+            .field("store", &self.store)
+            .field(
+                "keyring",
+                &self.keyring().map(|k| k.active().id().to_owned()),
+            )
+            .finish()
+    }
+}
+
+pub(crate) fn crypto_error(err: CryptoError) -> Error {
+    Error::Encryption {
+        kind: err.kind(),
+        message: err.to_string(),
+    }
+}
+
+fn no_keyring() -> Error {
+    Error::Encryption {
+        kind: "encryption_key_missing",
+        message: "no encryption key is configured, so API keys cannot be stored or read: run \
+                  `llmhost init`, or set LLMHOST_ENCRYPTION_KEY to base64 of 32 random bytes"
+            .into(),
+    }
+}
+
+/// `…wxyz` for keys long enough that four characters reveal little, else
+/// `…`.
+fn key_hint(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() >= 20 {
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("…{tail}")
+    } else {
+        "…".to_owned()
+    }
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> Error {
+    Error::Validation {
+        field,
+        message: message.into(),
+    }
+}
+
+/// Registry price in micro-USD per Mtok as USD per 1k tokens.
+fn per_1k(micros_per_mtok: u64) -> Decimal {
+    // micro-USD per 1e6 tokens = 1e-6 USD / 1e6 tokens = (x / 1e9) USD per 1k.
+    Decimal::from_i128_with_scale(i128::from(micros_per_mtok), 9).normalize()
+}
+
+impl ConfigService {
+    /// A service over `store`, validating against `host`'s providers and
+    /// catalogue, encrypting keys with `keyring` (without one, configs
+    /// without keys still work).
+    pub fn new(host: Host, store: Store, keyring: Option<Keyring>) -> Self {
+        Self {
+            host,
+            store,
+            keyring: Arc::new(RwLock::new(keyring.map(Arc::new))),
+        }
+    }
+
+    /// The host that serves the calls.
+    pub fn host(&self) -> &Host {
+        &self.host
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn keyring(&self) -> Option<Arc<Keyring>> {
+        self.keyring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn require_keyring(&self) -> Result<Arc<Keyring>, Error> {
+        self.keyring().ok_or_else(no_keyring)
+    }
+
+    // ----- agents -----
+
+    /// Creates an agent. Names are 1 to 64 letters, digits, `-`, `_` or `.`.
+    pub async fn create_agent(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Agent, Error> {
+        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+            return Err(invalid(
+                "name",
+                format!("must be 1 to {MAX_NAME_LEN} characters"),
+            ));
+        }
+        if !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
+            return Err(invalid(
+                "name",
+                format!("`{name}` may only contain letters, digits, `-`, `_` and `.`"),
+            ));
+        }
+        if description.is_some_and(|d| d.len() > 4096) {
+            return Err(invalid("description", "longer than 4096 bytes"));
+        }
+        self.store.create_agent(name, description).await
+    }
+
+    /// The agent named `name`.
+    pub async fn agent(&self, name: &str) -> Result<Agent, Error> {
+        self.store
+            .agent(name)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "agent",
+                key: name.to_owned(),
+            })
+    }
+
+    /// Every agent, by name.
+    pub async fn agents(&self) -> Result<Vec<Agent>, Error> {
+        self.store.agents().await
+    }
+
+    /// Deletes an agent and its configs; its usage history stays.
+    pub async fn delete_agent(&self, name: &str) -> Result<(), Error> {
+        if self.store.delete_agent(name).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                what: "agent",
+                key: name.to_owned(),
+            })
+        }
+    }
+
+    // ----- configs -----
+
+    async fn row(&self, id: i64) -> Result<(ConfigRow, Agent), Error> {
+        let row = self
+            .store
+            .config(id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "config",
+                key: id.to_string(),
+            })?;
+        let agent = self
+            .store
+            .agent_by_id(row.agent_id)
+            .await?
+            .ok_or_else(|| Error::Internal(format!("config {id} has no agent")))?;
+        Ok((row, agent))
+    }
+
+    /// Checks every field of a row about to be written.
+    fn check(&self, row: &NewConfigRow) -> Result<(), Error> {
+        let host = &self.host;
+        if host.provider_info(&row.provider).is_none() {
+            return Err(invalid(
+                "provider",
+                format!(
+                    "no loaded provider `{}` (loaded: {})",
+                    row.provider,
+                    host.plugins()
+                        .iter()
+                        .map(|p| p.id.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ));
+        }
+        let Some(model) = host.catalogue().get(&row.provider, &row.model_name) else {
+            return Err(invalid(
+                "model",
+                format!(
+                    "`{}` is not a known model of `{}` (see `llmhost models -p {}`, or add it to the model overrides file)",
+                    row.model_name, row.provider, row.provider
+                ),
+            ));
+        };
+        if let Some(t) = row.temperature
+            && !(t.is_finite() && (0.0..=2.0).contains(&t))
+        {
+            return Err(invalid("temperature", format!("{t} is outside 0 to 2")));
+        }
+        if let Some(p) = row.top_p
+            && !(p.is_finite() && (0.0..=1.0).contains(&p))
+        {
+            return Err(invalid("top_p", format!("{p} is outside 0 to 1")));
+        }
+        if let Some(n) = row.max_tokens {
+            if n == 0 {
+                return Err(invalid("max_tokens", "must be at least 1"));
+            }
+            if model.max_output_tokens > 0 && n > model.max_output_tokens {
+                return Err(invalid(
+                    "max_tokens",
+                    format!(
+                        "{n} is more than `{}` can produce ({})",
+                        model.id, model.max_output_tokens
+                    ),
+                ));
+            }
+        }
+        match (&row.fallback_provider, &row.fallback_model) {
+            (None, None) => {}
+            (Some(provider), Some(model)) => {
+                if host.provider_info(provider).is_none() {
+                    return Err(invalid(
+                        "fallback_provider",
+                        format!("no loaded provider `{provider}`"),
+                    ));
+                }
+                if host.catalogue().get(provider, model).is_none() {
+                    return Err(invalid(
+                        "fallback_model",
+                        format!("`{model}` is not a known model of `{provider}`"),
+                    ));
+                }
+                if *provider == row.provider && *model == row.model_name {
+                    return Err(invalid(
+                        "fallback_model",
+                        "the fallback is the config's own provider and model",
+                    ));
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    "fallback",
+                    "fallback provider and fallback model go together: give both or neither",
+                ));
+            }
+        }
+        if let Some(url) = &row.base_url {
+            crate::host::authority_of(url).map_err(|err| invalid("base_url", err.to_string()))?;
+        }
+        for (field, cost) in [
+            ("cost_per_1k_input_tokens", row.cost_per_1k_input_tokens),
+            ("cost_per_1k_output_tokens", row.cost_per_1k_output_tokens),
+        ] {
+            if cost.is_sign_negative() && !cost.is_zero() {
+                return Err(invalid(field, "must not be negative"));
+            }
+        }
+        if !matches!(
+            serde_json::from_str::<Value>(&row.metadata_json),
+            Ok(Value::Object(_))
+        ) {
+            return Err(invalid("metadata", "must be a JSON object"));
+        }
+        Ok(())
+    }
+
+    /// Fills registry prices unless custom ones are set.
+    fn fill_pricing(&self, row: &mut NewConfigRow) {
+        if row.custom_pricing {
+            return;
+        }
+        if let Some(model) = self.host.catalogue().get(&row.provider, &row.model_name) {
+            row.cost_per_1k_input_tokens = per_1k(model.pricing.input);
+            row.cost_per_1k_output_tokens = per_1k(model.pricing.output);
+        }
+    }
+
+    fn check_key(key: &SecretString) -> Result<(), Error> {
+        let key = key.expose_secret();
+        if key.trim().is_empty() {
+            return Err(invalid("api_key", "is empty"));
+        }
+        if key.len() > MAX_KEY_LEN {
+            return Err(invalid(
+                "api_key",
+                format!("longer than {MAX_KEY_LEN} bytes"),
+            ));
+        }
+        if key.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(invalid(
+                "api_key",
+                "contains whitespace or control characters",
+            ));
+        }
+        Ok(())
+    }
+
+    fn encrypt(
+        &self,
+        key: &SecretString,
+        agent_id: i64,
+        provider: &str,
+    ) -> Result<(String, String), Error> {
+        Self::check_key(key)?;
+        let keyring = self.require_keyring()?;
+        let binding = Binding { agent_id, provider };
+        let ciphertext = keyring.encrypt(key, &binding).map_err(crypto_error)?;
+        Ok((ciphertext, key_hint(key.expose_secret())))
+    }
+
+    /// Creates a config for the agent named `agent`.
+    pub async fn create_config(&self, agent: &str, config: NewConfig) -> Result<LlmConfig, Error> {
+        let agent = self.agent(agent).await?;
+        let custom_pricing =
+            config.cost_per_1k_input_tokens.is_some() || config.cost_per_1k_output_tokens.is_some();
+        let registry_price = self
+            .host
+            .catalogue()
+            .get(&config.provider, &config.model)
+            .map(|m| (per_1k(m.pricing.input), per_1k(m.pricing.output)));
+        let mut row = NewConfigRow {
+            provider: config.provider,
+            model_name: config.model,
+            temperature: config.temperature,
+            max_tokens: config.max_tokens,
+            top_p: config.top_p,
+            api_key_encrypted: None,
+            api_key_hint: None,
+            base_url: config.base_url.map(|u| u.trim_end_matches('/').to_owned()),
+            fallback_provider: config.fallback_provider,
+            fallback_model: config.fallback_model,
+            cost_per_1k_input_tokens: config
+                .cost_per_1k_input_tokens
+                .or(registry_price.map(|p| p.0))
+                .unwrap_or_default(),
+            cost_per_1k_output_tokens: config
+                .cost_per_1k_output_tokens
+                .or(registry_price.map(|p| p.1))
+                .unwrap_or_default(),
+            custom_pricing,
+            priority: config.priority,
+            enabled: config.enabled,
+            metadata_json: config
+                .metadata
+                .unwrap_or_else(|| Value::Object(Default::default()))
+                .to_string(),
+        };
+        self.check(&row)?;
+        if let Some(key) = &config.api_key {
+            let (ciphertext, hint) = self.encrypt(key, agent.id, &row.provider)?;
+            row.api_key_encrypted = Some(ciphertext);
+            row.api_key_hint = Some(hint);
+        }
+        let stored = self.store.insert_config(agent.id, row).await?;
+        Ok(LlmConfig::from_row(&stored, &agent.name))
+    }
+
+    /// Config `id`.
+    pub async fn config(&self, id: i64) -> Result<LlmConfig, Error> {
+        let (row, agent) = self.row(id).await?;
+        Ok(LlmConfig::from_row(&row, &agent.name))
+    }
+
+    /// Changes the fields `update` sets and checks the result as a whole.
+    /// A key kept across a provider change is re-encrypted for its new
+    /// row binding.
+    pub async fn update_config(&self, id: i64, update: ConfigUpdate) -> Result<LlmConfig, Error> {
+        let (current, agent) = self.row(id).await?;
+        let mut row = current.fields();
+        if let Some(provider) = update.provider {
+            row.provider = provider;
+        }
+        if let Some(model) = update.model {
+            row.model_name = model;
+        }
+        if let Some(url) = update.base_url {
+            row.base_url = url.map(|u| u.trim_end_matches('/').to_owned());
+        }
+        if let Some(t) = update.temperature {
+            row.temperature = t;
+        }
+        if let Some(n) = update.max_tokens {
+            row.max_tokens = n;
+        }
+        if let Some(p) = update.top_p {
+            row.top_p = p;
+        }
+        if let Some(fallback) = update.fallback {
+            (row.fallback_provider, row.fallback_model) = match fallback {
+                Some((provider, model)) => (Some(provider), Some(model)),
+                None => (None, None),
+            };
+        }
+        if let Some(priority) = update.priority {
+            row.priority = priority;
+        }
+        if let Some(enabled) = update.enabled {
+            row.enabled = enabled;
+        }
+        if let Some(metadata) = update.metadata {
+            row.metadata_json = metadata.to_string();
+        }
+        match (
+            update.cost_per_1k_input_tokens,
+            update.cost_per_1k_output_tokens,
+        ) {
+            (None, None) => {}
+            (Some(None), _) | (_, Some(None)) => row.custom_pricing = false,
+            (input, output) => {
+                row.custom_pricing = true;
+                if let Some(Some(input)) = input {
+                    row.cost_per_1k_input_tokens = input;
+                }
+                if let Some(Some(output)) = output {
+                    row.cost_per_1k_output_tokens = output;
+                }
+            }
+        }
+        self.fill_pricing(&mut row);
+        self.check(&row)?;
+        match update.api_key {
+            Some(Some(key)) => {
+                let (ciphertext, hint) = self.encrypt(&key, agent.id, &row.provider)?;
+                row.api_key_encrypted = Some(ciphertext);
+                row.api_key_hint = Some(hint);
+            }
+            Some(None) => {
+                row.api_key_encrypted = None;
+                row.api_key_hint = None;
+            }
+            None => {
+                if let Some(old) = &current.api_key_encrypted
+                    && row.provider != current.provider
+                {
+                    let keyring = self.require_keyring()?;
+                    let key = keyring
+                        .decrypt(
+                            old,
+                            &Binding {
+                                agent_id: agent.id,
+                                provider: &current.provider,
+                            },
+                        )
+                        .map_err(crypto_error)?;
+                    let binding = Binding {
+                        agent_id: agent.id,
+                        provider: &row.provider,
+                    };
+                    row.api_key_encrypted =
+                        Some(keyring.encrypt(&key, &binding).map_err(crypto_error)?);
+                }
+            }
+        }
+        let stored = self
+            .store
+            .update_config(id, &current.updated_at, row)
+            .await?;
+        Ok(LlmConfig::from_row(&stored, &agent.name))
+    }
+
+    /// Deletes config `id`.
+    pub async fn delete_config(&self, id: i64) -> Result<(), Error> {
+        if self.store.delete_config(id).await? {
+            Ok(())
+        } else {
+            Err(Error::NotFound {
+                what: "config",
+                key: id.to_string(),
+            })
+        }
+    }
+
+    /// The agent's configs in the order they are tried.
+    pub async fn configs(&self, agent: &str) -> Result<Vec<LlmConfig>, Error> {
+        let agent = self.agent(agent).await?;
+        let rows = self.store.configs(agent.id, false).await?;
+        Ok(rows
+            .iter()
+            .map(|row| LlmConfig::from_row(row, &agent.name))
+            .collect())
+    }
+
+    /// The agent's enabled configs in the order they are tried.
+    pub async fn enabled_configs(&self, agent: &str) -> Result<Vec<LlmConfig>, Error> {
+        let agent = self.agent(agent).await?;
+        let rows = self.store.configs(agent.id, true).await?;
+        Ok(rows
+            .iter()
+            .map(|row| LlmConfig::from_row(row, &agent.name))
+            .collect())
+    }
+
+    /// The config tried first: enabled, lowest priority, oldest.
+    pub async fn primary_config(&self, agent: &str) -> Result<LlmConfig, Error> {
+        let (row, agent) = self.primary_row(agent).await?;
+        Ok(LlmConfig::from_row(&row, &agent.name))
+    }
+
+    pub(crate) async fn primary_row(&self, agent: &str) -> Result<(ConfigRow, Agent), Error> {
+        let agent = self.agent(agent).await?;
+        let row = self
+            .store
+            .primary_config(agent.id)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "enabled config of agent",
+                key: agent.name.clone(),
+            })?;
+        Ok((row, agent))
+    }
+
+    /// The call target of a config: its provider, base URL and key
+    /// (the stored one, else the provider's environment variable, else the
+    /// call fails with `api_key_missing`).
+    pub(crate) fn target(&self, row: &ConfigRow) -> Result<Target, Error> {
+        let mut target = Target::new(&row.provider);
+        if let Some(url) = &row.base_url {
+            target = target.base_url(url);
+        }
+        if let Some(ciphertext) = &row.api_key_encrypted {
+            let keyring = self.require_keyring()?;
+            let key = keyring
+                .decrypt(
+                    ciphertext,
+                    &Binding {
+                        agent_id: row.agent_id,
+                        provider: &row.provider,
+                    },
+                )
+                .map_err(crypto_error)?;
+            target.api_key = Some(key);
+        }
+        Ok(target)
+    }
+
+    /// Runs the provider's health check for config `id` with its resolved
+    /// key and base URL.
+    pub async fn validate_config(&self, id: i64) -> Result<Validation, Error> {
+        let (row, agent) = self.row(id).await?;
+        let config = LlmConfig::from_row(&row, &agent.name);
+        let target = self.target(&row)?;
+        let health = self.host.health(&target).await;
+        Ok(Validation { config, health })
+    }
+
+    // ----- keys -----
+
+    /// Re-encrypts every stored API key under `new_key` in one
+    /// transaction; afterwards the service uses `new_key` (the old keys
+    /// still decrypt, for other databases that share them). If any row
+    /// fails to decrypt, or `before_commit` (given the number of rows)
+    /// fails, nothing changes. Returns the rows rewritten.
+    pub async fn rotate_keys(
+        &self,
+        new_key: EncryptionKey,
+        before_commit: impl FnOnce(usize) -> Result<(), Error> + Send + 'static,
+    ) -> Result<usize, Error> {
+        let old = self.require_keyring()?;
+        if old.keys().any(|k| k.id() == new_key.id()) {
+            return Err(Error::Encryption {
+                kind: "key_reused",
+                message: format!(
+                    "key {} is already in the keyring; rotate to a new key",
+                    new_key.id()
+                ),
+            });
+        }
+        let next = Keyring::new(new_key).with_previous(old.keys().cloned());
+        let next = Arc::new(next);
+        let writer = next.clone();
+        let count =
+            self.store
+                .rewrite_api_keys(
+                    move |row, ciphertext| {
+                        let binding = Binding {
+                            agent_id: row.agent_id,
+                            provider: &row.provider,
+                        };
+                        let key = writer.decrypt(ciphertext, &binding).map_err(|err| {
+                            Error::Encryption {
+                                kind: err.kind(),
+                                message: format!("config {}: {err}; nothing was changed", row.id),
+                            }
+                        })?;
+                        writer.encrypt(&key, &binding).map_err(crypto_error)
+                    },
+                    before_commit,
+                )
+                .await?;
+        *self.keyring.write().unwrap_or_else(|e| e.into_inner()) = Some(next);
+        Ok(count)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_1k_is_exact() {
+        assert_eq!(per_1k(2_500_000).to_string(), "0.0025");
+        assert_eq!(per_1k(150_000).to_string(), "0.00015");
+        assert_eq!(per_1k(0).to_string(), "0");
+    }
+
+    #[test]
+    fn hints_reveal_little() {
+        assert_eq!(key_hint("sk-0123456789abcdefWXYZ"), "…WXYZ");
+        assert_eq!(key_hint("short-key"), "…");
+    }
+}

@@ -1,0 +1,378 @@
+//! Configuration: one typed structure from an optional `llmhost.toml`
+//! and the environment. Precedence, highest first: command-line flag,
+//! environment variable, file, default.
+//!
+//! ```toml
+//! database = "llmhost.db"          # LLMHOST_DB
+//! plugins = "plugins"              # LLMHOST_PLUGINS
+//! cache_dir = "/var/cache/llmhost" # LLMHOST_CACHE_DIR
+//! models = "models.toml"           # LLMHOST_MODELS
+//! strict_models = false            # LLMHOST_STRICT_MODELS
+//! timeout_secs = 120               # LLMHOST_TIMEOUT_SECS
+//!
+//! [encryption]
+//! key_file = "/etc/llmhost/encryption.key"   # LLMHOST_KEY_FILE
+//!
+//! [limits]
+//! memory_mb = 128
+//! cpu_secs = 5
+//! response_mb = 32
+//! connect_timeout_secs = 10
+//! max_concurrent_instances = 256
+//!
+//! [providers.openai]
+//! base_url = "https://proxy.example.com/v1"   # OPENAI_BASE_URL wins over it
+//! allowed_hosts = ["proxy.example.com"]
+//! ```
+//!
+//! API keys are never read from this file: they come from the vendors'
+//! usual environment variables or from an agent's encrypted config.
+
+use crate::error::Error;
+use crate::runtime::Limits;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The settings file read when none is named.
+pub const DEFAULT_FILE: &str = "llmhost.toml";
+/// Environment variable naming the settings file.
+pub const FILE_ENV: &str = "LLMHOST_CONFIG";
+/// Environment variable naming the database.
+pub const DB_ENV: &str = "LLMHOST_DB";
+/// Environment variable naming the key file.
+pub const KEY_FILE_ENV: &str = "LLMHOST_KEY_FILE";
+/// Environment variable with the default request timeout in seconds.
+pub const TIMEOUT_ENV: &str = "LLMHOST_TIMEOUT_SECS";
+
+/// Settings of one provider.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProviderSettings {
+    /// Base URL used when neither the call nor the provider's environment
+    /// variable sets one.
+    pub base_url: Option<String>,
+    /// Hosts the plugin may reach besides those it declares (HTTPS,
+    /// public addresses).
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSettings {
+    database: Option<PathBuf>,
+    plugins: Option<PathBuf>,
+    cache_dir: Option<PathBuf>,
+    models: Option<PathBuf>,
+    strict_models: Option<bool>,
+    timeout_secs: Option<f64>,
+    #[serde(default)]
+    encryption: FileEncryption,
+    #[serde(default)]
+    limits: FileLimits,
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderSettings>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileEncryption {
+    key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLimits {
+    memory_mb: Option<u64>,
+    cpu_secs: Option<f64>,
+    response_mb: Option<u64>,
+    connect_timeout_secs: Option<f64>,
+    max_concurrent_instances: Option<u32>,
+}
+
+/// Everything the CLI and gateway are configured with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// The settings file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// SQLite database of agents, configs and usage.
+    pub database: PathBuf,
+    /// Directory of plugin components.
+    pub plugins: Option<PathBuf>,
+    /// Compiled-component cache; `None` uses the default location.
+    pub cache_dir: Option<PathBuf>,
+    /// Model overrides file.
+    pub models: Option<PathBuf>,
+    pub strict_models: bool,
+    /// Key file holding the encryption keys (when
+    /// `LLMHOST_ENCRYPTION_KEY` is not set).
+    pub key_file: PathBuf,
+    /// Default time budget of a request.
+    pub timeout: Duration,
+    pub limits: Limits,
+    pub providers: BTreeMap<String, ProviderSettings>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            file: None,
+            database: PathBuf::from(crate::store::DEFAULT_DB),
+            plugins: None,
+            cache_dir: None,
+            models: None,
+            strict_models: false,
+            key_file: default_key_file(),
+            timeout: crate::host::DEFAULT_TIMEOUT,
+            limits: Limits::default(),
+            providers: BTreeMap::new(),
+        }
+    }
+}
+
+/// `$XDG_CONFIG_HOME/llmhost/encryption.key`, else
+/// `~/.config/llmhost/encryption.key`, else `./llmhost.key`.
+pub fn default_key_file() -> PathBuf {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .map(|home| PathBuf::from(home).join(".config"))
+        });
+    match base {
+        Some(base) => base.join("llmhost").join("encryption.key"),
+        None => PathBuf::from("llmhost.key"),
+    }
+}
+
+fn seconds(value: f64, what: &str) -> Result<Duration, Error> {
+    if value.is_finite() && value > 0.0 && value <= 86_400.0 {
+        Ok(Duration::from_secs_f64(value))
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "{what} must be a number of seconds between 0 and 86400, not {value}"
+        )))
+    }
+}
+
+fn megabytes(value: u64, what: &str) -> Result<usize, Error> {
+    if (1..=1 << 20).contains(&value) {
+        Ok((value as usize) << 20)
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "{what} must be between 1 and 1048576 MB, not {value}"
+        )))
+    }
+}
+
+impl Settings {
+    /// Reads `file` (it must exist), else `LLMHOST_CONFIG` (it must exist),
+    /// else `./llmhost.toml` when present; then applies the environment.
+    pub fn load(file: Option<&Path>) -> Result<Self, Error> {
+        Self::load_with(file, &|name| std::env::var(name).ok())
+    }
+
+    /// [`Settings::load`] with an environment lookup of the caller's.
+    pub fn load_with(
+        file: Option<&Path>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, Error> {
+        let env = |name: &str| env(name).filter(|v| !v.trim().is_empty());
+        let named = file
+            .map(Path::to_path_buf)
+            .or_else(|| env(FILE_ENV).map(PathBuf::from));
+        let mut settings = Settings::default();
+        match named {
+            Some(path) => settings.apply_file(&path)?,
+            None => {
+                let path = PathBuf::from(DEFAULT_FILE);
+                if path.is_file() {
+                    settings.apply_file(&path)?;
+                }
+            }
+        }
+        settings.apply_env(&env)?;
+        Ok(settings)
+    }
+
+    fn apply_file(&mut self, path: &Path) -> Result<(), Error> {
+        let text = std::fs::read_to_string(path).map_err(|err| {
+            Error::InvalidConfig(format!("cannot read settings {}: {err}", path.display()))
+        })?;
+        let file: FileSettings = toml::from_str(&text)
+            .map_err(|err| Error::InvalidConfig(format!("{}: {err}", path.display())))?;
+        // Relative paths in the file are relative to the file.
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let rel = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
+        let what = |key: &str| format!("{}: {key}", path.display());
+        if let Some(db) = file.database {
+            self.database = rel(db);
+        }
+        self.plugins = file.plugins.map(rel).or(self.plugins.take());
+        self.cache_dir = file.cache_dir.map(rel).or(self.cache_dir.take());
+        self.models = file.models.map(rel).or(self.models.take());
+        if let Some(strict) = file.strict_models {
+            self.strict_models = strict;
+        }
+        if let Some(secs) = file.timeout_secs {
+            self.timeout = seconds(secs, &what("timeout_secs"))?;
+        }
+        if let Some(key_file) = file.encryption.key_file {
+            self.key_file = rel(key_file);
+        }
+        let limits = file.limits;
+        if let Some(mb) = limits.memory_mb {
+            self.limits.memory_bytes = megabytes(mb, &what("limits.memory_mb"))?;
+        }
+        if let Some(secs) = limits.cpu_secs {
+            self.limits.cpu_time = seconds(secs, &what("limits.cpu_secs"))?;
+        }
+        if let Some(mb) = limits.response_mb {
+            self.limits.max_response_bytes = megabytes(mb, &what("limits.response_mb"))?;
+        }
+        if let Some(secs) = limits.connect_timeout_secs {
+            self.limits.connect_timeout = seconds(secs, &what("limits.connect_timeout_secs"))?;
+        }
+        if let Some(n) = limits.max_concurrent_instances {
+            if n == 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "{} must be at least 1",
+                    what("limits.max_concurrent_instances")
+                )));
+            }
+            self.limits.max_concurrent_instances = n;
+        }
+        for (id, provider) in &file.providers {
+            if let Some(url) = &provider.base_url {
+                crate::host::authority_of(url).map_err(|err| {
+                    Error::InvalidConfig(format!("{}: {err}", what(&format!("providers.{id}"))))
+                })?;
+            }
+        }
+        self.providers = file.providers;
+        self.file = Some(path.to_path_buf());
+        Ok(())
+    }
+
+    fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Error> {
+        if let Some(db) = env(DB_ENV) {
+            self.database = PathBuf::from(db);
+        }
+        if let Some(dir) = env(crate::host::PLUGINS_ENV) {
+            self.plugins = Some(PathBuf::from(dir));
+        }
+        if let Some(dir) = env("LLMHOST_CACHE_DIR") {
+            self.cache_dir = Some(PathBuf::from(dir));
+        }
+        if let Some(models) = env("LLMHOST_MODELS") {
+            self.models = Some(PathBuf::from(models));
+        }
+        if let Some(strict) = env("LLMHOST_STRICT_MODELS") {
+            self.strict_models = match strict.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                other => {
+                    return Err(Error::InvalidConfig(format!(
+                        "LLMHOST_STRICT_MODELS must be true or false, not `{other}`"
+                    )));
+                }
+            };
+        }
+        if let Some(key_file) = env(KEY_FILE_ENV) {
+            self.key_file = PathBuf::from(key_file);
+        }
+        if let Some(secs) = env(TIMEOUT_ENV) {
+            let value: f64 = secs.trim().parse().map_err(|_| {
+                Error::InvalidConfig(format!("{TIMEOUT_ENV} must be a number of seconds"))
+            })?;
+            self.timeout = seconds(value, TIMEOUT_ENV)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| {
+            pairs
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn file_then_env_then_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("llmhost.toml");
+        std::fs::write(
+            &file,
+            r#"
+database = "data/agents.db"
+timeout_secs = 30
+strict_models = true
+[encryption]
+key_file = "/etc/llmhost/key"
+[limits]
+memory_mb = 64
+[providers.openai]
+base_url = "https://proxy.example.com/v1"
+allowed_hosts = ["proxy.example.com"]
+"#,
+        )
+        .unwrap();
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        assert_eq!(settings.database, dir.path().join("data/agents.db"));
+        assert_eq!(settings.timeout, Duration::from_secs(30));
+        assert!(settings.strict_models);
+        assert_eq!(settings.key_file, PathBuf::from("/etc/llmhost/key"));
+        assert_eq!(settings.limits.memory_bytes, 64 << 20);
+        assert_eq!(settings.limits.cpu_time, Limits::default().cpu_time);
+        assert_eq!(
+            settings.providers["openai"].base_url.as_deref(),
+            Some("https://proxy.example.com/v1")
+        );
+
+        let env = env_of(&[
+            ("LLMHOST_DB", "/tmp/other.db"),
+            ("LLMHOST_TIMEOUT_SECS", "5"),
+            ("LLMHOST_STRICT_MODELS", "false"),
+        ]);
+        let settings = Settings::load_with(Some(&file), &env).unwrap();
+        assert_eq!(settings.database, PathBuf::from("/tmp/other.db"));
+        assert_eq!(settings.timeout, Duration::from_secs(5));
+        assert!(!settings.strict_models);
+        assert_eq!(settings.file.as_deref(), Some(file.as_path()));
+    }
+
+    #[test]
+    fn bad_files_say_what_is_wrong() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("llmhost.toml");
+        for (text, needle) in [
+            ("databse = \"x\"", "databse"),
+            ("timeout_secs = -1", "timeout_secs"),
+            ("[limits]\nmemory_mb = 0", "memory_mb"),
+            ("[providers.openai]\nbase_url = \"ftp://x\"", "scheme"),
+            ("[providers.openai]\napi_key = \"sk\"", "api_key"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = Settings::load_with(Some(&file), &env_of(&[])).unwrap_err();
+            assert_eq!(err.kind(), "invalid_config");
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+        let missing = dir.path().join("missing.toml");
+        let err = Settings::load_with(Some(&missing), &env_of(&[])).unwrap_err();
+        assert!(err.to_string().contains("missing.toml"), "{err}");
+        let err =
+            Settings::load_with(None, &env_of(&[("LLMHOST_TIMEOUT_SECS", "soon")])).unwrap_err();
+        assert!(err.to_string().contains("LLMHOST_TIMEOUT_SECS"), "{err}");
+    }
+}

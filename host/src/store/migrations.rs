@@ -1,0 +1,123 @@
+//! The schema, as versioned migrations with down steps. The version is
+//! SQLite's `user_version`; `llmhost init --json` and `Store::schema_version`
+//! report it.
+//!
+//! Money is stored as decimal text (`"0.0025"`), never as a binary float;
+//! times as UTC RFC 3339 text with milliseconds.
+
+use rusqlite_migration::{M, Migrations};
+
+const AGENTS_AND_CONFIGS_UP: &str = r#"
+CREATE TABLE agents (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    description TEXT,
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+
+CREATE TABLE agent_llm_configs (
+    id                        INTEGER PRIMARY KEY,
+    agent_id                  INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    provider                  TEXT NOT NULL,
+    model_name                TEXT NOT NULL,
+    temperature               REAL,
+    max_tokens                INTEGER,
+    top_p                     REAL,
+    api_key_encrypted         TEXT,
+    api_key_hint              TEXT,
+    base_url                  TEXT,
+    fallback_provider         TEXT,
+    fallback_model            TEXT,
+    cost_per_1k_input_tokens  TEXT NOT NULL,
+    cost_per_1k_output_tokens TEXT NOT NULL,
+    custom_pricing            INTEGER NOT NULL DEFAULT 0,
+    priority                  INTEGER NOT NULL DEFAULT 0,
+    enabled                   INTEGER NOT NULL DEFAULT 1,
+    created_at                TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at                TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    metadata_json             TEXT NOT NULL DEFAULT '{}',
+    CHECK ((fallback_provider IS NULL) = (fallback_model IS NULL)),
+    CHECK ((api_key_encrypted IS NULL) = (api_key_hint IS NULL)),
+    CHECK (enabled IN (0, 1) AND custom_pricing IN (0, 1))
+) STRICT;
+
+CREATE INDEX agent_llm_configs_by_agent
+    ON agent_llm_configs (agent_id, enabled, priority, id);
+"#;
+
+const AGENTS_AND_CONFIGS_DOWN: &str = r#"
+DROP INDEX agent_llm_configs_by_agent;
+DROP TABLE agent_llm_configs;
+DROP TABLE agents;
+"#;
+
+/// One row per provider attempt. Agent and config ids become NULL when
+/// those are deleted; `agent_name` keeps the history readable.
+const USAGE_EVENTS_UP: &str = r#"
+CREATE TABLE usage_events (
+    id                 INTEGER PRIMARY KEY,
+    agent_id           INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+    agent_name         TEXT NOT NULL,
+    config_id          INTEGER REFERENCES agent_llm_configs(id) ON DELETE SET NULL,
+    provider           TEXT NOT NULL,
+    model              TEXT NOT NULL,
+    input_tokens       INTEGER NOT NULL DEFAULT 0,
+    output_tokens      INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens   INTEGER NOT NULL DEFAULT 0,
+    estimated          INTEGER NOT NULL DEFAULT 0,
+    cost_usd           TEXT,
+    latency_ms         INTEGER NOT NULL,
+    ttft_ms            INTEGER,
+    status             TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    error_kind         TEXT,
+    attempt            INTEGER NOT NULL DEFAULT 1,
+    fallback           INTEGER NOT NULL DEFAULT 0,
+    streamed           INTEGER NOT NULL DEFAULT 0,
+    created_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    CHECK ((status = 'error') = (error_kind IS NOT NULL))
+) STRICT;
+
+CREATE INDEX usage_events_by_agent ON usage_events (agent_id, created_at);
+CREATE INDEX usage_events_by_config ON usage_events (config_id);
+"#;
+
+const USAGE_EVENTS_DOWN: &str = r#"
+DROP INDEX usage_events_by_config;
+DROP INDEX usage_events_by_agent;
+DROP TABLE usage_events;
+"#;
+
+/// Every migration, oldest first. Never edit one that has shipped: add
+/// another.
+pub(crate) fn migrations() -> Migrations<'static> {
+    Migrations::new(vec![
+        M::up(AGENTS_AND_CONFIGS_UP)
+            .down(AGENTS_AND_CONFIGS_DOWN)
+            .comment("agents and their LLM configs"),
+        M::up(USAGE_EVENTS_UP)
+            .down(USAGE_EVENTS_DOWN)
+            .foreign_key_check()
+            .comment("usage events"),
+    ])
+}
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: u32 = 2;
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn migrations_are_valid_and_complete() {
+        let migrations = super::migrations();
+        migrations.validate().unwrap();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations.to_latest(&mut conn).unwrap();
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |row| row.get(0))
+            .unwrap();
+        assert_eq!(version, super::SCHEMA_VERSION);
+    }
+}

@@ -1,0 +1,203 @@
+//! The SQLite store of agents, their LLM configs and usage events.
+//!
+//! One file, WAL mode, foreign keys on, schema migrated on open. Every
+//! call runs on tokio's blocking pool, never on an async worker. Writes go
+//! through one connection in `BEGIN IMMEDIATE` transactions (SQLite allows
+//! one writer at a time anyway; a second process waits on the busy
+//! timeout); reads use a small pool of their own connections, which WAL
+//! lets run beside a write.
+//!
+//! The store checks shapes (types, foreign keys, uniqueness); what a valid
+//! config is (a loaded provider, a known model, ranges) is the config
+//! service's business.
+
+mod migrations;
+mod records;
+
+pub use migrations::SCHEMA_VERSION;
+pub use records::{
+    Agent, ConfigRow, NewConfigRow, UsageEvent, UsageOutcome, UsageRecord, UsageSummary,
+};
+
+use crate::error::Error;
+use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Default database file, relative to the working directory.
+pub const DEFAULT_DB: &str = "llmhost.db";
+/// How long a write waits for another process's write to finish.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 4;
+
+/// A handle to the database. Cheap to clone; calls run in parallel.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Mutex<Vec<Connection>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+pub(crate) fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |err| Error::Database(format!("{}: {err}", path.display()))
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    Ok(())
+}
+
+impl Store {
+    /// Opens the database at `path`, creating it (and its directory) if
+    /// missing, and migrates it to [`SCHEMA_VERSION`]. Refuses a database
+    /// written by a newer llmhost.
+    pub async fn open(path: impl Into<PathBuf>) -> Result<Self, Error> {
+        let path = path.into();
+        tokio::task::spawn_blocking(move || Self::open_blocking(path))
+            .await
+            .map_err(|err| Error::Internal(format!("database task failed: {err}")))?
+    }
+
+    fn open_blocking(path: PathBuf) -> Result<Self, Error> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|err| {
+                Error::Database(format!("cannot create {}: {err}", parent.display()))
+            })?;
+        }
+        let mut conn = Connection::open(&path).map_err(db_error(&path))?;
+        configure(&conn).map_err(db_error(&path))?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+            .map_err(db_error(&path))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %path.display(), mode, "database is not in WAL mode");
+        }
+        let version = schema_version_of(&conn).map_err(db_error(&path))?;
+        if version > SCHEMA_VERSION {
+            return Err(Error::Database(format!(
+                "{} has schema version {version}, newer than this llmhost supports ({SCHEMA_VERSION}); use a newer llmhost",
+                path.display()
+            )));
+        }
+        migrations::migrations()
+            .to_latest(&mut conn)
+            .map_err(|err| {
+                Error::Database(format!("{}: migration failed: {err}", path.display()))
+            })?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                path,
+                writer: Mutex::new(conn),
+                readers: Mutex::new(Vec::new()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The schema version of the database.
+    pub async fn schema_version(&self) -> Result<u32, Error> {
+        self.read(schema_version_of).await
+    }
+
+    /// Migrates up or down to `version` (0 is an empty database). For
+    /// tests and for going back to an older llmhost.
+    pub async fn migrate_to(&self, version: u32) -> Result<(), Error> {
+        let path = self.inner.path.clone();
+        self.blocking(move |inner| {
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            migrations::migrations()
+                .to_version(&mut conn, version as usize)
+                .map_err(|err| {
+                    Error::Database(format!("{}: migration failed: {err}", path.display()))
+                })
+        })
+        .await
+    }
+
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || work(&inner))
+            .await
+            .map_err(|err| Error::Internal(format!("database task failed: {err}")))?
+    }
+
+    /// Runs `work` on a read connection.
+    pub(crate) async fn read<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.blocking(move |inner| {
+            let pooled = inner
+                .readers
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .pop();
+            let conn = match pooled {
+                Some(conn) => conn,
+                None => {
+                    let conn = Connection::open_with_flags(
+                        &inner.path,
+                        OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                            | OpenFlags::SQLITE_OPEN_URI,
+                    )
+                    .map_err(db_error(&inner.path))?;
+                    configure(&conn).map_err(db_error(&inner.path))?;
+                    conn
+                }
+            };
+            let result = work(&conn).map_err(db_error(&inner.path));
+            let mut idle = inner.readers.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() < MAX_IDLE_READERS {
+                idle.push(conn);
+            }
+            result
+        })
+        .await
+    }
+
+    /// Runs `work` in one immediate transaction on the write connection;
+    /// commits when it returns `Ok`, rolls back otherwise.
+    pub(crate) async fn write<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Transaction<'_>) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.blocking(move |inner| {
+            let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(db_error(&inner.path))?;
+            let value = work(&tx)?;
+            tx.commit().map_err(db_error(&inner.path))?;
+            Ok(value)
+        })
+        .await
+    }
+}
+
+fn schema_version_of(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.pragma_query_value(None, "user_version", |row| row.get(0))
+}

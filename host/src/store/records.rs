@@ -1,0 +1,683 @@
+//! Rows and the queries that read and write them.
+
+use super::{Store, db_error};
+use crate::error::Error;
+use llmhost_registry::rust_decimal::Decimal;
+use rusqlite::{OptionalExtension, Row, params};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// An agent: a named consumer of LLMs with its own configs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Agent {
+    pub id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+/// An `agent_llm_configs` row as stored. The key is ciphertext.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigRow {
+    pub id: i64,
+    pub agent_id: i64,
+    pub provider: String,
+    pub model_name: String,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f64>,
+    /// `llmhost:v1:<key id>:<base64>`; see [`crate::secrets`].
+    pub api_key_encrypted: Option<String>,
+    /// A masked hint of the key (`…wxyz`), stored in the clear.
+    pub api_key_hint: Option<String>,
+    pub base_url: Option<String>,
+    pub fallback_provider: Option<String>,
+    pub fallback_model: Option<String>,
+    /// USD per 1,000 input tokens.
+    pub cost_per_1k_input_tokens: Decimal,
+    /// USD per 1,000 output tokens.
+    pub cost_per_1k_output_tokens: Decimal,
+    /// Whether the costs were set by the operator rather than taken from
+    /// the registry.
+    pub custom_pricing: bool,
+    /// Lower runs first.
+    pub priority: i64,
+    pub enabled: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub metadata_json: String,
+}
+
+/// The fields of a config that are written; ids and times are the
+/// store's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewConfigRow {
+    pub provider: String,
+    pub model_name: String,
+    pub temperature: Option<f64>,
+    pub max_tokens: Option<u32>,
+    pub top_p: Option<f64>,
+    pub api_key_encrypted: Option<String>,
+    pub api_key_hint: Option<String>,
+    pub base_url: Option<String>,
+    pub fallback_provider: Option<String>,
+    pub fallback_model: Option<String>,
+    pub cost_per_1k_input_tokens: Decimal,
+    pub cost_per_1k_output_tokens: Decimal,
+    pub custom_pricing: bool,
+    pub priority: i64,
+    pub enabled: bool,
+    pub metadata_json: String,
+}
+
+impl ConfigRow {
+    /// The writable fields.
+    pub fn fields(&self) -> NewConfigRow {
+        NewConfigRow {
+            provider: self.provider.clone(),
+            model_name: self.model_name.clone(),
+            temperature: self.temperature,
+            max_tokens: self.max_tokens,
+            top_p: self.top_p,
+            api_key_encrypted: self.api_key_encrypted.clone(),
+            api_key_hint: self.api_key_hint.clone(),
+            base_url: self.base_url.clone(),
+            fallback_provider: self.fallback_provider.clone(),
+            fallback_model: self.fallback_model.clone(),
+            cost_per_1k_input_tokens: self.cost_per_1k_input_tokens,
+            cost_per_1k_output_tokens: self.cost_per_1k_output_tokens,
+            custom_pricing: self.custom_pricing,
+            priority: self.priority,
+            enabled: self.enabled,
+            metadata_json: self.metadata_json.clone(),
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UsageOutcome {
+    Ok,
+    /// The error kind (`rate_limited`, `timeout`, …).
+    Error(String),
+}
+
+/// One provider attempt made for an agent, to be recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageEvent {
+    pub agent_id: Option<i64>,
+    pub agent_name: String,
+    pub config_id: Option<i64>,
+    pub provider: String,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Whether the counts are estimates rather than the vendor's.
+    pub estimated: bool,
+    /// `None` when the model's price is unknown.
+    pub cost_usd: Option<Decimal>,
+    pub latency: Duration,
+    /// Time to the first chunk of a stream.
+    pub time_to_first_token: Option<Duration>,
+    pub outcome: UsageOutcome,
+    /// 1 for the first attempt of a call.
+    pub attempt: u32,
+    /// Whether a fallback (not the call's first choice) served it.
+    pub fallback: bool,
+    pub streamed: bool,
+}
+
+/// A recorded usage event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    pub id: i64,
+    pub agent_id: Option<i64>,
+    pub agent_name: String,
+    pub config_id: Option<i64>,
+    pub provider: String,
+    pub model: String,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
+    pub reasoning_tokens: u64,
+    pub estimated: bool,
+    pub cost_usd: Option<Decimal>,
+    pub latency_ms: u64,
+    pub ttft_ms: Option<u64>,
+    pub status: String,
+    pub error_kind: Option<String>,
+    pub attempt: u32,
+    pub fallback: bool,
+    pub streamed: bool,
+    pub created_at: String,
+}
+
+/// Totals for one agent, provider and model.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct UsageSummary {
+    pub agent_name: String,
+    pub provider: String,
+    pub model: String,
+    /// Attempts recorded.
+    pub attempts: u64,
+    /// Attempts that failed.
+    pub errors: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    /// Sum of the known costs, exact.
+    pub cost_usd: Decimal,
+    /// Attempts whose cost is unknown (model not in the catalogue).
+    pub unpriced: u64,
+    /// Attempts whose token counts are estimates.
+    pub estimated: u64,
+}
+
+fn decimal(text: &str, column: &str) -> rusqlite::Result<Decimal> {
+    Decimal::from_str(text).map_err(|err| {
+        rusqlite::Error::FromSqlConversionFailure(
+            0,
+            rusqlite::types::Type::Text,
+            format!("{column}: `{text}` is not a decimal: {err}").into(),
+        )
+    })
+}
+
+const AGENT_COLUMNS: &str = "id, name, description, created_at, updated_at";
+
+fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
+    Ok(Agent {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        description: row.get(2)?,
+        created_at: row.get(3)?,
+        updated_at: row.get(4)?,
+    })
+}
+
+const CONFIG_COLUMNS: &str = "id, agent_id, provider, model_name, temperature, max_tokens, top_p, \
+     api_key_encrypted, api_key_hint, base_url, fallback_provider, fallback_model, \
+     cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing, priority, enabled, \
+     created_at, updated_at, metadata_json";
+
+fn config_from(row: &Row<'_>) -> rusqlite::Result<ConfigRow> {
+    Ok(ConfigRow {
+        id: row.get(0)?,
+        agent_id: row.get(1)?,
+        provider: row.get(2)?,
+        model_name: row.get(3)?,
+        temperature: row.get(4)?,
+        max_tokens: row.get(5)?,
+        top_p: row.get(6)?,
+        api_key_encrypted: row.get(7)?,
+        api_key_hint: row.get(8)?,
+        base_url: row.get(9)?,
+        fallback_provider: row.get(10)?,
+        fallback_model: row.get(11)?,
+        cost_per_1k_input_tokens: decimal(&row.get::<_, String>(12)?, "cost_per_1k_input_tokens")?,
+        cost_per_1k_output_tokens: decimal(
+            &row.get::<_, String>(13)?,
+            "cost_per_1k_output_tokens",
+        )?,
+        custom_pricing: row.get(14)?,
+        priority: row.get(15)?,
+        enabled: row.get(16)?,
+        created_at: row.get(17)?,
+        updated_at: row.get(18)?,
+        metadata_json: row.get(19)?,
+    })
+}
+
+fn is_unique_violation(err: &rusqlite::Error) -> bool {
+    matches!(
+        err,
+        rusqlite::Error::SqliteFailure(e, _)
+            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
+    )
+}
+
+fn saturating_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl Store {
+    /// Creates an agent; a taken name is a [`Error::Conflict`].
+    pub async fn create_agent(
+        &self,
+        name: &str,
+        description: Option<&str>,
+    ) -> Result<Agent, Error> {
+        let name = name.to_owned();
+        let description = description.map(str::to_owned);
+        let path = self.path().to_owned();
+        self.write(move |tx| {
+            let inserted = tx.query_row(
+                &format!(
+                    "INSERT INTO agents (name, description) VALUES (?1, ?2) RETURNING {AGENT_COLUMNS}"
+                ),
+                params![name, description],
+                agent_from,
+            );
+            match inserted {
+                Ok(agent) => Ok(agent),
+                Err(err) if is_unique_violation(&err) => {
+                    Err(Error::Conflict(format!("an agent named `{name}` already exists")))
+                }
+                Err(err) => Err(db_error(&path)(err)),
+            }
+        })
+        .await
+    }
+
+    /// The agent with this name.
+    pub async fn agent(&self, name: &str) -> Result<Option<Agent>, Error> {
+        let name = name.to_owned();
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"),
+                [name],
+                agent_from,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// The agent with this id.
+    pub async fn agent_by_id(&self, id: i64) -> Result<Option<Agent>, Error> {
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"),
+                [id],
+                agent_from,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Every agent, by name.
+    pub async fn agents(&self) -> Result<Vec<Agent>, Error> {
+        self.read(|conn| {
+            let mut statement =
+                conn.prepare(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))?;
+            statement.query_map([], agent_from)?.collect()
+        })
+        .await
+    }
+
+    /// Deletes an agent and, by cascade, its configs. Returns whether it
+    /// existed. Its usage events stay, with the agent id cleared.
+    pub async fn delete_agent(&self, name: &str) -> Result<bool, Error> {
+        let name = name.to_owned();
+        let path = self.path().to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM agents WHERE name = ?1", [name])
+                .map(|n| n > 0)
+                .map_err(db_error(&path))
+        })
+        .await
+    }
+
+    /// Inserts a config for `agent_id`.
+    pub async fn insert_config(
+        &self,
+        agent_id: i64,
+        row: NewConfigRow,
+    ) -> Result<ConfigRow, Error> {
+        let path = self.path().to_owned();
+        self.write(move |tx| {
+            tx.query_row(
+                &format!(
+                    "INSERT INTO agent_llm_configs (agent_id, provider, model_name, temperature, \
+                     max_tokens, top_p, api_key_encrypted, api_key_hint, base_url, \
+                     fallback_provider, fallback_model, cost_per_1k_input_tokens, \
+                     cost_per_1k_output_tokens, custom_pricing, priority, enabled, metadata_json) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+                     RETURNING {CONFIG_COLUMNS}"
+                ),
+                params![
+                    agent_id,
+                    row.provider,
+                    row.model_name,
+                    row.temperature,
+                    row.max_tokens,
+                    row.top_p,
+                    row.api_key_encrypted,
+                    row.api_key_hint,
+                    row.base_url,
+                    row.fallback_provider,
+                    row.fallback_model,
+                    row.cost_per_1k_input_tokens.normalize().to_string(),
+                    row.cost_per_1k_output_tokens.normalize().to_string(),
+                    row.custom_pricing,
+                    row.priority,
+                    row.enabled,
+                    row.metadata_json,
+                ],
+                config_from,
+            )
+            .map_err(db_error(&path))
+        })
+        .await
+    }
+
+    /// Replaces the writable fields of config `id`, unless the stored
+    /// row's `updated_at` differs from `expected_updated_at` (someone else
+    /// changed it since it was read: [`Error::Conflict`]).
+    pub async fn update_config(
+        &self,
+        id: i64,
+        expected_updated_at: &str,
+        row: NewConfigRow,
+    ) -> Result<ConfigRow, Error> {
+        let path = self.path().to_owned();
+        let expected = expected_updated_at.to_owned();
+        self.write(move |tx| {
+            let updated = tx
+                .query_row(
+                    &format!(
+                        "UPDATE agent_llm_configs SET provider = ?2, model_name = ?3, \
+                         temperature = ?4, max_tokens = ?5, top_p = ?6, api_key_encrypted = ?7, \
+                         api_key_hint = ?8, base_url = ?9, fallback_provider = ?10, \
+                         fallback_model = ?11, cost_per_1k_input_tokens = ?12, \
+                         cost_per_1k_output_tokens = ?13, custom_pricing = ?14, priority = ?15, \
+                         enabled = ?16, metadata_json = ?17, \
+                         updated_at = max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+                                          strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds')) \
+                         WHERE id = ?1 AND updated_at = ?18 RETURNING {CONFIG_COLUMNS}"
+                    ),
+                    params![
+                        id,
+                        row.provider,
+                        row.model_name,
+                        row.temperature,
+                        row.max_tokens,
+                        row.top_p,
+                        row.api_key_encrypted,
+                        row.api_key_hint,
+                        row.base_url,
+                        row.fallback_provider,
+                        row.fallback_model,
+                        row.cost_per_1k_input_tokens.normalize().to_string(),
+                        row.cost_per_1k_output_tokens.normalize().to_string(),
+                        row.custom_pricing,
+                        row.priority,
+                        row.enabled,
+                        row.metadata_json,
+                        expected,
+                    ],
+                    config_from,
+                )
+                .optional()
+                .map_err(db_error(&path))?;
+            match updated {
+                Some(row) => Ok(row),
+                None => {
+                    let exists: bool = tx
+                        .query_row(
+                            "SELECT EXISTS (SELECT 1 FROM agent_llm_configs WHERE id = ?1)",
+                            [id],
+                            |r| r.get(0),
+                        )
+                        .map_err(db_error(&path))?;
+                    Err(if exists {
+                        Error::Conflict(format!(
+                            "config {id} was changed by someone else meanwhile; read it again and retry"
+                        ))
+                    } else {
+                        Error::NotFound {
+                            what: "config",
+                            key: id.to_string(),
+                        }
+                    })
+                }
+            }
+        })
+        .await
+    }
+
+    /// Config `id`.
+    pub async fn config(&self, id: i64) -> Result<Option<ConfigRow>, Error> {
+        self.read(move |conn| {
+            conn.query_row(
+                &format!("SELECT {CONFIG_COLUMNS} FROM agent_llm_configs WHERE id = ?1"),
+                [id],
+                config_from,
+            )
+            .optional()
+        })
+        .await
+    }
+
+    /// Deletes config `id`; returns whether it existed.
+    pub async fn delete_config(&self, id: i64) -> Result<bool, Error> {
+        let path = self.path().to_owned();
+        self.write(move |tx| {
+            tx.execute("DELETE FROM agent_llm_configs WHERE id = ?1", [id])
+                .map(|n| n > 0)
+                .map_err(db_error(&path))
+        })
+        .await
+    }
+
+    /// An agent's configs in the order they are tried: priority, then
+    /// age. With `enabled_only`, only the enabled ones.
+    pub async fn configs(
+        &self,
+        agent_id: i64,
+        enabled_only: bool,
+    ) -> Result<Vec<ConfigRow>, Error> {
+        self.read(move |conn| {
+            let mut statement = conn.prepare_cached(&format!(
+                "SELECT {CONFIG_COLUMNS} FROM agent_llm_configs \
+                 WHERE agent_id = ?1 AND (enabled = 1 OR ?2 = 0) ORDER BY priority, id"
+            ))?;
+            statement
+                .query_map(params![agent_id, enabled_only], config_from)?
+                .collect()
+        })
+        .await
+    }
+
+    /// The config tried first: enabled, lowest priority, oldest.
+    pub async fn primary_config(&self, agent_id: i64) -> Result<Option<ConfigRow>, Error> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {CONFIG_COLUMNS} FROM agent_llm_configs \
+                 WHERE agent_id = ?1 AND enabled = 1 ORDER BY priority, id LIMIT 1"
+            ))?
+            .query_row([agent_id], config_from)
+            .optional()
+        })
+        .await
+    }
+
+    /// Rewrites every stored API key in one transaction: `rewrite` gets
+    /// each config (with its ciphertext) and returns the new ciphertext;
+    /// then `before_commit` gets the number of rows rewritten. If either
+    /// fails, nothing changes. Returns the rows rewritten.
+    pub async fn rewrite_api_keys(
+        &self,
+        rewrite: impl FnMut(&ConfigRow, &str) -> Result<String, Error> + Send + 'static,
+        before_commit: impl FnOnce(usize) -> Result<(), Error> + Send + 'static,
+    ) -> Result<usize, Error> {
+        let path = self.path().to_owned();
+        let mut rewrite = rewrite;
+        self.write(move |tx| {
+            let rows: Vec<ConfigRow> = {
+                let mut statement = tx
+                    .prepare(&format!(
+                        "SELECT {CONFIG_COLUMNS} FROM agent_llm_configs \
+                         WHERE api_key_encrypted IS NOT NULL ORDER BY id"
+                    ))
+                    .map_err(db_error(&path))?;
+                statement
+                    .query_map([], config_from)
+                    .and_then(Iterator::collect)
+                    .map_err(db_error(&path))?
+            };
+            for row in &rows {
+                let Some(old) = row.api_key_encrypted.as_deref() else {
+                    continue;
+                };
+                let new = rewrite(row, old)?;
+                tx.execute(
+                    "UPDATE agent_llm_configs SET api_key_encrypted = ?2 WHERE id = ?1",
+                    params![row.id, new],
+                )
+                .map_err(db_error(&path))?;
+            }
+            before_commit(rows.len())?;
+            Ok(rows.len())
+        })
+        .await
+    }
+
+    /// Records one attempt.
+    pub async fn record_usage(&self, event: UsageEvent) -> Result<i64, Error> {
+        self.record_usage_many(vec![event]).await.map(|ids| ids[0])
+    }
+
+    /// Records several attempts in one transaction.
+    pub async fn record_usage_many(&self, events: Vec<UsageEvent>) -> Result<Vec<i64>, Error> {
+        let path = self.path().to_owned();
+        self.write(move |tx| {
+            let mut statement = tx
+                .prepare_cached(
+                    "INSERT INTO usage_events (agent_id, agent_name, config_id, provider, model, \
+                     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
+                     reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, status, \
+                     error_kind, attempt, fallback, streamed) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                )
+                .map_err(db_error(&path))?;
+            let mut ids = Vec::with_capacity(events.len());
+            for e in events {
+                let (status, error_kind) = match &e.outcome {
+                    UsageOutcome::Ok => ("ok", None),
+                    UsageOutcome::Error(kind) => ("error", Some(kind.as_str())),
+                };
+                statement
+                    .execute(params![
+                        e.agent_id,
+                        e.agent_name,
+                        e.config_id,
+                        e.provider,
+                        e.model,
+                        saturating_i64(e.input_tokens),
+                        saturating_i64(e.output_tokens),
+                        saturating_i64(e.cache_read_tokens),
+                        saturating_i64(e.cache_write_tokens),
+                        saturating_i64(e.reasoning_tokens),
+                        e.estimated,
+                        e.cost_usd.map(|c| c.normalize().to_string()),
+                        millis(e.latency),
+                        e.time_to_first_token.map(millis),
+                        status,
+                        error_kind,
+                        e.attempt,
+                        e.fallback,
+                        e.streamed,
+                    ])
+                    .map_err(db_error(&path))?;
+                ids.push(tx.last_insert_rowid());
+            }
+            Ok(ids)
+        })
+        .await
+    }
+
+    /// Recorded attempts, oldest first; only `agent`'s when given.
+    pub async fn usage_events(&self, agent: Option<&str>) -> Result<Vec<UsageRecord>, Error> {
+        let agent = agent.map(str::to_owned);
+        self.read(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT id, agent_id, agent_name, config_id, provider, model, input_tokens, \
+                 output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
+                 estimated, cost_usd, latency_ms, ttft_ms, status, error_kind, attempt, \
+                 fallback, streamed, created_at FROM usage_events \
+                 WHERE ?1 IS NULL OR agent_name = ?1 ORDER BY id",
+            )?;
+            statement
+                .query_map([agent], |row| {
+                    let cost: Option<String> = row.get(12)?;
+                    Ok(UsageRecord {
+                        id: row.get(0)?,
+                        agent_id: row.get(1)?,
+                        agent_name: row.get(2)?,
+                        config_id: row.get(3)?,
+                        provider: row.get(4)?,
+                        model: row.get(5)?,
+                        input_tokens: row.get(6)?,
+                        output_tokens: row.get(7)?,
+                        cache_read_tokens: row.get(8)?,
+                        cache_write_tokens: row.get(9)?,
+                        reasoning_tokens: row.get(10)?,
+                        estimated: row.get(11)?,
+                        cost_usd: cost.map(|c| decimal(&c, "cost_usd")).transpose()?,
+                        latency_ms: row.get(13)?,
+                        ttft_ms: row.get(14)?,
+                        status: row.get(15)?,
+                        error_kind: row.get(16)?,
+                        attempt: row.get(17)?,
+                        fallback: row.get(18)?,
+                        streamed: row.get(19)?,
+                        created_at: row.get(20)?,
+                    })
+                })?
+                .collect()
+        })
+        .await
+    }
+
+    /// Totals per agent, provider and model; only `agent`'s when given.
+    /// Costs are summed exactly, as decimals.
+    pub async fn usage_summary(&self, agent: Option<&str>) -> Result<Vec<UsageSummary>, Error> {
+        let agent = agent.map(str::to_owned);
+        self.read(move |conn| {
+            let mut statement = conn.prepare(
+                "SELECT agent_name, provider, model, status, input_tokens, output_tokens, \
+                 cost_usd, estimated FROM usage_events WHERE ?1 IS NULL OR agent_name = ?1",
+            )?;
+            let mut rows = statement.query([agent])?;
+            let mut totals: BTreeMap<(String, String, String), UsageSummary> = BTreeMap::new();
+            while let Some(row) = rows.next()? {
+                let key: (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                let status: String = row.get(3)?;
+                let input: u64 = row.get(4)?;
+                let output: u64 = row.get(5)?;
+                let cost: Option<String> = row.get(6)?;
+                let estimated: bool = row.get(7)?;
+                let entry = totals.entry(key.clone()).or_insert_with(|| UsageSummary {
+                    agent_name: key.0,
+                    provider: key.1,
+                    model: key.2,
+                    ..UsageSummary::default()
+                });
+                entry.attempts += 1;
+                entry.errors += u64::from(status != "ok");
+                entry.input_tokens += input;
+                entry.output_tokens += output;
+                entry.estimated += u64::from(estimated);
+                match cost {
+                    Some(cost) => entry.cost_usd += decimal(&cost, "cost_usd")?,
+                    None => entry.unpriced += u64::from(status == "ok"),
+                }
+            }
+            Ok(totals.into_values().collect())
+        })
+        .await
+    }
+}

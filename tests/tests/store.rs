@@ -1,0 +1,693 @@
+//! The store, the config service and key encryption, on real SQLite files,
+//! with calls made for agents through the host against the simulator.
+
+mod common;
+
+use llmhost::registry::rust_decimal::Decimal;
+use llmhost::secrets::{EncryptionKey, Keyring};
+use llmhost::store::{UsageEvent, UsageOutcome};
+use llmhost::types::{ChatRequest, Chunk};
+use llmhost::{ConfigService, ConfigUpdate, Error, NewConfig, Store};
+use llmhost_simulator::{Reply, Simulator, Vendor};
+use secrecy::SecretString;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const KEY: &str = "sk-RECOGNISABLE-test-key-0123456789";
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+    service: ConfigService,
+    key: EncryptionKey,
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("llmhost.db");
+    let store = Store::open(&db).await.expect("store opens");
+    let key = EncryptionKey::generate();
+    let service = ConfigService::new(common::host().await, store, Some(Keyring::new(key.clone())));
+    Fixture {
+        _dir: dir,
+        db,
+        service,
+        key,
+    }
+}
+
+fn raw(db: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(db).unwrap()
+}
+
+fn tables(db: &Path) -> Vec<String> {
+    let conn = raw(db);
+    let mut statement = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .unwrap();
+    statement
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
+    let mut config = NewConfig::new(provider, model);
+    config.api_key = Some(SecretString::from(key.to_owned()));
+    config
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn migrations_go_up_down_and_up_again() {
+    let f = fixture().await;
+    let store = f.service.store();
+    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(
+        tables(&f.db),
+        ["agent_llm_configs", "agents", "usage_events"]
+    );
+    f.service.create_agent("keeper", None).await.unwrap();
+
+    store.migrate_to(1).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 1);
+    assert_eq!(tables(&f.db), ["agent_llm_configs", "agents"]);
+    assert_eq!(store.agents().await.unwrap().len(), 1, "data of v1 kept");
+
+    store.migrate_to(0).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 0);
+    assert!(tables(&f.db).is_empty());
+
+    store.migrate_to(2).await.unwrap();
+    assert_eq!(
+        tables(&f.db),
+        ["agent_llm_configs", "agents", "usage_events"]
+    );
+    // WAL mode and foreign keys are on.
+    let mode: String = raw(&f.db)
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    f.service.create_agent("again", None).await.unwrap();
+
+    // A database from a newer llmhost is refused, not damaged.
+    raw(&f.db).pragma_update(None, "user_version", 99).unwrap();
+    let err = Store::open(&f.db).await.unwrap_err();
+    assert_eq!(err.kind(), "database");
+    assert!(err.to_string().contains("newer"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configs_crud_through_the_service() {
+    let f = fixture().await;
+    let s = &f.service;
+    let agent = s
+        .create_agent("analyst", Some("reads filings"))
+        .await
+        .unwrap();
+    assert_eq!(s.agent("analyst").await.unwrap(), agent);
+    let err = s.create_agent("analyst", None).await.unwrap_err();
+    assert_eq!(err.kind(), "conflict");
+
+    let mut first = with_key("openai", "gpt-4o-mini", KEY);
+    first.temperature = Some(0.3);
+    first.max_tokens = Some(1000);
+    first.priority = 5;
+    let first = s.create_config("analyst", first).await.unwrap();
+    assert!(first.has_api_key);
+    assert_eq!(first.api_key_hint.as_deref(), Some("…6789"));
+    // Registry prices filled: gpt-4o-mini is $0.15 / $0.60 per Mtok.
+    assert_eq!(first.cost_per_1k_input_tokens, "0.00015");
+    assert_eq!(first.cost_per_1k_output_tokens, "0.0006");
+    assert_eq!(first.pricing_source, "registry");
+
+    let mut second = NewConfig::new("claude", "claude-sonnet-4-5");
+    second.priority = 1;
+    second.fallback_provider = Some("openai".into());
+    second.fallback_model = Some("gpt-4o".into());
+    second.cost_per_1k_input_tokens = Some(Decimal::new(2, 3));
+    let second = s.create_config("analyst", second).await.unwrap();
+    assert!(!second.has_api_key);
+    assert_eq!(second.pricing_source, "custom");
+    assert_eq!(second.cost_per_1k_input_tokens, "0.002");
+
+    let mut disabled = NewConfig::new("grok", "grok-3-mini");
+    disabled.enabled = false;
+    let disabled = s.create_config("analyst", disabled).await.unwrap();
+
+    let ids = |list: Vec<llmhost::LlmConfig>| list.iter().map(|c| c.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(s.configs("analyst").await.unwrap()),
+        [disabled.id, second.id, first.id]
+    );
+    assert_eq!(
+        ids(s.enabled_configs("analyst").await.unwrap()),
+        [second.id, first.id]
+    );
+    assert_eq!(s.primary_config("analyst").await.unwrap().id, second.id);
+
+    // A partial update changes only what it names.
+    let updated = s
+        .update_config(
+            first.id,
+            ConfigUpdate {
+                temperature: Some(Some(1.1)),
+                priority: Some(0),
+                ..ConfigUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.temperature, Some(1.1));
+    assert_eq!(updated.max_tokens, Some(1000));
+    assert!(updated.has_api_key);
+    assert_ne!(updated.updated_at, first.updated_at);
+    assert_eq!(s.primary_config("analyst").await.unwrap().id, first.id);
+
+    // Changing the model refreshes registry prices; clearing works.
+    let updated = s
+        .update_config(
+            first.id,
+            ConfigUpdate {
+                model: Some("gpt-4o".into()),
+                max_tokens: Some(None),
+                ..ConfigUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(updated.cost_per_1k_input_tokens, "0.0025");
+    assert_eq!(updated.max_tokens, None);
+
+    s.delete_config(disabled.id).await.unwrap();
+    assert_eq!(s.config(disabled.id).await.unwrap_err().kind(), "not_found");
+    assert_eq!(
+        s.delete_config(disabled.id).await.unwrap_err().kind(),
+        "not_found"
+    );
+    assert_eq!(s.configs("nobody").await.unwrap_err().kind(), "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_bad_field_gets_a_validation_error() {
+    let f = fixture().await;
+    let s = &f.service;
+    s.create_agent("v", None).await.unwrap();
+    let base = || NewConfig::new("openai", "gpt-4o-mini");
+    let cases: Vec<(&str, NewConfig)> = vec![
+        ("provider", NewConfig::new("nosuch", "gpt-4o-mini")),
+        ("model", NewConfig::new("openai", "gpt-nonexistent")),
+        (
+            "temperature",
+            NewConfig {
+                temperature: Some(2.5),
+                ..base()
+            },
+        ),
+        (
+            "temperature",
+            NewConfig {
+                temperature: Some(-0.1),
+                ..base()
+            },
+        ),
+        (
+            "temperature",
+            NewConfig {
+                temperature: Some(f64::NAN),
+                ..base()
+            },
+        ),
+        (
+            "top_p",
+            NewConfig {
+                top_p: Some(1.5),
+                ..base()
+            },
+        ),
+        (
+            "max_tokens",
+            NewConfig {
+                max_tokens: Some(0),
+                ..base()
+            },
+        ),
+        (
+            "max_tokens",
+            NewConfig {
+                max_tokens: Some(10_000_000),
+                ..base()
+            },
+        ),
+        (
+            "fallback",
+            NewConfig {
+                fallback_provider: Some("claude".into()),
+                ..base()
+            },
+        ),
+        (
+            "fallback_provider",
+            NewConfig {
+                fallback_provider: Some("nosuch".into()),
+                fallback_model: Some("x".into()),
+                ..base()
+            },
+        ),
+        (
+            "fallback_model",
+            NewConfig {
+                fallback_provider: Some("claude".into()),
+                fallback_model: Some("claude-nonexistent".into()),
+                ..base()
+            },
+        ),
+        (
+            "fallback_model",
+            NewConfig {
+                fallback_provider: Some("openai".into()),
+                fallback_model: Some("gpt-4o-mini".into()),
+                ..base()
+            },
+        ),
+        (
+            "base_url",
+            NewConfig {
+                base_url: Some("ftp://example.com".into()),
+                ..base()
+            },
+        ),
+        (
+            "base_url",
+            NewConfig {
+                base_url: Some("https://user:pw@example.com".into()),
+                ..base()
+            },
+        ),
+        ("api_key", with_key("openai", "gpt-4o-mini", "   ")),
+        (
+            "api_key",
+            with_key("openai", "gpt-4o-mini", "sk-with space"),
+        ),
+        (
+            "cost_per_1k_input_tokens",
+            NewConfig {
+                cost_per_1k_input_tokens: Some(Decimal::new(-1, 3)),
+                ..base()
+            },
+        ),
+        (
+            "metadata",
+            NewConfig {
+                metadata: Some(serde_json::json!([1, 2])),
+                ..base()
+            },
+        ),
+    ];
+    for (field, config) in cases {
+        let err = s.create_config("v", config).await.unwrap_err();
+        match &err {
+            Error::Validation { field: got, .. } => assert_eq!(*got, field, "{err}"),
+            other => panic!("{field}: expected a validation error, got {other:?}"),
+        }
+        assert!(err.to_string().contains(field), "{err}");
+    }
+    for bad in ["", "has space", "semi;colon", &"x".repeat(65)] {
+        let err = s.create_agent(bad, None).await.unwrap_err();
+        assert_eq!(err.kind(), "validation", "{bad:?}");
+    }
+    // Updates are checked as a whole too.
+    let ok = s.create_config("v", base()).await.unwrap();
+    let err = s
+        .update_config(
+            ok.id,
+            ConfigUpdate {
+                top_p: Some(Some(-1.0)),
+                ..ConfigUpdate::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "validation");
+    assert!(s.configs("v").await.unwrap().len() == 1, "nothing stored");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_an_agent_cascades_to_configs_and_keeps_usage() {
+    let f = fixture().await;
+    let s = &f.service;
+    let agent = s.create_agent("temp", None).await.unwrap();
+    let a = s
+        .create_config("temp", NewConfig::new("openai", "gpt-4o-mini"))
+        .await
+        .unwrap();
+    let b = s
+        .create_config("temp", NewConfig::new("deepseek", "deepseek-chat"))
+        .await
+        .unwrap();
+    s.store()
+        .record_usage(event(Some(agent.id), "temp", Some(a.id)))
+        .await
+        .unwrap();
+    s.delete_agent("temp").await.unwrap();
+    assert!(s.store().config(a.id).await.unwrap().is_none());
+    assert!(s.store().config(b.id).await.unwrap().is_none());
+    let usage = s.store().usage_events(Some("temp")).await.unwrap();
+    assert_eq!(usage.len(), 1);
+    assert_eq!(usage[0].agent_id, None);
+    assert_eq!(usage[0].config_id, None);
+    assert_eq!(
+        s.delete_agent("temp").await.unwrap_err().kind(),
+        "not_found"
+    );
+}
+
+fn event(agent_id: Option<i64>, agent: &str, config_id: Option<i64>) -> UsageEvent {
+    UsageEvent {
+        agent_id,
+        agent_name: agent.to_owned(),
+        config_id,
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        input_tokens: 10,
+        output_tokens: 20,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        reasoning_tokens: 0,
+        estimated: false,
+        cost_usd: Some(Decimal::new(15, 6)),
+        latency: Duration::from_millis(12),
+        time_to_first_token: None,
+        outcome: UsageOutcome::Ok,
+        attempt: 1,
+        fallback: false,
+        streamed: false,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_writers_lose_nothing() {
+    let f = fixture().await;
+    // A second handle on the same file: another process, as far as
+    // SQLite is concerned.
+    let other = Store::open(&f.db).await.unwrap();
+    let s = f.service.clone();
+    let mut agents = Vec::new();
+    for i in 0..4 {
+        agents.push(s.create_agent(&format!("a{i}"), None).await.unwrap());
+    }
+    let mut tasks = Vec::new();
+    for (i, agent) in agents.iter().enumerate() {
+        let service = s.clone();
+        let name = agent.name.clone();
+        tasks.push(tokio::spawn(async move {
+            for j in 0..25 {
+                let mut config = with_key("openai", "gpt-4o-mini", &format!("{KEY}-{i}-{j}"));
+                config.priority = j;
+                service.create_config(&name, config).await.unwrap();
+            }
+        }));
+        for store in [s.store().clone(), other.clone()] {
+            let agent = agent.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in 0..50 {
+                    store
+                        .record_usage(event(Some(agent.id), &agent.name, None))
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    for agent in &agents {
+        assert_eq!(s.configs(&agent.name).await.unwrap().len(), 25);
+        assert_eq!(
+            s.store()
+                .usage_events(Some(&agent.name))
+                .await
+                .unwrap()
+                .len(),
+            100
+        );
+    }
+    let summary = s.store().usage_summary(None).await.unwrap();
+    let total: Decimal = summary.iter().map(|r| r.cost_usd).sum();
+    assert_eq!(total, Decimal::new(15, 6) * Decimal::from(400));
+    assert_eq!(summary.iter().map(|r| r.attempts).sum::<u64>(), 400);
+}
+
+fn file_bytes(db: &Path) -> Vec<u8> {
+    let mut all = Vec::new();
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        if let Ok(bytes) = std::fs::read(PathBuf::from(name)) {
+            all.extend(bytes);
+        }
+    }
+    all
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
+    let sim = Simulator::start().await.unwrap();
+    let f = fixture().await;
+    let s = &f.service;
+    s.create_agent("one", None).await.unwrap();
+    s.create_agent("two", None).await.unwrap();
+    let mut config = with_key("openai", "gpt-4o-mini", KEY);
+    config.base_url = Some(sim.base_url(Vendor::OpenAi));
+    let one = s.create_config("one", config.clone()).await.unwrap();
+    config.api_key = Some(SecretString::from(format!("{KEY}-two")));
+    let two = s.create_config("two", config).await.unwrap();
+
+    // The file holds no plaintext key.
+    assert!(!contains(&file_bytes(&f.db), "RECOGNISABLE"));
+
+    // The stored key is used for the call.
+    let validation = s.validate_config(one.id).await.unwrap();
+    validation.health.expect("healthy");
+    let auth = sim
+        .requests()
+        .last()
+        .unwrap()
+        .headers
+        .iter()
+        .find(|(k, _)| k == "authorization")
+        .map(|(_, v)| v.clone());
+    assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
+
+    let ciphertext = |id: i64| -> String {
+        raw(&f.db)
+            .query_row(
+                "SELECT api_key_encrypted FROM agent_llm_configs WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    let set_ciphertext = |id: i64, value: &str| {
+        raw(&f.db)
+            .execute(
+                "UPDATE agent_llm_configs SET api_key_encrypted = ?2 WHERE id = ?1",
+                rusqlite::params![id, value],
+            )
+            .unwrap();
+    };
+    let original_two = ciphertext(two.id);
+    assert!(original_two.starts_with(&format!("llmhost:v1:{}:", f.key.id())));
+
+    // A ciphertext moved to another row does not decrypt there.
+    set_ciphertext(two.id, &ciphertext(one.id));
+    let err = s.validate_config(two.id).await.unwrap_err();
+    assert_eq!(err.kind(), "decryption_failed", "{err}");
+    assert!(!err.to_string().contains("RECOGNISABLE"));
+
+    // A flipped bit does not decrypt.
+    let mut flipped = original_two.clone().into_bytes();
+    let last = flipped.len() - 3;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    set_ciphertext(two.id, std::str::from_utf8(&flipped).unwrap());
+    let err = s.validate_config(two.id).await.unwrap_err();
+    assert_eq!(err.kind(), "decryption_failed", "{err}");
+    set_ciphertext(two.id, &original_two);
+
+    // The wrong key says so clearly.
+    let stranger = ConfigService::new(
+        s.host().clone(),
+        s.store().clone(),
+        Some(Keyring::new(EncryptionKey::generate())),
+    );
+    let err = stranger.validate_config(one.id).await.unwrap_err();
+    assert_eq!(err.kind(), "unknown_key", "{err}");
+    assert!(err.to_string().contains(f.key.id()), "{err}");
+
+    // Rotation: every row decrypts under the new key alone, and not under
+    // the old one.
+    let new_key = EncryptionKey::generate();
+    let rotated = s.rotate_keys(new_key.clone(), |_| Ok(())).await.unwrap();
+    assert_eq!(rotated, 2);
+    let only_new = ConfigService::new(
+        s.host().clone(),
+        s.store().clone(),
+        Some(Keyring::new(new_key.clone())),
+    );
+    let only_old = ConfigService::new(
+        s.host().clone(),
+        s.store().clone(),
+        Some(Keyring::new(f.key.clone())),
+    );
+    for id in [one.id, two.id] {
+        assert!(ciphertext(id).starts_with(&format!("llmhost:v1:{}:", new_key.id())));
+        only_new.validate_config(id).await.unwrap().health.unwrap();
+        assert_eq!(
+            only_old.validate_config(id).await.unwrap_err().kind(),
+            "unknown_key"
+        );
+    }
+    // A rotation that fails before commit changes nothing.
+    let before = ciphertext(one.id);
+    let err = only_new
+        .rotate_keys(EncryptionKey::generate(), |_| {
+            Err(Error::Internal("refused".into()))
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "internal");
+    assert_eq!(ciphertext(one.id), before);
+    assert!(!contains(&file_bytes(&f.db), "RECOGNISABLE"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agent_calls_use_the_stored_config_and_record_usage() {
+    let sim = Simulator::start().await.unwrap();
+    let f = fixture().await;
+    let s = &f.service;
+    s.create_agent("writer", None).await.unwrap();
+    let mut config = with_key("openai", "gpt-4o-mini", KEY);
+    config.base_url = Some(sim.base_url(Vendor::OpenAi));
+    config.temperature = Some(0.25);
+    let config = s.create_config("writer", config).await.unwrap();
+
+    let answer = s
+        .chat("writer", ChatRequest::simple("ignored", "Hello agent"))
+        .await
+        .unwrap();
+    assert_eq!(answer.model, "gpt-4o-mini");
+    assert_eq!(answer.config_id, config.id);
+    let request = sim.requests().last().unwrap().clone();
+    let body: serde_json::Value = serde_json::from_slice(&request.body).unwrap();
+    assert_eq!(body["model"], "gpt-4o-mini");
+    assert_eq!(body["temperature"], 0.25);
+    let usage = answer.outcome.response.usage;
+    let expected_cost = s
+        .host()
+        .cost("openai", "gpt-4o-mini", &usage)
+        .expect("priced");
+    assert_eq!(answer.outcome.cost_usd, Some(expected_cost));
+
+    let mut stream = s
+        .stream("writer", ChatRequest::simple("ignored", "Stream please"))
+        .await
+        .unwrap();
+    let mut text = String::new();
+    while let Some(chunk) = stream.next().await {
+        if let Chunk::Text(t) = chunk.unwrap() {
+            text.push_str(&t);
+        }
+    }
+    assert!(text.contains("Stream please"));
+    let stream_usage = stream.inner().usage().expect("usage reported");
+
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::openai_error(
+            401,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            "Incorrect API key provided",
+        ),
+    );
+    let err = s
+        .chat("writer", ChatRequest::simple("ignored", "x"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "authentication");
+
+    let events = s.store().usage_events(Some("writer")).await.unwrap();
+    assert_eq!(events.len(), 3);
+    let (chat, streamed, failed) = (&events[0], &events[1], &events[2]);
+    assert_eq!(Some(chat.id), answer.usage_event);
+    assert_eq!(chat.config_id, Some(config.id));
+    assert_eq!(
+        (chat.input_tokens, chat.output_tokens),
+        (
+            u64::from(usage.input_tokens),
+            u64::from(usage.output_tokens)
+        )
+    );
+    assert_eq!(chat.cost_usd, Some(expected_cost));
+    assert_eq!(
+        (chat.status.as_str(), chat.attempt, chat.fallback),
+        ("ok", 1, false)
+    );
+    assert!(streamed.streamed && streamed.ttft_ms.is_some());
+    assert_eq!(
+        streamed.output_tokens,
+        u64::from(stream_usage.output_tokens)
+    );
+    assert_eq!(
+        streamed.cost_usd,
+        s.host().cost("openai", "gpt-4o-mini", &stream_usage)
+    );
+    assert_eq!(failed.status, "error");
+    assert_eq!(failed.error_kind.as_deref(), Some("authentication"));
+    assert_eq!(failed.cost_usd, None);
+
+    // Custom prices price the config's usage.
+    s.update_config(
+        config.id,
+        ConfigUpdate {
+            cost_per_1k_input_tokens: Some(Some(Decimal::from(1))),
+            cost_per_1k_output_tokens: Some(Some(Decimal::from(2))),
+            ..ConfigUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    let answer = s
+        .chat("writer", ChatRequest::simple("ignored", "Priced"))
+        .await
+        .unwrap();
+    let u = answer.outcome.response.usage;
+    let expected = (Decimal::from(u.input_tokens)
+        + Decimal::from(u.output_tokens) * Decimal::from(2))
+        / Decimal::from(1000);
+    assert_eq!(answer.outcome.cost_usd, Some(expected));
+
+    // A dropped stream is still recorded.
+    let mut stream = s
+        .stream("writer", ChatRequest::simple("ignored", "Stop early"))
+        .await
+        .unwrap();
+    let _ = stream.next().await;
+    drop(stream);
+    for _ in 0..100 {
+        if s.store().usage_events(Some("writer")).await.unwrap().len() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let events = s.store().usage_events(Some("writer")).await.unwrap();
+    assert_eq!(events.len(), 5);
+    assert_eq!(events[4].error_kind.as_deref(), Some("cancelled"));
+}
