@@ -1,44 +1,12 @@
 //! The `llmhost` command as users and scripts meet it: real processes,
 //! talking to the vendor simulator over loopback.
 
+mod common;
+
+use common::{json_of, llmhost, run};
 use llmhost_simulator::{Reply, Simulator, Vendor};
-use serde_json::Value;
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Output, Stdio};
-
-fn llmhost(args: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_llmhost"));
-    command
-        .args(args)
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("OPENAI_BASE_URL")
-        .env_remove("LLMHOST_PLUGINS")
-        .env(
-            "LLMHOST_CACHE_DIR",
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("cli-cache"),
-        );
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command
-}
-
-async fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut command = llmhost(args, env);
-    tokio::task::spawn_blocking(move || command.output().expect("llmhost runs"))
-        .await
-        .expect("join")
-}
-
-fn json_of(output: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    serde_json::from_str(stdout.trim()).unwrap_or_else(|err| {
-        panic!(
-            "stdout is one JSON object ({err}): {stdout}\nstderr: {}",
-            String::from_utf8_lossy(&output.stderr)
-        )
-    })
-}
+use std::process::Stdio;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn chat_json_has_the_documented_fields() {

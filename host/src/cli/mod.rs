@@ -11,14 +11,15 @@ macro_rules! outln {
     }};
 }
 
+mod admin;
 mod demo;
 mod output;
 
 use crate::types::{ChatRequest, Chunk, Message, TokenInput};
-use crate::{Error, Host, Target};
+use crate::{ConfigService, Error, Host, Settings, Target};
 use clap::{Args, Parser, Subcommand};
 use output::{Fail, print_json};
-use serde_json::json;
+use serde_json::{Value, json};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -49,6 +50,19 @@ pub struct Cli {
 
 #[derive(Debug, Args)]
 struct GlobalArgs {
+    /// Print one JSON object (errors: {"error":{"kind","message"}}).
+    #[arg(long, global = true)]
+    json: bool,
+    /// Settings file [default: ./llmhost.toml when present].
+    #[arg(long, global = true, env = "LLMHOST_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// SQLite database of agents, configs and usage [default: ./llmhost.db].
+    #[arg(long, global = true, env = "LLMHOST_DB", value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// File holding the encryption key of stored API keys, used when
+    /// LLMHOST_ENCRYPTION_KEY is not set [default: ~/.config/llmhost/encryption.key].
+    #[arg(long, global = true, env = "LLMHOST_KEY_FILE", value_name = "PATH")]
+    key_file: Option<PathBuf>,
     /// Directory of provider plugins (*.wasm) to load.
     #[arg(long, global = true, env = "LLMHOST_PLUGINS", value_name = "DIR")]
     plugins: Option<PathBuf>,
@@ -88,10 +102,24 @@ enum Command {
     /// Check that a provider answers and accepts the key.
     Health(HealthArgs),
     /// List the loaded plugins, where they came from and how they loaded.
-    Plugins(JsonArg),
+    Plugins,
     /// Run chat, stream, token count and health through every provider
     /// against the built-in vendor simulator: no keys, no network.
-    Demo(JsonArg),
+    Demo,
+    /// Create the database and, if no encryption key is configured, a key
+    /// file (mode 0600) for stored API keys.
+    Init,
+    /// Manage agents: named consumers of LLMs with their own configs.
+    #[command(subcommand)]
+    Agents(admin::AgentsCommand),
+    /// Manage an agent's LLM configs (provider, model, parameters, key).
+    #[command(subcommand)]
+    Configs(admin::ConfigsCommand),
+    /// Manage the encryption key of stored API keys.
+    #[command(subcommand)]
+    Keys(admin::KeysCommand),
+    /// Tokens and cost per agent, provider and model.
+    Usage(admin::UsageArgs),
     /// Serve the vendor simulator for offline tests and CI.
     Simulate(SimulateArgs),
 }
@@ -101,25 +129,36 @@ struct TargetArgs {
     /// Provider id (see `llmhost plugins`).
     #[arg(long, short = 'p', value_name = "ID")]
     provider: String,
-    /// Base URL of the vendor API [default: the provider's env var, else its default].
+    #[command(flatten)]
+    reach: ReachArgs,
+}
+
+#[derive(Debug, Args)]
+struct ReachArgs {
+    /// Base URL of the vendor API [default: the provider's env var, else
+    /// llmhost.toml, else the provider's default].
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
     /// API key [default: the provider's env var, e.g. OPENAI_API_KEY].
     #[arg(long, value_name = "KEY", hide_env_values = true)]
     api_key: Option<String>,
-    /// Seconds to wait for the answer (for streams: for each piece).
-    #[arg(long, value_name = "SECONDS", default_value_t = 120.0)]
-    timeout: f64,
+    /// Seconds to wait for the answer (for streams: for each piece)
+    /// [default: timeout_secs of llmhost.toml, else 120].
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<f64>,
 }
 
-impl TargetArgs {
-    fn target(&self) -> Result<Target, Error> {
-        if !(self.timeout.is_finite() && self.timeout > 0.0 && self.timeout <= 86_400.0) {
-            return Err(Error::InvalidConfig(
-                "--timeout must be a number of seconds between 0 and 86400".into(),
-            ));
+impl ReachArgs {
+    fn target(&self, provider: &str) -> Result<Target, Error> {
+        let mut target = Target::new(provider);
+        if let Some(timeout) = self.timeout {
+            if !(timeout.is_finite() && timeout > 0.0 && timeout <= 86_400.0) {
+                return Err(Error::InvalidConfig(
+                    "--timeout must be a number of seconds between 0 and 86400".into(),
+                ));
+            }
+            target = target.timeout(Duration::from_secs_f64(timeout));
         }
-        let mut target = Target::new(&self.provider).timeout(Duration::from_secs_f64(self.timeout));
         if let Some(url) = &self.base_url {
             target = target.base_url(url);
         }
@@ -130,13 +169,31 @@ impl TargetArgs {
     }
 }
 
+impl TargetArgs {
+    fn target(&self) -> Result<Target, Error> {
+        self.reach.target(&self.provider)
+    }
+}
+
 #[derive(Debug, Args)]
 struct ChatArgs {
+    /// Answer as this agent: its primary config gives provider, model,
+    /// parameters, base URL and key, and the call is recorded in usage.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["provider", "model", "base_url", "api_key"])]
+    agent: Option<String>,
+    /// Provider id (see `llmhost plugins`).
+    #[arg(
+        long,
+        short = 'p',
+        value_name = "ID",
+        required_unless_present = "agent"
+    )]
+    provider: Option<String>,
     #[command(flatten)]
-    target: TargetArgs,
+    reach: ReachArgs,
     /// Model id.
-    #[arg(long, short = 'm')]
-    model: String,
+    #[arg(long, short = 'm', required_unless_present = "agent")]
+    model: Option<String>,
     /// System instructions.
     #[arg(long)]
     system: Option<String>,
@@ -152,9 +209,6 @@ struct ChatArgs {
     /// Stream the answer.
     #[arg(long)]
     stream: bool,
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    json: bool,
     /// The prompt.
     prompt: String,
 }
@@ -166,9 +220,6 @@ struct TokensArgs {
     /// Model id (picks the tokenizer).
     #[arg(long, short = 'm')]
     model: String,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
     /// The text to count.
     text: String,
 }
@@ -178,25 +229,12 @@ struct ModelsArgs {
     /// Only this provider.
     #[arg(long, short = 'p', value_name = "ID")]
     provider: Option<String>,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Args)]
 struct HealthArgs {
     #[command(flatten)]
     target: TargetArgs,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Debug, Args)]
-struct JsonArg {
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -207,50 +245,77 @@ struct SimulateArgs {
 }
 
 impl Cli {
-    /// Parses the process arguments.
+    /// Parses the process arguments. Bad arguments exit with code 2 and a
+    /// usage message, or with `--json` a JSON error of kind `usage`.
     pub fn from_env() -> Self {
-        Self::parse()
+        match Self::try_parse() {
+            Ok(cli) => cli,
+            Err(err) => {
+                use clap::error::ErrorKind;
+                let wants_json = std::env::args().any(|a| a == "--json");
+                if wants_json
+                    && !matches!(
+                        err.kind(),
+                        ErrorKind::DisplayHelp
+                            | ErrorKind::DisplayVersion
+                            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+                    )
+                {
+                    let message = err.kind().as_str().map_or_else(
+                        || err.to_string(),
+                        |kind| {
+                            let text = err.to_string();
+                            let first = text.lines().next().unwrap_or(kind);
+                            first.trim_start_matches("error: ").to_owned()
+                        },
+                    );
+                    print_json(&json!({"error": {"kind": "usage", "message": message}}));
+                    std::process::exit(2);
+                }
+                err.exit()
+            }
+        }
     }
 
     /// Runs the command; returns the process exit code.
     pub async fn run(self) -> i32 {
         init_logging(self.global.verbose);
-        let json = match &self.command {
-            Command::Chat(a) => a.json,
-            Command::Tokens(a) => a.json,
-            Command::Models(a) => a.json,
-            Command::Health(a) => a.json,
-            Command::Plugins(a) | Command::Demo(a) => a.json,
-            Command::Simulate(_) => false,
-        };
+        let json = self.global.json;
         match self.dispatch().await {
             Ok(()) => 0,
             Err(fail) => fail.report(json),
         }
     }
 
-    async fn host(global: &GlobalArgs) -> Result<Host, Fail> {
-        let mut builder = Host::builder().ignore_plugin_env();
-        if let Some(dir) = &global.plugins {
-            builder = builder.plugin_dir(dir);
+    /// The settings: file, environment, then these flags on top.
+    fn settings(global: &GlobalArgs) -> Result<Settings, Error> {
+        let mut settings = Settings::load(global.config.as_deref())?;
+        if let Some(db) = &global.db {
+            settings.database = db.clone();
         }
-        if global.no_cache {
-            builder = builder.cache_dir(None);
-        } else if let Some(dir) = &global.cache_dir {
-            builder = builder.cache_dir(Some(dir.clone()));
+        if let Some(key_file) = &global.key_file {
+            settings.key_file = key_file.clone();
+        }
+        if let Some(dir) = &global.plugins {
+            settings.plugins = Some(dir.clone());
+        }
+        if let Some(dir) = &global.cache_dir {
+            settings.cache_dir = Some(dir.clone());
         }
         if let Some(path) = &global.models {
-            let text = std::fs::read_to_string(path).map_err(|err| {
-                Error::InvalidConfig(format!(
-                    "cannot read model overrides {}: {err}",
-                    path.display()
-                ))
-            })?;
-            let overrides = llmhost_registry::ModelOverrides::from_toml(&text)
-                .map_err(|err| Error::InvalidConfig(format!("{}: {err}", path.display())))?;
-            builder = builder.model_overrides(overrides);
+            settings.models = Some(path.clone());
         }
-        builder = builder.strict_models(global.strict_models);
+        if global.strict_models {
+            settings.strict_models = true;
+        }
+        Ok(settings)
+    }
+
+    async fn host(global: &GlobalArgs, settings: &Settings) -> Result<Host, Fail> {
+        let mut builder = Host::builder().settings(settings)?;
+        if global.no_cache {
+            builder = builder.cache_dir(None);
+        }
         let host = builder.build().await?;
         for error in host.load_errors() {
             eprintln!("warning: {error}");
@@ -259,18 +324,53 @@ impl Cli {
     }
 
     async fn dispatch(self) -> Result<(), Fail> {
+        let json = self.global.json;
+        if let Command::Simulate(args) = self.command {
+            return simulate(args).await;
+        }
+        let settings = Self::settings(&self.global)?;
+        let global = &self.global;
         match self.command {
-            Command::Simulate(args) => simulate(args).await,
-            Command::Chat(args) => chat(&Self::host(&self.global).await?, args).await,
-            Command::Tokens(args) => tokens(&Self::host(&self.global).await?, args).await,
+            Command::Simulate(_) => unreachable!("handled above"),
+            Command::Init => admin::init(&settings, json).await,
+            Command::Chat(args) if args.agent.is_some() => {
+                let service =
+                    admin::service(Self::host(global, &settings).await?, &settings).await?;
+                agent_chat(&service, args, json).await
+            }
+            Command::Chat(args) => chat(&Self::host(global, &settings).await?, args, json).await,
+            Command::Tokens(args) => {
+                tokens(&Self::host(global, &settings).await?, args, json).await
+            }
             Command::Models(args) => output::models(
-                &Self::host(&self.global).await?,
+                &Self::host(global, &settings).await?,
                 args.provider.as_deref(),
-                args.json,
+                json,
             ),
-            Command::Health(args) => health(&Self::host(&self.global).await?, args).await,
-            Command::Plugins(args) => output::plugins(&Self::host(&self.global).await?, args.json),
-            Command::Demo(args) => demo::run(&Self::host(&self.global).await?, args.json).await,
+            Command::Health(args) => {
+                health(&Self::host(global, &settings).await?, args, json).await
+            }
+            Command::Plugins => output::plugins(&Self::host(global, &settings).await?, json),
+            Command::Demo => demo::run(&Self::host(global, &settings).await?, json).await,
+            Command::Agents(command) => {
+                let service =
+                    admin::service(Self::host(global, &settings).await?, &settings).await?;
+                admin::agents(&service, command, json).await
+            }
+            Command::Configs(command) => {
+                let service =
+                    admin::service(Self::host(global, &settings).await?, &settings).await?;
+                admin::configs(&service, command, json).await
+            }
+            Command::Keys(command) => {
+                let host = Self::host(global, &settings).await?;
+                admin::keys(host, &settings, command, json).await
+            }
+            Command::Usage(args) => {
+                let service =
+                    admin::service(Self::host(global, &settings).await?, &settings).await?;
+                admin::usage(&service, args, json).await
+            }
         }
     }
 }
@@ -289,73 +389,89 @@ fn init_logging(verbose: u8) {
         .try_init();
 }
 
-fn build_request(args: &ChatArgs) -> ChatRequest {
+fn build_request(args: &ChatArgs, model: &str) -> ChatRequest {
     let mut messages = Vec::new();
     if let Some(system) = &args.system {
         messages.push(Message::system(system));
     }
     messages.push(Message::user(&args.prompt));
-    let mut request = ChatRequest::new(&args.model, messages);
+    let mut request = ChatRequest::new(model, messages);
     request.temperature = args.temperature;
     request.max_tokens = args.max_tokens;
     request.top_p = args.top_p;
     request
 }
 
-async fn chat(host: &Host, args: ChatArgs) -> Result<(), Fail> {
-    let target = args.target.target()?;
-    let request = build_request(&args);
+/// Writes a streamed chunk for people: text to stdout, reasoning to
+/// stderr.
+fn show_chunk(chunk: &Chunk) {
+    match chunk {
+        Chunk::Text(text) => {
+            let mut out = std::io::stdout().lock();
+            let _ = out.write_all(text.as_bytes());
+            let _ = out.flush();
+        }
+        Chunk::Reasoning(text) => eprint!("{text}"),
+        _ => {}
+    }
+}
+
+/// Prints a finished answer.
+fn show_answer(outcome: &crate::ChatOutcome, model: &str, json: bool, extra: Option<Value>) {
+    if json {
+        let mut object = output::chat_json(
+            &outcome.provider,
+            model,
+            &outcome.response,
+            outcome.cost_usd,
+            outcome.latency,
+        );
+        if let (Some(Value::Object(extra)), Value::Object(object)) = (extra, &mut object) {
+            object.extend(extra);
+        }
+        print_json(&object);
+    } else {
+        if let Some(reasoning) = &outcome.response.reasoning_content {
+            eprintln!("[reasoning] {reasoning}");
+        }
+        outln!("{}", outcome.response.content);
+        output::summary_line(
+            &outcome.provider,
+            model,
+            &outcome.response.usage,
+            outcome.cost_usd,
+            outcome.latency,
+        );
+    }
+}
+
+async fn chat(host: &Host, args: ChatArgs, json: bool) -> Result<(), Fail> {
+    let provider = args.provider.clone().unwrap_or_default();
+    let model = args.model.clone().unwrap_or_default();
+    let target = args.reach.target(&provider)?;
+    let request = build_request(&args, &model);
     if !args.stream {
         let outcome = host.chat(&target, &request).await?;
-        if args.json {
-            print_json(&output::chat_json(
-                &outcome.provider,
-                &request.model,
-                &outcome.response,
-                outcome.cost_usd,
-                outcome.latency,
-            ));
-        } else {
-            if let Some(reasoning) = &outcome.response.reasoning_content {
-                eprintln!("[reasoning] {reasoning}");
-            }
-            outln!("{}", outcome.response.content);
-            output::summary_line(
-                &outcome.provider,
-                &request.model,
-                &outcome.response.usage,
-                outcome.cost_usd,
-                outcome.latency,
-            );
-        }
+        show_answer(&outcome, &model, json, None);
         return Ok(());
     }
     let mut stream = host.stream(&target, &request).await?;
     let mut collected = crate::StreamCollector::default();
-    let stdout = std::io::stdout();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk?;
-        if !args.json {
-            match &chunk {
-                Chunk::Text(text) => {
-                    let mut out = stdout.lock();
-                    let _ = out.write_all(text.as_bytes());
-                    let _ = out.flush();
-                }
-                Chunk::Reasoning(text) => eprint!("{text}"),
-                _ => {}
-            }
+        if !json {
+            show_chunk(&chunk);
         }
         collected.add(chunk);
     }
     let usage = stream
         .usage()
         .unwrap_or_else(crate::types::Usage::unreported);
-    if args.json {
-        let response = collected.into_response(&request.model, usage);
+    if json {
+        let response = collected.into_response(&model, usage);
         print_json(&output::chat_json(
             stream.provider(),
-            &request.model,
+            &model,
             &response,
             stream.cost_usd(),
             stream.elapsed(),
@@ -364,7 +480,7 @@ async fn chat(host: &Host, args: ChatArgs) -> Result<(), Fail> {
         outln!("");
         output::summary_line(
             stream.provider(),
-            &request.model,
+            &model,
             &usage,
             stream.cost_usd(),
             stream.elapsed(),
@@ -373,12 +489,60 @@ async fn chat(host: &Host, args: ChatArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-async fn tokens(host: &Host, args: TokensArgs) -> Result<(), Fail> {
+async fn agent_chat(service: &ConfigService, args: ChatArgs, json: bool) -> Result<(), Fail> {
+    let agent = args.agent.clone().unwrap_or_default();
+    let request = build_request(&args, "");
+    if !args.stream {
+        let answer = service.chat(&agent, request).await?;
+        let extra = json!({"agent": answer.agent, "config_id": answer.config_id});
+        show_answer(&answer.outcome, &answer.model, json, Some(extra));
+        return Ok(());
+    }
+    let mut stream = service.stream(&agent, request).await?;
+    let mut collected = crate::StreamCollector::default();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        if !json {
+            show_chunk(&chunk);
+        }
+        collected.add(chunk);
+    }
+    let inner = stream.inner();
+    let usage = inner
+        .usage()
+        .unwrap_or_else(crate::types::Usage::unreported);
+    let model = stream.model().to_owned();
+    if json {
+        let response = collected.into_response(&model, usage);
+        let mut object = output::chat_json(
+            inner.provider(),
+            &model,
+            &response,
+            stream.cost_usd(),
+            inner.elapsed(),
+        );
+        object["agent"] = json!(agent);
+        object["config_id"] = json!(stream.config_id());
+        print_json(&object);
+    } else {
+        outln!("");
+        output::summary_line(
+            inner.provider(),
+            &model,
+            &usage,
+            stream.cost_usd(),
+            inner.elapsed(),
+        );
+    }
+    Ok(())
+}
+
+async fn tokens(host: &Host, args: TokensArgs, json: bool) -> Result<(), Fail> {
     let target = args.target.target()?;
     let count = host
         .count_tokens(&target, &args.model, &TokenInput::Text(args.text.clone()))
         .await?;
-    if args.json {
+    if json {
         print_json(&json!({
             "tokens": count.tokens,
             "estimated": count.estimated,
@@ -391,10 +555,10 @@ async fn tokens(host: &Host, args: TokensArgs) -> Result<(), Fail> {
     Ok(())
 }
 
-async fn health(host: &Host, args: HealthArgs) -> Result<(), Fail> {
+async fn health(host: &Host, args: HealthArgs, json: bool) -> Result<(), Fail> {
     let target = args.target.target()?;
     let outcome = host.health(&target).await?;
-    if args.json {
+    if json {
         print_json(&json!({
             "provider": outcome.provider,
             "healthy": true,

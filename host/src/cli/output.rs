@@ -37,7 +37,12 @@ impl Fail {
             eprintln!("error: {error}");
         }
         match error {
-            Error::InvalidConfig(_) | Error::UnknownProvider(_) | Error::UnknownModel { .. } => 2,
+            Error::InvalidConfig(_)
+            | Error::UnknownProvider(_)
+            | Error::UnknownModel { .. }
+            | Error::Validation { .. }
+            | Error::NotFound { .. }
+            | Error::Conflict(_) => 2,
             _ => 1,
         }
     }

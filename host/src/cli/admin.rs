@@ -1,0 +1,755 @@
+//! `llmhost init`, `agents`, `configs`, `keys` and `usage`: the store and
+//! its secrets from the command line.
+
+use super::output::{Fail, print_json};
+use crate::secrets::{self, EncryptionKey, KeySource, Keyring};
+use crate::service::{ConfigUpdate, LlmConfig, NewConfig};
+use crate::store::Store;
+use crate::{ConfigService, Error, Host, Settings};
+use clap::{Args, Subcommand, ValueEnum};
+use llmhost_registry::rust_decimal::Decimal;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use std::io::{Read, Write};
+use std::str::FromStr;
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// Create an agent.
+    Create {
+        /// Letters, digits, `-`, `_` and `.`, at most 64.
+        name: String,
+        /// What the agent is for.
+        #[arg(long, value_name = "TEXT")]
+        description: Option<String>,
+    },
+    /// List the agents.
+    List,
+    /// Show an agent and its configs.
+    Show { name: String },
+    /// Delete an agent and its configs (its usage history stays).
+    Delete { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigsCommand {
+    /// Add an LLM config to an agent.
+    Add {
+        /// The agent.
+        #[arg(long, value_name = "NAME")]
+        agent: String,
+        /// Provider id (see `llmhost plugins`).
+        #[arg(long, value_name = "ID")]
+        provider: String,
+        /// Model id (see `llmhost models`).
+        #[arg(long, value_name = "M")]
+        model: String,
+        #[command(flatten)]
+        fields: ConfigFields,
+        /// Create it disabled.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List an agent's configs in the order they are tried.
+    List {
+        #[arg(long, value_name = "NAME")]
+        agent: String,
+    },
+    /// Show one config.
+    Show { id: i64 },
+    /// Change the fields given; `--clear FIELD` empties one.
+    Update {
+        id: i64,
+        /// New provider id.
+        #[arg(long, value_name = "ID")]
+        provider: Option<String>,
+        /// New model id.
+        #[arg(long, value_name = "M")]
+        model: Option<String>,
+        #[command(flatten)]
+        fields: ConfigFields,
+        /// Enable the config.
+        #[arg(long, conflicts_with = "disabled")]
+        enabled: bool,
+        /// Disable the config.
+        #[arg(long)]
+        disabled: bool,
+        /// Empty a field (repeatable).
+        #[arg(long, value_enum, value_name = "FIELD")]
+        clear: Vec<Clearable>,
+    },
+    /// Delete a config.
+    Delete { id: i64 },
+    /// Run the provider's health check with the config's key and base URL.
+    Validate { id: i64 },
+}
+
+/// Fields `--clear` can empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Clearable {
+    ApiKey,
+    BaseUrl,
+    Temperature,
+    MaxTokens,
+    TopP,
+    Fallback,
+    /// Custom prices: back to the registry's.
+    Pricing,
+}
+
+#[derive(Debug, Args)]
+pub struct ConfigFields {
+    /// API key, stored encrypted; `-` reads it from standard input (keeps
+    /// it out of shell history). Without one the provider's environment
+    /// variable is used.
+    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    api_key: Option<String>,
+    /// Base URL for this config (a proxy, an Azure-style deployment, a
+    /// local server).
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// Sampling temperature, 0 to 2.
+    #[arg(long, value_name = "T", allow_negative_numbers = true)]
+    temperature: Option<f64>,
+    /// Most tokens to generate, up to the model's output limit.
+    #[arg(long, value_name = "N")]
+    max_tokens: Option<u32>,
+    /// Nucleus sampling, 0 to 1.
+    #[arg(long, value_name = "P", allow_negative_numbers = true)]
+    top_p: Option<f64>,
+    /// Provider to fall back to.
+    #[arg(long, value_name = "ID", requires = "fallback_model")]
+    fallback_provider: Option<String>,
+    /// Model to fall back to.
+    #[arg(long, value_name = "M", requires = "fallback_provider")]
+    fallback_model: Option<String>,
+    /// Lower is tried first [default: 0].
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    priority: Option<i64>,
+    /// USD per 1,000 input tokens [default: the registry's price].
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    cost_per_1k_input: Option<String>,
+    /// USD per 1,000 output tokens [default: the registry's price].
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    cost_per_1k_output: Option<String>,
+    /// A JSON object of your own data.
+    #[arg(long, value_name = "JSON")]
+    metadata: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Re-encrypt every stored API key under a new key, in one
+    /// transaction. A key file is updated in place; a key from the
+    /// environment is printed once, to be put in LLMHOST_ENCRYPTION_KEY.
+    Rotate {
+        /// The new key, base64 of 32 bytes [default: a random one].
+        #[arg(long, value_name = "BASE64", hide_env_values = true)]
+        new_key: Option<String>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct UsageArgs {
+    /// Only this agent.
+    #[arg(long, value_name = "NAME")]
+    agent: Option<String>,
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn key_error(err: secrets::KeyError) -> Error {
+    Error::Encryption {
+        kind: "encryption_key_invalid",
+        message: err.to_string(),
+    }
+}
+
+/// The keyring configured by the environment or the key file.
+fn keyring(settings: &Settings) -> Result<Option<(Keyring, KeySource)>, Error> {
+    secrets::load_keyring(&env, &settings.key_file).map_err(key_error)
+}
+
+/// The config service of the settings' database and keys.
+pub async fn service(host: Host, settings: &Settings) -> Result<ConfigService, Fail> {
+    let store = Store::open(&settings.database).await?;
+    let keyring = keyring(settings)?.map(|(keyring, _)| keyring);
+    Ok(ConfigService::new(host, store, keyring))
+}
+
+fn source_json(source: &KeySource) -> Value {
+    match source {
+        KeySource::Env(name) => json!({"kind": "env", "name": name}),
+        KeySource::File(path) => json!({"kind": "file", "path": path.display().to_string()}),
+    }
+}
+
+/// `llmhost init`.
+pub async fn init(settings: &Settings, json: bool) -> Result<(), Fail> {
+    let store = Store::open(&settings.database).await?;
+    let version = store.schema_version().await?;
+    let (key_id, source, created) = match keyring(settings)? {
+        Some((keyring, source)) => (keyring.active().id().to_owned(), source, false),
+        None => {
+            let key = secrets::create_key_file(&settings.key_file).map_err(key_error)?;
+            (
+                key.id().to_owned(),
+                KeySource::File(settings.key_file.clone()),
+                true,
+            )
+        }
+    };
+    if json {
+        print_json(&json!({
+            "database": store.path().display().to_string(),
+            "schema_version": version,
+            "key_id": key_id,
+            "key_source": source_json(&source),
+            "key_created": created,
+        }));
+        return Ok(());
+    }
+    outln!(
+        "database: {} (schema version {version})",
+        store.path().display()
+    );
+    match (&source, created) {
+        (KeySource::File(path), true) => {
+            outln!(
+                "encryption key {key_id}: created {} (mode 0600)",
+                path.display()
+            );
+            outln!(
+                "Back this file up: without it, stored API keys cannot be read. Or set LLMHOST_ENCRYPTION_KEY instead."
+            );
+        }
+        (KeySource::File(path), false) => {
+            outln!("encryption key {key_id}: from {}", path.display());
+        }
+        (KeySource::Env(name), _) => outln!("encryption key {key_id}: from {name}"),
+    }
+    Ok(())
+}
+
+fn agent_json(agent: &crate::store::Agent) -> Value {
+    serde_json::to_value(agent).unwrap_or(Value::Null)
+}
+
+fn config_json(config: &LlmConfig) -> Value {
+    serde_json::to_value(config).unwrap_or(Value::Null)
+}
+
+/// `llmhost agents …`.
+pub async fn agents(
+    service: &ConfigService,
+    command: AgentsCommand,
+    json: bool,
+) -> Result<(), Fail> {
+    match command {
+        AgentsCommand::Create { name, description } => {
+            let agent = service.create_agent(&name, description.as_deref()).await?;
+            if json {
+                print_json(&agent_json(&agent));
+            } else {
+                outln!("created agent {} (id {})", agent.name, agent.id);
+            }
+        }
+        AgentsCommand::List => {
+            let agents = service.agents().await?;
+            if json {
+                print_json(&json!({"agents": agents.iter().map(agent_json).collect::<Vec<_>>()}));
+            } else if agents.is_empty() {
+                outln!("no agents (create one with `llmhost agents create NAME`)");
+            } else {
+                outln!("{:<6} {:<24} {:<24} DESCRIPTION", "ID", "NAME", "CREATED");
+                for a in &agents {
+                    outln!(
+                        "{:<6} {:<24} {:<24} {}",
+                        a.id,
+                        a.name,
+                        a.created_at,
+                        a.description.as_deref().unwrap_or("")
+                    );
+                }
+            }
+        }
+        AgentsCommand::Show { name } => {
+            let agent = service.agent(&name).await?;
+            let configs = service.configs(&name).await?;
+            if json {
+                let mut object = agent_json(&agent);
+                object["configs"] = configs.iter().map(config_json).collect();
+                print_json(&object);
+            } else {
+                outln!("agent {} (id {})", agent.name, agent.id);
+                if let Some(description) = &agent.description {
+                    outln!("  {description}");
+                }
+                outln!(
+                    "  created {}, updated {}",
+                    agent.created_at,
+                    agent.updated_at
+                );
+                config_table(&configs);
+            }
+        }
+        AgentsCommand::Delete { name } => {
+            service.delete_agent(&name).await?;
+            if json {
+                print_json(&json!({"deleted": name}));
+            } else {
+                outln!("deleted agent {name} and its configs");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn config_table(configs: &[LlmConfig]) {
+    if configs.is_empty() {
+        outln!("  no configs (add one with `llmhost configs add --agent NAME ...`)");
+        return;
+    }
+    outln!(
+        "{:<6} {:>4} {:<8} {:<10} {:<28} {:<8} FALLBACK",
+        "ID",
+        "PRI",
+        "ENABLED",
+        "PROVIDER",
+        "MODEL",
+        "KEY"
+    );
+    for c in configs {
+        let key = match (&c.has_api_key, &c.api_key_hint) {
+            (true, Some(hint)) => hint.clone(),
+            (true, None) => "stored".to_owned(),
+            (false, _) => "env".to_owned(),
+        };
+        let fallback = match (&c.fallback_provider, &c.fallback_model) {
+            (Some(p), Some(m)) => format!("{p}/{m}"),
+            _ => "-".to_owned(),
+        };
+        outln!(
+            "{:<6} {:>4} {:<8} {:<10} {:<28} {:<8} {}",
+            c.id,
+            c.priority,
+            if c.enabled { "yes" } else { "no" },
+            c.provider,
+            c.model_name,
+            key,
+            fallback
+        );
+    }
+}
+
+fn show_config(config: &LlmConfig) {
+    let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    outln!("config {} of agent {}", config.id, config.agent);
+    outln!("  provider          {}", config.provider);
+    outln!("  model             {}", config.model_name);
+    outln!("  enabled           {}", config.enabled);
+    outln!("  priority          {}", config.priority);
+    outln!(
+        "  api key           {}",
+        if config.has_api_key {
+            format!(
+                "stored, encrypted ({})",
+                config.api_key_hint.as_deref().unwrap_or("…")
+            )
+        } else {
+            "none (the provider's environment variable is used)".to_owned()
+        }
+    );
+    outln!("  base url          {}", opt(config.base_url.clone()));
+    outln!(
+        "  temperature       {}",
+        opt(config.temperature.map(|t| t.to_string()))
+    );
+    outln!(
+        "  max tokens        {}",
+        opt(config.max_tokens.map(|t| t.to_string()))
+    );
+    outln!(
+        "  top p             {}",
+        opt(config.top_p.map(|t| t.to_string()))
+    );
+    outln!(
+        "  fallback          {}",
+        match (&config.fallback_provider, &config.fallback_model) {
+            (Some(p), Some(m)) => format!("{p}/{m}"),
+            _ => "-".to_owned(),
+        }
+    );
+    outln!(
+        "  $ per 1k tokens   {} in, {} out ({})",
+        config.cost_per_1k_input_tokens,
+        config.cost_per_1k_output_tokens,
+        config.pricing_source
+    );
+    outln!("  metadata          {}", config.metadata);
+    outln!(
+        "  created {}, updated {}",
+        config.created_at,
+        config.updated_at
+    );
+}
+
+fn read_api_key(value: &str) -> Result<SecretString, Error> {
+    if value != "-" {
+        return Ok(SecretString::from(value.to_owned()));
+    }
+    let mut text = zeroize::Zeroizing::new(String::new());
+    std::io::stdin().read_to_string(&mut text).map_err(|err| {
+        Error::InvalidConfig(format!("cannot read the API key from stdin: {err}"))
+    })?;
+    Ok(SecretString::from(text.trim().to_owned()))
+}
+
+fn usd(value: &str, field: &'static str) -> Result<Decimal, Error> {
+    Decimal::from_str(value.trim()).map_err(|_| Error::Validation {
+        field,
+        message: format!("`{value}` is not a decimal amount of USD"),
+    })
+}
+
+fn metadata(value: &str) -> Result<Value, Error> {
+    serde_json::from_str(value).map_err(|err| Error::Validation {
+        field: "metadata",
+        message: format!("not JSON: {err}"),
+    })
+}
+
+/// `llmhost configs …`.
+pub async fn configs(
+    service: &ConfigService,
+    command: ConfigsCommand,
+    json: bool,
+) -> Result<(), Fail> {
+    let print = |config: &LlmConfig, verb: &str| {
+        if json {
+            print_json(&config_json(config));
+        } else if verb.is_empty() {
+            show_config(config);
+        } else {
+            outln!(
+                "{verb} config {} of agent {}: {} {}",
+                config.id,
+                config.agent,
+                config.provider,
+                config.model_name
+            );
+        }
+    };
+    match command {
+        ConfigsCommand::Add {
+            agent,
+            provider,
+            model,
+            fields,
+            disabled,
+        } => {
+            let mut config = NewConfig::new(provider, model);
+            config.api_key = fields.api_key.as_deref().map(read_api_key).transpose()?;
+            config.base_url = fields.base_url;
+            config.temperature = fields.temperature;
+            config.max_tokens = fields.max_tokens;
+            config.top_p = fields.top_p;
+            config.fallback_provider = fields.fallback_provider;
+            config.fallback_model = fields.fallback_model;
+            config.priority = fields.priority.unwrap_or(0);
+            config.enabled = !disabled;
+            config.cost_per_1k_input_tokens = fields
+                .cost_per_1k_input
+                .as_deref()
+                .map(|v| usd(v, "cost_per_1k_input_tokens"))
+                .transpose()?;
+            config.cost_per_1k_output_tokens = fields
+                .cost_per_1k_output
+                .as_deref()
+                .map(|v| usd(v, "cost_per_1k_output_tokens"))
+                .transpose()?;
+            config.metadata = fields.metadata.as_deref().map(metadata).transpose()?;
+            let config = service.create_config(&agent, config).await?;
+            print(&config, "added");
+        }
+        ConfigsCommand::List { agent } => {
+            let configs = service.configs(&agent).await?;
+            if json {
+                print_json(&json!({
+                    "agent": agent,
+                    "configs": configs.iter().map(config_json).collect::<Vec<_>>(),
+                }));
+            } else {
+                config_table(&configs);
+            }
+        }
+        ConfigsCommand::Show { id } => print(&service.config(id).await?, ""),
+        ConfigsCommand::Update {
+            id,
+            provider,
+            model,
+            fields,
+            enabled,
+            disabled,
+            clear,
+        } => {
+            let cleared = |field: Clearable| clear.contains(&field);
+            let mut update = ConfigUpdate {
+                provider,
+                model,
+                ..ConfigUpdate::default()
+            };
+            if let Some(key) = &fields.api_key {
+                update.api_key = Some(Some(read_api_key(key)?));
+            } else if cleared(Clearable::ApiKey) {
+                update.api_key = Some(None);
+            }
+            update.base_url = match fields.base_url {
+                Some(url) => Some(Some(url)),
+                None => cleared(Clearable::BaseUrl).then_some(None),
+            };
+            update.temperature = match fields.temperature {
+                Some(t) => Some(Some(t)),
+                None => cleared(Clearable::Temperature).then_some(None),
+            };
+            update.max_tokens = match fields.max_tokens {
+                Some(n) => Some(Some(n)),
+                None => cleared(Clearable::MaxTokens).then_some(None),
+            };
+            update.top_p = match fields.top_p {
+                Some(p) => Some(Some(p)),
+                None => cleared(Clearable::TopP).then_some(None),
+            };
+            update.fallback = match (fields.fallback_provider, fields.fallback_model) {
+                (Some(p), Some(m)) => Some(Some((p, m))),
+                _ => cleared(Clearable::Fallback).then_some(None),
+            };
+            if cleared(Clearable::Pricing) {
+                update.cost_per_1k_input_tokens = Some(None);
+                update.cost_per_1k_output_tokens = Some(None);
+            } else {
+                update.cost_per_1k_input_tokens = fields
+                    .cost_per_1k_input
+                    .as_deref()
+                    .map(|v| usd(v, "cost_per_1k_input_tokens").map(Some))
+                    .transpose()?;
+                update.cost_per_1k_output_tokens = fields
+                    .cost_per_1k_output
+                    .as_deref()
+                    .map(|v| usd(v, "cost_per_1k_output_tokens").map(Some))
+                    .transpose()?;
+            }
+            update.priority = fields.priority;
+            update.enabled = if enabled {
+                Some(true)
+            } else if disabled {
+                Some(false)
+            } else {
+                None
+            };
+            update.metadata = fields.metadata.as_deref().map(metadata).transpose()?;
+            let config = service.update_config(id, update).await?;
+            print(&config, "updated");
+        }
+        ConfigsCommand::Delete { id } => {
+            service.delete_config(id).await?;
+            if json {
+                print_json(&json!({"deleted": id}));
+            } else {
+                outln!("deleted config {id}");
+            }
+        }
+        ConfigsCommand::Validate { id } => {
+            let validation = service.validate_config(id).await?;
+            let config = &validation.config;
+            match validation.health {
+                Ok(outcome) => {
+                    if json {
+                        print_json(&json!({
+                            "id": config.id,
+                            "valid": true,
+                            "provider": config.provider,
+                            "model": config.model_name,
+                            "latency_ms": outcome.latency.as_millis() as u64,
+                            "detail": outcome.report.detail,
+                        }));
+                    } else {
+                        outln!(
+                            "config {}: {} answers and accepts the key ({} ms) - {}",
+                            config.id,
+                            config.provider,
+                            outcome.latency.as_millis(),
+                            outcome.report.detail
+                        );
+                    }
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `llmhost keys …`.
+pub async fn keys(
+    host: Host,
+    settings: &Settings,
+    command: KeysCommand,
+    json: bool,
+) -> Result<(), Fail> {
+    let KeysCommand::Rotate { new_key } = command;
+    let Some((keyring, source)) = keyring(settings)? else {
+        return Err(Error::Encryption {
+            kind: "encryption_key_missing",
+            message: "no encryption key is configured, so there is nothing to rotate (run `llmhost init`)".into(),
+        }
+        .into());
+    };
+    let new_key = match new_key {
+        Some(text) => EncryptionKey::from_base64(&text).map_err(key_error)?,
+        None => EncryptionKey::generate(),
+    };
+    let new_id = new_key.id().to_owned();
+    let store = Store::open(&settings.database).await?;
+    let service = ConfigService::new(host, store, Some(keyring.clone()));
+    match &source {
+        KeySource::File(path) => {
+            // The file first holds both keys, so that whatever happens
+            // next, every row stays decryptable.
+            let mut both = vec![new_key.clone()];
+            both.extend(keyring.keys().cloned());
+            if keyring.keys().any(|k| k.id() == new_id) {
+                return Err(Error::Encryption {
+                    kind: "key_reused",
+                    message: format!("key {new_id} is already in use; rotate to a new key"),
+                }
+                .into());
+            }
+            secrets::write_key_file(path, &both).map_err(key_error)?;
+            let rotated = match service.rotate_keys(new_key.clone(), |_| Ok(())).await {
+                Ok(count) => count,
+                Err(err) => {
+                    let old: Vec<EncryptionKey> = keyring.keys().cloned().collect();
+                    if let Err(restore) = secrets::write_key_file(path, &old) {
+                        eprintln!("warning: {restore}");
+                    }
+                    return Err(err.into());
+                }
+            };
+            // Every row is under the new key: retire the old ones.
+            if let Err(err) = secrets::write_key_file(path, std::slice::from_ref(&new_key)) {
+                eprintln!(
+                    "warning: rotation done, but the old key could not be removed from the key file: {err}"
+                );
+            }
+            if json {
+                print_json(
+                    &json!({"rotated": rotated, "key_id": new_id, "key_file": path.display().to_string()}),
+                );
+            } else {
+                outln!(
+                    "re-encrypted {rotated} API key(s) under key {new_id}; {} now holds the new key",
+                    path.display()
+                );
+            }
+        }
+        KeySource::Env(name) => {
+            let name = *name;
+            let encoded = new_key.to_base64();
+            // Printed before the commit: if the key cannot be shown,
+            // nothing is changed.
+            service
+                .rotate_keys(new_key, move |rotated| {
+                    let text = if json {
+                        format!(
+                            "{}\n",
+                            json!({"rotated": rotated, "key_id": new_id, "new_key": encoded.expose_secret()})
+                        )
+                    } else {
+                        format!(
+                            "re-encrypted {rotated} API key(s) under key {new_id}\n\
+                             new key: {}\n\
+                             Put it in {name} now (it replaces the current one); it is not shown again.\n",
+                            encoded.expose_secret()
+                        )
+                    };
+                    let mut out = std::io::stdout().lock();
+                    out.write_all(text.as_bytes())
+                        .and_then(|()| out.flush())
+                        .map_err(|err| {
+                            Error::Internal(format!(
+                                "cannot print the new key ({err}); nothing was changed"
+                            ))
+                        })
+                })
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// `llmhost usage`.
+pub async fn usage(service: &ConfigService, args: UsageArgs, json: bool) -> Result<(), Fail> {
+    if let Some(agent) = &args.agent {
+        service.agent(agent).await?;
+    }
+    let rows = service.store().usage_summary(args.agent.as_deref()).await?;
+    let total: Decimal = rows.iter().map(|r| r.cost_usd).sum();
+    if json {
+        let list: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                json!({
+                    "agent": r.agent_name,
+                    "provider": r.provider,
+                    "model": r.model,
+                    "attempts": r.attempts,
+                    "errors": r.errors,
+                    "input_tokens": r.input_tokens,
+                    "output_tokens": r.output_tokens,
+                    "estimated": r.estimated,
+                    "cost_usd": r.cost_usd.normalize().to_string(),
+                    "unpriced": r.unpriced,
+                })
+            })
+            .collect();
+        print_json(&json!({"usage": list, "total_cost_usd": total.normalize().to_string()}));
+        return Ok(());
+    }
+    if rows.is_empty() {
+        outln!("no usage recorded");
+        return Ok(());
+    }
+    outln!(
+        "{:<20} {:<10} {:<28} {:>8} {:>6} {:>10} {:>10} {:>14}",
+        "AGENT",
+        "PROVIDER",
+        "MODEL",
+        "CALLS",
+        "ERRORS",
+        "IN",
+        "OUT",
+        "COST $"
+    );
+    for r in &rows {
+        let note = if r.unpriced > 0 { " +?" } else { "" };
+        outln!(
+            "{:<20} {:<10} {:<28} {:>8} {:>6} {:>10} {:>10} {:>14}{note}",
+            r.agent_name,
+            r.provider,
+            r.model,
+            r.attempts,
+            r.errors,
+            r.input_tokens,
+            r.output_tokens,
+            r.cost_usd.normalize().to_string()
+        );
+    }
+    outln!("total ${}", total.normalize());
+    if rows.iter().any(|r| r.unpriced > 0) {
+        outln!("(+? : some calls used models without a known price)");
+    }
+    Ok(())
+}

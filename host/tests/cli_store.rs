@@ -1,0 +1,542 @@
+//! `llmhost init`, `agents`, `configs`, `keys`, `usage` and `chat --agent`
+//! as operators run them: real processes, a real database file, real
+//! encryption, the vendor simulator on loopback.
+
+mod common;
+
+use common::{json_of, llmhost, run};
+use llmhost_simulator::{Simulator, Vendor};
+use serde_json::Value;
+use std::io::Write;
+use std::path::Path;
+use std::process::{Output, Stdio};
+
+const KEY: &str = "sk-RECOGNISABLE-cli-key-0123456789";
+
+/// Runs the binary with the database and key file in `dir`, appending
+/// everything it printed to `seen`.
+struct Session<'a> {
+    dir: &'a Path,
+    env: Vec<(String, String)>,
+    seen: String,
+}
+
+impl<'a> Session<'a> {
+    fn new(dir: &'a Path) -> Self {
+        Self {
+            dir,
+            env: vec![
+                (
+                    "LLMHOST_DB".into(),
+                    dir.join("agents.db").display().to_string(),
+                ),
+                (
+                    "LLMHOST_KEY_FILE".into(),
+                    dir.join("keys/encryption.key").display().to_string(),
+                ),
+                (
+                    "XDG_CONFIG_HOME".into(),
+                    dir.join("config").display().to_string(),
+                ),
+                ("LLMHOST_LOG".into(), "trace".into()),
+            ],
+            seen: String::new(),
+        }
+    }
+
+    async fn run(&mut self, args: &[&str], extra: &[(&str, &str)]) -> Output {
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend_from_slice(extra);
+        let output = run(args, &env).await;
+        self.seen.push_str(&String::from_utf8_lossy(&output.stdout));
+        self.seen.push_str(&String::from_utf8_lossy(&output.stderr));
+        output
+    }
+
+    async fn ok(&mut self, args: &[&str], extra: &[(&str, &str)]) -> Value {
+        let output = self.run(args, extra).await;
+        assert!(
+            output.status.success(),
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        json_of(&output)
+    }
+
+    async fn fails(&mut self, args: &[&str], extra: &[(&str, &str)], kind: &str) -> Value {
+        let output = self.run(args, extra).await;
+        assert!(!output.status.success(), "{args:?} should fail");
+        let v = json_of(&output);
+        assert_eq!(v["error"]["kind"], kind, "{args:?}: {v}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+        v
+    }
+
+    fn key_file(&self) -> std::path::PathBuf {
+        self.dir.join("keys/encryption.key")
+    }
+}
+
+fn file_contains(path: &Path, needle: &str) -> bool {
+    let mut found = false;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        if let Ok(bytes) = std::fs::read(name) {
+            found |= bytes.windows(needle.len()).any(|w| w == needle.as_bytes());
+        }
+    }
+    found
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operators_manage_agents_and_chat_as_them_without_leaking_keys() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+
+    let init = s.ok(&["init", "--json"], &[]).await;
+    assert_eq!(init["schema_version"], 2);
+    assert_eq!(init["key_created"], true);
+    assert_eq!(init["key_source"]["kind"], "file");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.key_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // A second init keeps the key.
+    let again = s.ok(&["init", "--json"], &[]).await;
+    assert_eq!(again["key_created"], false);
+    assert_eq!(again["key_id"], init["key_id"]);
+
+    let agent = s
+        .ok(
+            &[
+                "agents",
+                "create",
+                "bot",
+                "--description",
+                "helps",
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(agent["name"], "bot");
+    s.fails(&["agents", "create", "bot", "--json"], &[], "conflict")
+        .await;
+
+    let added = s
+        .ok(
+            &[
+                "configs",
+                "add",
+                "--agent",
+                "bot",
+                "--provider",
+                "openai",
+                "--model",
+                "gpt-4o-mini",
+                "--api-key",
+                KEY,
+                "--base-url",
+                &base,
+                "--temperature",
+                "0.5",
+                "--max-tokens",
+                "200",
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+    let id = added["id"].as_i64().unwrap().to_string();
+    assert_eq!(added["has_api_key"], true);
+    assert_eq!(added["base_url"], base.as_str());
+    assert_eq!(added["cost_per_1k_input_tokens"], "0.00015");
+    assert!(!file_contains(
+        &dir.path().join("agents.db"),
+        "RECOGNISABLE"
+    ));
+
+    // Bad input: one clear typed error, exit 2, nothing stored.
+    for (args, kind) in [
+        (vec!["--temperature", "2.5"], "validation"),
+        (vec!["--top-p", "-1"], "validation"),
+        (vec!["--max-tokens", "99999999"], "validation"),
+        (vec!["--base-url", "ftp://x"], "validation"),
+    ] {
+        let mut full = vec![
+            "configs",
+            "add",
+            "--agent",
+            "bot",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o-mini",
+            "--json",
+        ];
+        full.extend(args);
+        let output = s.run(&full, &[]).await;
+        assert_eq!(output.status.code(), Some(2));
+        assert_eq!(json_of(&output)["error"]["kind"], kind);
+    }
+    s.fails(&["agents", "show", "nobody", "--json"], &[], "not_found")
+        .await;
+    s.fails(&["configs", "show", "999", "--json"], &[], "not_found")
+        .await;
+    let list = s
+        .ok(&["configs", "list", "--agent", "bot", "--json"], &[])
+        .await;
+    assert_eq!(list["configs"].as_array().unwrap().len(), 1);
+
+    let updated = s
+        .ok(
+            &["configs", "update", &id, "--temperature", "0.75", "--json"],
+            &[],
+        )
+        .await;
+    assert_eq!(updated["temperature"], 0.75);
+    assert_eq!(updated["max_tokens"], 200);
+    let shown = s.ok(&["configs", "show", &id, "--json"], &[]).await;
+    assert_eq!(shown["temperature"], 0.75);
+    let validated = s.ok(&["configs", "validate", &id, "--json"], &[]).await;
+    assert_eq!(validated["valid"], true);
+
+    // Chat as the agent: its key, model and parameters; usage recorded.
+    let answer = s
+        .ok(&["chat", "--agent", "bot", "--json", "Hello agent"], &[])
+        .await;
+    assert_eq!(answer["model"], "gpt-4o-mini");
+    assert_eq!(answer["agent"], "bot");
+    let last = sim.requests().last().unwrap().clone();
+    assert_eq!(
+        last.header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    let body: Value = serde_json::from_slice(&last.body).unwrap();
+    assert_eq!(body["temperature"], 0.75);
+    assert_eq!(
+        body["max_tokens"]
+            .as_u64()
+            .or(body["max_completion_tokens"].as_u64()),
+        Some(200)
+    );
+    let streamed = s
+        .ok(
+            &["chat", "--agent", "bot", "--stream", "--json", "Stream it"],
+            &[],
+        )
+        .await;
+    assert!(streamed["content"].as_str().unwrap().contains("Stream it"));
+
+    let usage = s.ok(&["usage", "--agent", "bot", "--json"], &[]).await;
+    let row = &usage["usage"][0];
+    assert_eq!(row["attempts"], 2);
+    let tokens = |v: &Value, k: &str| v["usage"][k].as_u64().unwrap();
+    assert_eq!(
+        row["input_tokens"].as_u64().unwrap(),
+        tokens(&answer, "input_tokens") + tokens(&streamed, "input_tokens")
+    );
+    assert_eq!(
+        row["output_tokens"].as_u64().unwrap(),
+        tokens(&answer, "output_tokens") + tokens(&streamed, "output_tokens")
+    );
+    // $0.15 / $0.60 per Mtok, exact.
+    let expected = |v: &Value| {
+        tokens(v, "input_tokens") as u128 * 150_000 + tokens(v, "output_tokens") as u128 * 600_000
+    };
+    let micro_micro = expected(&answer) + expected(&streamed);
+    let cost: f64 = row["cost_usd"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        row["cost_usd"].as_str().unwrap(),
+        usage["total_cost_usd"].as_str().unwrap()
+    );
+    assert!((cost - micro_micro as f64 / 1e12).abs() < 1e-15, "{cost}");
+    assert_eq!(
+        answer["cost_usd"],
+        format!("{}", rust_decimal_str(expected(&answer)))
+    );
+
+    // A key given on stdin.
+    let mut command = llmhost(
+        &["configs", "update", &id, "--api-key", "-", "--json"],
+        &s.env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect::<Vec<_>>(),
+    );
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{KEY}-stdin\n").as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    s.seen.push_str(&String::from_utf8_lossy(&output.stdout));
+    s.seen.push_str(&String::from_utf8_lossy(&output.stderr));
+    s.ok(&["chat", "--agent", "bot", "--json", "stdin key"], &[])
+        .await;
+    assert_eq!(
+        sim.requests().last().unwrap().header("authorization"),
+        Some(format!("Bearer {KEY}-stdin").as_str())
+    );
+
+    // Rotation with a key file: the file changes, the keys still work.
+    let before = std::fs::read_to_string(s.key_file()).unwrap();
+    let rotated = s.ok(&["keys", "rotate", "--json"], &[]).await;
+    assert_eq!(rotated["rotated"], 1);
+    assert_ne!(rotated["key_id"], init["key_id"]);
+    assert!(
+        rotated.get("new_key").is_none(),
+        "a key file rotation prints no key"
+    );
+    assert_ne!(std::fs::read_to_string(s.key_file()).unwrap(), before);
+    s.ok(&["chat", "--agent", "bot", "--json", "after rotation"], &[])
+        .await;
+
+    // Human output too, then everything printed is searched for the key.
+    for args in [
+        vec!["agents", "list"],
+        vec!["agents", "show", "bot"],
+        vec!["configs", "list", "--agent", "bot"],
+        vec!["configs", "show", &id],
+        vec!["usage"],
+        vec!["-vv", "chat", "--agent", "bot", "human"],
+    ] {
+        let output = s.run(&args, &[]).await;
+        assert!(output.status.success(), "{args:?}");
+    }
+    s.fails(&["configs", "delete", "999", "--json"], &[], "not_found")
+        .await;
+    s.ok(&["agents", "delete", "bot", "--json"], &[]).await;
+    let usage = s.ok(&["usage", "--json"], &[]).await;
+    assert_eq!(
+        usage["usage"][0]["agent"], "bot",
+        "history outlives the agent"
+    );
+    assert!(
+        s.seen.contains("TRACE") || s.seen.contains("DEBUG"),
+        "logs were on"
+    );
+    assert!(
+        !s.seen.contains("RECOGNISABLE"),
+        "a key leaked:\n{}",
+        s.seen
+    );
+    assert!(!file_contains(
+        &dir.path().join("agents.db"),
+        "RECOGNISABLE"
+    ));
+}
+
+/// The decimal text of `micro_micro` × 1e-12 USD, as the CLI prints it.
+fn rust_decimal_str(micro_micro: u128) -> String {
+    let text = format!("{micro_micro:013}");
+    let (int, frac) = text.split_at(text.len() - 12);
+    let frac = frac.trim_end_matches('0');
+    if frac.is_empty() {
+        int.to_owned()
+    } else {
+        format!("{int}.{frac}")
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn env_keys_rotate_by_printing_the_new_key_once() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+    let old = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="; // 32 bytes
+    let env_old = [("LLMHOST_ENCRYPTION_KEY", old)];
+
+    let init = s.ok(&["init", "--json"], &env_old).await;
+    assert_eq!(init["key_created"], false);
+    assert_eq!(init["key_source"]["name"], "LLMHOST_ENCRYPTION_KEY");
+    assert!(
+        !s.key_file().exists(),
+        "no key file when the key is in the environment"
+    );
+
+    // The other accepted variable name works the same.
+    s.ok(
+        &["agents", "create", "envbot", "--json"],
+        &[("ENCRYPTION_KEY", old)],
+    )
+    .await;
+    s.ok(
+        &[
+            "configs",
+            "add",
+            "--agent",
+            "envbot",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o-mini",
+            "--api-key",
+            KEY,
+            "--base-url",
+            &base,
+            "--json",
+        ],
+        &[("ENCRYPTION_KEY", old)],
+    )
+    .await;
+
+    // Without any key, stored keys cannot be used: a clear error.
+    let err = s
+        .fails(
+            &["chat", "--agent", "envbot", "--json", "x"],
+            &[],
+            "encryption_key_missing",
+        )
+        .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("LLMHOST_ENCRYPTION_KEY")
+    );
+    s.fails(
+        &["chat", "--agent", "envbot", "--json", "x"],
+        &[("LLMHOST_ENCRYPTION_KEY", "not-base64!")],
+        "encryption_key_invalid",
+    )
+    .await;
+
+    let rotated = s.ok(&["keys", "rotate", "--json"], &env_old).await;
+    assert_eq!(rotated["rotated"], 1);
+    let new = rotated["new_key"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let err = s
+        .fails(
+            &["chat", "--agent", "envbot", "--json", "x"],
+            &env_old,
+            "unknown_key",
+        )
+        .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(rotated["key_id"].as_str().unwrap())
+    );
+    s.ok(
+        &["chat", "--agent", "envbot", "--json", "new key"],
+        &[("LLMHOST_ENCRYPTION_KEY", &new)],
+    )
+    .await;
+    assert_eq!(
+        sim.requests().last().unwrap().header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+    // A chosen key, and the human form.
+    let chosen = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let output = s
+        .run(
+            &["keys", "rotate", "--new-key", chosen],
+            &[("LLMHOST_ENCRYPTION_KEY", &new)],
+        )
+        .await;
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        text.contains(chosen) && text.contains("LLMHOST_ENCRYPTION_KEY"),
+        "{text}"
+    );
+    s.ok(
+        &["chat", "--agent", "envbot", "--json", "chosen"],
+        &[("LLMHOST_ENCRYPTION_KEY", chosen)],
+    )
+    .await;
+    assert!(!s.seen.contains("RECOGNISABLE"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_without_a_key_uses_the_provider_environment_variable() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+    s.ok(&["agents", "create", "plain", "--json"], &[]).await;
+    let added = s
+        .ok(
+            &[
+                "configs",
+                "add",
+                "--agent",
+                "plain",
+                "--provider",
+                "openai",
+                "--model",
+                "gpt-4o-mini",
+                "--base-url",
+                &base,
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(added["has_api_key"], false);
+    s.fails(
+        &["chat", "--agent", "plain", "--json", "x"],
+        &[],
+        "api_key_missing",
+    )
+    .await;
+    s.ok(
+        &["chat", "--agent", "plain", "--json", "x"],
+        &[("OPENAI_API_KEY", "sk-from-env")],
+    )
+    .await;
+    assert_eq!(
+        sim.requests().last().unwrap().header("authorization"),
+        Some("Bearer sk-from-env")
+    );
+    // Both attempts are in the usage history, the failure typed.
+    let usage = s.ok(&["usage", "--json"], &[]).await;
+    assert_eq!(usage["usage"][0]["attempts"], 2);
+    assert_eq!(usage["usage"][0]["errors"], 1);
+    // An agent with no enabled config says so.
+    s.ok(
+        &[
+            "configs",
+            "update",
+            &added["id"].to_string(),
+            "--disabled",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    s.fails(
+        &["chat", "--agent", "plain", "--json", "x"],
+        &[],
+        "not_found",
+    )
+    .await;
+}
