@@ -685,6 +685,11 @@ pub async fn keys(
                         })
                 })
                 .await?;
+            if json {
+                eprintln!(
+                    "Put new_key in {name} now (it replaces the current one); it is not shown again."
+                );
+            }
         }
     }
     Ok(())
