@@ -35,6 +35,17 @@ pub enum Error {
         "{provider}: model `{model}` is not in the catalogue and strict model mode is on (add it to the model overrides file)"
     )]
     UnknownModel { provider: String, model: String },
+    /// The provider's circuit breaker is open after repeated failures;
+    /// nothing was sent.
+    #[error(
+        "{provider}: skipped after repeated failures at {base_url} (probed again in {:.1}s)",
+        .retry_after.as_secs_f64()
+    )]
+    CircuitOpen {
+        provider: String,
+        base_url: String,
+        retry_after: Duration,
+    },
     /// The request took longer than its time budget.
     #[error("{provider}: no answer within {:.1}s", .after.as_secs_f64())]
     Timeout { provider: String, after: Duration },
@@ -92,6 +103,7 @@ impl Error {
             Error::UnknownProvider(_) => "unknown_provider",
             Error::UnknownModel { .. } => "unknown_model",
             Error::Timeout { .. } => "timeout",
+            Error::CircuitOpen { .. } => "circuit_open",
             Error::CpuLimitExceeded { .. } => "cpu_limit_exceeded",
             Error::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
             Error::PluginTrap { .. } => "plugin_trap",
@@ -129,6 +141,9 @@ impl Error {
 
     /// How long the vendor asked to wait before retrying, if it said.
     pub fn retry_after(&self) -> Option<Duration> {
+        if let Error::CircuitOpen { retry_after, .. } = self {
+            return Some(*retry_after);
+        }
         self.detail()
             .and_then(|d| d.retry_after_ms)
             .map(Duration::from_millis)

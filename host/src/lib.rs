@@ -22,6 +22,7 @@
 pub mod cli;
 mod error;
 mod host;
+pub mod resilience;
 mod runtime;
 pub mod secrets;
 pub mod service;

@@ -20,6 +20,17 @@
 //! connect_timeout_secs = 10
 //! max_concurrent_instances = 256
 //!
+//! [retry]                        # calls made for agents
+//! max_attempts = 3                 # per route (provider and model)
+//! base_delay_ms = 250              # backoff: doubles, full jitter
+//! max_delay_secs = 20
+//! deadline_secs = 300              # a whole call, fallbacks included
+//! attempt_timeout_secs = 60        # one attempt (default: timeout_secs)
+//!
+//! [breaker]
+//! threshold = 5                    # failures in a row; 0 turns it off
+//! cooldown_secs = 30
+//!
 //! [providers.openai]
 //! base_url = "https://proxy.example.com/v1"   # OPENAI_BASE_URL wins over it
 //! allowed_hosts = ["proxy.example.com"]
@@ -29,6 +40,7 @@
 //! usual environment variables or from an agent's encrypted config.
 
 use crate::error::Error;
+use crate::resilience::Resilience;
 use crate::runtime::Limits;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -73,6 +85,10 @@ struct FileSettings {
     #[serde(default)]
     limits: FileLimits,
     #[serde(default)]
+    retry: FileRetry,
+    #[serde(default)]
+    breaker: FileBreaker,
+    #[serde(default)]
     providers: BTreeMap<String, ProviderSettings>,
 }
 
@@ -90,6 +106,23 @@ struct FileLimits {
     response_mb: Option<u64>,
     connect_timeout_secs: Option<f64>,
     max_concurrent_instances: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRetry {
+    max_attempts: Option<u32>,
+    base_delay_ms: Option<u64>,
+    max_delay_secs: Option<f64>,
+    deadline_secs: Option<f64>,
+    attempt_timeout_secs: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileBreaker {
+    threshold: Option<u32>,
+    cooldown_secs: Option<f64>,
 }
 
 /// Everything the CLI and gateway are configured with.
@@ -112,6 +145,8 @@ pub struct Settings {
     /// Default time budget of a request.
     pub timeout: Duration,
     pub limits: Limits,
+    /// Retries, breakers and attempt timeout of calls made for agents.
+    pub resilience: Resilience,
     pub providers: BTreeMap<String, ProviderSettings>,
 }
 
@@ -127,6 +162,7 @@ impl Default for Settings {
             key_file: default_key_file(),
             timeout: crate::host::DEFAULT_TIMEOUT,
             limits: Limits::default(),
+            resilience: Resilience::default(),
             providers: BTreeMap::new(),
         }
     }
@@ -245,6 +281,35 @@ impl Settings {
                 )));
             }
             self.limits.max_concurrent_instances = n;
+        }
+        let retry = file.retry;
+        if let Some(n) = retry.max_attempts {
+            if !(1..=10).contains(&n) {
+                return Err(Error::InvalidConfig(format!(
+                    "{} must be between 1 and 10",
+                    what("retry.max_attempts")
+                )));
+            }
+            self.resilience.retry.max_attempts = n;
+        }
+        if let Some(ms) = retry.base_delay_ms {
+            self.resilience.retry.base_delay = Duration::from_millis(ms);
+        }
+        if let Some(secs) = retry.max_delay_secs {
+            self.resilience.retry.max_delay = seconds(secs, &what("retry.max_delay_secs"))?;
+        }
+        if let Some(secs) = retry.deadline_secs {
+            self.resilience.retry.deadline = seconds(secs, &what("retry.deadline_secs"))?;
+        }
+        if let Some(secs) = retry.attempt_timeout_secs {
+            self.resilience.attempt_timeout =
+                Some(seconds(secs, &what("retry.attempt_timeout_secs"))?);
+        }
+        if let Some(n) = file.breaker.threshold {
+            self.resilience.breaker.threshold = n;
+        }
+        if let Some(secs) = file.breaker.cooldown_secs {
+            self.resilience.breaker.cooldown = seconds(secs, &what("breaker.cooldown_secs"))?;
         }
         for (id, provider) in &file.providers {
             if let Some(url) = &provider.base_url {

@@ -176,6 +176,26 @@ async fn a_panicking_plugin_is_a_typed_trap() {
 }
 
 #[tokio::test]
+async fn a_trap_inside_a_stream_is_a_typed_error_and_the_host_keeps_serving() {
+    let (_dir, host) = misbehave_host().await;
+    let mut stream = host
+        .stream(
+            &misbehave_target(),
+            &ChatRequest::simple("panic-next", "go"),
+        )
+        .await
+        .expect("the stream starts");
+    let err = stream
+        .next()
+        .await
+        .expect("an item")
+        .expect_err("the trap surfaces");
+    assert_eq!(err.kind(), "plugin_trap", "{err}");
+    assert!(stream.next().await.is_none(), "the stream is over");
+    still_serves(&host).await;
+}
+
+#[tokio::test]
 async fn a_request_to_an_unapproved_host_is_denied_without_a_connection() {
     let (_dir, host) = misbehave_host().await;
     let sim = Simulator::start().await.expect("sim");

@@ -62,7 +62,7 @@ fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
 async fn migrations_go_up_down_and_up_again() {
     let f = fixture().await;
     let store = f.service.store();
-    assert_eq!(store.schema_version().await.unwrap(), 2);
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     assert_eq!(
         tables(&f.db),
         ["agent_llm_configs", "agents", "usage_events"]
@@ -78,7 +78,8 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(store.schema_version().await.unwrap(), 0);
     assert!(tables(&f.db).is_empty());
 
-    store.migrate_to(2).await.unwrap();
+    store.migrate_to(3).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 3);
     assert_eq!(
         tables(&f.db),
         ["agent_llm_configs", "agents", "usage_events"]

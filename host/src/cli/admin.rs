@@ -95,6 +95,8 @@ pub enum Clearable {
     Fallback,
     /// Custom prices: back to the registry's.
     Pricing,
+    MaxAttempts,
+    Deadline,
 }
 
 #[derive(Debug, Args)]
@@ -132,6 +134,14 @@ pub struct ConfigFields {
     /// USD per 1,000 output tokens [default: the registry's price].
     #[arg(long, value_name = "USD", allow_negative_numbers = true)]
     cost_per_1k_output: Option<String>,
+    /// Attempts per route of a call, 1 to 10 [default: the global
+    /// setting, 3].
+    #[arg(long, value_name = "N")]
+    max_attempts: Option<u32>,
+    /// Budget of a whole call, fallbacks included, in seconds [default:
+    /// the global setting].
+    #[arg(long, value_name = "SECONDS")]
+    deadline: Option<f64>,
     /// A JSON object of your own data.
     #[arg(long, value_name = "JSON")]
     metadata: Option<String>,
@@ -176,7 +186,7 @@ fn keyring(settings: &Settings) -> Result<Option<(Keyring, KeySource)>, Error> {
 pub async fn service(host: Host, settings: &Settings) -> Result<ConfigService, Fail> {
     let store = Store::open(&settings.database).await?;
     let keyring = keyring(settings)?.map(|(keyring, _)| keyring);
-    Ok(ConfigService::new(host, store, keyring))
+    Ok(ConfigService::new(host, store, keyring).with_resilience(settings.resilience))
 }
 
 fn source_json(source: &KeySource) -> Value {
@@ -414,6 +424,17 @@ fn usd(value: &str, field: &'static str) -> Result<Decimal, Error> {
     })
 }
 
+fn deadline(seconds: f64) -> Result<std::time::Duration, Error> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
+        Ok(std::time::Duration::from_secs_f64(seconds))
+    } else {
+        Err(Error::Validation {
+            field: "deadline",
+            message: format!("{seconds} is not between 0 and 86400 seconds"),
+        })
+    }
+}
+
 fn metadata(value: &str) -> Result<Value, Error> {
     serde_json::from_str(value).map_err(|err| Error::Validation {
         field: "metadata",
@@ -471,6 +492,8 @@ pub async fn configs(
                 .map(|v| usd(v, "cost_per_1k_output_tokens"))
                 .transpose()?;
             config.metadata = fields.metadata.as_deref().map(metadata).transpose()?;
+            config.max_attempts = fields.max_attempts;
+            config.deadline = fields.deadline.map(deadline).transpose()?;
             let config = service.create_config(&agent, config).await?;
             print(&config, "added");
         }
@@ -542,6 +565,14 @@ pub async fn configs(
                     .transpose()?;
             }
             update.priority = fields.priority;
+            update.max_attempts = match fields.max_attempts {
+                Some(n) => Some(Some(n)),
+                None => cleared(Clearable::MaxAttempts).then_some(None),
+            };
+            update.deadline = match fields.deadline {
+                Some(s) => Some(Some(deadline(s)?)),
+                None => cleared(Clearable::Deadline).then_some(None),
+            };
             update.enabled = if enabled {
                 Some(true)
             } else if disabled {

@@ -494,7 +494,12 @@ async fn agent_chat(service: &ConfigService, args: ChatArgs, json: bool) -> Resu
     let request = build_request(&args, "");
     if !args.stream {
         let answer = service.chat(&agent, request).await?;
-        let extra = json!({"agent": answer.agent, "config_id": answer.config_id});
+        let extra = json!({
+            "agent": answer.agent,
+            "config_id": answer.config_id,
+            "fallback": answer.fallback,
+            "attempts": answer.attempts,
+        });
         show_answer(&answer.outcome, &answer.model, json, Some(extra));
         return Ok(());
     }
@@ -523,6 +528,8 @@ async fn agent_chat(service: &ConfigService, args: ChatArgs, json: bool) -> Resu
         );
         object["agent"] = json!(agent);
         object["config_id"] = json!(stream.config_id());
+        object["fallback"] = json!(stream.fallback());
+        object["attempts"] = json!(stream.attempts());
         print_json(&object);
     } else {
         outln!("");

@@ -449,6 +449,16 @@ impl Host {
         self.inner.catalogue.cost(provider, model, &usage.billed())
     }
 
+    /// Time budget of requests whose target sets none.
+    pub fn default_timeout(&self) -> Duration {
+        self.inner.default_timeout
+    }
+
+    /// The base URL a call to `target` would use.
+    pub fn base_url_of(&self, target: &Target) -> Result<String, Error> {
+        self.resolve(target).map(|r| r.config.base_url)
+    }
+
     /// In strict mode, refuses models the catalogue does not know.
     fn check_model(&self, provider: &str, model: &str) -> Result<(), Error> {
         if self.inner.strict_models && self.inner.catalogue.get(provider, model).is_none() {

@@ -1,22 +1,35 @@
-//! Calls made on an agent's behalf: the primary config picks provider,
-//! model, parameters, base URL and key, and every attempt is recorded as a
-//! usage event.
+//! Calls made on an agent's behalf. The agent's enabled configs, in
+//! priority order, each followed by its fallback pair, are the routes a
+//! call may take. Each route gets its own attempt budget; the call's total
+//! deadline covers them all. Every attempt is recorded as a usage event.
 
 use super::ConfigService;
 use crate::error::Error;
-use crate::host::{ChatOutcome, ChatStream};
-use crate::store::{ConfigRow, UsageEvent, UsageOutcome};
-use crate::types::{ChatRequest, Chunk, Usage};
+use crate::host::{ChatOutcome, ChatStream, Target};
+use crate::resilience::{BucketKey, Next, Reservation, next_step};
+use crate::store::{Agent, ConfigRow, UsageEvent, UsageOutcome};
+use crate::types::{ChatRequest, Chunk, ErrorDetail, ProviderError, Usage};
 use llmhost_registry::rust_decimal::Decimal;
-use std::time::{Duration, Instant};
+use secrecy::ExposeSecret;
+use sha2::Digest;
+use std::collections::VecDeque;
+use std::time::Duration;
+use tokio::time::Instant;
 
-/// An agent's answer: the host's outcome, which config served it and the
+/// An agent's answer: the host's outcome, which route served it and the
 /// usage event recorded for it.
 #[derive(Debug, Clone)]
 pub struct AgentOutcome {
     pub agent: String,
+    /// The config whose route served the call.
     pub config_id: i64,
+    /// The provider and model that answered.
+    pub provider: String,
     pub model: String,
+    /// Whether a route other than the first (a fallback) answered.
+    pub fallback: bool,
+    /// Attempts made, failed ones included.
+    pub attempts: u32,
     /// The answer; its `cost_usd` uses the config's custom prices when it
     /// has them.
     pub outcome: ChatOutcome,
@@ -25,7 +38,20 @@ pub struct AgentOutcome {
     pub usage_event: Option<i64>,
 }
 
-/// What is recorded for each attempt, fixed when the call starts.
+/// One place a call can go.
+#[derive(Debug, Clone)]
+struct Route {
+    config: ConfigRow,
+    provider: String,
+    model: String,
+    /// Not the call's first choice.
+    fallback: bool,
+    /// Whether this is the config's own pair (its key, base URL and
+    /// custom prices apply) rather than its fallback pair.
+    primary_pair: bool,
+}
+
+/// What is recorded for each attempt, fixed when it starts.
 #[derive(Debug, Clone)]
 struct Attempt {
     agent_id: i64,
@@ -35,25 +61,14 @@ struct Attempt {
     model: String,
     custom_prices: Option<(Decimal, Decimal)>,
     started: Instant,
+    number: u32,
+    fallback: bool,
     streamed: bool,
+    /// Input tokens estimated from the request, for failures.
+    input_estimate: u64,
 }
 
 impl Attempt {
-    fn new(row: &ConfigRow, agent_name: &str, streamed: bool) -> Self {
-        Self {
-            agent_id: row.agent_id,
-            agent_name: agent_name.to_owned(),
-            config_id: row.id,
-            provider: row.provider.clone(),
-            model: row.model_name.clone(),
-            custom_prices: row
-                .custom_pricing
-                .then_some((row.cost_per_1k_input_tokens, row.cost_per_1k_output_tokens)),
-            started: Instant::now(),
-            streamed,
-        }
-    }
-
     /// The config's prices when it has its own, else the registry's cost.
     fn cost(&self, usage: &Usage, registry: Option<Decimal>) -> Option<Decimal> {
         match self.custom_prices {
@@ -93,17 +108,28 @@ impl Attempt {
             latency: self.started.elapsed(),
             time_to_first_token: ttft,
             outcome,
-            attempt: 1,
-            fallback: false,
+            attempt: self.number,
+            fallback: self.fallback,
             streamed: self.streamed,
         }
     }
+
+    fn failed(&self, error: &Error) -> UsageEvent {
+        self.event(
+            None,
+            None,
+            None,
+            UsageOutcome::Error(error.kind().to_owned()),
+        )
+    }
 }
 
-/// The request as the config shapes it: the config's model always; its
-/// temperature, max tokens and top-p where the request sets none.
-fn shape(row: &ConfigRow, mut request: ChatRequest) -> ChatRequest {
-    request.model = row.model_name.clone();
+/// The request as a route shapes it: the route's model always; the
+/// config's temperature, max tokens and top-p where the request sets none.
+fn shape(route: &Route, request: &ChatRequest) -> ChatRequest {
+    let mut request = request.clone();
+    request.model = route.model.clone();
+    let row = &route.config;
     if request.temperature.is_none() {
         request.temperature = row.temperature.map(|t| t as f32);
     }
@@ -116,7 +142,104 @@ fn shape(row: &ConfigRow, mut request: ChatRequest) -> ChatRequest {
     request
 }
 
+/// A rough count of the request's input tokens (four bytes a token), for
+/// rate limits and for failures that report no usage.
+fn estimate_input(request: &ChatRequest) -> u64 {
+    let bytes: usize = request
+        .messages
+        .iter()
+        .map(|m| m.text_content().len() + 4)
+        .sum();
+    (bytes as u64).div_ceil(4)
+}
+
+fn client_rate_limited(provider: &str, wait: Duration) -> Error {
+    Error::Provider {
+        provider: provider.to_owned(),
+        error: Box::new(ProviderError::RateLimited(ErrorDetail {
+            message: format!(
+                "the configured rate limit would delay this call past its deadline (free in {:.1}s)",
+                wait.as_secs_f64()
+            ),
+            status: None,
+            vendor_code: Some("client_rate_limit".into()),
+            request_id: None,
+            retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+        })),
+    }
+}
+
+/// Whether an error says the vendor is unwell (counts for its breaker).
+fn unwell(error: &Error) -> bool {
+    match error {
+        Error::Provider { error, .. } => matches!(
+            error.as_ref(),
+            ProviderError::Overloaded(_)
+                | ProviderError::ServerError(_)
+                | ProviderError::Timeout(_)
+                | ProviderError::Network(_)
+        ),
+        Error::Timeout { .. } => true,
+        _ => false,
+    }
+}
+
+/// A call in progress: its routes, deadline and attempt count.
+struct Call<'a> {
+    service: &'a ConfigService,
+    agent: Agent,
+    routes: Vec<Route>,
+    request: ChatRequest,
+    deadline: Instant,
+    max_attempts: u32,
+    attempts: u32,
+    streamed: bool,
+}
+
+/// An attempt ready to go: its target, shaped request and accounting.
+struct Ready {
+    target: Target,
+    request: ChatRequest,
+    attempt: Attempt,
+    reservation: Option<Reservation>,
+    base_url: String,
+}
+
 impl ConfigService {
+    /// The routes of an agent's call, in the order they are tried.
+    async fn routes(&self, agent: &str) -> Result<(Agent, Vec<Route>), Error> {
+        let agent = self.agent(agent).await?;
+        let configs = self.store.configs(agent.id, true).await?;
+        if configs.is_empty() {
+            return Err(Error::NotFound {
+                what: "enabled config of agent",
+                key: agent.name.clone(),
+            });
+        }
+        let mut routes = Vec::new();
+        for config in configs {
+            routes.push(Route {
+                provider: config.provider.clone(),
+                model: config.model_name.clone(),
+                fallback: !routes.is_empty(),
+                primary_pair: true,
+                config: config.clone(),
+            });
+            if let (Some(provider), Some(model)) =
+                (&config.fallback_provider, &config.fallback_model)
+            {
+                routes.push(Route {
+                    provider: provider.clone(),
+                    model: model.clone(),
+                    fallback: true,
+                    primary_pair: false,
+                    config: config.clone(),
+                });
+            }
+        }
+        Ok((agent, routes))
+    }
+
     async fn record(&self, event: UsageEvent) -> Option<i64> {
         match self.store.record_usage(event).await {
             Ok(id) => Some(id),
@@ -127,119 +250,442 @@ impl ConfigService {
         }
     }
 
-    /// Sends `request` with the agent's primary config. The request's
-    /// model is replaced by the config's. One usage event is recorded,
-    /// whether the call succeeds or fails.
+    async fn start_call(
+        &self,
+        agent: &str,
+        request: ChatRequest,
+        streamed: bool,
+    ) -> Result<Call<'_>, Error> {
+        let (agent, routes) = self.routes(agent).await?;
+        let first = &routes[0].config;
+        let deadline = first
+            .deadline_ms
+            .map(Duration::from_millis)
+            .unwrap_or(self.resilience.retry.deadline);
+        let max_attempts = first
+            .max_attempts
+            .unwrap_or(self.resilience.retry.max_attempts)
+            .max(1);
+        Ok(Call {
+            service: self,
+            agent,
+            routes,
+            request,
+            deadline: Instant::now() + deadline,
+            max_attempts,
+            attempts: 0,
+            streamed,
+        })
+    }
+
+    /// Sends `request` for the agent: its first enabled config, with
+    /// retries, then its fallback, then the next enabled configs by
+    /// priority. The request's model is replaced by each route's. Every
+    /// attempt is recorded as a usage event.
     pub async fn chat(&self, agent: &str, request: ChatRequest) -> Result<AgentOutcome, Error> {
-        let (row, agent) = self.primary_row(agent).await?;
-        let attempt = Attempt::new(&row, &agent.name, false);
-        let request = shape(&row, request);
-        let result = match self.target(&row) {
-            Ok(target) => self.host.chat(&target, &request).await,
-            Err(err) => Err(err),
-        };
-        match result {
-            Ok(mut outcome) => {
-                outcome.cost_usd = attempt.cost(&outcome.response.usage, outcome.cost_usd);
-                let event = attempt.event(
-                    Some(&outcome.response.usage),
-                    outcome.cost_usd,
-                    None,
-                    UsageOutcome::Ok,
-                );
-                let usage_event = self.record(event).await;
-                Ok(AgentOutcome {
-                    agent: agent.name,
-                    config_id: row.id,
-                    model: row.model_name,
-                    outcome,
-                    usage_event,
-                })
+        let mut call = self.start_call(agent, request, false).await?;
+        let mut last_error = None;
+        for index in 0..call.routes.len() {
+            let route = call.routes[index].clone();
+            for try_number in 1..=call.max_attempts {
+                let ready = match call.prepare(&route).await {
+                    Ok(ready) => ready,
+                    Err(Step::NextRoute(err)) => {
+                        last_error = Some(err);
+                        break;
+                    }
+                    Err(Step::Fail(err)) => return Err(err),
+                };
+                let result = self.host.chat(&ready.target, &ready.request).await;
+                match result {
+                    Ok(mut outcome) => {
+                        let attempt = &ready.attempt;
+                        call.settle(&ready, Some(&outcome.response.usage), None);
+                        outcome.cost_usd = attempt.cost(&outcome.response.usage, outcome.cost_usd);
+                        let event = attempt.event(
+                            Some(&outcome.response.usage),
+                            outcome.cost_usd,
+                            None,
+                            UsageOutcome::Ok,
+                        );
+                        let usage_event = self.record(event).await;
+                        return Ok(AgentOutcome {
+                            agent: call.agent.name.clone(),
+                            config_id: route.config.id,
+                            provider: route.provider.clone(),
+                            model: route.model.clone(),
+                            fallback: route.fallback,
+                            attempts: call.attempts,
+                            outcome,
+                            usage_event,
+                        });
+                    }
+                    Err(err) => {
+                        call.settle(&ready, None, Some(&err));
+                        self.record(ready.attempt.failed(&err)).await;
+                        match call.after_failure(err, try_number, false).await {
+                            Step2::Retry => continue,
+                            Step2::NextRoute(err) => {
+                                last_error = Some(err);
+                                break;
+                            }
+                            Step2::Fail(err) => return Err(err),
+                        }
+                    }
+                }
             }
-            Err(err) => {
-                let event =
-                    attempt.event(None, None, None, UsageOutcome::Error(err.kind().to_owned()));
-                self.record(event).await;
-                Err(err)
+            if call.deadline <= Instant::now() {
+                break;
+            }
+        }
+        Err(call.exhausted(last_error))
+    }
+
+    /// Streams `request` for the agent, with the same routes, retries and
+    /// fallbacks as [`ConfigService::chat`] up to the first chunk; once a
+    /// chunk reached the caller a failure ends the stream with its error.
+    /// The usage event of the serving attempt is written when the stream
+    /// ends, fails or is dropped.
+    pub async fn stream(&self, agent: &str, request: ChatRequest) -> Result<AgentStream, Error> {
+        let mut call = self.start_call(agent, request, true).await?;
+        let mut last_error = None;
+        for index in 0..call.routes.len() {
+            let route = call.routes[index].clone();
+            for try_number in 1..=call.max_attempts {
+                let ready = match call.prepare(&route).await {
+                    Ok(ready) => ready,
+                    Err(Step::NextRoute(err)) => {
+                        last_error = Some(err);
+                        break;
+                    }
+                    Err(Step::Fail(err)) => return Err(err),
+                };
+                match Self::first_chunk(&self.host, &ready).await {
+                    Ok((stream, buffered)) => {
+                        return Ok(AgentStream {
+                            service: self.clone(),
+                            stream,
+                            buffered,
+                            attempt: ready.attempt,
+                            reservation: ready.reservation,
+                            base_url: ready.base_url,
+                            recorded: false,
+                            usage_event: None,
+                            text: String::new(),
+                            fallback: route.fallback,
+                            attempts: call.attempts,
+                        });
+                    }
+                    Err(err) => {
+                        call.settle(&ready, None, Some(&err));
+                        self.record(ready.attempt.failed(&err)).await;
+                        match call.after_failure(err, try_number, false).await {
+                            Step2::Retry => continue,
+                            Step2::NextRoute(err) => {
+                                last_error = Some(err);
+                                break;
+                            }
+                            Step2::Fail(err) => return Err(err),
+                        }
+                    }
+                }
+            }
+            if call.deadline <= Instant::now() {
+                break;
+            }
+        }
+        Err(call.exhausted(last_error))
+    }
+
+    /// Opens a stream and reads up to its first chunk with content; what
+    /// came before it (the start) is kept for the caller.
+    async fn first_chunk(
+        host: &crate::Host,
+        ready: &Ready,
+    ) -> Result<(ChatStream, VecDeque<Chunk>), Error> {
+        let mut stream = host.stream(&ready.target, &ready.request).await?;
+        let mut buffered = VecDeque::new();
+        loop {
+            match stream.next().await {
+                Some(Ok(chunk)) => {
+                    let content = !matches!(chunk, Chunk::Start(_));
+                    buffered.push_back(chunk);
+                    if content {
+                        break;
+                    }
+                }
+                Some(Err(err)) => return Err(err),
+                None => break,
+            }
+        }
+        Ok((stream, buffered))
+    }
+}
+
+/// Why an attempt could not start.
+enum Step {
+    NextRoute(Error),
+    Fail(Error),
+}
+
+/// What follows a failed attempt.
+enum Step2 {
+    Retry,
+    NextRoute(Error),
+    Fail(Error),
+}
+
+impl Call<'_> {
+    /// Checks the breaker, the deadline and the rate limit, and builds the
+    /// attempt.
+    async fn prepare(&mut self, route: &Route) -> Result<Ready, Step> {
+        let service = self.service;
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(Step::NextRoute(Error::Timeout {
+                provider: route.provider.clone(),
+                after: Duration::ZERO,
+            }));
+        }
+        // A fallback to the config's own provider (another model) keeps
+        // its key and base URL; another provider is reached with its
+        // environment variables and settings.
+        let mut target = if route.provider == route.config.provider {
+            service.target(&route.config).map_err(Step::Fail)?
+        } else {
+            Target::new(&route.provider)
+        };
+        let attempt_timeout = service
+            .resilience
+            .attempt_timeout
+            .unwrap_or_else(|| service.host.default_timeout());
+        target.timeout = Some(attempt_timeout.min(remaining));
+        let base_url = service.host.base_url_of(&target).map_err(Step::Fail)?;
+        if let Err(wait) = service.breakers.admit(&route.provider, &base_url) {
+            return Err(Step::NextRoute(Error::CircuitOpen {
+                provider: route.provider.clone(),
+                base_url,
+                retry_after: wait,
+            }));
+        }
+        let request = shape(route, &self.request);
+        let input_estimate = estimate_input(&request);
+        let limits = service
+            .host
+            .catalogue()
+            .get(&route.provider, &route.model)
+            .map(|m| m.rate_limits)
+            .unwrap_or_default();
+        let reservation =
+            if limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some() {
+                let key_id = target
+                    .api_key
+                    .as_ref()
+                    .map(|k| hex::encode(&sha2::Sha256::digest(k.expose_secret().as_bytes())[..8]))
+                    .unwrap_or_default();
+                let key = BucketKey {
+                    provider: route.provider.clone(),
+                    model: route.model.clone(),
+                    key_id,
+                };
+                let tokens = input_estimate + u64::from(request.max_tokens.unwrap_or(0));
+                match service
+                    .limiter
+                    .acquire(&key, limits, tokens, self.deadline)
+                    .await
+                {
+                    Ok(reservation) => Some(reservation),
+                    Err(wait) => {
+                        return Err(Step::NextRoute(client_rate_limited(&route.provider, wait)));
+                    }
+                }
+            } else {
+                None
+            };
+        // The wait for the limiter counts against the deadline.
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        target.timeout = Some(attempt_timeout.min(remaining).max(Duration::from_millis(1)));
+        self.attempts += 1;
+        let row = &route.config;
+        let attempt = Attempt {
+            agent_id: row.agent_id,
+            agent_name: self.agent.name.clone(),
+            config_id: row.id,
+            provider: route.provider.clone(),
+            model: route.model.clone(),
+            custom_prices: (route.primary_pair && row.custom_pricing)
+                .then_some((row.cost_per_1k_input_tokens, row.cost_per_1k_output_tokens)),
+            started: Instant::now(),
+            number: self.attempts,
+            fallback: route.fallback,
+            streamed: self.streamed,
+            input_estimate,
+        };
+        Ok(Ready {
+            target,
+            request,
+            attempt,
+            reservation,
+            base_url,
+        })
+    }
+
+    /// Settles the rate limit and the breaker after an attempt.
+    fn settle(&self, ready: &Ready, usage: Option<&Usage>, error: Option<&Error>) {
+        settle(
+            self.service,
+            ready.reservation.as_ref(),
+            &ready.attempt,
+            &ready.base_url,
+            usage,
+            error,
+        );
+    }
+
+    /// Decides what follows a failure, waiting before a retry.
+    async fn after_failure(&self, err: Error, try_number: u32, streamed: bool) -> Step2 {
+        match next_step(&err, streamed) {
+            Next::Stop => Step2::Fail(err),
+            Next::Fallback => Step2::NextRoute(err),
+            Next::Retry if try_number >= self.max_attempts => Step2::NextRoute(err),
+            Next::Retry => {
+                let wait = self.service.resilience.retry.delay(try_number, &err);
+                if Instant::now() + wait >= self.deadline {
+                    return Step2::NextRoute(err);
+                }
+                tracing::info!(error = %err, wait_ms = wait.as_millis() as u64, "retrying");
+                tokio::time::sleep(wait).await;
+                Step2::Retry
             }
         }
     }
 
-    /// Streams `request` with the agent's primary config. The usage event
-    /// is recorded when the stream ends, fails or is dropped.
-    pub async fn stream(&self, agent: &str, request: ChatRequest) -> Result<AgentStream, Error> {
-        let (row, agent) = self.primary_row(agent).await?;
-        let attempt = Attempt::new(&row, &agent.name, true);
-        let request = shape(&row, request);
-        let result = match self.target(&row) {
-            Ok(target) => self.host.stream(&target, &request).await,
-            Err(err) => Err(err),
-        };
-        match result {
-            Ok(stream) => Ok(AgentStream {
-                service: self.clone(),
-                stream,
-                attempt,
-                recorded: false,
-                usage_event: None,
-            }),
-            Err(err) => {
-                let event =
-                    attempt.event(None, None, None, UsageOutcome::Error(err.kind().to_owned()));
-                self.record(event).await;
-                Err(err)
-            }
-        }
+    /// The error of a call whose routes are all spent.
+    fn exhausted(&self, last: Option<Error>) -> Error {
+        last.unwrap_or_else(|| Error::Timeout {
+            provider: self.routes[0].provider.clone(),
+            after: Duration::ZERO,
+        })
+    }
+}
+
+fn settle(
+    service: &ConfigService,
+    reservation: Option<&Reservation>,
+    attempt: &Attempt,
+    base_url: &str,
+    usage: Option<&Usage>,
+    error: Option<&Error>,
+) {
+    if let Some(reservation) = reservation {
+        let used = usage
+            .map(|u| u64::from(u.input_tokens) + u64::from(u.output_tokens))
+            .unwrap_or(attempt.input_estimate);
+        service.limiter.settle(reservation, used);
+    }
+    match error {
+        None => service.breakers.success(&attempt.provider, base_url),
+        Some(err) if unwell(err) => service.breakers.failure(&attempt.provider, base_url),
+        Some(_) => service.breakers.neutral(&attempt.provider, base_url),
     }
 }
 
 /// An agent's streamed answer. Read it like a [`ChatStream`]; the usage
 /// event is written when it ends (before `next` returns `None` or the
 /// error), or in the background if it is dropped unfinished (recorded as a
-/// `cancelled` error with the usage seen so far).
+/// `cancelled` error with the usage seen so far). A stream cut after its
+/// first chunk is not retried; its row holds an estimate of what was
+/// received.
 pub struct AgentStream {
     service: ConfigService,
     stream: ChatStream,
+    buffered: VecDeque<Chunk>,
     attempt: Attempt,
+    reservation: Option<Reservation>,
+    base_url: String,
     recorded: bool,
     usage_event: Option<i64>,
+    /// Text received, for an estimate when no usage arrives.
+    text: String,
+    fallback: bool,
+    attempts: u32,
 }
 
 impl AgentStream {
     /// The next chunk; `None` at the end.
     pub async fn next(&mut self) -> Option<Result<Chunk, Error>> {
+        if let Some(chunk) = self.buffered.pop_front() {
+            self.note(&chunk);
+            return Some(Ok(chunk));
+        }
         if self.recorded {
             return None;
         }
         match self.stream.next().await {
-            Some(Ok(chunk)) => Some(Ok(chunk)),
+            Some(Ok(chunk)) => {
+                self.note(&chunk);
+                Some(Ok(chunk))
+            }
             Some(Err(err)) => {
-                self.finish(UsageOutcome::Error(err.kind().to_owned()))
-                    .await;
+                self.finish(Some(&err)).await;
                 Some(Err(err))
             }
             None => {
-                self.finish(UsageOutcome::Ok).await;
+                self.finish(None).await;
                 None
             }
         }
     }
 
+    fn note(&mut self, chunk: &Chunk) {
+        if let Chunk::Text(text) | Chunk::Reasoning(text) = chunk {
+            self.text.push_str(text);
+        }
+    }
+
+    /// The reported usage, else an estimate of what was sent and received.
+    fn usage(&self) -> Usage {
+        self.stream.usage().unwrap_or_else(|| {
+            let output = crate::runtime::tokenizer::count("o200k_base", &self.text)
+                .unwrap_or_else(|_| u32::try_from(self.text.len().div_ceil(4)).unwrap_or(u32::MAX));
+            Usage {
+                input_tokens: u32::try_from(self.attempt.input_estimate).unwrap_or(u32::MAX),
+                output_tokens: output,
+                ..Usage::unreported()
+            }
+        })
+    }
+
     fn event(&self, outcome: UsageOutcome) -> UsageEvent {
-        let usage = self.stream.usage();
-        let cost = usage
-            .as_ref()
-            .and_then(|u| self.attempt.cost(u, self.stream.cost_usd()));
+        let usage = self.usage();
+        let cost = if usage.estimated {
+            None
+        } else {
+            self.attempt.cost(&usage, self.stream.cost_usd())
+        };
         self.attempt.event(
-            usage.as_ref(),
+            Some(&usage),
             cost,
             self.stream.time_to_first_token(),
             outcome,
         )
     }
 
-    async fn finish(&mut self, outcome: UsageOutcome) {
+    async fn finish(&mut self, error: Option<&Error>) {
         self.recorded = true;
+        let outcome = match error {
+            Some(err) => UsageOutcome::Error(err.kind().to_owned()),
+            None => UsageOutcome::Ok,
+        };
+        let usage = self.usage();
+        settle(
+            &self.service,
+            self.reservation.as_ref(),
+            &self.attempt,
+            &self.base_url,
+            Some(&usage),
+            error,
+        );
         let event = self.event(outcome);
         self.usage_event = self.service.record(event).await;
     }
@@ -249,14 +695,29 @@ impl AgentStream {
         &self.stream
     }
 
-    /// The config serving the stream.
+    /// The config whose route serves the stream.
     pub fn config_id(&self) -> i64 {
         self.attempt.config_id
+    }
+
+    /// The provider answering.
+    pub fn provider(&self) -> &str {
+        &self.attempt.provider
     }
 
     /// The model answering.
     pub fn model(&self) -> &str {
         &self.attempt.model
+    }
+
+    /// Whether a fallback route serves the stream.
+    pub fn fallback(&self) -> bool {
+        self.fallback
+    }
+
+    /// Attempts made before the stream started, this one included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
     }
 
     /// Exact cost of the reported usage, at the config's prices when it

@@ -12,6 +12,7 @@ pub use agent_call::{AgentOutcome, AgentStream};
 
 use crate::error::Error;
 use crate::host::{HealthOutcome, Host, Target};
+use crate::resilience::{BreakerPolicy, Breakers, RateLimiter, Resilience};
 use crate::secrets::{Binding, CryptoError, EncryptionKey, Keyring};
 use crate::store::{Agent, ConfigRow, NewConfigRow, Store};
 use llmhost_registry::rust_decimal::Decimal;
@@ -51,6 +52,10 @@ pub struct LlmConfig {
     pub pricing_source: &'static str,
     pub priority: i64,
     pub enabled: bool,
+    /// Attempts per route of a call; `None`: the global setting.
+    pub max_attempts: Option<u32>,
+    /// Budget of a whole call in milliseconds; `None`: the global setting.
+    pub deadline_ms: Option<u64>,
     pub created_at: String,
     pub updated_at: String,
     pub metadata: Value,
@@ -81,6 +86,8 @@ impl LlmConfig {
             },
             priority: row.priority,
             enabled: row.enabled,
+            max_attempts: row.max_attempts,
+            deadline_ms: row.deadline_ms,
             created_at: row.created_at.clone(),
             updated_at: row.updated_at.clone(),
             metadata: serde_json::from_str(&row.metadata_json).unwrap_or(Value::Null),
@@ -109,6 +116,10 @@ pub struct NewConfig {
     pub cost_per_1k_output_tokens: Option<Decimal>,
     pub priority: i64,
     pub enabled: bool,
+    /// Attempts per route of a call (1 to 10); `None`: the global setting.
+    pub max_attempts: Option<u32>,
+    /// Budget of a whole call; `None`: the global setting.
+    pub deadline: Option<std::time::Duration>,
     /// A JSON object of the caller's own data.
     pub metadata: Option<Value>,
 }
@@ -130,6 +141,8 @@ impl NewConfig {
             cost_per_1k_output_tokens: None,
             priority: 0,
             enabled: true,
+            max_attempts: None,
+            deadline: None,
             metadata: None,
         }
     }
@@ -154,6 +167,8 @@ pub struct ConfigUpdate {
     pub cost_per_1k_output_tokens: Option<Option<Decimal>>,
     pub priority: Option<i64>,
     pub enabled: Option<bool>,
+    pub max_attempts: Option<Option<u32>>,
+    pub deadline: Option<Option<std::time::Duration>>,
     pub metadata: Option<Value>,
 }
 
@@ -172,6 +187,9 @@ pub struct ConfigService {
     host: Host,
     store: Store,
     keyring: Arc<RwLock<Option<Arc<Keyring>>>>,
+    resilience: Resilience,
+    limiter: Arc<RateLimiter>,
+    breakers: Arc<Breakers>,
 }
 
 impl std::fmt::Debug for ConfigService {
@@ -236,7 +254,18 @@ impl ConfigService {
             host,
             store,
             keyring: Arc::new(RwLock::new(keyring.map(Arc::new))),
+            resilience: Resilience::default(),
+            limiter: Arc::default(),
+            breakers: Arc::new(Breakers::new(BreakerPolicy::default())),
         }
+    }
+
+    /// Uses `resilience` for calls made for agents: retries, attempt
+    /// timeout, breakers (which start afresh).
+    pub fn with_resilience(mut self, resilience: Resilience) -> Self {
+        self.resilience = resilience;
+        self.breakers = Arc::new(Breakers::new(resilience.breaker));
+        self
     }
 
     /// The host that serves the calls.
@@ -426,6 +455,16 @@ impl ConfigService {
                 return Err(invalid(field, "must not be negative"));
             }
         }
+        if let Some(n) = row.max_attempts
+            && !(1..=10).contains(&n)
+        {
+            return Err(invalid("max_attempts", format!("{n} is outside 1 to 10")));
+        }
+        if let Some(ms) = row.deadline_ms
+            && !(1..=86_400_000).contains(&ms)
+        {
+            return Err(invalid("deadline", "must be between 1 ms and 24 hours"));
+        }
         if !matches!(
             serde_json::from_str::<Value>(&row.metadata_json),
             Ok(Value::Object(_))
@@ -511,6 +550,10 @@ impl ConfigService {
             custom_pricing,
             priority: config.priority,
             enabled: config.enabled,
+            max_attempts: config.max_attempts,
+            deadline_ms: config
+                .deadline
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             metadata_json: config
                 .metadata
                 .unwrap_or_else(|| Value::Object(Default::default()))
@@ -567,6 +610,12 @@ impl ConfigService {
         }
         if let Some(enabled) = update.enabled {
             row.enabled = enabled;
+        }
+        if let Some(n) = update.max_attempts {
+            row.max_attempts = n;
+        }
+        if let Some(deadline) = update.deadline {
+            row.deadline_ms = deadline.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         }
         if let Some(metadata) = update.metadata {
             row.metadata_json = metadata.to_string();

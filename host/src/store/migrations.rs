@@ -90,6 +90,17 @@ DROP INDEX usage_events_by_agent;
 DROP TABLE usage_events;
 "#;
 
+/// Per-config retry settings.
+const CONFIG_RETRY_UP: &str = r#"
+ALTER TABLE agent_llm_configs ADD COLUMN max_attempts INTEGER CHECK (max_attempts BETWEEN 1 AND 10);
+ALTER TABLE agent_llm_configs ADD COLUMN deadline_ms INTEGER CHECK (deadline_ms > 0);
+"#;
+
+const CONFIG_RETRY_DOWN: &str = r#"
+ALTER TABLE agent_llm_configs DROP COLUMN deadline_ms;
+ALTER TABLE agent_llm_configs DROP COLUMN max_attempts;
+"#;
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -101,11 +112,14 @@ pub(crate) fn migrations() -> Migrations<'static> {
             .down(USAGE_EVENTS_DOWN)
             .foreign_key_check()
             .comment("usage events"),
+        M::up(CONFIG_RETRY_UP)
+            .down(CONFIG_RETRY_DOWN)
+            .comment("per-config retry settings"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 #[cfg(test)]
 mod tests {

@@ -46,6 +46,10 @@ pub struct ConfigRow {
     /// Lower runs first.
     pub priority: i64,
     pub enabled: bool,
+    /// Attempts per route of a call; `None`: the global setting.
+    pub max_attempts: Option<u32>,
+    /// Budget of a whole call; `None`: the global setting.
+    pub deadline_ms: Option<u64>,
     pub created_at: String,
     pub updated_at: String,
     pub metadata_json: String,
@@ -70,6 +74,8 @@ pub struct NewConfigRow {
     pub custom_pricing: bool,
     pub priority: i64,
     pub enabled: bool,
+    pub max_attempts: Option<u32>,
+    pub deadline_ms: Option<u64>,
     pub metadata_json: String,
 }
 
@@ -92,6 +98,8 @@ impl ConfigRow {
             custom_pricing: self.custom_pricing,
             priority: self.priority,
             enabled: self.enabled,
+            max_attempts: self.max_attempts,
+            deadline_ms: self.deadline_ms,
             metadata_json: self.metadata_json.clone(),
         }
     }
@@ -204,7 +212,7 @@ fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
 const CONFIG_COLUMNS: &str = "id, agent_id, provider, model_name, temperature, max_tokens, top_p, \
      api_key_encrypted, api_key_hint, base_url, fallback_provider, fallback_model, \
      cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing, priority, enabled, \
-     created_at, updated_at, metadata_json";
+     created_at, updated_at, metadata_json, max_attempts, deadline_ms";
 
 fn config_from(row: &Row<'_>) -> rusqlite::Result<ConfigRow> {
     Ok(ConfigRow {
@@ -231,6 +239,8 @@ fn config_from(row: &Row<'_>) -> rusqlite::Result<ConfigRow> {
         created_at: row.get(17)?,
         updated_at: row.get(18)?,
         metadata_json: row.get(19)?,
+        max_attempts: row.get(20)?,
+        deadline_ms: row.get(21)?,
     })
 }
 
@@ -343,8 +353,9 @@ impl Store {
                     "INSERT INTO agent_llm_configs (agent_id, provider, model_name, temperature, \
                      max_tokens, top_p, api_key_encrypted, api_key_hint, base_url, \
                      fallback_provider, fallback_model, cost_per_1k_input_tokens, \
-                     cost_per_1k_output_tokens, custom_pricing, priority, enabled, metadata_json) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17) \
+                     cost_per_1k_output_tokens, custom_pricing, priority, enabled, metadata_json, \
+                     max_attempts, deadline_ms) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
                      RETURNING {CONFIG_COLUMNS}"
                 ),
                 params![
@@ -365,6 +376,8 @@ impl Store {
                     row.priority,
                     row.enabled,
                     row.metadata_json,
+                    row.max_attempts,
+                    row.deadline_ms,
                 ],
                 config_from,
             )
@@ -393,7 +406,7 @@ impl Store {
                          api_key_hint = ?8, base_url = ?9, fallback_provider = ?10, \
                          fallback_model = ?11, cost_per_1k_input_tokens = ?12, \
                          cost_per_1k_output_tokens = ?13, custom_pricing = ?14, priority = ?15, \
-                         enabled = ?16, metadata_json = ?17, \
+                         enabled = ?16, metadata_json = ?17, max_attempts = ?19, deadline_ms = ?20, \
                          updated_at = max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
                                           strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds')) \
                          WHERE id = ?1 AND updated_at = ?18 RETURNING {CONFIG_COLUMNS}"
@@ -417,6 +430,8 @@ impl Store {
                         row.enabled,
                         row.metadata_json,
                         expected,
+                        row.max_attempts,
+                        row.deadline_ms,
                     ],
                     config_from,
                 )

@@ -4,6 +4,7 @@
 //! - `spin`: loops forever (the CPU limit must stop it);
 //! - `hog`: allocates without bound (the memory limit must stop it);
 //! - `panic`: panics (a trap);
+//! - `panic-next`: starts a stream, then panics in its `next`;
 //! - `fetch`: GETs the URL given as the last message's text and answers
 //!   with the status (the HTTP gate decides whether it may);
 //! - anything else: answers `ok` without any I/O.
@@ -89,6 +90,15 @@ fn behave(request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
 
 struct Once(Option<Chunk>);
 
+/// A stream whose first `next` panics.
+struct PanicNext;
+
+impl ChunkSource for PanicNext {
+    fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError> {
+        panic!("this plugin panics in the middle of a stream")
+    }
+}
+
 impl ChunkSource for Once {
     fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError> {
         Ok(self.0.take())
@@ -105,7 +115,7 @@ impl Provider for Misbehave {
             api_key_env: vec!["MISBEHAVE_API_KEY".into()],
             base_url_env: Vec::new(),
             hosts: vec!["misbehave.invalid".into()],
-            models: ["ok", "spin", "hog", "panic", "fetch"]
+            models: ["ok", "spin", "hog", "panic", "panic-next", "fetch"]
                 .into_iter()
                 .map(model)
                 .collect(),
@@ -120,6 +130,9 @@ impl Provider for Misbehave {
         _config: ProviderConfig,
         request: ChatRequest,
     ) -> Result<Box<dyn ChunkSource>, ProviderError> {
+        if request.model == "panic-next" {
+            return Ok(Box::new(PanicNext));
+        }
         let response = behave(&request)?;
         Ok(Box::new(Once(Some(Chunk::Text(response.content)))))
     }
