@@ -60,6 +60,10 @@ pub enum Error {
         provider: String,
         limit_bytes: usize,
     },
+    /// The plugin tried to send more HTTP requests in one call than it
+    /// may; the extra ones were not sent.
+    #[error("{provider}: the plugin tried to send more than {limit} HTTP requests in one call")]
+    RequestLimitExceeded { provider: String, limit: u32 },
     /// The plugin crashed (a WebAssembly trap).
     #[error("{provider}: the plugin crashed: {message}")]
     PluginTrap { provider: String, message: String },
@@ -107,6 +111,7 @@ impl Error {
             Error::CpuLimitExceeded { .. } => "cpu_limit_exceeded",
             Error::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
             Error::PluginTrap { .. } => "plugin_trap",
+            Error::RequestLimitExceeded { .. } => "request_limit_exceeded",
             Error::PluginLoad { .. } => "plugin_load",
             Error::InvalidConfig(_) => "invalid_config",
             Error::Validation { .. } => "validation",

@@ -19,6 +19,7 @@
 //! response_mb = 32
 //! connect_timeout_secs = 10
 //! max_concurrent_instances = 256
+//! max_requests_per_call = 16
 //!
 //! [retry]                        # calls made for agents
 //! max_attempts = 3                 # per route (provider and model)
@@ -106,6 +107,7 @@ struct FileLimits {
     response_mb: Option<u64>,
     connect_timeout_secs: Option<f64>,
     max_concurrent_instances: Option<u32>,
+    max_requests_per_call: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -281,6 +283,15 @@ impl Settings {
                 )));
             }
             self.limits.max_concurrent_instances = n;
+        }
+        if let Some(n) = limits.max_requests_per_call {
+            if n == 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "{} must be at least 1",
+                    what("limits.max_requests_per_call")
+                )));
+            }
+            self.limits.max_outbound_requests = n;
         }
         let retry = file.retry;
         if let Some(n) = retry.max_attempts {

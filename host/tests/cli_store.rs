@@ -221,6 +221,10 @@ async fn operators_manage_agents_and_chat_as_them_without_leaking_keys() {
         .await;
     assert_eq!(answer["model"], "gpt-4o-mini");
     assert_eq!(answer["agent"], "bot");
+    assert_eq!(
+        (answer["fallback"].as_bool(), answer["attempts"].as_u64()),
+        (Some(false), Some(1))
+    );
     let last = sim.requests().last().unwrap().clone();
     assert_eq!(
         last.header("authorization"),

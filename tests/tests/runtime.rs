@@ -176,6 +176,33 @@ async fn a_panicking_plugin_is_a_typed_trap() {
 }
 
 #[tokio::test]
+async fn a_plugin_may_send_only_so_many_requests_in_one_call() {
+    let dir = plugin_dir(&[("misbehave.wasm", &read(plugins::MISBEHAVE))]);
+    let host = builder()
+        .plugin_dir(dir.path())
+        .limits(llmhost::Limits {
+            max_outbound_requests: 4,
+            ..common::test_limits()
+        })
+        .build()
+        .await
+        .expect("host");
+    let sim = Simulator::start().await.expect("sim");
+    let target = misbehave_target().base_url(sim.base_url(Vendor::OpenAi));
+    let url = format!("{}/models", sim.base_url(Vendor::OpenAi));
+    let err = host
+        .chat(
+            &target,
+            &ChatRequest::new("fetch-loop", vec![Message::user(url)]),
+        )
+        .await
+        .expect_err("stopped");
+    assert_eq!(err.kind(), "request_limit_exceeded", "{err}");
+    assert_eq!(sim.requests().len(), 4, "the fifth request was not sent");
+    still_serves(&host).await;
+}
+
+#[tokio::test]
 async fn a_trap_inside_a_stream_is_a_typed_error_and_the_host_keeps_serving() {
     let (_dir, host) = misbehave_host().await;
     let mut stream = host

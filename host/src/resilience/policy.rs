@@ -67,6 +67,7 @@ pub fn next_step(error: &Error, streamed_to_caller: bool) -> Next {
         Error::CpuLimitExceeded { .. }
         | Error::MemoryLimitExceeded { .. }
         | Error::PluginTrap { .. }
+        | Error::RequestLimitExceeded { .. }
         | Error::CircuitOpen { .. } => Next::Fallback,
         _ => Next::Stop,
     }

@@ -53,11 +53,12 @@ pub struct HttpClients {
     configured:
         Client<HttpsConnector<hyper_util::client::legacy::connect::dns::GaiResolver>, WasiBody>,
     max_response_bytes: usize,
+    max_requests: u32,
 }
 
 impl HttpClients {
     /// Builds the pooled clients.
-    pub fn new(connect_timeout: Duration, max_response_bytes: usize) -> Self {
+    pub fn new(connect_timeout: Duration, max_response_bytes: usize, max_requests: u32) -> Self {
         let mut public_http = HttpConnector::new_with_resolver(PublicResolver);
         public_http.enforce_http(false);
         public_http.set_connect_timeout(Some(connect_timeout));
@@ -75,6 +76,7 @@ impl HttpClients {
             public: builder().build(tls(public_http)),
             configured: builder().build(tls(configured_http)),
             max_response_bytes,
+            max_requests,
         }
     }
 }
@@ -94,6 +96,10 @@ pub struct RequestGate {
     approval: Arc<Approval>,
     /// Destinations refused during this request.
     pub(super) denied: Vec<String>,
+    /// Requests sent by this call.
+    sent: u32,
+    /// Whether the call tried to send more than its limit.
+    pub(super) over_limit: bool,
 }
 
 impl RequestGate {
@@ -102,6 +108,8 @@ impl RequestGate {
             clients,
             approval,
             denied: Vec::new(),
+            sent: 0,
+            over_limit: false,
         }
     }
 
@@ -170,6 +178,15 @@ impl WasiHttpHooks for RequestGate {
             self.denied.push(destination);
             return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
         };
+        if self.sent >= self.clients.max_requests {
+            tracing::warn!(
+                limit = self.clients.max_requests,
+                "plugin request denied: too many requests in one call"
+            );
+            self.over_limit = true;
+            return Box::new(async { Err(wasmtime_wasi_http::Error::HttpRequestDenied) });
+        }
+        self.sent += 1;
         let clients = self.clients.clone();
         let first_byte = options.and_then(|o| o.first_byte_timeout);
         Box::new(async move {
@@ -297,7 +314,7 @@ mod tests {
 
     fn gate(declared: &[&str], explicit: Option<&str>) -> RequestGate {
         RequestGate::new(
-            Arc::new(HttpClients::new(Duration::from_secs(1), 1024)),
+            Arc::new(HttpClients::new(Duration::from_secs(1), 1024, 16)),
             Arc::new(Approval {
                 declared_hosts: declared.iter().map(|s| s.to_string()).collect(),
                 explicit_authority: explicit.map(str::to_owned),

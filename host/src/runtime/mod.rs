@@ -56,6 +56,8 @@ pub struct Limits {
     /// Plugin instances that may run at the same time (pool size); more
     /// requests wait for a free slot within their time budget.
     pub max_concurrent_instances: u32,
+    /// Most HTTP requests one call of a plugin may send.
+    pub max_outbound_requests: u32,
 }
 
 impl Default for Limits {
@@ -66,6 +68,7 @@ impl Default for Limits {
             max_response_bytes: 32 << 20,
             connect_timeout: Duration::from_secs(10),
             max_concurrent_instances: 256,
+            max_outbound_requests: 16,
         }
     }
 }
@@ -153,6 +156,7 @@ impl Runtime {
         let clients = Arc::new(HttpClients::new(
             limits.connect_timeout,
             limits.max_response_bytes,
+            limits.max_outbound_requests,
         ));
         let slots = Arc::new(tokio::sync::Semaphore::new(
             limits.max_concurrent_instances as usize,
@@ -371,7 +375,14 @@ impl Instance {
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
-                let denied = &self.store.data().gate.denied;
+                let gate = &self.store.data().gate;
+                if matches!(error, ProviderError::Network(_)) && gate.over_limit {
+                    return Err(Error::RequestLimitExceeded {
+                        provider: self.provider.clone(),
+                        limit: self.limits.max_outbound_requests,
+                    });
+                }
+                let denied = &gate.denied;
                 if let (ProviderError::Network(_), Some(destination)) = (&error, denied.first()) {
                     return Err(Error::HostDenied {
                         provider: self.provider.clone(),

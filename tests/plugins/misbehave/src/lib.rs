@@ -7,6 +7,8 @@
 //! - `panic-next`: starts a stream, then panics in its `next`;
 //! - `fetch`: GETs the URL given as the last message's text and answers
 //!   with the status (the HTTP gate decides whether it may);
+//! - `fetch-loop`: GETs that URL 100 times (the request limit must stop
+//!   it);
 //! - anything else: answers `ok` without any I/O.
 
 use llmhost_provider_sdk::http::{self, Request};
@@ -84,6 +86,18 @@ fn behave(request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
             let _ = response.body.read_to_end(1 << 20)?;
             Ok(answer(format!("status {}", response.status)))
         }
+        "fetch-loop" => {
+            let url = request
+                .messages
+                .last()
+                .map(message_text)
+                .unwrap_or_default();
+            for _ in 0..100 {
+                let mut response = http::send(Request::get(url.clone()))?;
+                let _ = response.body.read_to_end(1 << 20)?;
+            }
+            Ok(answer("sent 100".into()))
+        }
         _ => Ok(answer("ok".into())),
     }
 }
@@ -115,10 +129,18 @@ impl Provider for Misbehave {
             api_key_env: vec!["MISBEHAVE_API_KEY".into()],
             base_url_env: Vec::new(),
             hosts: vec!["misbehave.invalid".into()],
-            models: ["ok", "spin", "hog", "panic", "panic-next", "fetch"]
-                .into_iter()
-                .map(model)
-                .collect(),
+            models: [
+                "ok",
+                "spin",
+                "hog",
+                "panic",
+                "panic-next",
+                "fetch",
+                "fetch-loop",
+            ]
+            .into_iter()
+            .map(model)
+            .collect(),
         }
     }
 
