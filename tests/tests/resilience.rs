@@ -177,6 +177,36 @@ async fn rate_limited_with_retry_after_waits_then_succeeds() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn rate_limit_reset_headers_set_the_wait_when_retry_after_is_missing() {
+    let b = Bench::new(resilience(), None).await;
+    for p in PROVIDERS.iter().filter(|p| p.wire != Wire::Anthropic) {
+        let agent = b.agent(p).await;
+        b.sim.enqueue(
+            p.vendor,
+            error_reply(
+                p,
+                429,
+                "rate_limit_exceeded",
+                "Rate limit reached for requests",
+            )
+            .header("x-ratelimit-remaining-requests", "0")
+            .header("x-ratelimit-reset-requests", "800ms")
+            .header("x-ratelimit-remaining-tokens", "39000")
+            .header("x-ratelimit-reset-tokens", "6m0s"),
+        );
+        let started = Instant::now();
+        let answer = b.service.chat(&agent, request()).await.unwrap();
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(780) && took < Duration::from_millis(2500),
+            "{}: {took:?}",
+            p.id
+        );
+        assert_eq!(answer.attempts, 2, "{}", p.id);
+    }
+}
+
 fn quota_reply(p: &Provider) -> Reply {
     match p.wire {
         Wire::OpenAi => Reply::openai_error(
@@ -550,6 +580,26 @@ requests_per_minute = 120
         rows_before + 1,
         "no attempt on the limited route"
     );
+
+    // With no other route, the call fails with rate_limited and when to
+    // come back, without sending anything.
+    b.service.create_agent("limited-only", None).await.unwrap();
+    b.service
+        .create_config("limited-only", b.config(p, 0))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let _ = service.chat("limited-only", request()).await;
+    }
+    let sent = b.requests(p.vendor);
+    let err = service.chat("limited-only", request()).await.unwrap_err();
+    assert_eq!(err.kind(), "rate_limited", "{err}");
+    let wait = err.retry_after().expect("when to come back");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_secs(1),
+        "{wait:?}"
+    );
+    assert_eq!(b.requests(p.vendor), sent);
 }
 
 #[tokio::test(flavor = "multi_thread")]

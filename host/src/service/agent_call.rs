@@ -290,11 +290,11 @@ impl ConfigService {
             for try_number in 1..=call.max_attempts {
                 let ready = match call.prepare(&route).await {
                     Ok(ready) => ready,
-                    Err(Step::NextRoute(err)) => {
+                    Err(Skip::NextRoute(err)) => {
                         last_error = Some(err);
                         break;
                     }
-                    Err(Step::Fail(err)) => return Err(err),
+                    Err(Skip::Fail(err)) => return Err(err),
                 };
                 let result = self.host.chat(&ready.target, &ready.request).await;
                 match result {
@@ -324,12 +324,12 @@ impl ConfigService {
                         call.settle(&ready, None, Some(&err));
                         self.record(ready.attempt.failed(&err)).await;
                         match call.after_failure(err, try_number, false).await {
-                            Step2::Retry => continue,
-                            Step2::NextRoute(err) => {
+                            AfterFailure::Retry => continue,
+                            AfterFailure::NextRoute(err) => {
                                 last_error = Some(err);
                                 break;
                             }
-                            Step2::Fail(err) => return Err(err),
+                            AfterFailure::Fail(err) => return Err(err),
                         }
                     }
                 }
@@ -354,11 +354,11 @@ impl ConfigService {
             for try_number in 1..=call.max_attempts {
                 let ready = match call.prepare(&route).await {
                     Ok(ready) => ready,
-                    Err(Step::NextRoute(err)) => {
+                    Err(Skip::NextRoute(err)) => {
                         last_error = Some(err);
                         break;
                     }
-                    Err(Step::Fail(err)) => return Err(err),
+                    Err(Skip::Fail(err)) => return Err(err),
                 };
                 match Self::first_chunk(&self.host, &ready).await {
                     Ok((stream, buffered)) => {
@@ -380,12 +380,12 @@ impl ConfigService {
                         call.settle(&ready, None, Some(&err));
                         self.record(ready.attempt.failed(&err)).await;
                         match call.after_failure(err, try_number, false).await {
-                            Step2::Retry => continue,
-                            Step2::NextRoute(err) => {
+                            AfterFailure::Retry => continue,
+                            AfterFailure::NextRoute(err) => {
                                 last_error = Some(err);
                                 break;
                             }
-                            Step2::Fail(err) => return Err(err),
+                            AfterFailure::Fail(err) => return Err(err),
                         }
                     }
                 }
@@ -423,13 +423,13 @@ impl ConfigService {
 }
 
 /// Why an attempt could not start.
-enum Step {
+enum Skip {
     NextRoute(Error),
     Fail(Error),
 }
 
 /// What follows a failed attempt.
-enum Step2 {
+enum AfterFailure {
     Retry,
     NextRoute(Error),
     Fail(Error),
@@ -438,11 +438,11 @@ enum Step2 {
 impl Call<'_> {
     /// Checks the breaker, the deadline and the rate limit, and builds the
     /// attempt.
-    async fn prepare(&mut self, route: &Route) -> Result<Ready, Step> {
+    async fn prepare(&mut self, route: &Route) -> Result<Ready, Skip> {
         let service = self.service;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(Step::NextRoute(Error::Timeout {
+            return Err(Skip::NextRoute(Error::Timeout {
                 provider: route.provider.clone(),
                 after: Duration::ZERO,
             }));
@@ -451,7 +451,7 @@ impl Call<'_> {
         // its key and base URL; another provider is reached with its
         // environment variables and settings.
         let mut target = if route.provider == route.config.provider {
-            service.target(&route.config).map_err(Step::Fail)?
+            service.target(&route.config).map_err(Skip::Fail)?
         } else {
             Target::new(&route.provider)
         };
@@ -460,9 +460,9 @@ impl Call<'_> {
             .attempt_timeout
             .unwrap_or_else(|| service.host.default_timeout());
         target.timeout = Some(attempt_timeout.min(remaining));
-        let base_url = service.host.base_url_of(&target).map_err(Step::Fail)?;
+        let base_url = service.host.base_url_of(&target).map_err(Skip::Fail)?;
         if let Err(wait) = service.breakers.admit(&route.provider, &base_url) {
-            return Err(Step::NextRoute(Error::CircuitOpen {
+            return Err(Skip::NextRoute(Error::CircuitOpen {
                 provider: route.provider.clone(),
                 base_url,
                 retry_after: wait,
@@ -496,7 +496,7 @@ impl Call<'_> {
                 {
                     Ok(reservation) => Some(reservation),
                     Err(wait) => {
-                        return Err(Step::NextRoute(client_rate_limited(&route.provider, wait)));
+                        return Err(Skip::NextRoute(client_rate_limited(&route.provider, wait)));
                     }
                 }
             } else {
@@ -543,19 +543,19 @@ impl Call<'_> {
     }
 
     /// Decides what follows a failure, waiting before a retry.
-    async fn after_failure(&self, err: Error, try_number: u32, streamed: bool) -> Step2 {
+    async fn after_failure(&self, err: Error, try_number: u32, streamed: bool) -> AfterFailure {
         match next_step(&err, streamed) {
-            Next::Stop => Step2::Fail(err),
-            Next::Fallback => Step2::NextRoute(err),
-            Next::Retry if try_number >= self.max_attempts => Step2::NextRoute(err),
+            Next::Stop => AfterFailure::Fail(err),
+            Next::Fallback => AfterFailure::NextRoute(err),
+            Next::Retry if try_number >= self.max_attempts => AfterFailure::NextRoute(err),
             Next::Retry => {
                 let wait = self.service.resilience.retry.delay(try_number, &err);
                 if Instant::now() + wait >= self.deadline {
-                    return Step2::NextRoute(err);
+                    return AfterFailure::NextRoute(err);
                 }
                 tracing::info!(error = %err, wait_ms = wait.as_millis() as u64, "retrying");
                 tokio::time::sleep(wait).await;
-                Step2::Retry
+                AfterFailure::Retry
             }
         }
     }

@@ -27,6 +27,29 @@ pub fn retry_after_ms(headers: &Headers) -> Option<u64> {
     )
 }
 
+/// For a 429 without `retry-after`: when the exhausted OpenAI-style
+/// budget (`x-ratelimit-remaining-* = 0`) resets, from its
+/// `x-ratelimit-reset-*` header; if no budget says it is exhausted, the
+/// later of the resets given.
+pub fn rate_limit_reset_ms(headers: &Headers) -> Option<u64> {
+    let limits = openai_rate_limits(headers)?;
+    let exhausted = [
+        (limits.requests_remaining, limits.requests_reset_ms),
+        (limits.tokens_remaining, limits.tokens_reset_ms),
+    ];
+    let spent: Option<u64> = exhausted
+        .iter()
+        .filter(|(remaining, _)| *remaining == Some(0))
+        .filter_map(|(_, reset)| *reset)
+        .max();
+    spent.or_else(|| {
+        [limits.requests_reset_ms, limits.tokens_reset_ms]
+            .into_iter()
+            .flatten()
+            .max()
+    })
+}
+
 /// A finite, non-negative number, possibly fractional.
 fn parse_non_negative(value: &str) -> Option<f64> {
     let f = value.trim().parse::<f64>().ok()?;
@@ -134,6 +157,23 @@ mod tests {
         );
         assert_eq!(retry_after_ms(&headers(&[("retry-after", "later")])), None);
         assert_eq!(retry_after_ms(&headers(&[])), None);
+    }
+
+    #[test]
+    fn reset_headers_say_when_the_spent_budget_returns() {
+        let h = headers(&[
+            ("x-ratelimit-remaining-requests", "0"),
+            ("x-ratelimit-reset-requests", "1.5s"),
+            ("x-ratelimit-remaining-tokens", "900"),
+            ("x-ratelimit-reset-tokens", "6m0s"),
+        ]);
+        assert_eq!(rate_limit_reset_ms(&h), Some(1500));
+        let h = headers(&[
+            ("x-ratelimit-reset-tokens", "20ms"),
+            ("x-ratelimit-reset-requests", "2s"),
+        ]);
+        assert_eq!(rate_limit_reset_ms(&h), Some(2000));
+        assert_eq!(rate_limit_reset_ms(&headers(&[])), None);
     }
 
     #[test]

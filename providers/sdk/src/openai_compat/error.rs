@@ -1,7 +1,7 @@
 //! Mapping OpenAI-style failures onto the contract's error variants.
 
 use crate::http::Headers;
-use crate::ratelimit::retry_after_ms;
+use crate::ratelimit::{rate_limit_reset_ms, retry_after_ms};
 use crate::types::{ErrorDetail, ProviderError};
 use serde_json::Value;
 
@@ -46,7 +46,11 @@ pub fn map_error(status: u16, headers: &Headers, body: &[u8]) -> ProviderError {
             .get("x-request-id")
             .or_else(|| headers.get("request-id"))
             .map(str::to_owned),
-        retry_after_ms: retry_after_ms(headers),
+        retry_after_ms: retry_after_ms(headers).or_else(|| {
+            (status == 429)
+                .then(|| rate_limit_reset_ms(headers))
+                .flatten()
+        }),
     };
     let is = |wanted: &[&str]| {
         [code.as_deref(), kind.as_deref()]
@@ -222,6 +226,22 @@ mod tests {
         assert_eq!(detail.vendor_code.as_deref(), Some("rate_limit_exceeded"));
         assert_eq!(detail.request_id.as_deref(), Some("req_1"));
         assert_eq!(detail.retry_after_ms, Some(3000));
+    }
+
+    #[test]
+    fn a_429_without_retry_after_waits_for_the_spent_budget() {
+        let headers = Headers::from_pairs([
+            ("x-ratelimit-remaining-tokens".to_string(), b"0".to_vec()),
+            ("x-ratelimit-reset-tokens".to_string(), b"850ms".to_vec()),
+        ]);
+        let ProviderError::RateLimited(detail) = map_error(
+            429,
+            &headers,
+            error_body("tokens", "rate_limit_exceeded").as_bytes(),
+        ) else {
+            panic!("expected rate limited");
+        };
+        assert_eq!(detail.retry_after_ms, Some(850));
     }
 
     #[test]
