@@ -32,11 +32,11 @@ pub mod types;
 
 pub use error::{Error, provider_error_kind};
 pub use host::{
-    ChatOutcome, ChatStream, HealthOutcome, Host, HostBuilder, PluginSummary, StreamCollector,
-    Target,
+    ChatOutcome, ChatStream, HealthOutcome, Host, HostBuilder, InstallRecord, PluginSummary,
+    StreamCollector, Target,
 };
 pub use llmhost_registry as registry;
-pub use runtime::{CompileSource, Limits, PluginOrigin};
+pub use runtime::{CONTRACT_PACKAGE, CONTRACT_VERSIONS, CompileSource, Limits, PluginOrigin};
 pub use service::{AgentOutcome, AgentStream, ConfigService, ConfigUpdate, LlmConfig, NewConfig};
 pub use settings::Settings;
 pub use store::Store;

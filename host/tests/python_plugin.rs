@@ -1,8 +1,9 @@
 //! A provider written in Python, built with componentize-py by the
-//! project's script, served by the unchanged `llmhost` binary from a
-//! plugin directory: chat, stream, health and token counts against the
-//! vendor simulator, with usage and cost, and its network access held to
-//! the configured base URL.
+//! project's script, installed with `llmhost plugins install` and served by
+//! the unchanged `llmhost` binary: chat, stream, health and token counts
+//! against the vendor simulator, with usage and cost, and its network
+//! access held to the configured base URL. Also `plugins inspect` on every
+//! built-in and its refusals.
 
 mod common;
 
@@ -30,11 +31,59 @@ fn build_python_plugin(dir: &Path) -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_provider_serves_chat_and_stream_without_rebuilding_the_host() {
     let plugins = tempfile::tempdir().unwrap();
-    let dir = plugins.path().to_owned();
-    let wasm = tokio::task::spawn_blocking(move || build_python_plugin(&dir))
+    let build = tempfile::tempdir().unwrap();
+    let dir = build.path().to_owned();
+    let built = tokio::task::spawn_blocking(move || build_python_plugin(&dir))
         .await
         .unwrap();
-    assert!(std::fs::metadata(&wasm).unwrap().len() > 1_000_000);
+    assert!(std::fs::metadata(&built).unwrap().len() > 1_000_000);
+    let built = built.display().to_string();
+    let plugin_dir = plugins.path().display().to_string();
+
+    // Inspect runs nothing but info(); install checks and copies.
+    let inspected = json_of(&run(&["plugins", "inspect", &built, "--json"], &[]).await);
+    assert_eq!(inspected["id"], "selfhosted");
+    assert_eq!(inspected["wit_version"], "llmhost:provider@0.1.0");
+    assert!(inspected["models"].as_array().unwrap().len() >= 4);
+    let installed = run(
+        &[
+            "--plugins",
+            &plugin_dir,
+            "plugins",
+            "install",
+            &built,
+            "--allow-host",
+            "models.example.com",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        installed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&installed.stderr)
+    );
+    let installed = json_of(&installed);
+    assert!(
+        installed["installed"]
+            .as_str()
+            .unwrap()
+            .ends_with("selfhosted.wasm")
+    );
+    let again = run(
+        &[
+            "--plugins",
+            &plugin_dir,
+            "plugins",
+            "install",
+            &built,
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_of(&again)["error"]["kind"], "conflict");
 
     let sim = Simulator::start().await.expect("sim");
     let base = sim.base_url(Vendor::OpenAi);
@@ -55,7 +104,6 @@ max_output_tokens = 16384
 "#,
     )
     .unwrap();
-    let plugin_dir = plugins.path().display().to_string();
     let models = models.display().to_string();
     let env = [
         ("LLMHOST_PLUGINS", plugin_dir.as_str()),
@@ -64,7 +112,7 @@ max_output_tokens = 16384
         ("SELFHOSTED_API_KEY", "local-key"),
     ];
 
-    let listed = run(&["plugins", "--json"], &env).await;
+    let listed = run(&["plugins", "list", "--json"], &env).await;
     let listed = json_of(&listed);
     let python = listed["plugins"]
         .as_array()
@@ -168,4 +216,103 @@ max_output_tokens = 16384
             .unwrap()
             .contains("localhost:11434")
     );
+
+    // Removed again; built-ins cannot be removed.
+    let removed = json_of(
+        &run(
+            &[
+                "--plugins",
+                &plugin_dir,
+                "plugins",
+                "remove",
+                "selfhosted",
+                "--json",
+            ],
+            &[],
+        )
+        .await,
+    );
+    assert_eq!(removed["removed"], "selfhosted");
+    assert!(!plugins.path().join("selfhosted.wasm").exists());
+    assert!(!plugins.path().join("selfhosted.toml").exists());
+    let gone = run(
+        &[
+            "--plugins",
+            &plugin_dir,
+            "plugins",
+            "remove",
+            "selfhosted",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_of(&gone)["error"]["kind"], "not_found");
+    let builtin = run(
+        &[
+            "--plugins",
+            &plugin_dir,
+            "plugins",
+            "remove",
+            "openai",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_of(&builtin)["error"]["kind"], "invalid_config");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn inspect_shows_every_builtin_and_refuses_what_is_not_a_provider() {
+    let dir = tempfile::tempdir().unwrap();
+    for id in llmhost::builtin_provider_ids() {
+        let path = dir.path().join(format!("{id}.wasm"));
+        std::fs::write(&path, llmhost::builtin_component(id).unwrap()).unwrap();
+        let v = json_of(
+            &run(
+                &["plugins", "inspect", path.to_str().unwrap(), "--json"],
+                &[],
+            )
+            .await,
+        );
+        assert_eq!(v["id"], id);
+        assert_eq!(v["wit_version"], "llmhost:provider@0.1.0");
+        assert!(
+            !v["hosts"].as_array().unwrap().is_empty(),
+            "{id} declares its hosts"
+        );
+        let text = run(&["plugins", "inspect", path.to_str().unwrap()], &[]).await;
+        assert!(
+            String::from_utf8_lossy(&text.stdout)
+                .contains("contract        llmhost:provider@0.1.0")
+        );
+    }
+    for (name, bytes, says) in [
+        (
+            "notes.wasm",
+            b"hello, not wasm".to_vec(),
+            "not a WebAssembly file",
+        ),
+        (
+            "core.wasm",
+            vec![0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00],
+            "a core WebAssembly module, not a component",
+        ),
+    ] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let output = run(
+            &["plugins", "inspect", path.to_str().unwrap(), "--json"],
+            &[],
+        )
+        .await;
+        assert!(!output.status.success());
+        let v = json_of(&output);
+        assert_eq!(v["error"]["kind"], "plugin_load");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains(says),
+            "{v}"
+        );
+    }
 }

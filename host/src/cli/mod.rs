@@ -14,6 +14,7 @@ macro_rules! outln {
 mod admin;
 mod demo;
 mod output;
+mod plugins;
 
 use crate::types::{ChatRequest, Chunk, Message, TokenInput};
 use crate::{ConfigService, Error, Host, Settings, Target};
@@ -101,8 +102,11 @@ enum Command {
     Models(ModelsArgs),
     /// Check that a provider answers and accepts the key.
     Health(HealthArgs),
-    /// List the loaded plugins, where they came from and how they loaded.
-    Plugins,
+    /// Provider plugins: list (the default), inspect, install, remove.
+    Plugins {
+        #[command(subcommand)]
+        command: Option<plugins::PluginsCommand>,
+    },
     /// Run chat, stream, token count and health through every provider
     /// against the built-in vendor simulator: no keys, no network.
     Demo,
@@ -350,7 +354,10 @@ impl Cli {
             Command::Health(args) => {
                 health(&Self::host(global, &settings).await?, args, json).await
             }
-            Command::Plugins => output::plugins(&Self::host(global, &settings).await?, json),
+            Command::Plugins { command } => {
+                let host = Self::host(global, &settings).await?;
+                plugins::run(&host, settings.plugins.as_deref(), command, json).await
+            }
             Command::Demo => demo::run(&Self::host(global, &settings).await?, json).await,
             Command::Agents(command) => {
                 let service =

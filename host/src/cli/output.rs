@@ -194,6 +194,8 @@ pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
                     "loaded_from": compile(p.compile),
                     "load_ms": p.load_time.as_secs_f64() * 1000.0,
                     "models": p.models,
+                    "wit_version": format!("{}@{}", crate::CONTRACT_PACKAGE, p.wit_version),
+                    "hosts": p.hosts,
                 })
             })
             .collect();
@@ -207,14 +209,20 @@ pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
     }
     for p in &plugins {
         outln!(
-            "{:<12} {:<8} {:<28} {} models, {} in {:.1} ms ({})",
+            "{:<12} {:<8} {:<28} {} models, {} in {:.1} ms ({}), contract {}, hosts: {}",
             p.id,
             p.version,
             p.name,
             p.models,
             compile(p.compile),
             p.load_time.as_secs_f64() * 1000.0,
-            origin(&p.origin)
+            origin(&p.origin),
+            p.wit_version,
+            if p.hosts.is_empty() {
+                "configured base URL only".to_owned()
+            } else {
+                p.hosts.join(", ")
+            }
         );
     }
     Ok(())

@@ -154,7 +154,7 @@ impl HostBuilder {
 
     /// Creates the engine and loads the plugins. A plugin file that fails
     /// to load does not stop the others; see [`Host::load_errors`].
-    pub async fn build(self) -> Result<Host, Error> {
+    pub async fn build(mut self) -> Result<Host, Error> {
         let runtime = Runtime::new(self.limits, ComponentCache::new(self.cache_dir))?;
         let mut plugins: BTreeMap<String, Arc<Plugin>> = BTreeMap::new();
         let mut load_errors = Vec::new();
@@ -208,6 +208,18 @@ impl HostBuilder {
                         if plugins.contains_key(&id) {
                             tracing::info!(%id, path = %path.display(), "plugin replaces the built-in provider");
                         }
+                        match installed_hosts(&path) {
+                            Ok(hosts) if !hosts.is_empty() => {
+                                let entry = self.providers.entry(id.clone()).or_default();
+                                for host in hosts {
+                                    if !entry.allowed_hosts.contains(&host) {
+                                        entry.allowed_hosts.push(host);
+                                    }
+                                }
+                            }
+                            Ok(_) => {}
+                            Err(err) => load_errors.push(err),
+                        }
                         from_dir.insert(id.clone(), path);
                         plugins.insert(id, Arc::new(plugin));
                     }
@@ -255,6 +267,41 @@ impl HostBuilder {
             }),
         })
     }
+}
+
+/// What `llmhost plugins install` records beside a component: the extra
+/// hosts the operator approved for it (`NAME.toml` next to `NAME.wasm`).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InstallRecord {
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+}
+
+impl InstallRecord {
+    /// The record file of the component at `wasm`.
+    pub fn path_for(wasm: &Path) -> PathBuf {
+        wasm.with_extension("toml")
+    }
+}
+
+fn installed_hosts(wasm: &Path) -> Result<Vec<String>, Error> {
+    let path = InstallRecord::path_for(wasm);
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(err) => {
+            return Err(Error::PluginLoad {
+                path,
+                message: err.to_string(),
+            });
+        }
+    };
+    let record: InstallRecord = toml::from_str(&text).map_err(|err| Error::PluginLoad {
+        path: path.clone(),
+        message: err.to_string(),
+    })?;
+    Ok(record.allowed_hosts)
 }
 
 fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
@@ -333,6 +380,11 @@ pub struct PluginSummary {
     /// Time to compile or load the component.
     pub load_time: Duration,
     pub models: usize,
+    /// The `llmhost:provider` contract version it exports.
+    pub wit_version: String,
+    /// Hosts it may reach: those it declares plus those the operator
+    /// approved (an explicit base URL is approved per call).
+    pub hosts: Vec<String>,
 }
 
 /// A complete answer with its accounting.
@@ -420,8 +472,31 @@ impl Host {
                 compile: p.compile,
                 load_time: p.load_time,
                 models: p.info.models.len(),
+                wit_version: p.wit_version.clone(),
+                hosts: {
+                    let mut hosts = p.info.hosts.clone();
+                    if let Some(settings) = self.inner.providers.get(&p.info.id) {
+                        hosts.extend(settings.allowed_hosts.iter().cloned());
+                    }
+                    hosts
+                },
             })
             .collect()
+    }
+
+    /// Loads a component file the way the plugin directory would (compile,
+    /// contract check, `info()` and nothing else) without adding it.
+    pub async fn inspect(&self, path: &Path) -> Result<(ProviderInfo, String), Error> {
+        let bytes = std::fs::read(path).map_err(|err| Error::PluginLoad {
+            path: path.to_owned(),
+            message: err.to_string(),
+        })?;
+        let plugin = self
+            .inner
+            .runtime
+            .load(&bytes, PluginOrigin::File(path.to_owned()))
+            .await?;
+        Ok((plugin.info.clone(), plugin.wit_version.clone()))
     }
 
     /// A provider's manifest.

@@ -85,6 +85,8 @@ pub enum PluginOrigin {
 /// A loaded, compiled plugin, ready to instantiate.
 pub struct Plugin {
     pub(crate) info: ProviderInfo,
+    /// The version of the `llmhost:provider` contract it exports.
+    pub(crate) wit_version: String,
     pub(crate) origin: PluginOrigin,
     pub(crate) compile: CompileSource,
     pub(crate) load_time: Duration,
@@ -187,10 +189,12 @@ impl Runtime {
             },
             message,
         };
+        check_header(bytes).map_err(load_error)?;
         let (component, compile, load_time) = self
             .cache
             .load_or_compile(&self.engine, bytes)
             .map_err(|err| load_error(format!("not a valid component: {err:#}")))?;
+        let wit_version = contract_version(&self.engine, &component).map_err(load_error)?;
         let instance_pre = self.linker.instantiate_pre(&component).map_err(|err| {
             load_error(format!(
                 "imports something the host does not provide: {err:#}"
@@ -201,6 +205,7 @@ impl Runtime {
         })?;
         let mut plugin = Plugin {
             info: placeholder_info(),
+            wit_version,
             origin: origin.clone(),
             compile,
             load_time,
@@ -283,6 +288,54 @@ fn placeholder_info() -> ProviderInfo {
         base_url_env: Vec::new(),
         hosts: Vec::new(),
         models: Vec::new(),
+    }
+}
+
+/// The contract package plugins export.
+pub const CONTRACT_PACKAGE: &str = "llmhost:provider";
+/// The contract versions this host serves (semver-compatible with 0.1.0).
+pub const CONTRACT_VERSIONS: &str = "0.1.x";
+
+/// Refuses files that are not WebAssembly components, saying what they are.
+fn check_header(bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err("not a WebAssembly file".into());
+    }
+    if bytes[4..8] == [1, 0, 0, 0] {
+        return Err(
+            "a core WebAssembly module, not a component: build it as a component \
+                    (target wasm32-wasip2, or `wasm-tools component new`)"
+                .into(),
+        );
+    }
+    Ok(())
+}
+
+/// The `llmhost:provider` version a component exports, or what it exports
+/// instead.
+fn contract_version(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+) -> Result<String, String> {
+    let ty = component.component_type();
+    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
+    let prefix = format!("{CONTRACT_PACKAGE}/provider@");
+    match exports
+        .iter()
+        .find_map(|name| name.strip_prefix(prefix.as_str()))
+    {
+        Some(version) if version == "0.1" || version.starts_with("0.1.") => Ok(version.to_owned()),
+        Some(version) => Err(format!(
+            "it exports {CONTRACT_PACKAGE}/provider@{version}, but this host serves {CONTRACT_PACKAGE}@{CONTRACT_VERSIONS}"
+        )),
+        None => Err(format!(
+            "it exports {}, not the llm-provider world (expected {CONTRACT_PACKAGE}/provider@{CONTRACT_VERSIONS})",
+            if exports.is_empty() {
+                "nothing".to_owned()
+            } else {
+                exports.join(", ")
+            }
+        )),
     }
 }
 
