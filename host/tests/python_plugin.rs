@@ -28,6 +28,42 @@ fn build_python_plugin(dir: &Path) -> PathBuf {
     out
 }
 
+/// A component of an unrelated world, built with the same componentize-py
+/// the script installed.
+fn build_other_world(dir: &Path) -> PathBuf {
+    let tool =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/python-venv/bin/componentize-py");
+    let src = dir.join("other");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(
+        src.join("other.wit"),
+        "package example:other@1.0.0;\n\nworld greeter {\n    export greet: func(name: string) -> string;\n}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        src.join("app.py"),
+        "from wit_world import WitWorld as Base\n\n\nclass WitWorld(Base):\n    def greet(self, name: str) -> str:\n        return 'hello ' + name\n",
+    )
+    .unwrap();
+    let out = dir.join("greeter.wasm");
+    let status = Command::new(tool)
+        .args([
+            "-d",
+            "other.wit",
+            "-w",
+            "greeter",
+            "componentize",
+            "app",
+            "-o",
+        ])
+        .arg(&out)
+        .current_dir(&src)
+        .status()
+        .expect("componentize-py runs");
+    assert!(status.success());
+    out
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_python_provider_serves_chat_and_stream_without_rebuilding_the_host() {
     let plugins = tempfile::tempdir().unwrap();
@@ -71,6 +107,42 @@ async fn a_python_provider_serves_chat_and_stream_without_rebuilding_the_host() 
             .unwrap()
             .ends_with("selfhosted.wasm")
     );
+    // A component of another world is refused, saying what it exports.
+    let other = tokio::task::spawn_blocking({
+        let dir = build.path().to_owned();
+        move || build_other_world(&dir)
+    })
+    .await
+    .unwrap();
+    let refused = run(
+        &["plugins", "inspect", other.to_str().unwrap(), "--json"],
+        &[],
+    )
+    .await;
+    assert!(!refused.status.success());
+    let refused = json_of(&refused);
+    let message = refused["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("greet")
+            && message.contains("not the llm-provider world")
+            && message.contains("llmhost:provider/provider@0.1.x"),
+        "{message}"
+    );
+    let refused = run(
+        &[
+            "--plugins",
+            &plugin_dir,
+            "plugins",
+            "install",
+            other.to_str().unwrap(),
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_of(&refused)["error"]["kind"], "plugin_load");
+    assert!(!plugins.path().join("greet.wasm").exists());
+
     let again = run(
         &[
             "--plugins",

@@ -355,6 +355,14 @@ impl Cli {
                 health(&Self::host(global, &settings).await?, args, json).await
             }
             Command::Plugins { command } => {
+                // A first install creates the plugin directory.
+                if let (Some(plugins::PluginsCommand::Install { .. }), Some(dir)) =
+                    (&command, &settings.plugins)
+                {
+                    std::fs::create_dir_all(dir).map_err(|err| {
+                        Error::InvalidConfig(format!("cannot create {}: {err}", dir.display()))
+                    })?;
+                }
                 let host = Self::host(global, &settings).await?;
                 plugins::run(&host, settings.plugins.as_deref(), command, json).await
             }
