@@ -192,8 +192,14 @@ struct Call<'a> {
     request: ChatRequest,
     deadline: Instant,
     max_attempts: u32,
+    /// Attempts made so far, on all routes.
     attempts: u32,
     streamed: bool,
+    /// The route being tried and the attempts made on it.
+    route_index: usize,
+    tries_on_route: u32,
+    /// The failure of the last route given up, returned if none is left.
+    last_error: Option<Error>,
 }
 
 /// An attempt ready to go: its target, shaped request and accounting.
@@ -275,6 +281,9 @@ impl ConfigService {
             max_attempts,
             attempts: 0,
             streamed,
+            route_index: 0,
+            tries_on_route: 0,
+            last_error: None,
         })
     }
 
@@ -284,61 +293,36 @@ impl ConfigService {
     /// attempt is recorded as a usage event.
     pub async fn chat(&self, agent: &str, request: ChatRequest) -> Result<AgentOutcome, Error> {
         let mut call = self.start_call(agent, request, false).await?;
-        let mut last_error = None;
-        for index in 0..call.routes.len() {
-            let route = call.routes[index].clone();
-            for try_number in 1..=call.max_attempts {
-                let ready = match call.prepare(&route).await {
-                    Ok(ready) => ready,
-                    Err(Skip::NextRoute(err)) => {
-                        last_error = Some(err);
-                        break;
-                    }
-                    Err(Skip::Fail(err)) => return Err(err),
-                };
-                let result = self.host.chat(&ready.target, &ready.request).await;
-                match result {
-                    Ok(mut outcome) => {
-                        let attempt = &ready.attempt;
-                        call.settle(&ready, Some(&outcome.response.usage), None);
-                        outcome.cost_usd = attempt.cost(&outcome.response.usage, outcome.cost_usd);
-                        let event = attempt.event(
-                            Some(&outcome.response.usage),
-                            outcome.cost_usd,
-                            None,
-                            UsageOutcome::Ok,
-                        );
-                        let usage_event = self.record(event).await;
-                        return Ok(AgentOutcome {
-                            agent: call.agent.name.clone(),
-                            config_id: route.config.id,
-                            provider: route.provider.clone(),
-                            model: route.model.clone(),
-                            fallback: route.fallback,
-                            attempts: call.attempts,
-                            outcome,
-                            usage_event,
-                        });
-                    }
-                    Err(err) => {
-                        call.settle(&ready, None, Some(&err));
-                        self.record(ready.attempt.failed(&err)).await;
-                        match call.after_failure(err, try_number, false).await {
-                            AfterFailure::Retry => continue,
-                            AfterFailure::NextRoute(err) => {
-                                last_error = Some(err);
-                                break;
-                            }
-                            AfterFailure::Fail(err) => return Err(err),
-                        }
-                    }
+        loop {
+            let (route, ready) = call.next_attempt().await?;
+            let mut outcome = match self.host.chat(&ready.target, &ready.request).await {
+                Ok(outcome) => outcome,
+                Err(err) => {
+                    call.failed(ready, err).await?;
+                    continue;
                 }
-            }
-            if call.deadline <= Instant::now() {
-                break;
-            }
+            };
+            let attempt = &ready.attempt;
+            call.settle(&ready, Some(&outcome.response.usage), None);
+            outcome.cost_usd = attempt.cost(&outcome.response.usage, outcome.cost_usd);
+            let event = attempt.event(
+                Some(&outcome.response.usage),
+                outcome.cost_usd,
+                None,
+                UsageOutcome::Ok,
+            );
+            let usage_event = self.record(event).await;
+            return Ok(AgentOutcome {
+                agent: call.agent.name.clone(),
+                config_id: route.config.id,
+                provider: route.provider,
+                model: route.model,
+                fallback: route.fallback,
+                attempts: call.attempts,
+                outcome,
+                usage_event,
+            });
         }
-        Err(call.exhausted(last_error))
     }
 
     /// Streams `request` for the agent, with the same routes, retries and
@@ -348,53 +332,29 @@ impl ConfigService {
     /// ends, fails or is dropped.
     pub async fn stream(&self, agent: &str, request: ChatRequest) -> Result<AgentStream, Error> {
         let mut call = self.start_call(agent, request, true).await?;
-        let mut last_error = None;
-        for index in 0..call.routes.len() {
-            let route = call.routes[index].clone();
-            for try_number in 1..=call.max_attempts {
-                let ready = match call.prepare(&route).await {
-                    Ok(ready) => ready,
-                    Err(Skip::NextRoute(err)) => {
-                        last_error = Some(err);
-                        break;
-                    }
-                    Err(Skip::Fail(err)) => return Err(err),
-                };
-                match Self::first_chunk(&self.host, &ready).await {
-                    Ok((stream, buffered)) => {
-                        return Ok(AgentStream {
-                            service: self.clone(),
-                            stream,
-                            buffered,
-                            attempt: ready.attempt,
-                            reservation: ready.reservation,
-                            base_url: ready.base_url,
-                            recorded: false,
-                            usage_event: None,
-                            text: String::new(),
-                            fallback: route.fallback,
-                            attempts: call.attempts,
-                        });
-                    }
-                    Err(err) => {
-                        call.settle(&ready, None, Some(&err));
-                        self.record(ready.attempt.failed(&err)).await;
-                        match call.after_failure(err, try_number, false).await {
-                            AfterFailure::Retry => continue,
-                            AfterFailure::NextRoute(err) => {
-                                last_error = Some(err);
-                                break;
-                            }
-                            AfterFailure::Fail(err) => return Err(err),
-                        }
-                    }
+        loop {
+            let (route, ready) = call.next_attempt().await?;
+            let (stream, buffered) = match Self::first_chunk(&self.host, &ready).await {
+                Ok(started) => started,
+                Err(err) => {
+                    call.failed(ready, err).await?;
+                    continue;
                 }
-            }
-            if call.deadline <= Instant::now() {
-                break;
-            }
+            };
+            return Ok(AgentStream {
+                service: self.clone(),
+                stream,
+                buffered,
+                attempt: ready.attempt,
+                reservation: ready.reservation,
+                base_url: ready.base_url,
+                recorded: false,
+                usage_event: None,
+                text: String::new(),
+                fallback: route.fallback,
+                attempts: call.attempts,
+            });
         }
-        Err(call.exhausted(last_error))
     }
 
     /// Opens a stream and reads up to its first chunk with content; what
@@ -436,6 +396,59 @@ enum AfterFailure {
 }
 
 impl Call<'_> {
+    /// The next attempt to make, on the current route or the next one
+    /// that can take it; the call's error once no route is left.
+    async fn next_attempt(&mut self) -> Result<(Route, Ready), Error> {
+        loop {
+            let Some(route) = self.routes.get(self.route_index).cloned() else {
+                let last = self.last_error.take();
+                return Err(self.exhausted(last));
+            };
+            if self.tries_on_route >= self.max_attempts {
+                self.next_route();
+                continue;
+            }
+            match self.prepare(&route).await {
+                Ok(ready) => {
+                    self.tries_on_route += 1;
+                    return Ok((route, ready));
+                }
+                Err(Skip::NextRoute(err)) => {
+                    self.last_error = Some(err);
+                    self.next_route();
+                }
+                Err(Skip::Fail(err)) => return Err(err),
+            }
+        }
+    }
+
+    /// Gives up the current route; past the deadline, all of them.
+    fn next_route(&mut self) {
+        self.tries_on_route = 0;
+        self.route_index = if self.deadline <= Instant::now() {
+            self.routes.len()
+        } else {
+            self.route_index + 1
+        };
+    }
+
+    /// Accounts for a failed attempt (rate limit, breaker, usage row) and
+    /// decides: `Ok` to go on (after waiting for a retry), or the call's
+    /// error.
+    async fn failed(&mut self, ready: Ready, err: Error) -> Result<(), Error> {
+        self.settle(&ready, None, Some(&err));
+        self.service.record(ready.attempt.failed(&err)).await;
+        match self.after_failure(err, self.tries_on_route, false).await {
+            AfterFailure::Retry => Ok(()),
+            AfterFailure::NextRoute(err) => {
+                self.last_error = Some(err);
+                self.next_route();
+                Ok(())
+            }
+            AfterFailure::Fail(err) => Err(err),
+        }
+    }
+
     /// Checks the breaker, the deadline and the rate limit, and builds the
     /// attempt.
     async fn prepare(&mut self, route: &Route) -> Result<Ready, Skip> {
