@@ -41,6 +41,37 @@ pub use service::{AgentOutcome, AgentStream, ConfigService, ConfigUpdate, LlmCon
 pub use settings::Settings;
 pub use store::Store;
 
+/// The host's tokenizer: the tiktoken tables plugins reach through the
+/// `tokenizer` import, for embedders who want a count without a plugin.
+pub mod tokenizer {
+    /// Encodings the host has tables for.
+    pub const ENCODINGS: &[&str] = &["o200k_base", "cl100k_base", "p50k_base", "r50k_base"];
+
+    /// Tokens in `text` under `encoding`, with special-token markers
+    /// counted as ordinary text (as plugins see it); `None` for an encoding
+    /// the host does not have. Tables load on first use of each encoding.
+    pub fn count(encoding: &str, text: &str) -> Option<usize> {
+        let bpe = crate::runtime::tokenizer::encoding(encoding)?;
+        Some(bpe.encode_ordinary(text).len())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_listed_encoding_counts_and_others_are_refused() {
+            for encoding in ENCODINGS {
+                assert!(count(encoding, "Hello, world!").is_some(), "{encoding}");
+            }
+            assert_eq!(count("o200k_base", "Hello!"), Some(2));
+            // Special-token markers are text, not one token.
+            assert!(count("cl100k_base", "<|endoftext|>").unwrap() > 1);
+            assert_eq!(count("gpt2", "Hello"), None);
+        }
+    }
+}
+
 /// The built-in provider components, compiled by the build script.
 mod builtin {
     include!(concat!(env!("OUT_DIR"), "/builtin_providers.rs"));

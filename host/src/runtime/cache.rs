@@ -2,9 +2,12 @@
 //!
 //! Compiling a component with Cranelift takes tens to hundreds of
 //! milliseconds; loading the compiled artifact takes well under one. An
-//! artifact is keyed by the SHA-256 of the component bytes together with
-//! the engine's compatibility hash, so a changed plugin or a changed
-//! wasmtime build never loads a stale artifact.
+//! artifact is keyed by the BLAKE3 hash of the component bytes together
+//! with the engine's compatibility hash, so a changed plugin or a changed
+//! wasmtime build never loads a stale artifact. (BLAKE3 rather than
+//! SHA-256: the key is computed on every load, and for an 18 MB component
+//! built from Python SHA-256 alone took longer than the rest of a cached
+//! load; see BENCHMARKS.md.)
 //!
 //! Deserializing an artifact runs its machine code, so only artifacts this
 //! host wrote are trusted: the cache directory is created private (0700),
@@ -12,7 +15,6 @@
 //! current user that no one else may write. Anything else is ignored and
 //! the component is compiled again.
 
-use sha2::{Digest, Sha256};
 use std::hash::{Hash, Hasher};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -35,10 +37,10 @@ pub struct ComponentCache {
     dir: Option<PathBuf>,
 }
 
-/// Feeds `Hash` output into SHA-256.
-struct ShaHasher<'a>(&'a mut Sha256);
+/// Feeds `Hash` output into the key's hasher.
+struct KeyHasher<'a>(&'a mut blake3::Hasher);
 
-impl Hasher for ShaHasher<'_> {
+impl Hasher for KeyHasher<'_> {
     fn finish(&self) -> u64 {
         0
     }
@@ -72,12 +74,12 @@ impl ComponentCache {
     }
 
     fn key(engine: &Engine, bytes: &[u8]) -> String {
-        let mut sha = Sha256::new();
-        sha.update(bytes);
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(bytes);
         engine
             .precompile_compatibility_hash()
-            .hash(&mut ShaHasher(&mut sha));
-        hex::encode(sha.finalize())
+            .hash(&mut KeyHasher(&mut hasher));
+        hasher.finalize().to_hex().to_string()
     }
 
     /// The compiled component for `bytes`, from the cache when possible.

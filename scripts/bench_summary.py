@@ -1,0 +1,69 @@
+"""Tables of the sandbox bench's medians, from criterion's estimates in
+target/criterion, as BENCHMARKS.md shows them. Run by scripts/bench after
+the sandbox bench; reads only the latest run of each benchmark."""
+
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+CRITERION = ROOT / "target" / "criterion"
+PROVIDERS = ["openai", "deepseek", "grok", "claude"]
+STREAM_EVENTS = 500
+
+
+def median_ns(*parts: str):
+    path = CRITERION.joinpath(*parts, "new", "estimates.json")
+    if not path.exists():
+        return None
+    return json.loads(path.read_text())["median"]["point_estimate"]
+
+
+def fmt(ns) -> str:
+    if ns is None:
+        return "–"
+    if ns >= 1e6:
+        return f"{ns / 1e6:.2f} ms"
+    return f"{ns / 1e3:.1f} µs"
+
+
+def main() -> None:
+    if not CRITERION.exists():
+        sys.exit("no criterion results: run `cargo bench -p llmhost --bench sandbox` first")
+
+    print("Chat, one request (median):")
+    print()
+    print("| provider | native | wasm | added by the host | wasm / native |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for p in PROVIDERS:
+        n, w = median_ns("chat", p, "native"), median_ns("chat", p, "wasm")
+        if n is None or w is None:
+            continue
+        print(f"| {p} | {fmt(n)} | {fmt(w)} | {fmt(w - n)} | {w / n:.2f}× |")
+
+    print()
+    print(f"Stream of {STREAM_EVENTS} events, read to the end (median):")
+    print()
+    print("| provider | native | wasm | added per chunk | wasm / native |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for p in PROVIDERS:
+        n, w = median_ns("stream", p, "native"), median_ns("stream", p, "wasm")
+        if n is None or w is None:
+            continue
+        print(f"| {p} | {fmt(n)} | {fmt(w)} | {fmt((w - n) / STREAM_EVENTS)} | {w / n:.2f}× |")
+
+    print()
+    print(f"Fresh instance + one call + drop, no I/O (median): {fmt(median_ns('call', 'no_io'))}")
+
+    print()
+    print("Plugin load, one component (median):")
+    print()
+    print("| component | compile | from cache |")
+    print("| --- | ---: | ---: |")
+    loads = sorted(p.name for p in (CRITERION / "load").iterdir() if p.is_dir() and p.name != "report")
+    for c in loads:
+        print(f"| {c} | {fmt(median_ns('load', c, 'compile'))} | {fmt(median_ns('load', c, 'cached'))} |")
+
+
+if __name__ == "__main__":
+    main()
