@@ -27,30 +27,31 @@ def fmt(ns) -> str:
     return f"{ns / 1e3:.1f} µs"
 
 
+def side_by_side(group: str, title: str, added: str, per: int) -> None:
+    """Native against wasm for each provider; the difference divided by per."""
+    print(title)
+    print()
+    print(f"| provider | native | wasm | {added} | wasm / native |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for p in PROVIDERS:
+        n, w = median_ns(group, p, "native"), median_ns(group, p, "wasm")
+        if n is None or w is None:
+            continue
+        print(f"| {p} | {fmt(n)} | {fmt(w)} | {fmt((w - n) / per)} | {w / n:.2f}× |")
+
+
 def main() -> None:
     if not CRITERION.exists():
         sys.exit("no criterion results: run `cargo bench -p llmhost --bench sandbox` first")
 
-    print("Chat, one request (median):")
+    side_by_side("chat", "Chat, one request (median):", "added by the host", 1)
     print()
-    print("| provider | native | wasm | added by the host | wasm / native |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for p in PROVIDERS:
-        n, w = median_ns("chat", p, "native"), median_ns("chat", p, "wasm")
-        if n is None or w is None:
-            continue
-        print(f"| {p} | {fmt(n)} | {fmt(w)} | {fmt(w - n)} | {w / n:.2f}× |")
-
-    print()
-    print(f"Stream of {STREAM_EVENTS} events, read to the end (median):")
-    print()
-    print("| provider | native | wasm | added per chunk | wasm / native |")
-    print("| --- | ---: | ---: | ---: | ---: |")
-    for p in PROVIDERS:
-        n, w = median_ns("stream", p, "native"), median_ns("stream", p, "wasm")
-        if n is None or w is None:
-            continue
-        print(f"| {p} | {fmt(n)} | {fmt(w)} | {fmt((w - n) / STREAM_EVENTS)} | {w / n:.2f}× |")
+    side_by_side(
+        "stream",
+        f"Stream of {STREAM_EVENTS} events, read to the end (median):",
+        "added per chunk",
+        STREAM_EVENTS,
+    )
 
     print()
     print(f"Fresh instance + one call + drop, no I/O (median): {fmt(median_ns('call', 'no_io'))}")

@@ -17,23 +17,13 @@
 #[path = "support/mod.rs"]
 mod support;
 
-use llmhost::types::{ChatRequest, Message};
+use llmhost::types::ChatRequest;
 use llmhost::{Host, Limits, Target};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::{Percentiles, SimulatorProcess, env_number};
 
 const MODEL: &str = "gpt-4o-mini";
-
-fn request() -> ChatRequest {
-    ChatRequest::new(
-        MODEL,
-        vec![
-            Message::system("You are a helpful assistant."),
-            Message::user("Hello!"),
-        ],
-    )
-}
 
 /// What the OpenAI component sends for `request()`.
 fn native_body() -> Vec<u8> {
@@ -162,7 +152,7 @@ fn main() {
         target,
         client,
         url: format!("{base}/chat/completions"),
-        request: request(),
+        request: support::request(MODEL, "Hello!"),
         body: native_body().into(),
     });
 

@@ -20,14 +20,18 @@
 //! `BENCH_CURRENT_THREAD=1` for a single-threaded runtime). `scripts/bench`
 //! runs it with shorter measurement times.
 
+#[path = "support/mod.rs"]
+mod support;
+
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use llmhost::types::{ChatRequest, Chunk, Message, Role, TokenInput};
+use llmhost::types::{ChatRequest, Chunk, Role, TokenInput};
 use llmhost::{Host, Target};
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -232,13 +236,7 @@ async fn canned_server() -> SocketAddr {
 }
 
 fn request(model: &str) -> ChatRequest {
-    let mut request = ChatRequest::new(
-        model,
-        vec![
-            Message::system("You are a helpful assistant."),
-            Message::user("Hello!"),
-        ],
-    );
+    let mut request = support::request(model, "Hello!");
     request.max_tokens = Some(1024);
     request
 }
@@ -308,16 +306,23 @@ impl Native {
         builder.body(Full::new(Bytes::from(body))).expect("request")
     }
 
-    async fn chat(&self, case: &Case, request: &ChatRequest) -> u64 {
-        let body = native_body(case.dialect, request, false);
+    /// Sends the request in the vendor's wire format; returns the body of
+    /// a successful answer.
+    async fn send(&self, case: &Case, request: &ChatRequest, stream: bool) -> Incoming {
+        let body = native_body(case.dialect, request, stream);
         let response = self
             .client
             .request(self.post(case, body))
             .await
             .expect("response");
         assert!(response.status().is_success());
-        let bytes = response
-            .into_body()
+        response.into_body()
+    }
+
+    async fn chat(&self, case: &Case, request: &ChatRequest) -> u64 {
+        let bytes = self
+            .send(case, request, false)
+            .await
             .collect()
             .await
             .expect("body")
@@ -333,14 +338,7 @@ impl Native {
     /// Reads a streamed answer as a native client would: frame by frame,
     /// splitting SSE events and parsing each one's JSON.
     async fn stream(&self, case: &Case, request: &ChatRequest) -> (usize, String) {
-        let body = native_body(case.dialect, request, true);
-        let response = self
-            .client
-            .request(self.post(case, body))
-            .await
-            .expect("response");
-        assert!(response.status().is_success());
-        let mut body = response.into_body();
+        let mut body = self.send(case, request, true).await;
         let mut buffer: Vec<u8> = Vec::new();
         let mut text = String::new();
         let mut events = 0;
@@ -398,19 +396,8 @@ async fn host_stream(host: &Host, target: &Target, request: &ChatRequest) -> (us
     (chunks, text)
 }
 
-fn runtime() -> Runtime {
-    if std::env::var_os("BENCH_CURRENT_THREAD").is_some() {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio")
-    } else {
-        Runtime::new().expect("tokio")
-    }
-}
-
 fn bench(c: &mut Criterion) {
-    let runtime = runtime();
+    let runtime = support::runtime();
     let addr = runtime.block_on(canned_server());
     let cache = tempfile::tempdir().expect("cache dir");
     let host = runtime

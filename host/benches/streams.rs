@@ -14,8 +14,9 @@
 mod support;
 
 use futures::StreamExt;
-use llmhost::types::{ChatRequest, Chunk, Message};
+use llmhost::types::Chunk;
 use llmhost::{Host, Limits, Target};
+use std::future::Future;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,16 +26,7 @@ use tokio::sync::Barrier;
 const ROLE: &str = "BENCH_STREAMS_ROLE";
 const BASE_URL: &str = "BENCH_STREAMS_BASE_URL";
 const MODEL: &str = "gpt-4o-mini";
-
-fn request() -> ChatRequest {
-    ChatRequest::new(
-        MODEL,
-        vec![
-            Message::system("You are a helpful assistant."),
-            Message::user("Tell me about streams in a few words."),
-        ],
-    )
-}
+const PROMPT: &str = "Tell me about streams in a few words.";
 
 /// What one side measured, printed by the child as one line.
 struct Report {
@@ -87,7 +79,7 @@ async fn host_side(base_url: String, streams: usize) -> Report {
         .expect("host");
     let mut target = Target::new("openai").base_url(base_url).api_key("sk-bench");
     target.use_env = false;
-    let request = request();
+    let request = support::request(MODEL, PROMPT);
     // One stream first, so the baseline includes what any first request
     // loads (tokenizer tables, connection pool, code pages).
     host.stream(&target, &request)
@@ -98,42 +90,22 @@ async fn host_side(base_url: String, streams: usize) -> Report {
         .expect("collect");
     let baseline = proc_status_bytes("VmRSS");
 
-    let started = Instant::now();
-    let barrier = Arc::new(Barrier::new(streams));
     let (host, target, request) = (Arc::new(host), Arc::new(target), Arc::new(request));
-    let tasks: Vec<_> = (0..streams)
-        .map(|_| {
-            let (host, target, request) = (host.clone(), target.clone(), request.clone());
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                let mut stream = host.stream(&target, &request).await.expect("stream");
-                let first = stream.next().await.expect("first chunk").expect("chunk");
-                let all_open = barrier
-                    .wait()
-                    .await
-                    .is_leader()
-                    .then(|| proc_status_bytes("VmRSS"));
-                let mut text = matches!(first, Chunk::Text(_)) as usize;
-                while let Some(chunk) = stream.next().await {
-                    text += matches!(chunk.expect("chunk"), Chunk::Text(_)) as usize;
-                }
-                assert!(text > 0, "no text streamed");
-                all_open
-            })
-        })
-        .collect();
-    let mut all_open = 0;
-    for task in tasks {
-        if let Some(rss) = task.await.expect("task") {
-            all_open = rss;
+    hold_open(streams, baseline, move |all_open| {
+        let (host, target, request) = (host.clone(), target.clone(), request.clone());
+        async move {
+            let mut stream = host.stream(&target, &request).await.expect("stream");
+            let first = stream.next().await.expect("first chunk").expect("chunk");
+            let rss = all_open.wait().await;
+            let mut text = matches!(first, Chunk::Text(_)) as usize;
+            while let Some(chunk) = stream.next().await {
+                text += matches!(chunk.expect("chunk"), Chunk::Text(_)) as usize;
+            }
+            assert!(text > 0, "no text streamed");
+            rss
         }
-    }
-    Report {
-        baseline,
-        all_open,
-        peak: proc_status_bytes("VmHWM"),
-        elapsed: started.elapsed(),
-    }
+    })
+    .await
 }
 
 async fn native_side(base_url: String, streams: usize) -> Report {
@@ -147,7 +119,7 @@ async fn native_side(base_url: String, streams: usize) -> Report {
             "model": MODEL,
             "messages": [
                 {"role": "system", "content": "You are a helpful assistant."},
-                {"role": "user", "content": "Tell me about streams in a few words."},
+                {"role": "user", "content": PROMPT},
             ],
             "stream": true,
             "stream_options": {"include_usage": true},
@@ -196,28 +168,49 @@ async fn native_side(base_url: String, streams: usize) -> Report {
     .await;
     let baseline = proc_status_bytes("VmRSS");
 
+    hold_open(streams, baseline, move |all_open| {
+        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+        async move {
+            let mut stream = open(client, url, body).await;
+            let first = stream.next().await.expect("first piece").expect("body");
+            let rss = all_open.wait().await;
+            assert!(drain(stream, first.to_vec()).await > 0);
+            rss
+        }
+    })
+    .await
+}
+
+/// The moment every stream is open: each task waits here after its first
+/// chunk; the last to arrive reads the RSS.
+struct AllOpen(Arc<Barrier>);
+
+impl AllOpen {
+    async fn wait(&self) -> Option<u64> {
+        self.0
+            .wait()
+            .await
+            .is_leader()
+            .then(|| proc_status_bytes("VmRSS"))
+    }
+}
+
+/// Runs `streams` copies of `one_stream` at once (each opens a stream,
+/// reads a first chunk, waits on [`AllOpen`], then reads to the end) and
+/// reports the memory they took.
+async fn hold_open<F, Fut>(streams: usize, baseline: u64, one_stream: F) -> Report
+where
+    F: Fn(AllOpen) -> Fut,
+    Fut: Future<Output = Option<u64>> + Send + 'static,
+{
     let started = Instant::now();
     let barrier = Arc::new(Barrier::new(streams));
     let tasks: Vec<_> = (0..streams)
-        .map(|_| {
-            let (client, url, body) = (client.clone(), url.clone(), body.clone());
-            let barrier = Arc::clone(&barrier);
-            tokio::spawn(async move {
-                let mut stream = open(client, url, body).await;
-                let first = stream.next().await.expect("first piece").expect("body");
-                let all_open = barrier
-                    .wait()
-                    .await
-                    .is_leader()
-                    .then(|| proc_status_bytes("VmRSS"));
-                assert!(drain(stream, first.to_vec()).await > 0);
-                all_open
-            })
-        })
+        .map(|_| tokio::spawn(one_stream(AllOpen(Arc::clone(&barrier)))))
         .collect();
     let mut all_open = 0;
     for task in tasks {
-        if let Some(rss) = task.await.expect("task") {
+        if let Some(rss) = task.await.expect("stream task") {
             all_open = rss;
         }
     }
@@ -232,7 +225,7 @@ async fn native_side(base_url: String, streams: usize) -> Report {
 fn child(role: &str) {
     let base_url = std::env::var(BASE_URL).expect(BASE_URL);
     let streams = env_number("BENCH_STREAMS", 1000);
-    let runtime = tokio::runtime::Runtime::new().expect("tokio");
+    let runtime = support::runtime();
     let report = match role {
         "host" => runtime.block_on(host_side(base_url, streams)),
         "native" => runtime.block_on(native_side(base_url, streams)),

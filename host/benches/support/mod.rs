@@ -2,6 +2,7 @@
 // Each bench binary compiles this module and uses only part of it.
 #![allow(dead_code)]
 
+use llmhost::types::{ChatRequest, Message};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -140,4 +141,15 @@ pub fn runtime() -> tokio::runtime::Runtime {
     } else {
         tokio::runtime::Runtime::new().expect("tokio")
     }
+}
+
+/// A two-message chat request: a system prompt and `prompt`.
+pub fn request(model: &str, prompt: &str) -> ChatRequest {
+    ChatRequest::new(
+        model,
+        vec![
+            Message::system("You are a helpful assistant."),
+            Message::user(prompt),
+        ],
+    )
 }
