@@ -360,6 +360,48 @@ async fn inspect_shows_every_builtin_and_refuses_what_is_not_a_provider() {
                 .contains("contract        llmhost:provider@0.1.0")
         );
     }
+    // The contract version: the OpenAI component with its export renamed in
+    // place (same length, so the binary stays well formed). A later 0.1.x
+    // is served, as the compatibility promise says; 0.2.0 is refused with
+    // what it exports and what the host serves.
+    let openai = llmhost::builtin_component("openai").unwrap();
+    let exported = b"llmhost:provider/provider@0.1.0";
+    assert!(openai.windows(exported.len()).any(|w| w == exported));
+    for (version, accepted) in [("0.1.7", true), ("0.2.0", false)] {
+        let renamed = format!("llmhost:provider/provider@{version}");
+        let mut bytes = openai.to_vec();
+        let mut at = 0;
+        while let Some(found) = bytes[at..]
+            .windows(exported.len())
+            .position(|w| w == exported)
+        {
+            let start = at + found;
+            bytes[start..start + exported.len()].copy_from_slice(renamed.as_bytes());
+            at = start + exported.len();
+        }
+        let path = dir.path().join(format!("openai-{version}.wasm"));
+        std::fs::write(&path, &bytes).unwrap();
+        let output = run(
+            &["plugins", "inspect", path.to_str().unwrap(), "--json"],
+            &[],
+        )
+        .await;
+        let v = json_of(&output);
+        if accepted {
+            assert!(output.status.success(), "{v}");
+            assert_eq!(v["id"], "openai");
+            assert_eq!(v["wit_version"], format!("llmhost:provider@{version}"));
+        } else {
+            assert!(!output.status.success());
+            assert_eq!(v["error"]["kind"], "plugin_load");
+            let message = v["error"]["message"].as_str().unwrap();
+            assert!(
+                message.contains("exports llmhost:provider/provider@0.2.0")
+                    && message.contains("serves llmhost:provider@0.1.x"),
+                "{v}"
+            );
+        }
+    }
     for (name, bytes, says) in [
         (
             "notes.wasm",
