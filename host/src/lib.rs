@@ -32,8 +32,8 @@ pub mod types;
 
 pub use error::{Error, provider_error_kind};
 pub use host::{
-    ChatOutcome, ChatStream, HealthOutcome, Host, HostBuilder, InstallRecord, PluginSummary,
-    StreamCollector, Target,
+    CacheEntry, CacheReport, ChatOutcome, ChatStream, HealthOutcome, Host, HostBuilder,
+    InstallRecord, PluginSummary, StreamCollector, Target,
 };
 pub use llmhost_registry as registry;
 pub use runtime::{CONTRACT_PACKAGE, CONTRACT_VERSIONS, CompileSource, Limits, PluginOrigin};

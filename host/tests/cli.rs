@@ -525,3 +525,79 @@ async fn models_lists_all_four_providers() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cache_show_and_prune_keep_what_the_loaded_plugins_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let env = [("LLMHOST_CACHE_DIR", cache.to_str().unwrap())];
+
+    // The first start compiles the four built-ins into the empty cache.
+    let shown = json_of(&run(&["cache", "--json"], &env).await);
+    assert_eq!(shown["dir"], cache.to_str().unwrap());
+    assert_eq!(shown["artifacts"].as_array().unwrap().len(), 4, "{shown}");
+    assert_eq!(shown["in_use"], 4);
+
+    // An artifact of some older build, and a file that is not an artifact.
+    std::fs::write(cache.join("0123abcd.cwasm"), vec![7u8; 1000]).unwrap();
+    std::fs::write(cache.join("notes.txt"), "keep me").unwrap();
+    let shown = json_of(&run(&["cache", "show", "--json"], &env).await);
+    let artifacts = shown["artifacts"].as_array().unwrap();
+    assert_eq!(artifacts.len(), 5, "{shown}");
+    let stale: Vec<_> = artifacts.iter().filter(|a| a["in_use"] == false).collect();
+    assert_eq!(stale.len(), 1);
+    assert!(
+        stale[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("0123abcd.cwasm")
+    );
+    let text = run(&["cache"], &env).await;
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("5 compiled components") && text.contains("4 used"),
+        "{text}"
+    );
+    assert!(
+        text.contains("0123abcd.cwasm") && text.contains("unused"),
+        "{text}"
+    );
+
+    let pruned = json_of(&run(&["cache", "prune", "--json"], &env).await);
+    let removed = pruned["removed"].as_array().unwrap();
+    assert_eq!(removed.len(), 1, "{pruned}");
+    assert!(
+        removed[0]["file"]
+            .as_str()
+            .unwrap()
+            .ends_with("0123abcd.cwasm")
+    );
+    assert_eq!(pruned["freed_bytes"], 1000);
+    assert!(!cache.join("0123abcd.cwasm").exists());
+    assert!(cache.join("notes.txt").exists());
+    let shown = json_of(&run(&["cache", "--json"], &env).await);
+    assert_eq!(shown["artifacts"].as_array().unwrap().len(), 4);
+
+    // --all empties it of artifacts, and only of artifacts.
+    let pruned = json_of(&run(&["cache", "prune", "--all", "--json"], &env).await);
+    assert_eq!(pruned["removed"].as_array().unwrap().len(), 4, "{pruned}");
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(left, ["notes.txt"]);
+
+    // With the cache off there is nothing to prune, and it says so.
+    let off = run(&["--no-cache", "cache", "prune", "--json"], &env).await;
+    assert_eq!(off.status.code(), Some(2));
+    let v = json_of(&off);
+    assert_eq!(v["error"]["kind"], "invalid_config");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("cache is off")
+    );
+    let off = run(&["--no-cache", "cache"], &env).await;
+    assert!(String::from_utf8_lossy(&off.stdout).contains("cache is off"));
+}

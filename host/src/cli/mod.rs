@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod admin;
+mod cache;
 mod demo;
 mod output;
 mod plugins;
@@ -106,6 +107,11 @@ enum Command {
     Plugins {
         #[command(subcommand)]
         command: Option<plugins::PluginsCommand>,
+    },
+    /// The compiled-component cache: show (the default) or prune.
+    Cache {
+        #[command(subcommand)]
+        command: Option<cache::CacheCommand>,
     },
     /// Run chat, stream, token count and health through every provider
     /// against the built-in vendor simulator: no keys, no network.
@@ -365,6 +371,9 @@ impl Cli {
                 }
                 let host = Self::host(global, &settings).await?;
                 plugins::run(&host, settings.plugins.as_deref(), command, json).await
+            }
+            Command::Cache { command } => {
+                cache::run(&Self::host(global, &settings).await?, command, json)
             }
             Command::Demo => demo::run(&Self::host(global, &settings).await?, json).await,
             Command::Agents(command) => {

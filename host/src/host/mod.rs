@@ -387,6 +387,28 @@ pub struct PluginSummary {
     pub hosts: Vec<String>,
 }
 
+/// The compiled-component cache, as [`Host::component_cache`] sees it.
+#[derive(Debug, Clone)]
+pub struct CacheReport {
+    /// `None` when caching is off.
+    pub dir: Option<PathBuf>,
+    pub artifacts: Vec<CacheEntry>,
+}
+
+/// One compiled component in the cache.
+#[derive(Debug, Clone)]
+pub struct CacheEntry {
+    pub path: PathBuf,
+    pub bytes: u64,
+    /// Whether a plugin this host loaded uses it.
+    pub in_use: bool,
+}
+
+fn cache_error(dir: Option<&Path>, err: &std::io::Error) -> Error {
+    let dir = dir.map_or_else(|| "<none>".into(), |d| d.display().to_string());
+    Error::InvalidConfig(format!("cannot read the component cache {dir}: {err}"))
+}
+
 /// A complete answer with its accounting.
 #[derive(Debug, Clone)]
 pub struct ChatOutcome {
@@ -482,6 +504,60 @@ impl Host {
                 },
             })
             .collect()
+    }
+
+    /// The compiled-component cache: its directory (none when caching is
+    /// off) and every artifact in it, each marked whether a loaded plugin
+    /// uses it.
+    pub fn component_cache(&self) -> Result<CacheReport, Error> {
+        let cache = self.inner.runtime.cache();
+        let in_use: std::collections::HashSet<&Path> = self
+            .inner
+            .plugins
+            .values()
+            .filter_map(|p| p.artifact.as_deref())
+            .collect();
+        let artifacts = cache
+            .artifacts()
+            .map_err(|err| cache_error(cache.dir(), &err))?
+            .into_iter()
+            .map(|artifact| CacheEntry {
+                in_use: in_use.contains(artifact.path.as_path()),
+                path: artifact.path,
+                bytes: artifact.bytes,
+            })
+            .collect();
+        Ok(CacheReport {
+            dir: cache.dir().map(Path::to_path_buf),
+            artifacts,
+        })
+    }
+
+    /// Deletes the cached artifacts no loaded plugin uses (every artifact
+    /// with `all`), returning what was deleted. Artifacts are only ever
+    /// recompiled, never lost: a later start compiles what it misses. Safe
+    /// while other processes use the cache: a loaded artifact is mapped,
+    /// and deleting its file does not unmap it.
+    pub fn prune_component_cache(&self, all: bool) -> Result<Vec<CacheEntry>, Error> {
+        let report = self.component_cache()?;
+        if report.dir.is_none() {
+            return Err(Error::InvalidConfig(
+                "the component cache is off (--no-cache, or no cache directory)".into(),
+            ));
+        }
+        let mut removed = Vec::new();
+        for entry in report.artifacts {
+            if entry.in_use && !all {
+                continue;
+            }
+            match std::fs::remove_file(&entry.path) {
+                Ok(()) => removed.push(entry),
+                // Another process pruned it first.
+                Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+                Err(err) => return Err(cache_error(report.dir.as_deref(), &err)),
+            }
+        }
+        Ok(removed)
     }
 
     /// Loads a component file the way the plugin directory would (compile,

@@ -31,6 +31,16 @@ pub enum CompileSource {
     Compiled,
 }
 
+/// File extension of a compiled artifact.
+const ARTIFACT_EXTENSION: &str = "cwasm";
+
+/// A compiled component on disk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedArtifact {
+    pub path: PathBuf,
+    pub bytes: u64,
+}
+
 /// Where compiled components are kept.
 #[derive(Debug, Clone)]
 pub struct ComponentCache {
@@ -82,17 +92,59 @@ impl ComponentCache {
         hasher.finalize().to_hex().to_string()
     }
 
-    /// The compiled component for `bytes`, from the cache when possible.
+    /// The cache directory, if there is one.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    /// Where the compiled form of `bytes` is (or would be) kept.
+    pub fn artifact_path(&self, engine: &Engine, bytes: &[u8]) -> Option<PathBuf> {
+        self.dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{}.{ARTIFACT_EXTENSION}", Self::key(engine, bytes))))
+    }
+
+    /// Every compiled artifact in the cache directory, by file name. Other
+    /// files (a temporary file being written, anything an operator put
+    /// there) are not listed. An absent directory is an empty cache.
+    pub fn artifacts(&self) -> std::io::Result<Vec<CachedArtifact>> {
+        let Some(dir) = &self.dir else {
+            return Ok(Vec::new());
+        };
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let mut artifacts = Vec::new();
+        for entry in entries {
+            let entry = entry?;
+            let path = entry.path();
+            let meta = entry.metadata()?;
+            if meta.is_file()
+                && path
+                    .extension()
+                    .is_some_and(|ext| ext == ARTIFACT_EXTENSION)
+            {
+                artifacts.push(CachedArtifact {
+                    path,
+                    bytes: meta.len(),
+                });
+            }
+        }
+        artifacts.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(artifacts)
+    }
+
+    /// The compiled component for `bytes`, from the cache when possible,
+    /// with where its artifact is kept.
     pub fn load_or_compile(
         &self,
         engine: &Engine,
         bytes: &[u8],
-    ) -> wasmtime::Result<(Component, CompileSource, Duration)> {
+    ) -> wasmtime::Result<(Component, CompileSource, Duration, Option<PathBuf>)> {
         let started = Instant::now();
-        let path = self
-            .dir
-            .as_ref()
-            .map(|dir| dir.join(format!("{}.cwasm", Self::key(engine, bytes))));
+        let path = self.artifact_path(engine, bytes);
         if let Some(path) = &path
             && trusted_artifact(path)
         {
@@ -102,7 +154,12 @@ impl ComponentCache {
             match unsafe { Component::deserialize_file(engine, path) } {
                 Ok(component) => {
                     tracing::debug!(path = %path.display(), "loaded compiled component from cache");
-                    return Ok((component, CompileSource::Cache, started.elapsed()));
+                    return Ok((
+                        component,
+                        CompileSource::Cache,
+                        started.elapsed(),
+                        Some(path.clone()),
+                    ));
                 }
                 Err(err) => {
                     tracing::warn!(path = %path.display(), "ignoring unusable cached component: {err:#}");
@@ -115,7 +172,7 @@ impl ComponentCache {
         {
             tracing::warn!(path = %path.display(), "could not cache compiled component: {err}");
         }
-        Ok((component, CompileSource::Compiled, started.elapsed()))
+        Ok((component, CompileSource::Compiled, started.elapsed(), path))
     }
 
     fn store(&self, path: &Path, component: &Component) -> std::io::Result<()> {

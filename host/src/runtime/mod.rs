@@ -90,6 +90,8 @@ pub struct Plugin {
     pub(crate) origin: PluginOrigin,
     pub(crate) compile: CompileSource,
     pub(crate) load_time: Duration,
+    /// Its compiled form in the component cache, if there is a cache.
+    pub(crate) artifact: Option<PathBuf>,
     pre: LlmProviderPre<RequestState>,
 }
 
@@ -174,6 +176,11 @@ impl Runtime {
         })
     }
 
+    /// The component cache.
+    pub fn cache(&self) -> &ComponentCache {
+        &self.cache
+    }
+
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.pooling
@@ -190,7 +197,7 @@ impl Runtime {
             message,
         };
         check_header(bytes).map_err(load_error)?;
-        let (component, compile, load_time) = self
+        let (component, compile, load_time, artifact) = self
             .cache
             .load_or_compile(&self.engine, bytes)
             .map_err(|err| load_error(format!("not a valid component: {err:#}")))?;
@@ -209,6 +216,7 @@ impl Runtime {
             origin: origin.clone(),
             compile,
             load_time,
+            artifact,
             pre,
         };
         let mut instance = self
