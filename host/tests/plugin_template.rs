@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{json_of, run};
+use common::{json_of, run, run_ok};
 use llmhost_simulator::{Simulator, Vendor};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,21 +100,22 @@ async fn the_guide_turns_the_template_into_a_working_plugin() {
         inspected["hosts"],
         serde_json::json!(["api.my-provider.example"])
     );
-    let installed = run(
+    let installed = run_ok(
         &["--plugins", &plugins, "plugins", "install", &wasm, "--json"],
         &[],
     )
     .await;
     assert!(
-        installed.status.success(),
-        "{}",
-        String::from_utf8_lossy(&installed.stderr)
+        installed["installed"]
+            .as_str()
+            .unwrap()
+            .ends_with("my-provider.wasm")
     );
 
     // Step 5: use it.
     let sim = Simulator::start().await.unwrap();
     let base = sim.base_url(Vendor::OpenAi);
-    let answer = run(
+    let v = run_ok(
         &[
             "--plugins",
             &plugins,
@@ -133,12 +134,6 @@ async fn the_guide_turns_the_template_into_a_working_plugin() {
         &[],
     )
     .await;
-    assert!(
-        answer.status.success(),
-        "{}",
-        String::from_utf8_lossy(&answer.stderr)
-    );
-    let v = json_of(&answer);
     assert!(
         v["content"]
             .as_str()

@@ -47,3 +47,16 @@ pub fn json_of(output: &Output) -> Value {
         )
     })
 }
+
+/// Runs the binary, asserts it succeeded (showing its stderr if not) and
+/// returns its one JSON object.
+pub async fn run_ok(args: &[&str], env: &[(&str, &str)]) -> Value {
+    let output = run(args, env).await;
+    assert!(
+        output.status.success(),
+        "llmhost {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    json_of(&output)
+}
