@@ -1,6 +1,6 @@
 //! Builds the test plugins: the OpenAI provider under another id (to load
 //! from a plugin directory beside the built-in one) and the misbehaving
-//! plugin. Tests find them through `$OUT_DIR/test_plugins.rs`.
+//! and hostile plugins. Tests find them through `$OUT_DIR/test_plugins.rs`.
 
 use llmhost_component_build::{ComponentBuild, rerun_if_changed, workspace_root};
 use std::path::PathBuf;
@@ -18,7 +18,10 @@ fn main() {
     let misbehave = ComponentBuild {
         workspace: &root,
         target_dir: root.join("target").join("test-plugins"),
-        packages: &["llmhost-test-plugin-misbehave"],
+        packages: &[
+            "llmhost-test-plugin-misbehave",
+            "llmhost-test-plugin-hostile",
+        ],
         env: &[],
     }
     .run();
@@ -32,9 +35,12 @@ fn main() {
     let code = format!(
         "/// The misbehaving test plugin.\n\
          pub const MISBEHAVE: &str = {:?};\n\
+         /// The hostile test plugin (provider id `tinyllm`).\n\
+         pub const HOSTILE: &str = {:?};\n\
          /// The OpenAI provider built under the id `acme-openai`.\n\
          pub const OPENAI_RENAMED: &str = {:?};\n",
         misbehave[0].display().to_string(),
+        misbehave[1].display().to_string(),
         renamed[0].display().to_string()
     );
     std::fs::write(out_dir.join("test_plugins.rs"), code).expect("write test_plugins.rs");

@@ -64,6 +64,24 @@ pub enum Error {
     /// may; the extra ones were not sent.
     #[error("{provider}: the plugin tried to send more than {limit} HTTP requests in one call")]
     RequestLimitExceeded { provider: String, limit: u32 },
+    /// The plugin gave the host's tokenizer more text than one call (or
+    /// one request) may count.
+    #[error(
+        "{provider}: the plugin sent the tokenizer more than {limit_bytes} bytes in one {scope} and was stopped"
+    )]
+    TokenizerLimitExceeded {
+        provider: String,
+        limit_bytes: usize,
+        /// `call` or `request`.
+        scope: &'static str,
+    },
+    /// The answer grew beyond the response size limit (a stream's text
+    /// collected so far, or a complete answer).
+    #[error("{provider}: the answer exceeded the response size limit of {limit_bytes} bytes")]
+    ResponseTooLarge {
+        provider: String,
+        limit_bytes: usize,
+    },
     /// The plugin crashed (a WebAssembly trap).
     #[error("{provider}: the plugin crashed: {message}")]
     PluginTrap { provider: String, message: String },
@@ -112,6 +130,8 @@ impl Error {
             Error::MemoryLimitExceeded { .. } => "memory_limit_exceeded",
             Error::PluginTrap { .. } => "plugin_trap",
             Error::RequestLimitExceeded { .. } => "request_limit_exceeded",
+            Error::TokenizerLimitExceeded { .. } => "tokenizer_limit_exceeded",
+            Error::ResponseTooLarge { .. } => "response_too_large",
             Error::PluginLoad { .. } => "plugin_load",
             Error::InvalidConfig(_) => "invalid_config",
             Error::Validation { .. } => "validation",

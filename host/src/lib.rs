@@ -31,9 +31,10 @@ pub mod store;
 pub mod types;
 
 pub use error::{Error, provider_error_kind};
+pub use host::grants;
 pub use host::{
-    CacheEntry, CacheReport, ChatOutcome, ChatStream, HealthOutcome, Host, HostBuilder,
-    InstallRecord, PluginSummary, StreamCollector, Target,
+    Access, Asks, CacheEntry, CacheReport, ChatOutcome, ChatStream, Grant, HealthOutcome, Host,
+    HostBuilder, InstallRecord, Installed, PluginSummary, StreamCollector, Target,
 };
 pub use llmhost_registry as registry;
 pub use runtime::{CONTRACT_PACKAGE, CONTRACT_VERSIONS, CompileSource, Limits, PluginOrigin};

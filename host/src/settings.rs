@@ -20,6 +20,8 @@
 //! connect_timeout_secs = 10
 //! max_concurrent_instances = 256
 //! max_requests_per_call = 16
+//! tokenizer_mb_per_call = 16       # text one tokenizer call may count
+//! tokenizer_mb_per_request = 64    # all tokenizer calls of one request
 //!
 //! [retry]                        # calls made for agents
 //! max_attempts = 3                 # per route (provider and model)
@@ -66,8 +68,10 @@ pub struct ProviderSettings {
     /// Base URL used when neither the call nor the provider's environment
     /// variable sets one.
     pub base_url: Option<String>,
-    /// Hosts the plugin may reach besides those it declares (HTTPS,
-    /// public addresses).
+    /// Hosts the plugin may reach (HTTPS, public addresses): for a
+    /// built-in provider, besides those it declares; for a plugin file, a
+    /// grant like `plugins install --allow-host`, which counts only for
+    /// hosts it asks for and only once it is installed.
     #[serde(default)]
     pub allowed_hosts: Vec<String>,
 }
@@ -108,6 +112,8 @@ struct FileLimits {
     connect_timeout_secs: Option<f64>,
     max_concurrent_instances: Option<u32>,
     max_requests_per_call: Option<u32>,
+    tokenizer_mb_per_call: Option<u64>,
+    tokenizer_mb_per_request: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -292,6 +298,14 @@ impl Settings {
                 )));
             }
             self.limits.max_outbound_requests = n;
+        }
+        if let Some(mb) = limits.tokenizer_mb_per_call {
+            self.limits.max_tokenizer_bytes_per_call =
+                megabytes(mb, &what("limits.tokenizer_mb_per_call"))?;
+        }
+        if let Some(mb) = limits.tokenizer_mb_per_request {
+            self.limits.max_tokenizer_bytes_per_request =
+                megabytes(mb, &what("limits.tokenizer_mb_per_request"))?;
         }
         let retry = file.retry;
         if let Some(n) = retry.max_attempts {

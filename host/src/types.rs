@@ -124,3 +124,56 @@ pub fn capability_names(capabilities: Capabilities) -> Vec<String> {
         .map(|(_, name)| (*name).to_owned())
         .collect()
 }
+
+fn tool_call_bytes(call: &ToolCall) -> usize {
+    call.id.len() + call.name.len() + call.arguments.len()
+}
+
+impl ContentPart {
+    /// Bytes of answer text the part carries (what the response size
+    /// limit counts; an image counts as its source text).
+    pub fn answer_bytes(&self) -> usize {
+        match self {
+            ContentPart::Text(text) | ContentPart::RedactedThinking(text) => text.len(),
+            ContentPart::Thinking(thinking) => {
+                thinking.text.len() + thinking.signature.as_ref().map_or(0, String::len)
+            }
+            ContentPart::ToolUse(call) => tool_call_bytes(call),
+            ContentPart::ToolResult(_) | ContentPart::Image(_) => 0,
+        }
+    }
+}
+
+impl ChatResponse {
+    /// Bytes of answer the response carries, counted once per field.
+    pub fn answer_bytes(&self) -> usize {
+        self.content.len()
+            + self.reasoning_content.as_ref().map_or(0, String::len)
+            + self.tool_calls.iter().map(tool_call_bytes).sum::<usize>()
+            + self
+                .parts
+                .iter()
+                .map(ContentPart::answer_bytes)
+                .sum::<usize>()
+    }
+}
+
+impl Chunk {
+    /// Bytes of answer the chunk adds (what the response size limit
+    /// counts for a stream).
+    pub fn answer_bytes(&self) -> usize {
+        match self {
+            Chunk::Text(text)
+            | Chunk::Reasoning(text)
+            | Chunk::ReasoningSignature(text)
+            | Chunk::RedactedReasoning(text) => text.len(),
+            Chunk::ToolCall(delta) => {
+                delta.arguments.len()
+                    + delta.id.as_ref().map_or(0, String::len)
+                    + delta.name.as_ref().map_or(0, String::len)
+            }
+            Chunk::Start(start) => start.id.len() + start.model.len(),
+            Chunk::Usage(_) | Chunk::Finish(_) => 0,
+        }
+    }
+}

@@ -100,11 +100,37 @@ async fn the_guide_turns_the_template_into_a_working_plugin() {
         inspected["hosts"],
         serde_json::json!(["api.my-provider.example"])
     );
-    let installed = run_ok(
+    // Not on a terminal, installing needs the operator's word for the
+    // host it asks for.
+    let unconfirmed = run(
         &["--plugins", &plugins, "plugins", "install", &wasm, "--json"],
         &[],
     )
     .await;
+    assert!(!unconfirmed.status.success());
+    assert!(
+        json_of(&unconfirmed)["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--yes")
+    );
+    let installed = run_ok(
+        &[
+            "--plugins",
+            &plugins,
+            "plugins",
+            "install",
+            &wasm,
+            "--yes",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        installed["granted"]["hosts"],
+        serde_json::json!(["api.my-provider.example"])
+    );
     assert!(
         installed["installed"]
             .as_str()

@@ -81,7 +81,8 @@ async fn a_python_provider_serves_chat_and_stream_without_rebuilding_the_host() 
     assert_eq!(inspected["id"], "selfhosted");
     assert_eq!(inspected["wit_version"], "llmhost:provider@0.1.0");
     assert!(inspected["models"].as_array().unwrap().len() >= 4);
-    let installed = run_ok(
+    // It asks for no host, so none can be granted to it.
+    let refused = run(
         &[
             "--plugins",
             &plugin_dir,
@@ -95,6 +96,24 @@ async fn a_python_provider_serves_chat_and_stream_without_rebuilding_the_host() 
         &[],
     )
     .await;
+    assert_eq!(json_of(&refused)["error"]["kind"], "invalid_config");
+    let installed = run_ok(
+        &[
+            "--plugins",
+            &plugin_dir,
+            "plugins",
+            "install",
+            &built,
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(installed["granted"]["hosts"], serde_json::json!([]));
+    assert_eq!(
+        installed["granted"]["own_env"],
+        serde_json::json!(["LLMHOST_SELFHOSTED_API_KEY", "LLMHOST_SELFHOSTED_BASE_URL"])
+    );
     assert!(
         installed["installed"]
             .as_str()
@@ -174,8 +193,8 @@ max_output_tokens = 16384
     let env = [
         ("LLMHOST_PLUGINS", plugin_dir.as_str()),
         ("LLMHOST_MODELS", models.as_str()),
-        ("SELFHOSTED_BASE_URL", base.as_str()),
-        ("SELFHOSTED_API_KEY", "local-key"),
+        ("LLMHOST_SELFHOSTED_BASE_URL", base.as_str()),
+        ("LLMHOST_SELFHOSTED_API_KEY", "local-key"),
     ];
 
     let listed = run(&["plugins", "list", "--json"], &env).await;
@@ -269,7 +288,7 @@ max_output_tokens = 16384
         ],
         &[
             ("LLMHOST_PLUGINS", plugin_dir.as_str()),
-            ("SELFHOSTED_API_KEY", "local-key"),
+            ("LLMHOST_SELFHOSTED_API_KEY", "local-key"),
         ],
     )
     .await;

@@ -5,9 +5,10 @@ LM Studio, ...).
 Built into a WebAssembly component by ``build.sh`` with componentize-py
 against the project's ``wit/``. Like every plugin it only speaks the
 protocol: the host approves hosts, holds keys, applies limits and prices
-the usage. Set the server with ``SELFHOSTED_BASE_URL`` (for example
-``http://localhost:11434/v1`` for Ollama); the host then allows exactly that
-address.
+the usage. Set the server with ``LLMHOST_SELFHOSTED_BASE_URL`` (for example
+``http://localhost:11434/v1`` for Ollama): a variable of llmhost's naming,
+granted to every installed plugin for its own id, so the host then allows
+exactly that address.
 """
 
 import json
@@ -401,8 +402,8 @@ class Provider(exports.Provider):
             name="Self-hosted OpenAI-compatible server (Python plugin)",
             version=VERSION,
             default_base_url="http://localhost:11434/v1",
-            api_key_env=["SELFHOSTED_API_KEY"],
-            base_url_env=["SELFHOSTED_BASE_URL"],
+            api_key_env=["LLMHOST_SELFHOSTED_API_KEY"],
+            base_url_env=["LLMHOST_SELFHOSTED_BASE_URL"],
             hosts=[],
             models=MODELS,
         )

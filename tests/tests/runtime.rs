@@ -3,12 +3,11 @@
 
 mod common;
 
-use common::builder;
+use common::{builder, installed_dir, no_grant};
 use llmhost::types::{ChatRequest, Message};
 use llmhost::{CompileSource, PluginOrigin, Target};
 use llmhost_simulator::{Simulator, Vendor};
 use llmhost_tests::plugins;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 fn plugin_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
@@ -19,14 +18,10 @@ fn plugin_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
     dir
 }
 
-fn read(path: &str) -> Vec<u8> {
-    std::fs::read(Path::new(path)).expect("test plugin built")
-}
-
 /// A host with the misbehaving test plugin loaded from a plugin directory
 /// (kept alive by the returned guard).
 async fn misbehave_host() -> (tempfile::TempDir, llmhost::Host) {
-    let dir = plugin_dir(&[("misbehave.wasm", &read(plugins::MISBEHAVE))]);
+    let dir = installed_dir(&[(plugins::MISBEHAVE, no_grant())]).await;
     let host = builder()
         .plugin_dir(dir.path())
         .build()
@@ -54,8 +49,8 @@ fn misbehave_target() -> Target {
 
 #[tokio::test]
 async fn a_component_in_the_plugin_directory_is_loaded_without_rebuilding_the_host() {
-    let renamed = read(plugins::OPENAI_RENAMED);
-    let dir = plugin_dir(&[("acme.wasm", &renamed), ("notes.txt", b"not a plugin")]);
+    let dir = installed_dir(&[(plugins::OPENAI_RENAMED, no_grant())]).await;
+    std::fs::write(dir.path().join("notes.txt"), "not a plugin").expect("write");
     let host = builder()
         .plugin_dir(dir.path())
         .build()
@@ -68,7 +63,7 @@ async fn a_component_in_the_plugin_directory_is_loaded_without_rebuilding_the_ho
         .expect("acme-openai loaded");
     assert_eq!(
         acme.origin,
-        PluginOrigin::File(dir.path().join("acme.wasm"))
+        PluginOrigin::File(dir.path().join("acme-openai.wasm"))
     );
     assert!(
         summary
@@ -93,9 +88,15 @@ async fn a_component_in_the_plugin_directory_is_loaded_without_rebuilding_the_ho
 }
 
 #[tokio::test]
-async fn a_plugin_with_a_built_in_id_replaces_the_built_in() {
+async fn a_plugin_installed_with_replace_replaces_the_built_in() {
     let openai = llmhost::builtin_component("openai").expect("built in");
-    let dir = plugin_dir(&[("openai.wasm", openai)]);
+    let source = plugin_dir(&[("openai.wasm", openai)]);
+    let source = source.path().join("openai.wasm");
+    let replace = llmhost::Grant {
+        replace_builtin: true,
+        ..no_grant()
+    };
+    let dir = installed_dir(&[(source.to_str().expect("utf-8"), replace)]).await;
     let host = builder()
         .plugin_dir(dir.path())
         .build()
@@ -177,7 +178,7 @@ async fn a_panicking_plugin_is_a_typed_trap() {
 
 #[tokio::test]
 async fn a_plugin_may_send_only_so_many_requests_in_one_call() {
-    let dir = plugin_dir(&[("misbehave.wasm", &read(plugins::MISBEHAVE))]);
+    let dir = installed_dir(&[(plugins::MISBEHAVE, no_grant())]).await;
     let host = builder()
         .plugin_dir(dir.path())
         .limits(llmhost::Limits {

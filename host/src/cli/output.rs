@@ -196,6 +196,8 @@ pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
                     "models": p.models,
                     "wit_version": format!("{}@{}", crate::CONTRACT_PACKAGE, p.wit_version),
                     "hosts": p.hosts,
+                    "installed": p.installed,
+                    "env": p.env,
                 })
             })
             .collect();
@@ -218,7 +220,9 @@ pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
             p.load_time.as_secs_f64() * 1000.0,
             origin(&p.origin),
             p.wit_version,
-            if p.hosts.is_empty() {
+            if !p.installed {
+                "none: no install record, it reaches nothing".to_owned()
+            } else if p.hosts.is_empty() {
                 "configured base URL only".to_owned()
             } else {
                 p.hosts.join(", ")

@@ -1,38 +1,62 @@
 //! `llmhost plugins`: list, inspect, install and remove provider plugins.
 
 use super::output::{self, Fail, print_json};
+use crate::host::grants::{self, AskedEnv, printable};
 use crate::types::{ProviderInfo, capability_names};
-use crate::{CONTRACT_PACKAGE, Error, Host, InstallRecord, PluginOrigin};
+use crate::{Asks, CONTRACT_PACKAGE, Error, Grant, Host, InstallRecord, PluginOrigin};
 use clap::Subcommand;
 use serde_json::{Value, json};
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, Subcommand)]
 pub enum PluginsCommand {
     /// List the loaded plugins: id, version, source, contract version,
-    /// hosts (the default).
+    /// what they were granted (the default).
     List,
-    /// Show what a component file is: its provider info, models, the hosts
-    /// it asks for and its contract version. Runs nothing of it but its
+    /// Show what a component file is and what it asks for: provider info,
+    /// models, hosts and environment variables, each judged against the
+    /// grant rules, and its contract version. Runs nothing of it but its
     /// info().
     Inspect {
         /// The component (.wasm).
         file: PathBuf,
     },
-    /// Check a component and copy it into the plugin directory as ID.wasm.
+    /// Check a component, record what you grant it, and copy it into the
+    /// plugin directory as ID.wasm (the grant beside it as ID.toml, bound
+    /// to the file's content: a changed file must be installed again).
+    ///
+    /// A plugin gets only what it asks for and you grant: hosts it may
+    /// reach (HTTPS, public addresses) and environment variables its key
+    /// and base URL may come from. Its own LLMHOST_<ID>_API_KEY and
+    /// LLMHOST_<ID>_BASE_URL are always granted; llmhost's own settings and
+    /// secrets never are. On a terminal you are asked to confirm the hosts
+    /// it asks for; scripts pass --yes or name each grant.
+    #[command(verbatim_doc_comment)]
     Install {
         /// The component (.wasm).
         file: PathBuf,
-        /// Approve an extra host for it (HTTPS, public addresses only);
-        /// repeatable. It may always reach the hosts it declares and the
-        /// base URL you configure.
+        /// Grant one host it asks for; repeatable. Without --yes, only
+        /// the hosts named here are granted.
         #[arg(long = "allow-host", value_name = "HOST")]
         allow_hosts: Vec<String>,
-        /// Replace an installed plugin with the same id.
+        /// Grant one environment variable it asks for (beyond its own
+        /// LLMHOST_<ID>_*); repeatable. --yes never grants variables.
+        #[arg(long = "allow-env", value_name = "NAME")]
+        allow_env: Vec<String>,
+        /// Grant every host it asks for without asking.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// Serve it instead of the built-in provider with the same id.
+        #[arg(long)]
+        replace: bool,
+        /// Replace an installed plugin with the same id (also: approve a
+        /// changed file again).
         #[arg(long)]
         force: bool,
     },
-    /// Remove an installed plugin from the plugin directory.
+    /// Remove an installed plugin (and its grant) from the plugin
+    /// directory.
     Remove {
         /// The provider id.
         id: String,
@@ -46,7 +70,7 @@ fn no_dir() -> Error {
     )
 }
 
-fn info_json(info: &ProviderInfo, wit_version: &str) -> Value {
+fn info_json(info: &ProviderInfo, wit_version: &str, asks: &Asks) -> Value {
     json!({
         "id": info.id,
         "name": info.name,
@@ -56,6 +80,7 @@ fn info_json(info: &ProviderInfo, wit_version: &str) -> Value {
         "api_key_env": info.api_key_env,
         "base_url_env": info.base_url_env,
         "hosts": info.hosts,
+        "asks": asks,
         "models": info.models.iter().map(|m| json!({
             "id": m.id,
             "display_name": m.display_name,
@@ -66,41 +91,111 @@ fn info_json(info: &ProviderInfo, wit_version: &str) -> Value {
     })
 }
 
-fn show_info(info: &ProviderInfo, wit_version: &str) {
-    outln!("{} {} - {}", info.id, info.version, info.name);
-    outln!("  contract        {CONTRACT_PACKAGE}@{wit_version}");
-    outln!("  default URL     {}", info.default_base_url);
+fn env_line(asked: &[AskedEnv]) -> String {
+    if asked.is_empty() {
+        return "none".to_owned();
+    }
+    asked
+        .iter()
+        .map(|e| {
+            let status = match e.status {
+                "own" => "its own, granted".to_owned(),
+                "never" => format!("never granted: {}", e.note.as_deref().unwrap_or("")),
+                _ => match &e.note {
+                    Some(note) => format!("{note}; only with --allow-env"),
+                    None => "only with --allow-env".to_owned(),
+                },
+            };
+            format!("{} ({status})", printable(&e.name))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn show_info(info: &ProviderInfo, wit_version: &str, asks: &Asks) {
     outln!(
-        "  key from        {}",
-        if info.api_key_env.is_empty() {
-            "-".to_owned()
-        } else {
-            info.api_key_env.join(", ")
-        }
+        "{} {} - {}",
+        printable(&info.id),
+        printable(&info.version),
+        printable(&info.name)
     );
+    outln!("  contract        {CONTRACT_PACKAGE}@{wit_version}");
+    outln!("  default URL     {}", printable(&info.default_base_url));
+    outln!("  asks for:");
     outln!(
-        "  hosts it asks   {}",
-        if info.hosts.is_empty() {
+        "    hosts         {}",
+        if asks.hosts.is_empty() {
             "none (only a base URL you configure)".to_owned()
         } else {
-            info.hosts.join(", ")
+            asks.hosts
+                .iter()
+                .map(|h| match &h.refused {
+                    Some(why) => format!("{} (never granted: {why})", printable(&h.host)),
+                    None => printable(&h.host).into_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
         }
     );
+    outln!("    key from      {}", env_line(&asks.key_env));
+    outln!("    base URL from {}", env_line(&asks.base_url_env));
+    outln!("    sees the key  yes (contract 0.1 plugins send requests themselves)");
+    if let Some(id) = &asks.replaces_builtin {
+        outln!("    replaces      the built-in provider `{id}` (needs --replace)");
+    }
     outln!("  models          {}", info.models.len());
     for m in &info.models {
-        outln!("    {:<32} context {:>8}", m.id, m.context_window);
+        outln!(
+            "    {:<32} context {:>8}",
+            printable(&m.id),
+            m.context_window
+        );
     }
 }
 
-/// Copies `from` to `to` through a temporary file in the same directory.
-fn copy_atomically(from: &Path, to: &Path) -> Result<(), Error> {
-    let io = |err: std::io::Error| Error::Internal(format!("cannot write {}: {err}", to.display()));
-    let dir = to.parent().unwrap_or(Path::new("."));
-    let tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    std::fs::copy(from, tmp.path()).map_err(io)?;
-    tmp.as_file().sync_all().map_err(io)?;
-    tmp.persist(to).map_err(|err| io(err.error))?;
-    Ok(())
+/// The grant the operator gives: from flags, or asked on a terminal.
+fn choose_grant(
+    info: &ProviderInfo,
+    wit_version: &str,
+    asks: &Asks,
+    flags: Grant,
+    yes: bool,
+) -> Result<Grant, Fail> {
+    let named = !flags.hosts.is_empty() || !flags.env.is_empty();
+    if yes {
+        return Ok(Grant {
+            hosts: asks.grantable_hosts(),
+            ..flags
+        });
+    }
+    if named || asks.grantable_hosts().is_empty() {
+        return Ok(flags);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::InvalidConfig(format!(
+            "`{}` asks to reach {}: confirm with --yes, or grant hosts one by one with --allow-host",
+            info.id,
+            asks.grantable_hosts().join(", ")
+        ))
+        .into());
+    }
+    show_info(info, wit_version, asks);
+    eprint!(
+        "Grant `{}` the hosts {}? [y/N] ",
+        info.id,
+        asks.grantable_hosts().join(", ")
+    );
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|err| Error::InvalidConfig(format!("cannot read the answer: {err}")))?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        return Err(Error::InvalidConfig("not installed: the grant was declined".into()).into());
+    }
+    Ok(Grant {
+        hosts: asks.grantable_hosts(),
+        ..flags
+    })
 }
 
 pub async fn run(
@@ -112,87 +207,73 @@ pub async fn run(
     match command.unwrap_or(PluginsCommand::List) {
         PluginsCommand::List => output::plugins(host, json),
         PluginsCommand::Inspect { file } => {
-            let (info, wit_version) = host.inspect(&file).await?;
+            let (info, wit_version, asks) = host.inspect(&file).await?;
             if json {
-                print_json(&info_json(&info, &wit_version));
+                print_json(&info_json(&info, &wit_version, &asks));
             } else {
-                show_info(&info, &wit_version);
+                show_info(&info, &wit_version, &asks);
             }
             Ok(())
         }
         PluginsCommand::Install {
             file,
             allow_hosts,
+            allow_env,
+            yes,
+            replace,
             force,
         } => {
             let dir = dir.ok_or_else(no_dir)?;
-            let (info, wit_version) = host.inspect(&file).await?;
-            for allowed in &allow_hosts {
-                let valid = !allowed.is_empty()
-                    && allowed
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-'));
-                if !valid {
-                    return Err(Error::InvalidConfig(format!(
-                        "--allow-host takes a host name such as api.example.com, not `{allowed}`"
-                    ))
-                    .into());
-                }
-            }
-            std::fs::create_dir_all(dir).map_err(|err| {
-                Error::InvalidConfig(format!("cannot create {}: {err}", dir.display()))
-            })?;
-            let target = dir.join(format!("{}.wasm", info.id));
-            let existing = host.plugins().into_iter().find(|p| p.id == info.id);
-            if let Some(existing) = &existing
-                && matches!(&existing.origin, PluginOrigin::File(_))
-                && !force
-            {
-                return Err(Error::Conflict(format!(
-                    "provider `{}` is already installed (version {}); pass --force to replace it",
-                    info.id, existing.version
-                ))
-                .into());
-            }
-            if target.exists() && !force {
-                return Err(Error::Conflict(format!(
-                    "{} exists; pass --force to replace it",
-                    target.display()
-                ))
-                .into());
-            }
-            copy_atomically(&file, &target)?;
-            let record = InstallRecord {
-                allowed_hosts: allow_hosts.clone(),
+            let (info, wit_version, asks) = host.inspect(&file).await?;
+            let flags = Grant {
+                hosts: allow_hosts,
+                env: allow_env,
+                replace_builtin: replace,
+                force,
             };
-            let record_path = InstallRecord::path_for(&target);
-            // Host names are checked above, so a JSON array of them is
-            // also a TOML array.
-            let text = format!(
-                "# Written by `llmhost plugins install`.\nallowed_hosts = {}\n",
-                serde_json::to_string(&record.allowed_hosts).unwrap_or_else(|_| "[]".into())
-            );
-            std::fs::write(&record_path, text).map_err(|err| {
-                Error::Internal(format!("cannot write {}: {err}", record_path.display()))
-            })?;
-            let replaces_builtin = existing
-                .as_ref()
-                .is_some_and(|p| p.origin == PluginOrigin::BuiltIn);
+            let grant = choose_grant(&info, &wit_version, &asks, flags, yes)?;
+            let installed = host.install_plugin(dir, &file, &grant).await?;
+            let record = &installed.record;
             if json {
-                let mut object = info_json(&info, &wit_version);
-                object["installed"] = json!(target.display().to_string());
-                object["allowed_hosts"] = json!(allow_hosts);
-                object["replaces_builtin"] = json!(replaces_builtin);
+                let mut object =
+                    info_json(&installed.info, &installed.wit_version, &installed.asks);
+                object["installed"] = json!(installed.path.display().to_string());
+                object["granted"] = json!({
+                    "hosts": record.hosts,
+                    "env": record.env,
+                    "own_env": [
+                        grants::own_key_env(&installed.info.id),
+                        grants::own_base_url_env(&installed.info.id),
+                    ],
+                    "replaces_builtin": record.replaces_builtin,
+                    "blake3": record.blake3,
+                });
                 print_json(&object);
             } else {
-                show_info(&info, &wit_version);
-                if !allow_hosts.is_empty() {
-                    outln!("  also approved   {}", allow_hosts.join(", "));
+                show_info(&installed.info, &installed.wit_version, &installed.asks);
+                outln!("granted:");
+                outln!(
+                    "    hosts         {}",
+                    if record.hosts.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        record.hosts.join(", ")
+                    }
+                );
+                let mut env = vec![
+                    grants::own_key_env(&installed.info.id),
+                    grants::own_base_url_env(&installed.info.id),
+                ];
+                env.extend(record.env.iter().cloned());
+                outln!("    environment   {}", env.join(", "));
+                if record.replaces_builtin {
+                    outln!(
+                        "    replaces      the built-in provider `{}`",
+                        installed.info.id
+                    );
                 }
-                if replaces_builtin {
-                    outln!("It replaces the built-in provider `{}`.", info.id);
-                }
-                outln!("installed {}", target.display());
+                outln!("    bound to      blake3 {}", record.blake3);
+                outln!("installed {}", installed.path.display());
             }
             Ok(())
         }

@@ -2,9 +2,11 @@
 //! resolve keys and base URLs, apply limits and account for cost.
 
 mod collect;
+pub mod grants;
 mod stream;
 
 pub use collect::StreamCollector;
+pub use grants::{Access, Asks, Grant, InstallRecord};
 pub use stream::ChatStream;
 
 use crate::error::Error;
@@ -42,6 +44,26 @@ pub struct HostBuilder {
     strict_models: bool,
     providers: BTreeMap<String, ProviderSettings>,
     default_timeout: Duration,
+    environment: Environment,
+}
+
+/// A lookup of environment variables by name.
+type EnvLookup = dyn Fn(&str) -> Option<String> + Send + Sync;
+
+/// Where a host reads environment variables (keys and base URLs).
+#[derive(Clone)]
+struct Environment(Arc<EnvLookup>);
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Environment")
+    }
+}
+
+impl Default for Environment {
+    fn default() -> Self {
+        Self(Arc::new(|name| std::env::var(name).ok()))
+    }
 }
 
 impl Default for HostBuilder {
@@ -56,6 +78,7 @@ impl Default for HostBuilder {
             strict_models: false,
             providers: BTreeMap::new(),
             default_timeout: DEFAULT_TIMEOUT,
+            environment: Environment::default(),
         }
     }
 }
@@ -122,6 +145,17 @@ impl HostBuilder {
         self
     }
 
+    /// Reads keys and base URLs from `lookup` instead of the process
+    /// environment (an embedder's own secret store, or a test's map). The
+    /// variables a plugin may read are still only those it was granted.
+    pub fn environment(
+        mut self,
+        lookup: impl Fn(&str) -> Option<String> + Send + Sync + 'static,
+    ) -> Self {
+        self.environment = Environment(Arc::new(lookup));
+        self
+    }
+
     /// Applies everything [`Settings`] configures: plugin directory, cache,
     /// limits, strict models, provider settings, default timeout. Model
     /// overrides are read from `settings.models` when set.
@@ -154,10 +188,16 @@ impl HostBuilder {
 
     /// Creates the engine and loads the plugins. A plugin file that fails
     /// to load does not stop the others; see [`Host::load_errors`].
-    pub async fn build(mut self) -> Result<Host, Error> {
+    ///
+    /// A plugin file gets what its install record grants (see
+    /// [`grants`]); one without a record loads but reaches nothing, and
+    /// one that replaces a built-in provider or changed since it was
+    /// installed is refused unless the record says so.
+    pub async fn build(self) -> Result<Host, Error> {
         let runtime = Runtime::new(self.limits, ComponentCache::new(self.cache_dir))?;
-        let mut plugins: BTreeMap<String, Arc<Plugin>> = BTreeMap::new();
+        let mut plugins: BTreeMap<String, Loaded> = BTreeMap::new();
         let mut load_errors = Vec::new();
+        let mut builtin_env = Vec::new();
         if self.builtins {
             for (id, bytes) in crate::builtin::BUILTIN_PROVIDERS {
                 let plugin = runtime.load(bytes, PluginOrigin::BuiltIn).await?;
@@ -167,7 +207,15 @@ impl HostBuilder {
                         plugin.info.id
                     )));
                 }
-                plugins.insert(plugin.info.id.clone(), Arc::new(plugin));
+                builtin_env.push((plugin.info.id.clone(), plugin.info.api_key_env.clone()));
+                let access = Access::builtin(&plugin.info, self.providers.get(*id));
+                plugins.insert(
+                    plugin.info.id.clone(),
+                    Loaded {
+                        plugin: Arc::new(plugin),
+                        access,
+                    },
+                );
             }
         }
         let dir = self.plugin_dir.or_else(|| {
@@ -182,19 +230,9 @@ impl HostBuilder {
         if let Some(dir) = dir {
             let mut from_dir: BTreeMap<String, PathBuf> = BTreeMap::new();
             for path in plugin_files(&dir)? {
-                let bytes = match std::fs::read(&path) {
-                    Ok(bytes) => bytes,
-                    Err(err) => {
-                        load_errors.push(Error::PluginLoad {
-                            path,
-                            message: err.to_string(),
-                        });
-                        continue;
-                    }
-                };
-                match runtime.load(&bytes, PluginOrigin::File(path.clone())).await {
-                    Ok(plugin) => {
-                        let id = plugin.info.id.clone();
+                match load_file(&runtime, &path, &self.providers).await {
+                    Ok(loaded) => {
+                        let id = loaded.plugin.info.id.clone();
                         if let Some(first) = from_dir.get(&id) {
                             load_errors.push(Error::PluginLoad {
                                 path,
@@ -205,23 +243,32 @@ impl HostBuilder {
                             });
                             continue;
                         }
-                        if plugins.contains_key(&id) {
+                        let replaces = plugins
+                            .get(&id)
+                            .is_some_and(|p| p.plugin.origin == PluginOrigin::BuiltIn);
+                        if replaces && !loaded.replaces_builtin {
+                            load_errors.push(Error::PluginLoad {
+                                path,
+                                message: format!(
+                                    "provider id `{id}` is a built-in provider's; install the file with `llmhost plugins install --replace` to serve it instead"
+                                ),
+                            });
+                            continue;
+                        }
+                        if replaces {
                             tracing::info!(%id, path = %path.display(), "plugin replaces the built-in provider");
                         }
-                        match installed_hosts(&path) {
-                            Ok(hosts) if !hosts.is_empty() => {
-                                let entry = self.providers.entry(id.clone()).or_default();
-                                for host in hosts {
-                                    if !entry.allowed_hosts.contains(&host) {
-                                        entry.allowed_hosts.push(host);
-                                    }
-                                }
-                            }
-                            Ok(_) => {}
-                            Err(err) => load_errors.push(err),
+                        if !loaded.access.installed {
+                            tracing::warn!(%id, path = %path.display(), "plugin has no install record: it reaches nothing until `llmhost plugins install` grants it");
                         }
                         from_dir.insert(id.clone(), path);
-                        plugins.insert(id, Arc::new(plugin));
+                        plugins.insert(
+                            id,
+                            Loaded {
+                                plugin: loaded.plugin,
+                                access: loaded.access,
+                            },
+                        );
                     }
                     Err(err) => {
                         tracing::warn!("{err}");
@@ -231,7 +278,8 @@ impl HostBuilder {
             }
         }
         let mut catalogue = Catalogue::new();
-        for plugin in plugins.values() {
+        for loaded in plugins.values() {
+            let plugin = &loaded.plugin;
             for model in &plugin.info.models {
                 catalogue.insert(ModelEntry {
                     provider: plugin.info.id.clone(),
@@ -259,49 +307,66 @@ impl HostBuilder {
             inner: Arc::new(Inner {
                 runtime,
                 plugins,
+                builtin_env,
                 catalogue,
                 load_errors,
                 strict_models: self.strict_models,
                 providers: self.providers,
                 default_timeout: self.default_timeout,
+                environment: self.environment,
             }),
         })
     }
 }
 
-/// What `llmhost plugins install` records beside a component: the extra
-/// hosts the operator approved for it (`NAME.toml` next to `NAME.wasm`).
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InstallRecord {
-    #[serde(default)]
-    pub allowed_hosts: Vec<String>,
+/// A plugin file read, checked against its install record and loaded.
+struct LoadedFile {
+    plugin: Arc<Plugin>,
+    access: Access,
+    replaces_builtin: bool,
 }
 
-impl InstallRecord {
-    /// The record file of the component at `wasm`.
-    pub fn path_for(wasm: &Path) -> PathBuf {
-        wasm.with_extension("toml")
-    }
-}
-
-fn installed_hosts(wasm: &Path) -> Result<Vec<String>, Error> {
-    let path = InstallRecord::path_for(wasm);
-    let text = match std::fs::read_to_string(&path) {
-        Ok(text) => text,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => {
-            return Err(Error::PluginLoad {
-                path,
-                message: err.to_string(),
-            });
-        }
+async fn load_file(
+    runtime: &Runtime,
+    path: &Path,
+    providers: &BTreeMap<String, ProviderSettings>,
+) -> Result<LoadedFile, Error> {
+    let load_error = |message: String| Error::PluginLoad {
+        path: path.to_owned(),
+        message,
     };
-    let record: InstallRecord = toml::from_str(&text).map_err(|err| Error::PluginLoad {
-        path: path.clone(),
-        message: err.to_string(),
-    })?;
-    Ok(record.allowed_hosts)
+    let bytes = std::fs::read(path).map_err(|err| load_error(err.to_string()))?;
+    let record = InstallRecord::read_for(path)?;
+    let plugin = runtime
+        .load(&bytes, PluginOrigin::File(path.to_owned()))
+        .await
+        .map_err(|err| match err {
+            Error::PluginLoad { .. } => err,
+            other => load_error(other.to_string()),
+        })?;
+    if let Some(record) = &record {
+        if record.blake3 != grants::content_hash(&bytes) {
+            return Err(load_error(
+                "the file changed since it was installed: its grant no longer applies; review it and install it again (`llmhost plugins install FILE --force`)".into(),
+            ));
+        }
+        if record.provider != plugin.info.id {
+            return Err(load_error(format!(
+                "its install record is for provider `{}`, but it reports `{}`",
+                record.provider, plugin.info.id
+            )));
+        }
+    }
+    let access = Access::third_party(
+        &plugin.info,
+        record.as_ref(),
+        providers.get(&plugin.info.id),
+    );
+    Ok(LoadedFile {
+        plugin: Arc::new(plugin),
+        access,
+        replaces_builtin: record.is_some_and(|r| r.replaces_builtin),
+    })
 }
 
 fn plugin_files(dir: &Path) -> Result<Vec<PathBuf>, Error> {
@@ -382,9 +447,28 @@ pub struct PluginSummary {
     pub models: usize,
     /// The `llmhost:provider` contract version it exports.
     pub wit_version: String,
-    /// Hosts it may reach: those it declares plus those the operator
-    /// approved (an explicit base URL is approved per call).
+    /// Hosts it may reach: for a built-in those it declares plus those
+    /// added in `llmhost.toml`; for a plugin file those it asks for that
+    /// the operator granted (an explicit base URL is approved per call).
     pub hosts: Vec<String>,
+    /// Whether it holds a grant: false for a plugin file without an
+    /// install record, which reaches nothing.
+    pub installed: bool,
+    /// Environment variables its key and base URL may come from.
+    pub env: Vec<String>,
+}
+
+/// A plugin installed by [`Host::install_plugin`].
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub info: ProviderInfo,
+    pub wit_version: String,
+    /// Where the component was written.
+    pub path: PathBuf,
+    /// What it asked for.
+    pub asks: Asks,
+    /// What was recorded as granted.
+    pub record: InstallRecord,
 }
 
 /// The compiled-component cache, as [`Host::component_cache`] sees it.
@@ -427,14 +511,23 @@ pub struct HealthOutcome {
     pub latency: Duration,
 }
 
+/// A loaded plugin and what it was granted.
+struct Loaded {
+    plugin: Arc<Plugin>,
+    access: Access,
+}
+
 struct Inner {
     runtime: Runtime,
-    plugins: BTreeMap<String, Arc<Plugin>>,
+    plugins: BTreeMap<String, Loaded>,
+    /// Each built-in provider's id and key variables.
+    builtin_env: Vec<(String, Vec<String>)>,
     catalogue: Catalogue,
     load_errors: Vec<Error>,
     strict_models: bool,
     providers: BTreeMap<String, ProviderSettings>,
     default_timeout: Duration,
+    environment: Environment,
 }
 
 /// The running host: loaded plugins and the engine that runs them. Cheap
@@ -474,6 +567,40 @@ pub(crate) fn authority_of(url: &str) -> Result<String, Error> {
     ))
 }
 
+/// `scheme://host:port` of an http(s) URL, with the scheme's default
+/// port: what an explicit base URL approves.
+pub(crate) fn origin_of(url: &str) -> Result<String, Error> {
+    let authority = authority_of(url)?;
+    let scheme = if url
+        .get(..8)
+        .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
+    {
+        "https"
+    } else {
+        "http"
+    };
+    Ok(format!("{scheme}://{}", authority.to_ascii_lowercase()))
+}
+
+fn read_component(path: &Path) -> Result<Vec<u8>, Error> {
+    std::fs::read(path).map_err(|err| Error::PluginLoad {
+        path: path.to_owned(),
+        message: err.to_string(),
+    })
+}
+
+/// Writes `bytes` to `to` through a temporary file in the same directory.
+fn write_atomically(to: &Path, bytes: &[u8]) -> Result<(), Error> {
+    use std::io::Write;
+    let io = |err: std::io::Error| Error::Internal(format!("cannot write {}: {err}", to.display()));
+    let dir = to.parent().unwrap_or(Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    tmp.write_all(bytes).map_err(io)?;
+    tmp.as_file().sync_all().map_err(io)?;
+    tmp.persist(to).map_err(|err| io(err.error))?;
+    Ok(())
+}
+
 impl Host {
     /// A builder with the defaults: built-in providers, plugins from
     /// `LLMHOST_PLUGINS`, the user's component cache, default limits.
@@ -486,7 +613,7 @@ impl Host {
         self.inner
             .plugins
             .values()
-            .map(|p| PluginSummary {
+            .map(|Loaded { plugin: p, access }| PluginSummary {
                 id: p.info.id.clone(),
                 name: p.info.name.clone(),
                 version: p.info.version.clone(),
@@ -495,13 +622,14 @@ impl Host {
                 load_time: p.load_time,
                 models: p.info.models.len(),
                 wit_version: p.wit_version.clone(),
-                hosts: {
-                    let mut hosts = p.info.hosts.clone();
-                    if let Some(settings) = self.inner.providers.get(&p.info.id) {
-                        hosts.extend(settings.allowed_hosts.iter().cloned());
-                    }
-                    hosts
-                },
+                hosts: access.hosts.clone(),
+                installed: access.installed,
+                env: access
+                    .key_env
+                    .iter()
+                    .cloned()
+                    .chain(access.base_url_env.iter().map(|v| v.name.clone()))
+                    .collect(),
             })
             .collect()
     }
@@ -515,7 +643,7 @@ impl Host {
             .inner
             .plugins
             .values()
-            .filter_map(|p| p.artifact.as_deref())
+            .filter_map(|p| p.plugin.artifact.as_deref())
             .collect();
         let artifacts = cache
             .artifacts()
@@ -561,23 +689,96 @@ impl Host {
     }
 
     /// Loads a component file the way the plugin directory would (compile,
-    /// contract check, `info()` and nothing else) without adding it.
-    pub async fn inspect(&self, path: &Path) -> Result<(ProviderInfo, String), Error> {
-        let bytes = std::fs::read(path).map_err(|err| Error::PluginLoad {
-            path: path.to_owned(),
-            message: err.to_string(),
-        })?;
+    /// contract check, `info()` and nothing else) without adding it, and
+    /// judges what it asks for.
+    pub async fn inspect(&self, path: &Path) -> Result<(ProviderInfo, String, Asks), Error> {
+        let bytes = read_component(path)?;
+        self.inspect_bytes(path, &bytes).await
+    }
+
+    async fn inspect_bytes(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<(ProviderInfo, String, Asks), Error> {
         let plugin = self
             .inner
             .runtime
-            .load(&bytes, PluginOrigin::File(path.to_owned()))
+            .load(bytes, PluginOrigin::File(path.to_owned()))
             .await?;
-        Ok((plugin.info.clone(), plugin.wit_version.clone()))
+        let asks = self.asks(&plugin.info);
+        Ok((plugin.info.clone(), plugin.wit_version.clone(), asks))
+    }
+
+    /// What a manifest asks for, judged against the grant rules.
+    pub fn asks(&self, info: &ProviderInfo) -> Asks {
+        let mut builtin_env = self.inner.builtin_env.clone();
+        for id in crate::builtin_provider_ids() {
+            if !builtin_env.iter().any(|(b, _)| b == id) {
+                builtin_env.push((id.to_owned(), Vec::new()));
+            }
+        }
+        Asks::of(info, &builtin_env)
+    }
+
+    /// Checks the component at `file` and installs it into `dir` as
+    /// `ID.wasm` with `grant` recorded beside it (`ID.toml`), bound to its
+    /// content. The file is read once: what is checked is what is
+    /// written. The grant must name only what the plugin asks for; a
+    /// built-in id needs `grant.replace_builtin`, an installed one
+    /// `grant.force`.
+    pub async fn install_plugin(
+        &self,
+        dir: &Path,
+        file: &Path,
+        grant: &Grant,
+    ) -> Result<Installed, Error> {
+        let bytes = read_component(file)?;
+        let (info, wit_version, asks) = self.inspect_bytes(file, &bytes).await?;
+        grant.check(&asks)?;
+        std::fs::create_dir_all(dir).map_err(|err| {
+            Error::InvalidConfig(format!("cannot create {}: {err}", dir.display()))
+        })?;
+        let target = dir.join(format!("{}.wasm", info.id));
+        let installed = self
+            .inner
+            .plugins
+            .get(&info.id)
+            .is_some_and(|p| matches!(p.plugin.origin, PluginOrigin::File(_)));
+        if (installed || target.exists()) && !grant.force {
+            return Err(Error::Conflict(format!(
+                "provider `{}` is already installed ({}); pass --force to replace it",
+                info.id,
+                target.display()
+            )));
+        }
+        let record = InstallRecord {
+            provider: info.id.clone(),
+            blake3: grants::content_hash(&bytes),
+            hosts: grant.hosts.clone(),
+            env: grant.env.clone(),
+            replaces_builtin: asks.replaces_builtin.is_some(),
+        };
+        // The record first: a component without one is powerless, one
+        // whose hash does not match is refused, so no crash in between
+        // leaves a file with a stale grant.
+        write_atomically(
+            &InstallRecord::path_for(&target),
+            record.to_toml()?.as_bytes(),
+        )?;
+        write_atomically(&target, &bytes)?;
+        Ok(Installed {
+            info,
+            wit_version,
+            path: target,
+            asks,
+            record,
+        })
     }
 
     /// A provider's manifest.
     pub fn provider_info(&self, id: &str) -> Option<&ProviderInfo> {
-        self.inner.plugins.get(id).map(|p| &p.info)
+        self.inner.plugins.get(id).map(|p| &p.plugin.info)
     }
 
     /// Plugin files that failed to load.
@@ -622,41 +823,58 @@ impl Host {
     }
 
     fn resolve(&self, target: &Target) -> Result<Resolved, Error> {
-        let plugin = self
+        let loaded = self
             .inner
             .plugins
             .get(&target.provider)
-            .cloned()
             .ok_or_else(|| Error::UnknownProvider(target.provider.clone()))?;
-        let from_env = |names: &[String]| -> Option<String> {
+        let access = &loaded.access;
+        let from_env = |name: &str| -> Option<String> {
             if !target.use_env {
                 return None;
             }
-            names
-                .iter()
-                .filter_map(|name| std::env::var(name).ok())
-                .find(|value| !value.trim().is_empty())
+            (self.inner.environment.0)(name).filter(|value| !value.trim().is_empty())
         };
         let api_key = match &target.api_key {
             Some(key) => Some(key.expose_secret().to_owned()),
-            None => from_env(&plugin.info.api_key_env),
+            None => access.key_env.iter().find_map(|name| from_env(name)),
         };
         let settings = self.inner.providers.get(&target.provider);
-        let explicit_base = target
+        // (URL, whether the operator set it, where it came from)
+        let chosen: Option<(String, bool, String)> = target
             .base_url
             .clone()
-            .or_else(|| from_env(&plugin.info.base_url_env))
-            .or_else(|| settings.and_then(|s| s.base_url.clone()));
-        let base_url = explicit_base
-            .clone()
-            .unwrap_or_else(|| plugin.info.default_base_url.clone());
-        let explicit_authority = match &explicit_base {
-            Some(url) => Some(authority_of(url)?),
-            None => {
-                authority_of(&base_url)?;
-                None
-            }
-        };
+            .map(|url| (url, true, "the base URL".to_owned()))
+            .or_else(|| {
+                access.base_url_env.iter().find_map(|var| {
+                    from_env(&var.name).map(|url| (url, var.explicit, var.name.clone()))
+                })
+            })
+            .or_else(|| {
+                settings.and_then(|s| s.base_url.clone()).map(|url| {
+                    (
+                        url,
+                        true,
+                        format!("[providers.{}] base_url", target.provider),
+                    )
+                })
+            });
+        let (base_url, explicit, source) = chosen.unwrap_or_else(|| {
+            (
+                loaded.plugin.info.default_base_url.clone(),
+                false,
+                "its default base URL".to_owned(),
+            )
+        });
+        // A URL from a variable is not echoed: a variable may hold
+        // anything, a secret included.
+        let origin = origin_of(&base_url).map_err(|err| match &target.base_url {
+            Some(_) => err,
+            None => Error::InvalidConfig(format!(
+                "the base URL of `{}` from {source} is not a valid http(s) URL",
+                target.provider
+            )),
+        })?;
         let timeout = target.timeout.unwrap_or(self.inner.default_timeout);
         let config = ProviderConfig {
             api_key,
@@ -664,16 +882,24 @@ impl Host {
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
             extra_headers: target.extra_headers.clone(),
         };
-        let mut declared_hosts = plugin.info.hosts.clone();
-        if let Some(settings) = settings {
-            declared_hosts.extend(settings.allowed_hosts.iter().cloned());
-        }
-        let approval = Approval {
-            declared_hosts,
-            explicit_authority,
+        let approval = if access.installed {
+            Approval {
+                declared_hosts: access.hosts.clone(),
+                explicit_origin: explicit.then_some(origin),
+                refusal: None,
+            }
+        } else {
+            Approval {
+                declared_hosts: Vec::new(),
+                explicit_origin: None,
+                refusal: Some(format!(
+                    "nothing: `{}` has no install record (grant it with `llmhost plugins install`)",
+                    target.provider
+                )),
+            }
         };
         Ok(Resolved {
-            plugin,
+            plugin: loaded.plugin.clone(),
             config,
             approval,
             timeout,
@@ -686,7 +912,13 @@ impl Host {
             Error::Provider { provider, error }
                 if matches!(*error, ProviderError::ApiKeyMissing(_)) =>
             {
-                let vars = plugin.info.api_key_env.join(" or ");
+                let vars = self
+                    .inner
+                    .plugins
+                    .get(&plugin.info.id)
+                    .map(|p| p.access.key_env.join(" or "))
+                    .filter(|v| !v.is_empty())
+                    .unwrap_or_else(|| "a key variable granted to it".to_owned());
                 Error::Provider {
                     error: Box::new(ProviderError::ApiKeyMissing(format!(
                         "no API key for `{provider}`: set {vars}, or pass one explicitly"
@@ -731,6 +963,13 @@ impl Host {
             instance.chat(&resolved.config, request).await
         };
         let response = self.bounded(&resolved, work).await?;
+        let limit = self.inner.runtime.limits().max_response_bytes;
+        if response.answer_bytes() > limit {
+            return Err(Error::ResponseTooLarge {
+                provider: target.provider.clone(),
+                limit_bytes: limit,
+            });
+        }
         let latency = started.elapsed();
         let cost_usd = self.priced(&target.provider, &request.model, &response.usage);
         Ok(ChatOutcome {
@@ -771,6 +1010,7 @@ impl Host {
             &request.model,
             resolved.timeout,
             started,
+            self.inner.runtime.limits().max_response_bytes,
         ))
     }
 

@@ -21,6 +21,10 @@ pub struct ChatStream {
     first_token: Option<Duration>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
+    /// Bytes of answer delivered so far, against `max_bytes`: a plugin
+    /// may not grow a collected answer without bound.
+    received: usize,
+    max_bytes: usize,
 }
 
 impl ChatStream {
@@ -31,6 +35,7 @@ impl ChatStream {
         model: &str,
         timeout: Duration,
         started: Instant,
+        max_bytes: usize,
     ) -> Self {
         let provider = instance.provider().to_owned();
         Self {
@@ -44,6 +49,8 @@ impl ChatStream {
             first_token: None,
             usage: None,
             finish: None,
+            received: 0,
+            max_bytes,
         }
     }
 
@@ -59,6 +66,18 @@ impl ChatStream {
                 after: self.timeout,
             }),
         };
+        let result = result.and_then(|chunk| {
+            self.received = self
+                .received
+                .saturating_add(chunk.as_ref().map_or(0, Chunk::answer_bytes));
+            if self.received > self.max_bytes {
+                return Err(Error::ResponseTooLarge {
+                    provider: self.provider.clone(),
+                    limit_bytes: self.max_bytes,
+                });
+            }
+            Ok(chunk)
+        });
         match result {
             Ok(Some(chunk)) => {
                 match &chunk {

@@ -3,7 +3,12 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "llm-provider",
-    imports: { default: trappable },
+    imports: {
+        // Counting runs off the async workers (see `RequestState::tokenize`).
+        "llmhost:provider/tokenizer.count": async | trappable,
+        "llmhost:provider/tokenizer.count-many": async | trappable,
+        default: trappable,
+    },
     exports: { default: async },
     with: {
         "wasi:http": wasmtime_wasi_http::p2::bindings::http,

@@ -2,10 +2,13 @@
 //! leaves only for a host the plugin is approved for, through one shared,
 //! pooled client, with the response size capped.
 //!
-//! Approval: the hosts the plugin declares in its `provider-info` (HTTPS
-//! only, and only if their DNS answers are public addresses), plus the
-//! base URL the operator configured explicitly (any scheme, loopback and
-//! private addresses allowed: local models and the simulator live there).
+//! Approval: the hosts the plugin was granted (for a built-in, those it
+//! declares; for a plugin file, those it asks for that the operator
+//! granted at install): HTTPS on port 443 only, and only to public
+//! addresses, whether a name resolves to them or the host is an address
+//! literal. Plus the base URL the operator configured explicitly, matched
+//! on scheme, host and port (any address: local models and the simulator
+//! live on loopback).
 
 use http_body_util::BodyExt;
 use hyper_util::client::legacy::Client;
@@ -25,17 +28,22 @@ type HttpsConnector<R> = hyper_rustls::HttpsConnector<HttpConnector<R>>;
 /// Where a plugin may send requests during one call.
 #[derive(Debug, Clone, Default)]
 pub struct Approval {
-    /// Host names from the plugin's manifest (HTTPS, public addresses).
+    /// Hosts granted to the plugin (HTTPS, public addresses).
     pub declared_hosts: Vec<String>,
-    /// `host:port` of a base URL the operator set explicitly.
-    pub explicit_authority: Option<String>,
+    /// `scheme://host:port` of a base URL the operator set explicitly.
+    pub explicit_origin: Option<String>,
+    /// Why nothing at all is approved, when nothing is.
+    pub refusal: Option<String>,
 }
 
 impl Approval {
     fn describe(&self) -> String {
+        if let Some(refusal) = &self.refusal {
+            return refusal.clone();
+        }
         let mut all: Vec<String> = self.declared_hosts.clone();
-        if let Some(authority) = &self.explicit_authority {
-            all.push(authority.clone());
+        if let Some(origin) = &self.explicit_origin {
+            all.push(origin.clone());
         }
         if all.is_empty() {
             "none".into()
@@ -125,20 +133,34 @@ enum Route {
 
 impl RequestGate {
     fn route(&self, uri: &http::Uri) -> Option<Route> {
+        if self.approval.refusal.is_some() {
+            return None;
+        }
         let authority = uri.authority()?;
-        let https = uri.scheme() == Some(&http::uri::Scheme::HTTPS);
+        let scheme = uri.scheme_str()?;
+        let https = scheme.eq_ignore_ascii_case("https");
+        if !https && !scheme.eq_ignore_ascii_case("http") {
+            return None;
+        }
         let default_port = if https { 443 } else { 80 };
-        let with_port = format!(
-            "{}:{}",
+        let origin = format!(
+            "{}://{}:{}",
+            if https { "https" } else { "http" },
             authority.host(),
             authority.port_u16().unwrap_or(default_port)
         );
-        if let Some(explicit) = &self.approval.explicit_authority
-            && explicit.eq_ignore_ascii_case(&with_port)
+        if let Some(explicit) = &self.approval.explicit_origin
+            && explicit.eq_ignore_ascii_case(&origin)
         {
             return Some(Route::Configured);
         }
         let host = authority.host();
+        // An address literal never goes through the resolver, so it must
+        // pass the public-address rule here.
+        let literal = host.trim_start_matches('[').trim_end_matches(']');
+        if literal.parse::<IpAddr>().is_ok_and(|ip| !is_public(ip)) {
+            return None;
+        }
         let declared = self
             .approval
             .declared_hosts
@@ -278,32 +300,47 @@ impl tower_service::Service<Name> for PublicResolver {
     }
 }
 
-/// Whether an address is on the public internet.
+/// Whether an address is on the public internet: not loopback, private,
+/// link-local, shared (CGNAT), multicast, reserved, documentation or
+/// benchmarking space, and not an IPv6 form that embeds or translates to
+/// an IPv4 address (mapped, compatible, NAT64, 6to4), whose real
+/// destination is decided elsewhere.
 pub fn is_public(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => {
-            let [a, b, ..] = v4.octets();
+            let [a, b, c, _] = v4.octets();
             !(v4.is_loopback()
                 || v4.is_private()
                 || v4.is_link_local()
                 || v4.is_unspecified()
                 || v4.is_broadcast()
                 || v4.is_documentation()
+                || v4.is_multicast()
                 || a == 0
                 || (a == 100 && (64..128).contains(&b))
+                || (a == 192 && b == 0 && c == 0)
                 || (a == 198 && (b == 18 || b == 19))
                 || a >= 240)
         }
         IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_public(IpAddr::V4(v4));
-            }
-            let first = v6.segments()[0];
-            !(v6.is_loopback()
+            let s = v6.segments();
+            let embeds_v4 = v6.to_ipv4_mapped().is_some()
+                // ::a.b.c.d (IPv4-compatible, deprecated)
+                || (s[..6] == [0; 6] && !v6.is_loopback() && !v6.is_unspecified())
+                // NAT64: 64:ff9b::/96 and 64:ff9b:1::/48
+                || (s[0] == 0x64 && s[1] == 0xff9b)
+                // 6to4: 2002::/16
+                || s[0] == 0x2002;
+            !(embeds_v4
+                || v6.is_loopback()
                 || v6.is_unspecified()
-                || (first & 0xfe00) == 0xfc00
-                || (first & 0xffc0) == 0xfe80
-                || (first & 0xff00) == 0xff00)
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                // site-local, deprecated but still routed by some stacks
+                || (s[0] & 0xffc0) == 0xfec0
+                || (s[0] & 0xff00) == 0xff00
+                // documentation: 2001:db8::/32
+                || (s[0] == 0x2001 && s[1] == 0x0db8))
         }
     }
 }
@@ -317,7 +354,8 @@ mod tests {
             Arc::new(HttpClients::new(Duration::from_secs(1), 1024, 16)),
             Arc::new(Approval {
                 declared_hosts: declared.iter().map(|s| s.to_string()).collect(),
-                explicit_authority: explicit.map(str::to_owned),
+                explicit_origin: explicit.map(str::to_owned),
+                refusal: None,
             }),
         )
     }
@@ -338,11 +376,35 @@ mod tests {
     }
 
     #[test]
-    fn explicit_base_url_is_matched_with_its_port() {
-        let gate = gate(&[], Some("127.0.0.1:8080"));
+    fn explicit_base_url_is_matched_with_its_scheme_and_port() {
+        let gate = gate(&[], Some("http://127.0.0.1:8080"));
         assert!(routed(&gate, "http://127.0.0.1:8080/v1"));
         assert!(!routed(&gate, "http://127.0.0.1:8081/v1"));
         assert!(!routed(&gate, "http://localhost:8080/v1"));
+        assert!(!routed(&gate, "https://127.0.0.1:8080/v1"));
+        let gate = self::gate(&[], Some("https://proxy.example:443"));
+        assert!(routed(&gate, "https://proxy.example/v1"));
+        assert!(!routed(&gate, "http://proxy.example:443/v1"));
+    }
+
+    #[test]
+    fn declared_address_literals_must_be_public() {
+        let gate = gate(&["127.0.0.1", "169.254.169.254", "[::1]", "8.8.8.8"], None);
+        assert!(!routed(&gate, "https://127.0.0.1/v1"));
+        assert!(!routed(&gate, "https://169.254.169.254/latest/meta-data"));
+        assert!(!routed(&gate, "https://[::1]/v1"));
+        assert!(routed(&gate, "https://8.8.8.8/v1"));
+    }
+
+    #[test]
+    fn a_plugin_without_a_grant_reaches_nothing() {
+        let mut gate = gate(&["api.example.com"], Some("http://127.0.0.1:8080"));
+        gate.approval = Arc::new(Approval {
+            refusal: Some("nothing".into()),
+            ..(*gate.approval).clone()
+        });
+        assert!(!routed(&gate, "https://api.example.com/v1"));
+        assert!(!routed(&gate, "http://127.0.0.1:8080/v1"));
     }
 
     #[test]
@@ -359,6 +421,18 @@ mod tests {
             "fd00::1",
             "fe80::1",
             "::ffff:10.0.0.1",
+            "64:ff9b::a00:1",
+            "64:ff9b::808:808",
+            "64:ff9b:1::1",
+            "::10.0.0.1",
+            "::8.8.8.8",
+            "2002:a00:1::1",
+            "fec0::1",
+            "224.0.0.1",
+            "239.255.255.250",
+            "192.0.0.8",
+            "2001:db8::1",
+            "ff02::1",
         ] {
             assert!(!is_public(ip.parse().expect("ip")), "{ip}");
         }

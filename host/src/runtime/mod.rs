@@ -11,7 +11,7 @@ mod state;
 pub(crate) mod tokenizer;
 
 pub use cache::{CompileSource, ComponentCache};
-pub use gate::Approval;
+pub use gate::{Approval, is_public};
 
 use crate::error::Error;
 use crate::types::{
@@ -36,6 +36,14 @@ const KEEP_RESIDENT_BYTES: usize = 2 << 20;
 const KEEP_RESIDENT_TABLE_BYTES: usize = 64 << 10;
 const KEEP_RESIDENT_STACK_BYTES: usize = 128 << 10;
 
+/// Pool limits per component (see `Runtime::new`).
+const MAX_CORE_INSTANCES_PER_COMPONENT: u32 = 64;
+const MAX_MEMORIES_PER_COMPONENT: u32 = 8;
+const MAX_TABLES_PER_COMPONENT: u32 = 32;
+/// Instance metadata (vmctx) sizes, not guest memory.
+const MAX_COMPONENT_INSTANCE_METADATA: usize = 1 << 20;
+const MAX_CORE_INSTANCE_METADATA: usize = 1 << 20;
+
 /// How often the epoch advances: how often a running guest's CPU time is
 /// checked against its budget (and the guest yields to other tasks).
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -58,6 +66,13 @@ pub struct Limits {
     pub max_concurrent_instances: u32,
     /// Most HTTP requests one call of a plugin may send.
     pub max_outbound_requests: u32,
+    /// Most text one call of the `tokenizer` import may take.
+    pub max_tokenizer_bytes_per_call: usize,
+    /// Most text all `tokenizer` calls of one request may take together.
+    pub max_tokenizer_bytes_per_request: usize,
+    /// Most host resources (HTTP requests, bodies, streams) a request's
+    /// instance may hold at once.
+    pub max_resources: usize,
 }
 
 impl Default for Limits {
@@ -69,6 +84,9 @@ impl Default for Limits {
             connect_timeout: Duration::from_secs(10),
             max_concurrent_instances: 256,
             max_outbound_requests: 16,
+            max_tokenizer_bytes_per_call: 16 << 20,
+            max_tokenizer_bytes_per_request: 64 << 20,
+            max_resources: 4096,
         }
     }
 }
@@ -118,7 +136,17 @@ impl Runtime {
             .cranelift_opt_level(wasmtime::OptLevel::Speed)
             .wasm_component_model(true);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(limits.max_concurrent_instances)
+        // Per component, so one plugin cannot take a large share of the
+        // pool: generous for Rust (one memory, a few tables) and Python
+        // (several core modules) components, far below wasmtime's
+        // unlimited defaults. Memory itself is capped per instance, over
+        // all memories and tables together, by the store's limiter.
+        pool.max_core_instances_per_component(MAX_CORE_INSTANCES_PER_COMPONENT)
+            .max_memories_per_component(MAX_MEMORIES_PER_COMPONENT)
+            .max_tables_per_component(MAX_TABLES_PER_COMPONENT)
+            .max_component_instance_size(MAX_COMPONENT_INSTANCE_METADATA)
+            .max_core_instance_size(MAX_CORE_INSTANCE_METADATA)
+            .total_component_instances(limits.max_concurrent_instances)
             .total_core_instances(limits.max_concurrent_instances.saturating_mul(4))
             .total_memories(limits.max_concurrent_instances.saturating_mul(2))
             .total_tables(limits.max_concurrent_instances.saturating_mul(4))
@@ -181,6 +209,11 @@ impl Runtime {
         &self.cache
     }
 
+    /// The limits every request runs under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
     /// Whether the pooling allocator is in use.
     pub fn pooling(&self) -> bool {
         self.pooling
@@ -211,7 +244,7 @@ impl Runtime {
             load_error(format!("does not export the llm-provider world: {err:#}"))
         })?;
         let mut plugin = Plugin {
-            info: placeholder_info(),
+            info: placeholder_info(&origin),
             wit_version,
             origin: origin.clone(),
             compile,
@@ -219,10 +252,19 @@ impl Runtime {
             artifact,
             pre,
         };
+        let nothing = Approval {
+            refusal: Some("nothing while its manifest is read".into()),
+            ..Approval::default()
+        };
+        // A limit hit while starting is reported as that limit, with the
+        // file named by the caller.
         let mut instance = self
-            .instantiate(&plugin, Approval::default())
+            .instantiate(&plugin, nothing)
             .await
-            .map_err(|err| load_error(err.to_string()))?;
+            .map_err(|err| match err {
+                Error::MemoryLimitExceeded { .. } | Error::CpuLimitExceeded { .. } => err,
+                other => load_error(other.to_string()),
+            })?;
         plugin.info = instance
             .info()
             .await
@@ -245,7 +287,7 @@ impl Runtime {
             .await
             .map_err(|_| Error::Internal("the instance pool is closed".into()))?;
         let gate = RequestGate::new(self.clients.clone(), Arc::new(approval));
-        let state = RequestState::new(gate, self.limits.memory_bytes, self.limits.cpu_time);
+        let state = RequestState::new(gate, &self.limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
         store.call_hook(|mut ctx, hook| {
@@ -286,9 +328,14 @@ impl Runtime {
     }
 }
 
-fn placeholder_info() -> ProviderInfo {
+/// The manifest of a plugin whose `info()` has not run yet, named after
+/// its file for errors raised while it starts.
+fn placeholder_info(origin: &PluginOrigin) -> ProviderInfo {
     ProviderInfo {
-        id: "<loading>".into(),
+        id: match origin {
+            PluginOrigin::File(path) => path.display().to_string(),
+            PluginOrigin::BuiltIn => "<built-in>".into(),
+        },
         name: String::new(),
         version: String::new(),
         default_base_url: String::new(),
@@ -361,6 +408,25 @@ fn validate_info(info: &ProviderInfo) -> Result<(), String> {
             info.id
         ));
     }
+    // A manifest's strings reach operators' terminals: none may carry
+    // control or bidirectional-override characters.
+    let strings = [&info.name, &info.version, &info.default_base_url]
+        .into_iter()
+        .chain(&info.api_key_env)
+        .chain(&info.base_url_env)
+        .chain(&info.hosts)
+        .chain(
+            info.models
+                .iter()
+                .flat_map(|m| [&m.id, &m.display_name, &m.tokenizer]),
+        );
+    for text in strings {
+        if let std::borrow::Cow::Owned(shown) = crate::host::grants::printable(text) {
+            return Err(format!(
+                "its manifest holds control characters (`{shown}`); refusing a plugin that could rewrite what an operator reads"
+            ));
+        }
+    }
     if !(info.default_base_url.starts_with("https://")
         || info.default_base_url.starts_with("http://"))
     {
@@ -413,7 +479,13 @@ impl Instance {
     /// Turns a wasmtime failure (trap, limit) into a typed error.
     fn trap_error(&self, err: wasmtime::Error) -> Error {
         let state = self.store.data();
-        if state.cpu_exceeded {
+        if let Some((limit_bytes, scope)) = state.tokenizer_exceeded {
+            Error::TokenizerLimitExceeded {
+                provider: self.provider.clone(),
+                limit_bytes,
+                scope,
+            }
+        } else if state.cpu_exceeded {
             Error::CpuLimitExceeded {
                 provider: self.provider.clone(),
                 limit: self.limits.cpu_time,
@@ -424,9 +496,11 @@ impl Instance {
                 limit_bytes: self.limits.memory_bytes,
             }
         } else {
+            // The message may quote the guest (a panic text): shown, not
+            // obeyed, in a terminal.
             Error::PluginTrap {
                 provider: self.provider.clone(),
-                message: format!("{err:#}"),
+                message: crate::host::grants::printable(&format!("{err:#}")).into_owned(),
             }
         }
     }

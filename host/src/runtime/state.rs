@@ -1,5 +1,10 @@
 //! The data of one request's store: an empty WASI context (no files, no
 //! environment, no sockets), the HTTP gate, limits and CPU accounting.
+//!
+//! Every limit holds per instance, whatever the component is made of: one
+//! memory budget summed over all its linear memories and tables, a bounded
+//! resource table, and a CPU budget that also counts the host's tokenizer
+//! work done for the guest.
 
 use super::bindings::llmhost::provider::tokenizer::{self, TokenizerError};
 use super::gate::RequestGate;
@@ -19,6 +24,16 @@ pub struct RequestState {
     pub(super) cpu: GuestClock,
     pub(super) cpu_budget: Duration,
     pub(super) cpu_exceeded: bool,
+    tokenizer: TokenizerBudget,
+    /// Set when a tokenizer call went over its limit: (limit, scope).
+    pub(super) tokenizer_exceeded: Option<(usize, &'static str)>,
+}
+
+/// What the guest may still ask the host's tokenizer to read.
+struct TokenizerBudget {
+    per_call: usize,
+    per_request: usize,
+    used: usize,
 }
 
 /// Time during which guest code was running: started when control enters
@@ -54,6 +69,13 @@ impl GuestClock {
         }
     }
 
+    /// Adds time the host spent working for the guest.
+    pub(super) fn charge(&mut self, spent: Duration) {
+        self.used_ns = self
+            .used_ns
+            .saturating_add(u64::try_from(spent.as_nanos()).unwrap_or(u64::MAX));
+    }
+
     /// Guest time so far, including the current stretch.
     pub(super) fn used(&self) -> Duration {
         let current = self
@@ -64,23 +86,81 @@ impl GuestClock {
 }
 
 impl RequestState {
-    pub(super) fn new(gate: RequestGate, memory_limit: usize, cpu_budget: Duration) -> Self {
+    pub(super) fn new(gate: RequestGate, limits: &super::Limits) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .socket_addr_check(|_, _| Box::pin(async { false }));
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
         Self {
             wasi: wasi.build(),
             http: WasiHttpCtx::new(),
-            table: ResourceTable::new(),
+            table,
             gate,
-            limits: MemoryLimiter::new(memory_limit),
+            limits: MemoryLimiter::new(limits.memory_bytes),
             cpu: GuestClock::default(),
-            cpu_budget,
+            cpu_budget: limits.cpu_time,
             cpu_exceeded: false,
+            tokenizer: TokenizerBudget {
+                per_call: limits.max_tokenizer_bytes_per_call,
+                per_request: limits.max_tokenizer_bytes_per_request,
+                used: 0,
+            },
+            tokenizer_exceeded: None,
         }
     }
+
+    /// Counts `texts` off the async workers, charging the time to the
+    /// guest's CPU budget. Over a size limit or the budget, the guest is
+    /// stopped (a trap the instance reports as that limit).
+    async fn tokenize(
+        &mut self,
+        encoding: String,
+        texts: Vec<String>,
+    ) -> wasmtime::Result<Vec<Result<u32, TokenizerError>>> {
+        let bytes: usize = texts.iter().map(String::len).sum();
+        let budget = &mut self.tokenizer;
+        if bytes > budget.per_call {
+            self.tokenizer_exceeded = Some((budget.per_call, "call"));
+            return Err(wasmtime::format_err!(
+                "tokenizer input over the per-call limit"
+            ));
+        }
+        budget.used = budget.used.saturating_add(bytes);
+        if budget.used > budget.per_request {
+            self.tokenizer_exceeded = Some((budget.per_request, "request"));
+            return Err(wasmtime::format_err!(
+                "tokenizer input over the per-request limit"
+            ));
+        }
+        let (counts, spent) = tokio::task::spawn_blocking(move || {
+            let started = thread_cpu_time();
+            let counts: Vec<_> = texts
+                .iter()
+                .map(|text| super::tokenizer::count(&encoding, text))
+                .collect();
+            (counts, thread_cpu_time().saturating_sub(started))
+        })
+        .await
+        .map_err(|err| wasmtime::format_err!("tokenizer task failed: {err}"))?;
+        self.cpu.charge(spent);
+        if self.cpu.used() > self.cpu_budget {
+            self.cpu_exceeded = true;
+            return Err(wasmtime::format_err!("CPU time limit exceeded"));
+        }
+        Ok(counts)
+    }
+}
+
+/// CPU time of the calling thread.
+fn thread_cpu_time() -> Duration {
+    let now = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(
+        u64::try_from(now.tv_sec).unwrap_or(0),
+        u32::try_from(now.tv_nsec).unwrap_or(0),
+    )
 }
 
 impl WasiView for RequestState {
@@ -103,65 +183,105 @@ impl WasiHttpView for RequestState {
 }
 
 impl tokenizer::Host for RequestState {
-    fn count(
+    async fn count(
         &mut self,
         encoding: String,
         text: String,
     ) -> wasmtime::Result<Result<u32, TokenizerError>> {
-        Ok(super::tokenizer::count(&encoding, &text))
+        let mut counts = self.tokenize(encoding, vec![text]).await?;
+        Ok(counts.pop().unwrap_or(Err(TokenizerError::UnknownEncoding)))
     }
 
-    fn count_many(
+    async fn count_many(
         &mut self,
         encoding: String,
         texts: Vec<String>,
     ) -> wasmtime::Result<Result<Vec<u32>, TokenizerError>> {
-        Ok(texts
-            .iter()
-            .map(|text| super::tokenizer::count(&encoding, text))
-            .collect())
+        Ok(self.tokenize(encoding, texts).await?.into_iter().collect())
     }
 }
 
-/// Caps a request's linear memory and tables, and remembers a refusal so a
-/// resulting trap is reported as a memory limit, not a crash.
+/// Caps what one instance holds in all its linear memories and tables
+/// together (a component may contain many core modules, each with its
+/// own), and remembers a refusal so a resulting trap is reported as a
+/// memory limit, not a crash.
 pub struct MemoryLimiter {
     limit: usize,
+    /// Bytes of memory and table space granted so far.
+    used: usize,
     pub(super) exceeded: bool,
 }
 
-/// Most table elements one instance may have.
+/// Most elements one table may have.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
+/// What a table element is counted as against the memory budget.
+const TABLE_ELEMENT_BYTES: usize = std::mem::size_of::<usize>();
 
 impl MemoryLimiter {
     fn new(limit: usize) -> Self {
         Self {
             limit,
+            used: 0,
             exceeded: false,
         }
+    }
+
+    /// Grants growth from `current` to `desired` bytes if the total stays
+    /// within the budget.
+    fn grow(&mut self, current: usize, desired: usize) -> bool {
+        let total = self.used.saturating_sub(current).saturating_add(desired);
+        if total > self.limit {
+            self.exceeded = true;
+            return false;
+        }
+        self.used = total;
+        true
     }
 }
 
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            return Ok(false);
-        }
-        Ok(true)
+        Ok(self.grow(current, desired))
     }
 
     fn table_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        Ok(desired <= MAX_TABLE_ELEMENTS)
+        if desired > MAX_TABLE_ELEMENTS {
+            return Ok(false);
+        }
+        Ok(self.grow(
+            current.saturating_mul(TABLE_ELEMENT_BYTES),
+            desired.saturating_mul(TABLE_ELEMENT_BYTES),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_budget_is_shared_by_every_memory_and_table() {
+        let mut limiter = MemoryLimiter::new(128 << 20);
+        assert!(limiter.memory_growing(0, 100 << 20, None).unwrap());
+        assert!(!limiter.memory_growing(0, 100 << 20, None).unwrap());
+        assert!(limiter.exceeded);
+        // Growing an existing memory counts only the difference.
+        assert!(limiter.memory_growing(100 << 20, 110 << 20, None).unwrap());
+        assert!(limiter.table_growing(0, 10_000, None).unwrap());
+        assert!(
+            !limiter
+                .table_growing(0, MAX_TABLE_ELEMENTS + 1, None)
+                .unwrap()
+        );
     }
 }

@@ -52,8 +52,12 @@ impl Provider for MyProvider {
             name: "My Provider".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             default_base_url: "https://api.my-provider.example/v1".into(),
-            api_key_env: vec!["MY_PROVIDER_API_KEY".into()],
-            base_url_env: vec!["MY_PROVIDER_BASE_URL".into()],
+            // Where the key and base URL come from. Every installed plugin
+            // may read its own LLMHOST_<ID>_API_KEY / _BASE_URL; any other
+            // variable named here is granted only if the operator names it
+            // at install (`--allow-env`), and llmhost's own never are.
+            api_key_env: vec!["LLMHOST_MY_PROVIDER_API_KEY".into()],
+            base_url_env: vec!["LLMHOST_MY_PROVIDER_BASE_URL".into()],
             // Every host the plugin calls: HTTPS, public addresses only.
             hosts: vec!["api.my-provider.example".into()],
             models: models(),

@@ -46,3 +46,23 @@ pub async fn openai_sim() -> (Simulator, llmhost::Target) {
     target.use_env = false;
     (sim, target)
 }
+
+/// A plugin directory with each component installed as an operator would
+/// (`llmhost plugins install`): copied under its provider id with the
+/// grant recorded beside it. Kept alive by the returned guard.
+pub async fn installed_dir(components: &[(&str, llmhost::Grant)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("plugin dir");
+    let installer = builder().build().await.expect("host starts");
+    for (component, grant) in components {
+        installer
+            .install_plugin(dir.path(), std::path::Path::new(component), grant)
+            .await
+            .expect("plugin installs");
+    }
+    dir
+}
+
+/// A grant of nothing but the plugin's own `LLMHOST_<ID>_*` variables.
+pub fn no_grant() -> llmhost::Grant {
+    llmhost::Grant::default()
+}
