@@ -39,6 +39,7 @@ pub struct HostBuilder {
     plugin_dir_from_env: bool,
     builtins: bool,
     cache_dir: Option<PathBuf>,
+    cache_key_file: Option<PathBuf>,
     limits: Limits,
     model_overrides: ModelOverrides,
     strict_models: bool,
@@ -73,6 +74,7 @@ impl Default for HostBuilder {
             plugin_dir_from_env: true,
             builtins: true,
             cache_dir: ComponentCache::default_dir(),
+            cache_key_file: None,
             limits: Limits::default(),
             model_overrides: ModelOverrides::default(),
             strict_models: false,
@@ -107,6 +109,16 @@ impl HostBuilder {
     /// Default: `$LLMHOST_CACHE_DIR`, else the user's cache directory.
     pub fn cache_dir(mut self, dir: Option<PathBuf>) -> Self {
         self.cache_dir = dir;
+        self
+    }
+
+    /// Authenticates cached artifacts with the key in `path` (created
+    /// there, mode 0600, on first use) instead of
+    /// `$XDG_CONFIG_HOME/llmhost/cache.key`: for containers without a
+    /// home directory, or embedders with their own config directory. It
+    /// must not be inside the cache directory.
+    pub fn cache_key_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.cache_key_file = Some(path.into());
         self
     }
 
@@ -194,7 +206,11 @@ impl HostBuilder {
     /// one that replaces a built-in provider or changed since it was
     /// installed is refused unless the record says so.
     pub async fn build(self) -> Result<Host, Error> {
-        let runtime = Runtime::new(self.limits, ComponentCache::new(self.cache_dir))?;
+        let mut cache = ComponentCache::new(self.cache_dir);
+        if let Some(key_file) = self.cache_key_file {
+            cache = cache.with_key_file(key_file);
+        }
+        let runtime = Runtime::new(self.limits, cache)?;
         let mut plugins: BTreeMap<String, Loaded> = BTreeMap::new();
         let mut load_errors = Vec::new();
         let mut builtin_env = Vec::new();
