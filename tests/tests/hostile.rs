@@ -543,3 +543,25 @@ async fn a_tokenizer_loop_is_stopped_by_the_cpu_budget_while_others_are_served()
     assert_eq!(err.kind(), "tokenizer_limit_exceeded", "{err}");
     normal_request_succeeds(&host).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base_url_variable_holding_a_secret_is_not_echoed() {
+    let dir = installed_dir(&[(plugins::HOSTILE, no_grant())]).await;
+    let host = builder()
+        .plugin_dir(dir.path())
+        .environment(|name| (name == "LLMHOST_TINYLLM_BASE_URL").then(|| OPENAI_SECRET.to_owned()))
+        .build()
+        .await
+        .expect("host");
+    let err = host
+        .chat(&hostile_target(), &ask("ok", "go"))
+        .await
+        .expect_err("not a URL");
+    assert_eq!(err.kind(), "invalid_config", "{err}");
+    assert!(
+        err.to_string().contains("LLMHOST_TINYLLM_BASE_URL"),
+        "{err}"
+    );
+    assert!(!err.to_string().contains(OPENAI_SECRET), "{err}");
+    normal_request_succeeds(&host).await;
+}

@@ -610,3 +610,35 @@ impl Instance {
         self.finish(result)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn info() -> ProviderInfo {
+        ProviderInfo {
+            id: "tinyllm".into(),
+            name: "Tiny".into(),
+            version: "1.0".into(),
+            default_base_url: "https://api.tiny.example/v1".into(),
+            api_key_env: vec!["LLMHOST_TINYLLM_API_KEY".into()],
+            base_url_env: Vec::new(),
+            hosts: vec!["api.tiny.example".into()],
+            models: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_that_could_rewrite_an_operators_terminal_is_refused() {
+        assert!(validate_info(&info()).is_ok());
+        let mut escaping = info();
+        // Erase the line and move the cursor up: a review screen rewritten.
+        escaping.name = "Tiny\x1b[2K\x1b[1A  hosts none".into();
+        let refused = validate_info(&escaping).expect_err("refused");
+        assert!(refused.contains("control characters"), "{refused}");
+        assert!(!refused.contains('\x1b'), "the refusal shows it escaped");
+        let mut bidi = info();
+        bidi.hosts = vec!["api.tiny.example\u{202e}moc.elgoog".into()];
+        assert!(validate_info(&bidi).is_err());
+    }
+}
