@@ -530,6 +530,160 @@ async fn an_open_circuit_skips_the_provider_until_its_cooldown() {
     assert_eq!(b.requests(p.vendor), before + 1);
 }
 
+const COOLDOWN: Duration = Duration::from_millis(200);
+
+/// Breakers that open after two failures for [`COOLDOWN`]; one attempt a
+/// route, and attempts long enough that only the test ends a probe.
+fn breaker_policy() -> Resilience {
+    let mut policy = resilience();
+    policy.retry.max_attempts = 1;
+    policy.attempt_timeout = Some(Duration::from_secs(10));
+    policy.breaker = BreakerPolicy {
+        threshold: 2,
+        cooldown: COOLDOWN,
+    };
+    policy
+}
+
+/// Waits, polling, until `done`; fails the test after a generous limit.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !done() {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// An agent whose first route, `p`, has an open circuit whose cool-down
+/// has passed: the next call to it is the half-open probe.
+async fn circuit_ready_to_probe(b: &Bench, p: &Provider) -> String {
+    let agent = b.agent(p).await;
+    for _ in 0..2 {
+        b.sim
+            .enqueue(p.vendor, error_reply(p, 503, "overloaded", "unavailable"));
+        let answer = b.service.chat(&agent, request()).await.unwrap();
+        assert_eq!(answer.provider, other(p).id, "{}", p.id);
+    }
+    // Sleeping never ends early, so this is past the cool-down however
+    // busy the machine is.
+    tokio::time::sleep(COOLDOWN + Duration::from_millis(100)).await;
+    agent
+}
+
+/// After a probe was dropped unsettled: calls made within the cool-down
+/// skip `p` (the drop reopened the circuit), and the first call after it
+/// probes `p` and is served by it.
+async fn recovers_after_the_cooldown(b: &Bench, p: &Provider, agent: &str, dropped: Instant) {
+    let sent = b.requests(p.vendor);
+    let answer = b.service.chat(agent, request()).await.unwrap();
+    // Only checkable if this call was admitted within the cool-down; on a
+    // busy machine it may not have been.
+    if dropped.elapsed() < COOLDOWN {
+        assert_eq!(answer.provider, other(p).id, "{}: reopened", p.id);
+        assert_eq!(b.requests(p.vendor), sent, "{}: skipped while open", p.id);
+    }
+    tokio::time::sleep(COOLDOWN + Duration::from_millis(100)).await;
+    let sent = b.requests(p.vendor);
+    let answer = b.service.chat(agent, request()).await.unwrap();
+    assert_eq!(
+        (answer.provider.as_str(), answer.fallback, answer.attempts),
+        (p.id, false, 1),
+        "{}: the circuit was probed again and closed",
+        p.id
+    );
+    assert_eq!(b.requests(p.vendor), sent + 1, "{}", p.id);
+    // Closed: the next call goes to `p` too.
+    let answer = b.service.chat(agent, request()).await.unwrap();
+    assert_eq!(answer.provider, p.id, "{}", p.id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_open_probe_cancelled_mid_flight_does_not_wedge_the_circuit() {
+    let b = Bench::new(breaker_policy(), None).await;
+    for p in PROVIDERS {
+        let agent = circuit_ready_to_probe(&b, p).await;
+        // The probe: a vendor slow to answer, and a caller that gives up
+        // first (a client timeout, a disconnect, a `select!`).
+        b.sim.enqueue(
+            p.vendor,
+            Reply::raw(200, Vec::new()).delay_headers(Duration::from_secs(30)),
+        );
+        let sent = b.requests(p.vendor);
+        let probe = b.service.chat(&agent, request());
+        tokio::select! {
+            answer = probe => panic!("{}: the probe was answered: {answer:?}", p.id),
+            () = until("the probe to reach the vendor", || b.requests(p.vendor) > sent) => {}
+        }
+        // `select!` dropped the probe's future, mid-flight.
+        recovers_after_the_cooldown(&b, p, &agent, Instant::now()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_open_probe_stream_dropped_before_its_first_chunk_does_not_wedge_the_circuit() {
+    let b = Bench::new(breaker_policy(), None).await;
+    for p in PROVIDERS {
+        let agent = circuit_ready_to_probe(&b, p).await;
+        b.sim.enqueue(
+            p.vendor,
+            Reply::sse(usage_stream(p, &["Hel", "lo"])).delay_headers(Duration::from_secs(30)),
+        );
+        let sent = b.requests(p.vendor);
+        let probe = b.service.stream(&agent, request());
+        tokio::select! {
+            started = probe => panic!("{}: the probe started: {}", p.id, started.is_ok()),
+            () = until("the probe to reach the vendor", || b.requests(p.vendor) > sent) => {}
+        }
+        recovers_after_the_cooldown(&b, p, &agent, Instant::now()).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_half_open_probe_stream_dropped_after_its_first_chunk_closes_the_circuit() {
+    let b = Bench::new(breaker_policy(), None).await;
+    for p in PROVIDERS {
+        let agent = circuit_ready_to_probe(&b, p).await;
+        // The probe's vendor answers, sends some text, then goes quiet;
+        // the caller reads the first chunk and drops the stream.
+        let events = usage_stream(p, &["Hel", "lo"]);
+        let cut = events.iter().position(|e| e.contains("Hel")).unwrap() + 1;
+        b.sim
+            .enqueue(p.vendor, Reply::sse(events[..cut].to_vec()).hang());
+        let mut stream = b.service.stream(&agent, request()).await.unwrap();
+        assert_eq!(stream.provider(), p.id, "{}: the probe went to p", p.id);
+        let first = stream.next().await.expect("a chunk").unwrap();
+        assert!(
+            matches!(first, Chunk::Start(_) | Chunk::Text(_)),
+            "{first:?}"
+        );
+        drop(stream);
+        // The vendor answered: the circuit is closed, at once.
+        let sent = b.requests(p.vendor);
+        let answer = b.service.chat(&agent, request()).await.unwrap();
+        assert_eq!(
+            (answer.provider.as_str(), answer.fallback),
+            (p.id, false),
+            "{}: closed by the probe's first chunk",
+            p.id
+        );
+        assert_eq!(b.requests(p.vendor), sent + 1, "{}", p.id);
+        // The dropped stream's row is written in the background.
+        let started = Instant::now();
+        while !b
+            .rows(&agent)
+            .await
+            .iter()
+            .any(|r| r.error_kind.as_deref() == Some("cancelled"))
+        {
+            assert!(started.elapsed() < Duration::from_secs(10), "no row");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn client_side_rate_limits_space_calls_and_refuse_past_the_deadline() {
     // 120 requests a minute: 2 a second, a burst of 2.
@@ -604,7 +758,13 @@ requests_per_minute = 120
 
 #[tokio::test(flavor = "multi_thread")]
 async fn two_hundred_concurrent_calls_with_faults_are_all_accounted_for() {
-    let b = Bench::new(resilience(), None).await;
+    // Two hundred calls at once queue for the host on a small machine; a
+    // short attempt timeout would add timeouts that were never scripted
+    // (attempts that time out before they reach the simulator, so rows
+    // outnumber its requests).
+    let mut policy = resilience();
+    policy.attempt_timeout = Some(Duration::from_secs(15));
+    let b = Bench::new(policy, None).await;
     let p = &PROVIDERS[0];
     let agent = b.agent(p).await;
     for i in 0..120 {

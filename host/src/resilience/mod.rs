@@ -7,7 +7,7 @@ mod breaker;
 mod limiter;
 mod policy;
 
-pub use breaker::{BreakerPolicy, Breakers};
+pub use breaker::{BreakerPolicy, Breakers, Permit};
 pub use limiter::{BucketKey, RateLimiter, Reservation};
 pub use policy::{Next, RetryPolicy, next_step};
 

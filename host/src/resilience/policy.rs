@@ -68,6 +68,8 @@ pub fn next_step(error: &Error, streamed_to_caller: bool) -> Next {
         | Error::MemoryLimitExceeded { .. }
         | Error::PluginTrap { .. }
         | Error::RequestLimitExceeded { .. }
+        | Error::TokenizerLimitExceeded { .. }
+        | Error::ResponseTooLarge { .. }
         | Error::CircuitOpen { .. } => Next::Fallback,
         _ => Next::Stop,
     }

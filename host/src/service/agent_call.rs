@@ -6,7 +6,7 @@
 use super::ConfigService;
 use crate::error::Error;
 use crate::host::{ChatOutcome, ChatStream, Target};
-use crate::resilience::{BucketKey, Next, Reservation, next_step};
+use crate::resilience::{BucketKey, Next, Permit, Reservation, next_step};
 use crate::store::{Agent, ConfigRow, UsageEvent, UsageOutcome};
 use crate::types::{ChatRequest, Chunk, ErrorDetail, ProviderError, Usage};
 use llmhost_registry::rust_decimal::Decimal;
@@ -203,12 +203,14 @@ struct Call<'a> {
 }
 
 /// An attempt ready to go: its target, shaped request and accounting.
+/// Dropped unused (the call's future was cancelled), its breaker permit
+/// settles itself.
 struct Ready {
     target: Target,
     request: ChatRequest,
     attempt: Attempt,
     reservation: Option<Reservation>,
-    base_url: String,
+    permit: Permit,
 }
 
 impl ConfigService {
@@ -302,8 +304,7 @@ impl ConfigService {
                     continue;
                 }
             };
-            let attempt = &ready.attempt;
-            call.settle(&ready, Some(&outcome.response.usage), None);
+            let attempt = call.settle(ready, Some(&outcome.response.usage), None);
             outcome.cost_usd = attempt.cost(&outcome.response.usage, outcome.cost_usd);
             let event = attempt.event(
                 Some(&outcome.response.usage),
@@ -341,13 +342,23 @@ impl ConfigService {
                     continue;
                 }
             };
+            let Ready {
+                attempt,
+                reservation,
+                mut permit,
+                ..
+            } = ready;
+            // The vendor is answering: a probe closes its circuit now
+            // rather than holding every other call off for the length of
+            // the stream. The stream's end still settles the permit.
+            permit.answered();
             return Ok(AgentStream {
                 service: self.clone(),
                 stream,
                 buffered,
-                attempt: ready.attempt,
-                reservation: ready.reservation,
-                base_url: ready.base_url,
+                attempt,
+                reservation,
+                permit: Some(permit),
                 recorded: false,
                 usage_event: None,
                 text: String::new(),
@@ -436,8 +447,8 @@ impl Call<'_> {
     /// decides: `Ok` to go on (after waiting for a retry), or the call's
     /// error.
     async fn failed(&mut self, ready: Ready, err: Error) -> Result<(), Error> {
-        self.settle(&ready, None, Some(&err));
-        self.service.record(ready.attempt.failed(&err)).await;
+        let attempt = self.settle(ready, None, Some(&err));
+        self.service.record(attempt.failed(&err)).await;
         match self.after_failure(err, self.tries_on_route, false).await {
             AfterFailure::Retry => Ok(()),
             AfterFailure::NextRoute(err) => {
@@ -474,13 +485,18 @@ impl Call<'_> {
             .unwrap_or_else(|| service.host.default_timeout());
         target.timeout = Some(attempt_timeout.min(remaining));
         let base_url = service.host.base_url_of(&target).map_err(Skip::Fail)?;
-        if let Err(wait) = service.breakers.admit(&route.provider, &base_url) {
-            return Err(Skip::NextRoute(Error::CircuitOpen {
-                provider: route.provider.clone(),
-                base_url,
-                retry_after: wait,
-            }));
-        }
+        // Held from here until the attempt's outcome is known; every early
+        // return below settles or drops it.
+        let permit = match service.breakers.admit(&route.provider, &base_url) {
+            Ok(permit) => permit,
+            Err(wait) => {
+                return Err(Skip::NextRoute(Error::CircuitOpen {
+                    provider: route.provider.clone(),
+                    base_url,
+                    retry_after: wait,
+                }));
+            }
+        };
         let request = shape(route, &self.request);
         let input_estimate = estimate_input(&request);
         let limits = service
@@ -509,6 +525,9 @@ impl Call<'_> {
                 {
                     Ok(reservation) => Some(reservation),
                     Err(wait) => {
+                        // Nothing was sent: a probe is released for the
+                        // next call rather than reopening the circuit.
+                        permit.neutral();
                         return Err(Skip::NextRoute(client_rate_limited(&route.provider, wait)));
                     }
                 }
@@ -539,20 +558,21 @@ impl Call<'_> {
             request,
             attempt,
             reservation,
-            base_url,
+            permit,
         })
     }
 
-    /// Settles the rate limit and the breaker after an attempt.
-    fn settle(&self, ready: &Ready, usage: Option<&Usage>, error: Option<&Error>) {
-        settle(
+    /// Settles the rate limit and the breaker after an attempt; what is
+    /// left is its accounting.
+    fn settle(&self, ready: Ready, usage: Option<&Usage>, error: Option<&Error>) -> Attempt {
+        settle_limit(
             self.service,
             ready.reservation.as_ref(),
             &ready.attempt,
-            &ready.base_url,
             usage,
-            error,
         );
+        settle_breaker(ready.permit, error);
+        ready.attempt
     }
 
     /// Decides what follows a failure, waiting before a retry.
@@ -582,13 +602,12 @@ impl Call<'_> {
     }
 }
 
-fn settle(
+/// Charges the rate limit with the tokens an attempt used.
+fn settle_limit(
     service: &ConfigService,
     reservation: Option<&Reservation>,
     attempt: &Attempt,
-    base_url: &str,
     usage: Option<&Usage>,
-    error: Option<&Error>,
 ) {
     if let Some(reservation) = reservation {
         let used = usage
@@ -596,10 +615,14 @@ fn settle(
             .unwrap_or(attempt.input_estimate);
         service.limiter.settle(reservation, used);
     }
+}
+
+/// Settles an attempt's breaker permit with how it ended.
+fn settle_breaker(permit: Permit, error: Option<&Error>) {
     match error {
-        None => service.breakers.success(&attempt.provider, base_url),
-        Some(err) if unwell(err) => service.breakers.failure(&attempt.provider, base_url),
-        Some(_) => service.breakers.neutral(&attempt.provider, base_url),
+        None => permit.success(),
+        Some(err) if unwell(err) => permit.failure(),
+        Some(_) => permit.neutral(),
     }
 }
 
@@ -615,7 +638,10 @@ pub struct AgentStream {
     buffered: VecDeque<Chunk>,
     attempt: Attempt,
     reservation: Option<Reservation>,
-    base_url: String,
+    /// Settled when the stream ends; `None` after. Dropped with the
+    /// stream, it records nothing (the vendor had answered its first
+    /// chunk, which already closed a probed circuit).
+    permit: Option<Permit>,
     recorded: bool,
     usage_event: Option<i64>,
     /// Text received, for an estimate when no usage arrives.
@@ -691,14 +717,15 @@ impl AgentStream {
             None => UsageOutcome::Ok,
         };
         let usage = self.usage();
-        settle(
+        settle_limit(
             &self.service,
             self.reservation.as_ref(),
             &self.attempt,
-            &self.base_url,
             Some(&usage),
-            error,
         );
+        if let Some(permit) = self.permit.take() {
+            settle_breaker(permit, error);
+        }
         let event = self.event(outcome);
         self.usage_event = self.service.record(event).await;
     }
