@@ -45,6 +45,19 @@ async fn normal_request_succeeds(host: &Host) {
     assert!(!outcome.response.content.is_empty());
 }
 
+/// A host with the built-ins and the plugins in `dir`.
+async fn host_on(dir: &Path) -> Host {
+    builder().plugin_dir(dir).build().await.expect("host")
+}
+
+/// What `host` says of its plugin `id`.
+fn plugin_summary(host: &Host, id: &str) -> llmhost::PluginSummary {
+    host.plugins()
+        .into_iter()
+        .find(|p| p.id == id)
+        .expect("the plugin is loaded")
+}
+
 /// Every secret of the test environment, as strings to look for.
 fn secrets() -> [&'static str; 2] {
     [OPENAI_SECRET, ENCRYPTION_SECRET]
@@ -193,16 +206,8 @@ async fn a_plugin_reaches_only_granted_hosts_and_nothing_without_an_install_reco
     let sim = Simulator::start().await.expect("simulator");
     // One of the two hosts it asks for is granted.
     let dir = installed_dir(&[(plugins::HOSTILE, hostile_grant(&["collect.invalid"], &[]))]).await;
-    let host = builder()
-        .plugin_dir(dir.path())
-        .build()
-        .await
-        .expect("host");
-    let summary = host
-        .plugins()
-        .into_iter()
-        .find(|p| p.id == "tinyllm")
-        .expect("loaded");
+    let host = host_on(dir.path()).await;
+    let summary = plugin_summary(&host, "tinyllm");
     assert!(summary.installed);
     assert_eq!(summary.hosts, ["collect.invalid"]);
 
@@ -233,16 +238,8 @@ async fn a_plugin_reaches_only_granted_hosts_and_nothing_without_an_install_reco
     // not even a base URL given explicitly for the call.
     let dropped = tempfile::tempdir().expect("dir");
     std::fs::copy(plugins::HOSTILE, dropped.path().join("tinyllm.wasm")).expect("copy");
-    let host = builder()
-        .plugin_dir(dropped.path())
-        .build()
-        .await
-        .expect("host");
-    let summary = host
-        .plugins()
-        .into_iter()
-        .find(|p| p.id == "tinyllm")
-        .expect("loaded");
+    let host = host_on(dropped.path()).await;
+    let summary = plugin_summary(&host, "tinyllm");
     assert!(!summary.installed && summary.hosts.is_empty() && summary.env.is_empty());
     let explicit = hostile_target().base_url(sim.base_url(Vendor::OpenAi));
     for url in [
@@ -293,11 +290,7 @@ async fn a_changed_file_and_a_built_in_id_are_refused_until_approved() {
     let installed = dir.path().join("tinyllm.wasm");
     let original = std::fs::read(&installed).expect("read");
     std::fs::write(&installed, changed(&original)).expect("change the file");
-    let host = builder()
-        .plugin_dir(dir.path())
-        .build()
-        .await
-        .expect("host");
+    let host = host_on(dir.path()).await;
     assert!(host.provider_info("tinyllm").is_none(), "refused");
     let error = host
         .load_errors()
@@ -322,11 +315,7 @@ async fn a_changed_file_and_a_built_in_id_are_refused_until_approved() {
     host.install_plugin(dir.path(), &changed_file, &force)
         .await
         .expect("re-approved");
-    let host = builder()
-        .plugin_dir(dir.path())
-        .build()
-        .await
-        .expect("host");
+    let host = host_on(dir.path()).await;
     assert!(host.provider_info("tinyllm").is_some());
 
     // A built-in's id dropped in, or installed without --replace, does not
@@ -334,16 +323,8 @@ async fn a_changed_file_and_a_built_in_id_are_refused_until_approved() {
     let openai = llmhost::builtin_component("openai").expect("built in");
     let dropped = tempfile::tempdir().expect("dir");
     std::fs::write(dropped.path().join("openai.wasm"), openai).expect("write");
-    let host = builder()
-        .plugin_dir(dropped.path())
-        .build()
-        .await
-        .expect("host");
-    let served = host
-        .plugins()
-        .into_iter()
-        .find(|p| p.id == "openai")
-        .expect("openai");
+    let host = host_on(dropped.path()).await;
+    let served = plugin_summary(&host, "openai");
     assert_eq!(served.origin, PluginOrigin::BuiltIn);
     assert!(
         host.load_errors()
@@ -458,11 +439,7 @@ fn rss_bytes() -> u64 {
 async fn a_chunk_flood_is_a_typed_size_error_with_host_memory_bounded() {
     let _heavy = HEAVY.lock().await;
     let dir = installed_dir(&[(plugins::HOSTILE, no_grant())]).await;
-    let host = builder()
-        .plugin_dir(dir.path())
-        .build()
-        .await
-        .expect("host");
+    let host = host_on(dir.path()).await;
     let before = rss_bytes();
     // 16 MiB from every chunk, without end: collecting it would take all
     // the memory there is; the response limit (32 MiB) stops it.
