@@ -6,10 +6,12 @@
 //! An encrypted API key is stored as one line of ASCII text:
 //!
 //! ```text
-//! llmhost:v1:<key_id>:<base64(nonce || ciphertext || tag)>
+//! llmhost:v2:<key_id>:<base64(nonce || ciphertext || tag)>
 //! ```
 //!
-//! - `v1` is the format version; other versions are refused, not guessed at.
+//! - `v2` is the format version. Values are written as `v2`; `v1` values
+//!   (written before base URLs were bound, see below) are still read; other
+//!   versions are refused, not guessed at.
 //! - `<key_id>` names the key that encrypted the value (see
 //!   [`EncryptionKey::id`]), so a keyring holding several keys knows which
 //!   one to use and a missing key is reported as such instead of as
@@ -17,9 +19,25 @@
 //! - the payload is standard base64 (with padding) of a fresh random 96-bit
 //!   nonce, then the AES-256-GCM ciphertext and its 128-bit tag.
 //!
-//! Each value is bound to its row through the associated data (see
-//! [`Binding`]): a ciphertext copied to another agent or provider fails to
-//! decrypt instead of silently handing one row's key to another.
+//! Each value is bound to where it may be sent through the associated data
+//! (see [`Binding`]): its agent, its provider and its base URL. A ciphertext
+//! copied to another agent or provider, or left in a row whose base URL was
+//! changed behind llmhost's back (with raw SQL, by anyone who can write the
+//! database file), fails to decrypt instead of silently handing the key to
+//! another row or another server.
+//!
+//! # Values written before base URLs were bound (`v1`)
+//!
+//! A `v1` value is bound to agent and provider only, so for a row with a
+//! base URL nothing shows whether llmhost or someone editing the database
+//! set that URL. The choice made here: a `v1` value decrypts only for a
+//! binding without a base URL (the provider's default, which the database
+//! cannot change); for a binding with one it is refused with
+//! [`CryptoError::LegacyUnbound`] before any decryption, and the key must be
+//! given again (which writes `v2`). Re-encrypting such rows automatically
+//! would trust whatever base URL the row holds at that moment, which is the
+//! very thing an attacker controls. `v1` values without a base URL stay
+//! readable as they are, and `keys rotate` rewrites them as `v2`.
 //!
 //! # Rotation
 //!
@@ -57,9 +75,9 @@ const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const STORED_PREFIX: &str = "llmhost";
-const STORED_VERSION: &str = "v1";
 const KEY_ID_DOMAIN: &[u8] = b"llmhost-key-id\0";
-const AAD_DOMAIN: &[u8] = b"llmhost/api-key/v1\0";
+const AAD_DOMAIN_V1: &[u8] = b"llmhost/api-key/v1\0";
+const AAD_DOMAIN_V2: &[u8] = b"llmhost/api-key/v2\0";
 const KEY_FILE_HEADER: &str = "\
 # llmhost encryption keys: one standard-base64 256-bit key per line.
 # The first key encrypts; later keys only decrypt values written before a rotation.
@@ -154,30 +172,88 @@ impl fmt::Debug for EncryptionKey {
     }
 }
 
-/// What a ciphertext is bound to: the row it belongs to.
+/// The stored format versions this build reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    /// Bound to agent and provider; read, never written.
+    V1,
+    /// Bound to agent, provider and base URL; what is written.
+    V2,
+}
+
+impl Format {
+    fn name(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V2 => "v2",
+        }
+    }
+}
+
+/// What a ciphertext is bound to: the row it belongs to and the server its
+/// key may be sent to.
 ///
-/// The associated data authenticated with the value is
-/// `b"llmhost/api-key/v1\0"`, then `agent_id` in decimal, then `b"\0"`, then
-/// `provider`. Decrypting under any other binding fails with
-/// [`CryptoError::Authentication`].
+/// For `v2` values the associated data authenticated with the value is
+/// `b"llmhost/api-key/v2\0"`, then `agent_id` as 8 bytes big-endian, then
+/// `provider` as its length (8 bytes big-endian) and its bytes, then for
+/// `base_url` either the byte `0` (none) or the byte `1`, its length and
+/// its bytes. Every field is length-prefixed so no two bindings share
+/// associated data whatever bytes they hold, and "no base URL" differs
+/// from every URL. (`v1` values used `b"llmhost/api-key/v1\0"`, `agent_id`
+/// in decimal, `b"\0"`, `provider`.) Decrypting under any other binding
+/// fails with [`CryptoError::Authentication`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Binding<'a> {
     /// The agent the API key belongs to.
     pub agent_id: i64,
     /// The provider the API key is for.
     pub provider: &'a str,
+    /// The base URL the key is sent to, exactly as the config stores it
+    /// (normalised by the config service before it is stored); `None`: the
+    /// provider's default.
+    pub base_url: Option<&'a str>,
 }
 
 impl Binding<'_> {
-    fn associated_data(&self) -> Vec<u8> {
-        let agent_id = self.agent_id.to_string();
-        [
-            AAD_DOMAIN,
-            agent_id.as_bytes(),
-            b"\0",
-            self.provider.as_bytes(),
-        ]
-        .concat()
+    fn associated_data(&self, format: Format) -> Vec<u8> {
+        match format {
+            Format::V1 => {
+                let agent_id = self.agent_id.to_string();
+                [
+                    AAD_DOMAIN_V1,
+                    agent_id.as_bytes(),
+                    b"\0",
+                    self.provider.as_bytes(),
+                ]
+                .concat()
+            }
+            Format::V2 => {
+                fn field(out: &mut Vec<u8>, bytes: &[u8]) {
+                    // usize is at most 64 bits on every supported target.
+                    out.extend_from_slice(&(bytes.len() as u64).to_be_bytes());
+                    out.extend_from_slice(bytes);
+                }
+                let mut aad = Vec::with_capacity(
+                    AAD_DOMAIN_V2.len()
+                        + 8
+                        + 8
+                        + self.provider.len()
+                        + 9
+                        + self.base_url.map_or(0, str::len),
+                );
+                aad.extend_from_slice(AAD_DOMAIN_V2);
+                aad.extend_from_slice(&self.agent_id.to_be_bytes());
+                field(&mut aad, self.provider.as_bytes());
+                match self.base_url {
+                    None => aad.push(0),
+                    Some(url) => {
+                        aad.push(1);
+                        field(&mut aad, url.as_bytes());
+                    }
+                }
+                aad
+            }
+        }
     }
 }
 
@@ -219,15 +295,15 @@ impl Keyring {
     }
 
     /// Encrypts `plaintext` with the active key and a fresh random nonce,
-    /// bound to `binding`, in the stored format described in the module
-    /// documentation.
+    /// bound to `binding`, in the current stored format (`v2`) described in
+    /// the module documentation.
     pub fn encrypt(
         &self,
         plaintext: &SecretString,
         binding: &Binding,
     ) -> Result<String, CryptoError> {
         let nonce = Nonce::generate();
-        let aad = binding.associated_data();
+        let aad = binding.associated_data(Format::V2);
         let sealed = self
             .active
             .cipher()
@@ -241,16 +317,19 @@ impl Keyring {
             .map_err(|_| CryptoError::Encrypt)?;
         let payload = [nonce.as_slice(), &sealed].concat();
         Ok(format!(
-            "{STORED_PREFIX}:{STORED_VERSION}:{}:{}",
+            "{STORED_PREFIX}:{}:{}:{}",
+            Format::V2.name(),
             self.active.id(),
             STANDARD.encode(payload)
         ))
     }
 
     /// Decrypts a value [`encrypt`](Keyring::encrypt) produced for the same
-    /// `binding`, with whichever key of the keyring it names.
+    /// `binding`, with whichever key of the keyring it names. A `v1` value
+    /// decrypts only for a binding without a base URL (see the module
+    /// documentation).
     pub fn decrypt(&self, stored: &str, binding: &Binding) -> Result<SecretString, CryptoError> {
-        let (key_id, payload) = parse_stored(stored)?;
+        let (format, key_id, payload) = parse_stored(stored)?;
         let payload = STANDARD
             .decode(payload)
             .map_err(|_| CryptoError::Malformed)?;
@@ -260,9 +339,17 @@ impl Keyring {
         let key = self.find(key_id).ok_or_else(|| CryptoError::UnknownKey {
             key_id: key_id.to_owned(),
         })?;
+        // Refused before decrypting: a v1 tag says nothing about the base
+        // URL, so succeeding would hand the key to whatever URL the row
+        // holds.
+        if format == Format::V1 && binding.base_url.is_some() {
+            return Err(CryptoError::LegacyUnbound {
+                key_id: key_id.to_owned(),
+            });
+        }
         let (nonce, sealed) = payload.split_at(NONCE_LEN);
         let nonce = Nonce::try_from(nonce).map_err(|_| CryptoError::Malformed)?;
-        let aad = binding.associated_data();
+        let aad = binding.associated_data(format);
         let plaintext = Zeroizing::new(
             key.cipher()
                 .decrypt(
@@ -282,7 +369,7 @@ impl Keyring {
 
     /// The key id named by a stored value, without decrypting it.
     pub fn key_id_of(stored: &str) -> Result<&str, CryptoError> {
-        parse_stored(stored).map(|(key_id, _)| key_id)
+        parse_stored(stored).map(|(_, key_id, _)| key_id)
     }
 
     fn find(&self, key_id: &str) -> Option<&EncryptionKey> {
@@ -290,26 +377,30 @@ impl Keyring {
     }
 }
 
-/// Splits a stored value into its key id and base64 payload. Parts are only
-/// echoed in errors when they have the shape of a version or key id, so a
-/// plaintext that ended up in the column is never repeated.
-fn parse_stored(stored: &str) -> Result<(&str, &str), CryptoError> {
+/// Splits a stored value into its format, key id and base64 payload. Parts
+/// are only echoed in errors when they have the shape of a version or key
+/// id, so a plaintext that ended up in the column is never repeated.
+fn parse_stored(stored: &str) -> Result<(Format, &str, &str), CryptoError> {
     let mut parts = stored.trim().splitn(4, ':');
     if parts.next() != Some(STORED_PREFIX) {
         return Err(CryptoError::Malformed);
     }
     let version = parts.next().ok_or(CryptoError::Malformed)?;
-    if version != STORED_VERSION {
-        let looks_like_version = version.len() <= 8
-            && version.strip_prefix('v').is_some_and(|digits| {
-                !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+    let format = match version {
+        "v1" => Format::V1,
+        "v2" => Format::V2,
+        _ => {
+            let looks_like_version = version.len() <= 8
+                && version.strip_prefix('v').is_some_and(|digits| {
+                    !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit())
+                });
+            return Err(if looks_like_version {
+                CryptoError::UnsupportedVersion(version.to_owned())
+            } else {
+                CryptoError::Malformed
             });
-        return Err(if looks_like_version {
-            CryptoError::UnsupportedVersion(version.to_owned())
-        } else {
-            CryptoError::Malformed
-        });
-    }
+        }
+    };
     let key_id = parts.next().ok_or(CryptoError::Malformed)?;
     let payload = parts.next().ok_or(CryptoError::Malformed)?;
     let looks_like_id = !key_id.is_empty()
@@ -318,7 +409,7 @@ fn parse_stored(stored: &str) -> Result<(&str, &str), CryptoError> {
     if !looks_like_id {
         return Err(CryptoError::Malformed);
     }
-    Ok((key_id, payload))
+    Ok((format, key_id, payload))
 }
 
 /// Why a stored API key could not be encrypted or decrypted. Messages never
@@ -327,7 +418,7 @@ fn parse_stored(stored: &str) -> Result<(&str, &str), CryptoError> {
 pub enum CryptoError {
     /// The value is not in the stored format, its payload is not base64, or
     /// it is too short to hold a nonce and a tag.
-    #[error("stored API key is not an llmhost ciphertext (expected llmhost:v1:<key id>:<base64>)")]
+    #[error("stored API key is not an llmhost ciphertext (expected llmhost:v2:<key id>:<base64>)")]
     Malformed,
     /// The value was written in a format version this build does not read.
     #[error("stored API key uses format {0}, which this version of llmhost cannot read")]
@@ -341,10 +432,21 @@ pub enum CryptoError {
         key_id: String,
     },
     /// The authentication tag did not verify: the value was altered, or it
-    /// was encrypted for another row.
-    #[error("cannot decrypt with key {key_id}: the value was altered or belongs to another row")]
+    /// was encrypted for another agent, provider or base URL.
+    #[error(
+        "cannot decrypt with key {key_id}: the value was altered, or was stored for another agent, provider or base URL (was the config changed outside llmhost?); give the key again"
+    )]
     Authentication {
         /// The id of the key that was tried.
+        key_id: String,
+    },
+    /// A `v1` value (not bound to a base URL) was asked for by a row that
+    /// has a base URL; see the module documentation.
+    #[error(
+        "the stored API key (key {key_id}) was written by an older llmhost that did not bind keys to their base URL, and this config has a base URL, which anyone able to write the database could have set; it is not used: give the key again (`llmhost configs update ID --api-key -`)"
+    )]
+    LegacyUnbound {
+        /// The id the stored value names.
         key_id: String,
     },
     /// Encryption failed; AES-GCM only fails for inputs far larger than an
@@ -361,7 +463,9 @@ impl CryptoError {
             Self::Malformed => "malformed_ciphertext",
             Self::UnsupportedVersion(_) => "unsupported_ciphertext_version",
             Self::UnknownKey { .. } => "unknown_key",
-            Self::Authentication { .. } => "decryption_failed",
+            // Reported like a failed tag: in both cases the key is not
+            // used, and giving it again is the way out.
+            Self::Authentication { .. } | Self::LegacyUnbound { .. } => "decryption_failed",
             Self::Encrypt => "encryption_failed",
         }
     }
@@ -643,8 +747,25 @@ mod tests {
         Binding {
             agent_id: 7,
             provider,
+            base_url: None,
         }
     }
+
+    fn at<'a>(provider: &'a str, base_url: &'a str) -> Binding<'a> {
+        Binding {
+            agent_id: 7,
+            provider,
+            base_url: Some(base_url),
+        }
+    }
+
+    /// Written by the `v1` code (an independent AES-GCM implementation
+    /// reproduced it): `API_KEY_V1` for agent 1 and provider `openai` under
+    /// `V1_KEY` (base64 of the 32 ASCII bytes
+    /// `llmhost-v1-fixture-key-32-bytes!`).
+    const V1_KEY: &str = "bGxtaG9zdC12MS1maXh0dXJlLWtleS0zMi1ieXRlcyE=";
+    const V1_VALUE: &str = "llmhost:v1:ka2a8fd30:AAECAwQFBgcICQoLIGQGGTQ0xzd2B8gDq/5KRtv2ECwNe29oRWai7Ymn1WI9KZi9elcbcaM2qTGNjBp6m1DN";
+    const API_KEY_V1: &str = "sk-RECOGNISABLE-test-key-0123456789";
 
     fn decode_payload(stored: &str) -> (String, Vec<u8>) {
         let (head, payload) = stored.rsplit_once(':').unwrap();
@@ -658,7 +779,7 @@ mod tests {
             .encrypt(&secret(API_KEY), &binding("openai"))
             .unwrap();
         let id = keyring.active().id();
-        assert!(stored.starts_with(&format!("llmhost:v1:{id}:")));
+        assert!(stored.starts_with(&format!("llmhost:v2:{id}:")));
         assert_eq!(Keyring::key_id_of(&stored).unwrap(), id);
         assert!(!stored.contains(API_KEY));
         let (_, payload) = decode_payload(&stored);
@@ -694,16 +815,20 @@ mod tests {
             Binding {
                 agent_id: 8,
                 provider: "openai",
+                base_url: None,
             },
             Binding {
                 agent_id: 7,
                 provider: "anthropic",
+                base_url: None,
             },
-            // The separator keeps "7" + "1openai" apart from "71" + "openai".
             Binding {
                 agent_id: 71,
                 provider: "openai",
+                base_url: None,
             },
+            at("openai", "https://evil.example"),
+            at("openai", ""),
         ];
         for other in others {
             let err = keyring.decrypt(&stored, &other).unwrap_err();
@@ -749,9 +874,106 @@ mod tests {
             assert!(!err.to_string().contains(API_KEY));
         }
         let err = keyring
-            .decrypt(&format!("llmhost:v2:{id}:AAAA"), &binding("openai"))
+            .decrypt(&format!("llmhost:v3:{id}:AAAA"), &binding("openai"))
             .unwrap_err();
-        assert_eq!(err, CryptoError::UnsupportedVersion("v2".to_owned()));
+        assert_eq!(err, CryptoError::UnsupportedVersion("v3".to_owned()));
+    }
+
+    #[test]
+    fn a_key_only_decrypts_for_the_base_url_it_was_stored_for() {
+        let keyring = Keyring::new(EncryptionKey::generate());
+        let id = keyring.active().id().to_owned();
+        let here = "http://127.0.0.1:8089/openai/v1";
+        let stored = keyring
+            .encrypt(&secret(API_KEY), &at("openai", here))
+            .unwrap();
+        let back = keyring.decrypt(&stored, &at("openai", here)).unwrap();
+        assert_eq!(back.expose_secret(), API_KEY);
+        for other in [
+            binding("openai"),
+            at("openai", "http://127.0.0.1:9999/openai/v1"),
+            at("openai", "http://127.0.0.1:8089/openai/v1/"),
+            at("openai", ""),
+            at("claude", here),
+        ] {
+            let err = keyring.decrypt(&stored, &other).unwrap_err();
+            assert_eq!(err, CryptoError::Authentication { key_id: id.clone() });
+            assert!(!err.to_string().contains(API_KEY));
+        }
+        // And a key stored for the provider's default is not sent anywhere
+        // else either; "no base URL" is not the empty URL.
+        let default = keyring
+            .encrypt(&secret(API_KEY), &binding("openai"))
+            .unwrap();
+        for other in [at("openai", here), at("openai", "")] {
+            let err = keyring.decrypt(&default, &other).unwrap_err();
+            assert_eq!(err, CryptoError::Authentication { key_id: id.clone() });
+        }
+        // Length prefixes keep fields apart: a provider and URL that
+        // concatenate to the same bytes are different bindings.
+        let split = keyring
+            .encrypt(&secret(API_KEY), &at("open", "ai"))
+            .unwrap();
+        assert!(keyring.decrypt(&split, &at("opena", "i")).is_err());
+    }
+
+    #[test]
+    fn v1_values_decrypt_only_without_a_base_url() {
+        let keyring = Keyring::new(EncryptionKey::from_base64(V1_KEY).unwrap());
+        let v1 = |base_url| Binding {
+            agent_id: 1,
+            provider: "openai",
+            base_url,
+        };
+        assert_eq!(Keyring::key_id_of(V1_VALUE).unwrap(), keyring.active().id());
+        let back = keyring.decrypt(V1_VALUE, &v1(None)).unwrap();
+        assert_eq!(back.expose_secret(), API_KEY_V1);
+
+        // A base URL set on a v1 row (by anyone who can write the
+        // database) makes the value unusable, not redirected.
+        let err = keyring
+            .decrypt(V1_VALUE, &v1(Some("http://127.0.0.1:9/steal")))
+            .unwrap_err();
+        assert!(matches!(err, CryptoError::LegacyUnbound { .. }), "{err}");
+        assert_eq!(err.kind(), "decryption_failed");
+        assert!(err.to_string().contains("--api-key"), "{err}");
+        assert!(!err.to_string().contains(API_KEY_V1));
+
+        // v1 keeps its agent and provider binding.
+        let moved = Binding {
+            agent_id: 2,
+            ..v1(None)
+        };
+        assert!(matches!(
+            keyring.decrypt(V1_VALUE, &moved),
+            Err(CryptoError::Authentication { .. })
+        ));
+    }
+
+    #[test]
+    fn relabelling_the_format_version_does_not_help() {
+        let keyring = Keyring::new(EncryptionKey::generate());
+        // v2 relabelled v1 would skip the base URL check if the tag did
+        // not cover the format: the domains differ, so it fails.
+        let v2 = keyring
+            .encrypt(&secret(API_KEY), &binding("openai"))
+            .unwrap();
+        let as_v1 = v2.replacen("llmhost:v2:", "llmhost:v1:", 1);
+        assert!(matches!(
+            keyring.decrypt(&as_v1, &binding("openai")),
+            Err(CryptoError::Authentication { .. })
+        ));
+        let v1_keyring = Keyring::new(EncryptionKey::from_base64(V1_KEY).unwrap());
+        let as_v2 = V1_VALUE.replacen("llmhost:v1:", "llmhost:v2:", 1);
+        let binding = Binding {
+            agent_id: 1,
+            provider: "openai",
+            base_url: None,
+        };
+        assert!(matches!(
+            v1_keyring.decrypt(&as_v2, &binding),
+            Err(CryptoError::Authentication { .. })
+        ));
     }
 
     #[test]

@@ -34,11 +34,24 @@ impl<'a> Session<'a> {
                     "LLMHOST_KEY_FILE".into(),
                     dir.join("keys/encryption.key").display().to_string(),
                 ),
+                // Not the machine's config directory, but one shared by the
+                // tests: the component cache's MAC key lives there, and a
+                // key per session would make every run recompile every
+                // component, logging gigabytes at trace level.
                 (
                     "XDG_CONFIG_HOME".into(),
-                    dir.join("config").display().to_string(),
+                    std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+                        .join("cli-config")
+                        .display()
+                        .to_string(),
                 ),
-                ("LLMHOST_LOG".into(), "trace".into()),
+                // Everything llmhost and its HTTP stack log, so no secret
+                // can hide in a log line; the compiler's own trace output
+                // (gigabytes for a cold compile) says nothing of keys.
+                (
+                    "LLMHOST_LOG".into(),
+                    "trace,cranelift=warn,regalloc2=warn,wasmtime=warn,wasmparser=warn".into(),
+                ),
             ],
             seen: String::new(),
         }
@@ -84,6 +97,39 @@ impl<'a> Session<'a> {
     fn key_file(&self) -> std::path::PathBuf {
         self.dir.join("keys/encryption.key")
     }
+
+    /// Runs the binary with `input` on its standard input.
+    async fn run_with_stdin(
+        &mut self,
+        args: &[&str],
+        extra: &[(&str, &str)],
+        input: &str,
+    ) -> Output {
+        let mut env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        env.extend_from_slice(extra);
+        let mut command = llmhost(args, &env);
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let input = input.to_owned();
+        let output = tokio::task::spawn_blocking(move || {
+            let mut child = command.spawn().expect("llmhost starts");
+            let mut stdin = child.stdin.take().expect("stdin is piped");
+            stdin.write_all(input.as_bytes()).expect("stdin written");
+            drop(stdin);
+            child.wait_with_output().expect("llmhost runs")
+        })
+        .await
+        .expect("join");
+        self.seen.push_str(&String::from_utf8_lossy(&output.stdout));
+        self.seen.push_str(&String::from_utf8_lossy(&output.stderr));
+        output
+    }
 }
 
 fn file_contains(path: &Path, needle: &str) -> bool {
@@ -111,6 +157,12 @@ async fn operators_manage_agents_and_chat_as_them_without_leaking_keys() {
     assert_eq!(init["key_source"]["kind"], "file");
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(s.key_file())
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    // The database too: only its owner may read it.
+    let mode = std::fs::metadata(dir.path().join("agents.db"))
         .unwrap()
         .permissions()
         .mode();
@@ -543,4 +595,187 @@ async fn a_config_without_a_key_uses_the_provider_environment_variable() {
         "not_found",
     )
     .await;
+}
+
+/// `keys rotate --new-key -`: the new encryption key is piped in, not put
+/// on the command line where `ps` shows it to every user.
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_rotate_reads_the_new_key_from_standard_input() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+    s.ok(&["init", "--json"], &[]).await;
+    s.ok(&["agents", "create", "piped", "--json"], &[]).await;
+    s.ok(
+        &[
+            "configs",
+            "add",
+            "--agent",
+            "piped",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o-mini",
+            "--api-key",
+            KEY,
+            "--base-url",
+            &base,
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+
+    // Key file: the piped key becomes the file's only key.
+    let chosen = "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=";
+    let chosen_id = llmhost::secrets::EncryptionKey::from_base64(chosen)
+        .unwrap()
+        .id()
+        .to_owned();
+    let output = s
+        .run_with_stdin(
+            &["keys", "rotate", "--new-key", "-", "--json"],
+            &[],
+            &format!("{chosen}\n"),
+        )
+        .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rotated = json_of(&output);
+    assert_eq!(rotated["rotated"], 1);
+    assert_eq!(rotated["key_id"], chosen_id.as_str());
+    let keys = llmhost::secrets::read_key_file(&s.key_file()).unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.id()).collect::<Vec<_>>(),
+        [chosen_id.as_str()]
+    );
+    s.ok(&["chat", "--agent", "piped", "--json", "after"], &[])
+        .await;
+    assert_eq!(
+        sim.requests().last().unwrap().header("authorization"),
+        Some(format!("Bearer {KEY}").as_str())
+    );
+
+    // Environment key: the piped key is the one to put in the variable.
+    let chosen_env = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=";
+    let output = s
+        .run_with_stdin(
+            &["keys", "rotate", "--new-key", "-", "--json"],
+            &[("LLMHOST_ENCRYPTION_KEY", chosen)],
+            chosen_env,
+        )
+        .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json_of(&output)["new_key"], chosen_env);
+    s.ok(
+        &["chat", "--agent", "piped", "--json", "env"],
+        &[("LLMHOST_ENCRYPTION_KEY", chosen_env)],
+    )
+    .await;
+
+    // Bad or missing input: refused, nothing rotated.
+    let before = std::fs::read_to_string(s.key_file()).unwrap();
+    for (input, kind) in [
+        ("", "validation"),
+        ("not a key\n", "encryption_key_invalid"),
+    ] {
+        let output = s
+            .run_with_stdin(&["keys", "rotate", "--new-key", "-", "--json"], &[], input)
+            .await;
+        assert!(!output.status.success());
+        assert_eq!(json_of(&output)["error"]["kind"], kind, "{input:?}");
+    }
+    assert_eq!(std::fs::read_to_string(s.key_file()).unwrap(), before);
+
+    let output = s.run(&["keys", "rotate", "--help"], &[]).await;
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("--new-key <BASE64|->"), "{help}");
+    assert!(help.contains("standard input"), "{help}");
+    assert!(!s.seen.contains("RECOGNISABLE"));
+}
+
+/// `configs update` refuses to move a stored key to another base URL or
+/// provider unless it is given again (here piped in) or cleared.
+#[tokio::test(flavor = "multi_thread")]
+async fn configs_update_needs_the_key_again_to_move_it() {
+    let sim = Simulator::start().await.expect("sim");
+    let other = Simulator::start().await.expect("other");
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+    s.ok(&["init", "--json"], &[]).await;
+    s.ok(&["agents", "create", "mover", "--json"], &[]).await;
+    let added = s
+        .ok(
+            &[
+                "configs",
+                "add",
+                "--agent",
+                "mover",
+                "--provider",
+                "openai",
+                "--model",
+                "gpt-4o-mini",
+                "--api-key",
+                KEY,
+                "--base-url",
+                &sim.base_url(Vendor::OpenAi),
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+    let id = added["id"].to_string();
+    let elsewhere = other.base_url(Vendor::OpenAi);
+    let output = s
+        .run(
+            &["configs", "update", &id, "--base-url", &elsewhere, "--json"],
+            &[],
+        )
+        .await;
+    assert_eq!(output.status.code(), Some(2));
+    let err = json_of(&output);
+    assert_eq!(err["error"]["kind"], "validation");
+    let message = err["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("base_url") && message.contains("--api-key"),
+        "{message}"
+    );
+
+    let output = s
+        .run_with_stdin(
+            &[
+                "configs",
+                "update",
+                &id,
+                "--base-url",
+                &elsewhere,
+                "--api-key",
+                "-",
+                "--json",
+            ],
+            &[],
+            &format!("{KEY}-moved\n"),
+        )
+        .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(json_of(&output)["base_url"], elsewhere.as_str());
+    s.ok(&["chat", "--agent", "mover", "--json", "moved"], &[])
+        .await;
+    assert_eq!(
+        other.requests().last().unwrap().header("authorization"),
+        Some(format!("Bearer {KEY}-moved").as_str())
+    );
+    assert!(!s.seen.contains("RECOGNISABLE"));
 }

@@ -5,11 +5,13 @@ mod common;
 
 use llmhost::registry::rust_decimal::Decimal;
 use llmhost::secrets::{EncryptionKey, Keyring};
+use llmhost::settings::ProviderSettings;
 use llmhost::store::{UsageEvent, UsageOutcome};
 use llmhost::types::{ChatRequest, Chunk};
 use llmhost::{ConfigService, ConfigUpdate, Error, NewConfig, Store};
-use llmhost_simulator::{Reply, Simulator, Vendor};
+use llmhost_simulator::{RecordedRequest, Reply, Simulator, Vendor};
 use secrecy::SecretString;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -505,7 +507,7 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
             .unwrap();
     };
     let original_two = ciphertext(two.id);
-    assert!(original_two.starts_with(&format!("llmhost:v1:{}:", f.key.id())));
+    assert!(original_two.starts_with(&format!("llmhost:v2:{}:", f.key.id())));
 
     // A ciphertext moved to another row does not decrypt there.
     set_ciphertext(two.id, &ciphertext(one.id));
@@ -550,7 +552,7 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
         Some(Keyring::new(f.key.clone())),
     );
     for id in [one.id, two.id] {
-        assert!(ciphertext(id).starts_with(&format!("llmhost:v1:{}:", new_key.id())));
+        assert!(ciphertext(id).starts_with(&format!("llmhost:v2:{}:", new_key.id())));
         only_new.validate_config(id).await.unwrap().health.unwrap();
         assert_eq!(
             only_old.validate_config(id).await.unwrap_err().kind(),
@@ -693,4 +695,390 @@ async fn agent_calls_use_the_stored_config_and_record_usage() {
     let events = s.store().usage_events(Some("writer")).await.unwrap();
     assert_eq!(events.len(), 5);
     assert_eq!(events[4].error_kind.as_deref(), Some("cancelled"));
+}
+
+/// Whether any of `requests` carries `key` anywhere: a header (whatever its
+/// name: `authorization`, `x-api-key`, …), the path or the body.
+fn key_seen_in(requests: &[RecordedRequest], key: &str) -> bool {
+    requests.iter().any(|r| {
+        r.path.contains(key)
+            || r.headers
+                .iter()
+                .any(|(name, value)| name.contains(key) || value.contains(key))
+            || contains(&r.body, key)
+    })
+}
+
+fn set_base_url(db: &Path, id: i64, url: Option<&str>) {
+    raw(db)
+        .execute(
+            "UPDATE agent_llm_configs SET base_url = ?2 WHERE id = ?1",
+            rusqlite::params![id, url],
+        )
+        .unwrap();
+}
+
+fn stored_key(db: &Path, id: i64) -> Option<String> {
+    raw(db)
+        .query_row(
+            "SELECT api_key_encrypted FROM agent_llm_configs WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+}
+
+/// The attack: whoever can write the database points a config with a
+/// stored key at their own server with raw SQL, and waits for the next
+/// call. The key must not reach them.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_base_url_changed_in_the_database_gets_no_key() {
+    let sim = Simulator::start().await.unwrap();
+    let evil = Simulator::start().await.unwrap();
+    let f = fixture().await;
+    let s = &f.service;
+    s.create_agent("victim", None).await.unwrap();
+    let mut config = with_key("openai", "gpt-4o-mini", KEY);
+    config.base_url = Some(sim.base_url(Vendor::OpenAi));
+    let config = s.create_config("victim", config).await.unwrap();
+    s.chat("victim", ChatRequest::simple("ignored", "before"))
+        .await
+        .unwrap();
+    assert!(key_seen_in(&sim.requests(), KEY), "the real server got it");
+
+    let evil_url = evil.base_url(Vendor::OpenAi);
+    set_base_url(&f.db, config.id, Some(&evil_url));
+    assert_eq!(
+        s.config(config.id).await.unwrap().base_url.as_deref(),
+        Some(evil_url.as_str())
+    );
+    let chat = s
+        .chat("victim", ChatRequest::simple("ignored", "after"))
+        .await
+        .unwrap_err();
+    let stream = s
+        .stream("victim", ChatRequest::simple("ignored", "after"))
+        .await
+        .err()
+        .expect("the stream does not start");
+    let validate = s.validate_config(config.id).await.unwrap_err();
+    for err in [&chat, &stream, &validate] {
+        assert_eq!(err.kind(), "decryption_failed", "{err}");
+        let message = format!("{err} {err:?}");
+        assert!(!message.contains("RECOGNISABLE"), "{message}");
+        assert!(message.contains("base URL"), "{message}");
+    }
+    assert!(
+        evil.requests().is_empty(),
+        "nothing at all is sent to the new URL: {:?}",
+        evil.requests()
+    );
+    assert!(!key_seen_in(&evil.requests(), KEY));
+
+    // Moving the provider too (with a base URL of that provider's shape)
+    // fails the same way.
+    raw(&f.db)
+        .execute(
+            "UPDATE agent_llm_configs SET provider = 'deepseek', model_name = 'deepseek-chat', \
+             base_url = ?2 WHERE id = ?1",
+            rusqlite::params![config.id, evil.base_url(Vendor::DeepSeek)],
+        )
+        .unwrap();
+    let err = s.validate_config(config.id).await.unwrap_err();
+    assert_eq!(err.kind(), "decryption_failed", "{err}");
+    assert!(evil.requests().is_empty());
+
+    // Put back, the key works again: the value itself was never damaged.
+    raw(&f.db)
+        .execute(
+            "UPDATE agent_llm_configs SET provider = 'openai', model_name = 'gpt-4o-mini', \
+             base_url = ?2 WHERE id = ?1",
+            rusqlite::params![config.id, sim.base_url(Vendor::OpenAi)],
+        )
+        .unwrap();
+    s.validate_config(config.id).await.unwrap().health.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn update_config_moves_a_key_only_when_given_it_again() {
+    let sim = Simulator::start().await.unwrap();
+    let other = Simulator::start().await.unwrap();
+    let f = fixture().await;
+    let s = &f.service;
+    s.create_agent("mover", None).await.unwrap();
+    let here = sim.base_url(Vendor::OpenAi);
+    let mut config = with_key("openai", "gpt-4o-mini", KEY);
+    config.base_url = Some(here.clone());
+    let config = s.create_config("mover", config).await.unwrap();
+    let before = stored_key(&f.db, config.id);
+
+    let refused = [
+        (
+            "base_url",
+            ConfigUpdate {
+                base_url: Some(Some(other.base_url(Vendor::OpenAi))),
+                ..ConfigUpdate::default()
+            },
+        ),
+        (
+            "base_url",
+            ConfigUpdate {
+                base_url: Some(None),
+                ..ConfigUpdate::default()
+            },
+        ),
+        (
+            "provider",
+            ConfigUpdate {
+                provider: Some("deepseek".into()),
+                model: Some("deepseek-chat".into()),
+                ..ConfigUpdate::default()
+            },
+        ),
+        (
+            "provider",
+            ConfigUpdate {
+                provider: Some("deepseek".into()),
+                model: Some("deepseek-chat".into()),
+                base_url: Some(Some(other.base_url(Vendor::DeepSeek))),
+                ..ConfigUpdate::default()
+            },
+        ),
+    ];
+    for (field, update) in refused {
+        let err = s.update_config(config.id, update).await.unwrap_err();
+        match &err {
+            Error::Validation {
+                field: got,
+                message,
+            } => {
+                assert_eq!(*got, field, "{err}");
+                assert!(message.contains("--api-key"), "{err}");
+                assert!(message.contains("clear"), "{err}");
+            }
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+    let unchanged = s.config(config.id).await.unwrap();
+    assert_eq!(
+        (unchanged.provider.as_str(), unchanged.base_url.as_deref()),
+        ("openai", Some(here.as_str()))
+    );
+    assert_eq!(stored_key(&f.db, config.id), before, "key untouched");
+
+    // The same destination written differently is no move.
+    s.update_config(
+        config.id,
+        ConfigUpdate {
+            base_url: Some(Some(format!("{here}/"))),
+            ..ConfigUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+
+    // With the key given again the move is made, bound to the new place.
+    let other_key = format!("{KEY}-other");
+    let moved = s
+        .update_config(
+            config.id,
+            ConfigUpdate {
+                base_url: Some(Some(other.base_url(Vendor::OpenAi))),
+                api_key: Some(Some(SecretString::from(other_key.clone()))),
+                ..ConfigUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(moved.has_api_key);
+    s.validate_config(config.id).await.unwrap().health.unwrap();
+    assert!(key_seen_in(&other.requests(), &other_key));
+    assert!(!key_seen_in(&sim.requests(), &other_key));
+
+    // A provider change with the key again works too.
+    let deepseek_key = format!("{KEY}-deepseek");
+    s.update_config(
+        config.id,
+        ConfigUpdate {
+            provider: Some("deepseek".into()),
+            model: Some("deepseek-chat".into()),
+            base_url: Some(Some(sim.base_url(Vendor::DeepSeek))),
+            api_key: Some(Some(SecretString::from(deepseek_key.clone()))),
+            ..ConfigUpdate::default()
+        },
+    )
+    .await
+    .unwrap();
+    s.chat("mover", ChatRequest::simple("ignored", "to deepseek"))
+        .await
+        .unwrap();
+    let last = sim.requests().last().unwrap().clone();
+    assert_eq!(last.vendor, Some(Vendor::DeepSeek));
+    assert!(key_seen_in(&[last], &deepseek_key));
+
+    // Or the key is cleared with the move; without a stored key any move
+    // is free.
+    let cleared = s
+        .update_config(
+            config.id,
+            ConfigUpdate {
+                base_url: Some(None),
+                api_key: Some(None),
+                ..ConfigUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(!cleared.has_api_key && cleared.base_url.is_none());
+    let free = s
+        .update_config(
+            config.id,
+            ConfigUpdate {
+                provider: Some("openai".into()),
+                model: Some("gpt-4o-mini".into()),
+                base_url: Some(Some(here.clone())),
+                ..ConfigUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(free.base_url.as_deref(), Some(here.as_str()));
+    assert!(!file_bytes(&f.db).is_empty() && !contains(&file_bytes(&f.db), "RECOGNISABLE"));
+}
+
+/// A key stored by llmhost before keys were bound to base URLs (format
+/// v1, written for agent 1 and provider `openai` under `V1_KEY`; the same
+/// value the unit tests of `llmhost::secrets` read).
+const V1_KEY: &str = "bGxtaG9zdC12MS1maXh0dXJlLWtleS0zMi1ieXRlcyE=";
+const V1_VALUE: &str = "llmhost:v1:ka2a8fd30:AAECAwQFBgcICQoLIGQGGTQ0xzd2B8gDq/5KRtv2ECwNe29oRWai7Ymn1WI9KZi9elcbcaM2qTGNjBp6m1DN";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn keys_stored_before_base_urls_were_bound() {
+    let sim = Simulator::start().await.unwrap();
+    let evil = Simulator::start().await.unwrap();
+    // The provider's default base URL, as an operator sets it in
+    // llmhost.toml: here the simulator, so that a config without a base
+    // URL can be called.
+    let host = common::builder()
+        .provider_settings(BTreeMap::from([(
+            "openai".to_owned(),
+            ProviderSettings {
+                base_url: Some(sim.base_url(Vendor::OpenAi)),
+                ..ProviderSettings::default()
+            },
+        )]))
+        .build()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("old.db");
+    let key = EncryptionKey::from_base64(V1_KEY).unwrap();
+    let s = ConfigService::new(
+        host,
+        Store::open(&db).await.unwrap(),
+        Some(Keyring::new(key.clone())),
+    );
+    let agent = s.create_agent("veteran", None).await.unwrap();
+    assert_eq!(agent.id, 1, "the fixture was written for agent 1");
+    let config = s
+        .create_config("veteran", NewConfig::new("openai", "gpt-4o-mini"))
+        .await
+        .unwrap();
+    raw(&db)
+        .execute(
+            "UPDATE agent_llm_configs SET api_key_encrypted = ?2, api_key_hint = '…6789' \
+             WHERE id = ?1",
+            rusqlite::params![config.id, V1_VALUE],
+        )
+        .unwrap();
+
+    // Without a base URL the old value is read as it is.
+    s.chat("veteran", ChatRequest::simple("ignored", "old key"))
+        .await
+        .unwrap();
+    assert!(key_seen_in(&sim.requests(), KEY));
+
+    // A base URL set on it in the database: the key is not used, and the
+    // error says how to give it again.
+    set_base_url(&db, config.id, Some(&evil.base_url(Vendor::OpenAi)));
+    let err = s
+        .chat("veteran", ChatRequest::simple("ignored", "steal"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "decryption_failed", "{err}");
+    assert!(err.to_string().contains("--api-key"), "{err}");
+    assert!(!err.to_string().contains("RECOGNISABLE"), "{err}");
+    assert!(evil.requests().is_empty());
+    // Nor does a rotation bless that URL: it stops, changing nothing.
+    let err = s
+        .rotate_keys(EncryptionKey::generate(), |_| Ok(()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "decryption_failed", "{err}");
+    assert!(err.to_string().contains("nothing was changed"), "{err}");
+    assert_eq!(stored_key(&db, config.id).as_deref(), Some(V1_VALUE));
+
+    // Rotation rewrites it as v2, bound to "no base URL".
+    set_base_url(&db, config.id, None);
+    let new_key = EncryptionKey::generate();
+    assert_eq!(s.rotate_keys(new_key.clone(), |_| Ok(())).await.unwrap(), 1);
+    let rewritten = stored_key(&db, config.id).unwrap();
+    assert!(
+        rewritten.starts_with(&format!("llmhost:v2:{}:", new_key.id())),
+        "{rewritten}"
+    );
+    s.chat("veteran", ChatRequest::simple("ignored", "rotated"))
+        .await
+        .unwrap();
+    set_base_url(&db, config.id, Some(&evil.base_url(Vendor::OpenAi)));
+    let err = s
+        .chat("veteran", ChatRequest::simple("ignored", "steal again"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "decryption_failed", "{err}");
+    assert!(evil.requests().is_empty());
+    assert!(!key_seen_in(&evil.requests(), KEY));
+}
+
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread")]
+async fn the_database_and_its_side_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    let side = |db: &Path, suffix: &str| {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // What the process's umask gives a file created without care, which
+    // is what SQLite used to create: usually 0644, readable by everyone.
+    let careless = dir.path().join("careless");
+    std::fs::write(&careless, b"").unwrap();
+    eprintln!("a file created without care: {:o}", mode(&careless));
+
+    let db = dir.path().join("new/llmhost.db");
+    let store = Store::open(&db).await.unwrap();
+    let agent = store.create_agent("private", None).await.unwrap();
+    store
+        .record_usage(event(Some(agent.id), "private", None))
+        .await
+        .unwrap();
+    assert_eq!(mode(&db), 0o600);
+    // SQLite keeps -wal and -shm while a connection is open.
+    for suffix in ["-wal", "-shm"] {
+        let path = side(&db, suffix);
+        assert!(path.exists(), "{} exists", path.display());
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+    }
+    drop(store);
+
+    // A database created with other permissions on purpose keeps them.
+    let shared = dir.path().join("shared.db");
+    std::fs::write(&shared, b"").unwrap();
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let store = Store::open(&shared).await.unwrap();
+    store.create_agent("group", None).await.unwrap();
+    assert_eq!(mode(&shared), 0o640);
+    assert_eq!(mode(&side(&shared, "-wal")), 0o640);
 }

@@ -102,9 +102,11 @@ pub enum Clearable {
 #[derive(Debug, Args)]
 pub struct ConfigFields {
     /// API key, stored encrypted; `-` reads it from standard input (keeps
-    /// it out of shell history). Without one the provider's environment
-    /// variable is used.
-    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    /// it out of `ps` and shell history; recommended). Without one the
+    /// provider's environment variable is used. Stored keys are bound to the
+    /// config's provider and base URL: changing either needs the key again
+    /// (or `--clear api-key`).
+    #[arg(long, value_name = "KEY|-", hide_env_values = true)]
     api_key: Option<String>,
     /// Base URL for this config (a proxy, an Azure-style deployment, a
     /// local server).
@@ -153,8 +155,10 @@ pub enum KeysCommand {
     /// transaction. A key file is updated in place; a key from the
     /// environment is printed once, to be put in LLMHOST_ENCRYPTION_KEY.
     Rotate {
-        /// The new key, base64 of 32 bytes [default: a random one].
-        #[arg(long, value_name = "BASE64", hide_env_values = true)]
+        /// The new key, base64 of 32 bytes [default: a random one]. Give
+        /// `-` to read it from standard input: a key on the command line is
+        /// visible to every user in `ps` and lands in shell history.
+        #[arg(long, value_name = "BASE64|-", hide_env_values = true)]
         new_key: Option<String>,
     },
 }
@@ -406,15 +410,58 @@ fn show_config(config: &LlmConfig) {
     );
 }
 
-fn read_api_key(value: &str) -> Result<SecretString, Error> {
+/// Most bytes read from standard input for one secret: far more than any
+/// key, little enough that piping the wrong file in fails fast.
+const MAX_SECRET_INPUT: u64 = 64 * 1024;
+
+/// The secret a flag gives: its value, or with `-` what standard input
+/// holds, surrounding whitespace trimmed. `-` keeps the secret out of the
+/// process list (`ps` shows every process's arguments to every user) and
+/// out of shell history. `what` names it in errors ("the API key"); `field`
+/// is what validation errors name (`api_key` for `--api-key`). The secret
+/// itself is never in an error.
+pub(super) fn read_secret(
+    value: &str,
+    what: &str,
+    field: &'static str,
+) -> Result<SecretString, Error> {
     if value != "-" {
         return Ok(SecretString::from(value.to_owned()));
     }
+    let stdin = std::io::stdin();
+    if std::io::IsTerminal::is_terminal(&stdin) {
+        // Otherwise the command seems to hang.
+        eprintln!("reading {what} from standard input (end with Ctrl-D):");
+    }
     let mut text = zeroize::Zeroizing::new(String::new());
-    std::io::stdin().read_to_string(&mut text).map_err(|err| {
-        Error::InvalidConfig(format!("cannot read the API key from stdin: {err}"))
-    })?;
-    Ok(SecretString::from(text.trim().to_owned()))
+    stdin
+        .lock()
+        .take(MAX_SECRET_INPUT + 1)
+        .read_to_string(&mut text)
+        .map_err(|err| {
+            Error::InvalidConfig(format!("cannot read {what} from standard input: {err}"))
+        })?;
+    if text.len() as u64 > MAX_SECRET_INPUT {
+        return Err(Error::Validation {
+            field,
+            message: format!(
+                "standard input holds more than {MAX_SECRET_INPUT} bytes, too many for {what}"
+            ),
+        });
+    }
+    let secret = text.trim();
+    if secret.is_empty() {
+        let flag = field.replace('_', "-");
+        return Err(Error::Validation {
+            field,
+            message: format!("`--{flag} -` read nothing from standard input; pipe {what} in"),
+        });
+    }
+    Ok(SecretString::from(secret.to_owned()))
+}
+
+fn read_api_key(value: &str) -> Result<SecretString, Error> {
+    read_secret(value, "the API key", "api_key")
 }
 
 fn usd(value: &str, field: &'static str) -> Result<Decimal, Error> {
@@ -639,7 +686,10 @@ pub async fn keys(
         .into());
     };
     let new_key = match new_key {
-        Some(text) => EncryptionKey::from_base64(&text).map_err(key_error)?,
+        Some(text) => {
+            let text = read_secret(&text, "the new encryption key", "new_key")?;
+            EncryptionKey::from_base64(text.expose_secret()).map_err(key_error)?
+        }
         None => EncryptionKey::generate(),
     };
     let new_id = new_key.id().to_owned();

@@ -149,8 +149,10 @@ struct ReachArgs {
     /// llmhost.toml, else the provider's default].
     #[arg(long, value_name = "URL")]
     base_url: Option<String>,
-    /// API key [default: the provider's env var, e.g. OPENAI_API_KEY].
-    #[arg(long, value_name = "KEY", hide_env_values = true)]
+    /// API key [default: the provider's env var, e.g. OPENAI_API_KEY]. Give
+    /// `-` to read it from standard input: a key on the command line is
+    /// visible to every user in `ps` and lands in shell history.
+    #[arg(long, value_name = "KEY|-", hide_env_values = true)]
     api_key: Option<String>,
     /// Seconds to wait for the answer (for streams: for each piece)
     /// [default: timeout_secs of llmhost.toml, else 120].
@@ -173,7 +175,8 @@ impl ReachArgs {
             target = target.base_url(url);
         }
         if let Some(key) = &self.api_key {
-            target = target.api_key(key);
+            let key = admin::read_secret(key, "the API key", "api_key")?;
+            target.api_key = Some(key);
         }
         Ok(target)
     }

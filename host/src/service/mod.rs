@@ -154,6 +154,9 @@ impl NewConfig {
 pub struct ConfigUpdate {
     pub provider: Option<String>,
     pub model: Option<String>,
+    /// A stored key is bound to the config's provider and base URL:
+    /// changing either while a key is stored requires `Some(Some(key))`
+    /// (the key again) or `Some(None)` (cleared) here.
     pub api_key: Option<Option<SecretString>>,
     pub base_url: Option<Option<String>>,
     pub temperature: Option<Option<f64>>,
@@ -237,6 +240,36 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Error {
         field,
         message: message.into(),
     }
+}
+
+/// What the stored key of `row` is bound to.
+fn binding_of(row: &ConfigRow) -> Binding<'_> {
+    Binding {
+        agent_id: row.agent_id,
+        provider: &row.provider,
+        base_url: row.base_url.as_deref(),
+    }
+}
+
+/// Refuses an update that keeps the stored key of `current` but would send
+/// it to another provider or base URL (`next`).
+fn refuse_moving_the_key(current: &ConfigRow, next: &NewConfigRow) -> Result<(), Error> {
+    let provider_changed = next.provider != current.provider;
+    let base_url_changed = next.base_url != current.base_url;
+    let (field, what) = match (provider_changed, base_url_changed) {
+        (false, false) => return Ok(()),
+        (true, false) => ("provider", "provider"),
+        (false, true) => ("base_url", "base_url"),
+        (true, true) => ("provider", "provider and base_url"),
+    };
+    Err(invalid(
+        field,
+        format!(
+            "changing {what} would send the stored API key to another destination: give the \
+             key again in the same update (--api-key KEY, or --api-key - to read it from \
+             standard input), or clear it (--clear api-key)"
+        ),
+    ))
 }
 
 /// Registry price in micro-USD per Mtok as USD per 1k tokens.
@@ -505,15 +538,21 @@ impl ConfigService {
         Ok(())
     }
 
+    /// Encrypts `key` bound to agent `agent_id` and to the provider and
+    /// base URL `row` will be stored with.
     fn encrypt(
         &self,
         key: &SecretString,
         agent_id: i64,
-        provider: &str,
+        row: &NewConfigRow,
     ) -> Result<(String, String), Error> {
         Self::check_key(key)?;
         let keyring = self.require_keyring()?;
-        let binding = Binding { agent_id, provider };
+        let binding = Binding {
+            agent_id,
+            provider: &row.provider,
+            base_url: row.base_url.as_deref(),
+        };
         let ciphertext = keyring.encrypt(key, &binding).map_err(crypto_error)?;
         Ok((ciphertext, key_hint(key.expose_secret())))
     }
@@ -561,7 +600,7 @@ impl ConfigService {
         };
         self.check(&row)?;
         if let Some(key) = &config.api_key {
-            let (ciphertext, hint) = self.encrypt(key, agent.id, &row.provider)?;
+            let (ciphertext, hint) = self.encrypt(key, agent.id, &row)?;
             row.api_key_encrypted = Some(ciphertext);
             row.api_key_hint = Some(hint);
         }
@@ -576,8 +615,13 @@ impl ConfigService {
     }
 
     /// Changes the fields `update` sets and checks the result as a whole.
-    /// A key kept across a provider change is re-encrypted for its new
-    /// row binding.
+    ///
+    /// A stored key is bound to its provider and base URL, so changing
+    /// either requires the same update to give the key again or clear it;
+    /// otherwise the update is refused with a validation error naming the
+    /// field. The stored key is never decrypted and re-encrypted for a new
+    /// destination: that would let whoever may update a config send its key
+    /// to a server of their choosing without knowing the key.
     pub async fn update_config(&self, id: i64, update: ConfigUpdate) -> Result<LlmConfig, Error> {
         let (current, agent) = self.row(id).await?;
         let mut row = current.fields();
@@ -640,7 +684,7 @@ impl ConfigService {
         self.check(&row)?;
         match update.api_key {
             Some(Some(key)) => {
-                let (ciphertext, hint) = self.encrypt(&key, agent.id, &row.provider)?;
+                let (ciphertext, hint) = self.encrypt(&key, agent.id, &row)?;
                 row.api_key_encrypted = Some(ciphertext);
                 row.api_key_hint = Some(hint);
             }
@@ -648,28 +692,10 @@ impl ConfigService {
                 row.api_key_encrypted = None;
                 row.api_key_hint = None;
             }
-            None => {
-                if let Some(old) = &current.api_key_encrypted
-                    && row.provider != current.provider
-                {
-                    let keyring = self.require_keyring()?;
-                    let key = keyring
-                        .decrypt(
-                            old,
-                            &Binding {
-                                agent_id: agent.id,
-                                provider: &current.provider,
-                            },
-                        )
-                        .map_err(crypto_error)?;
-                    let binding = Binding {
-                        agent_id: agent.id,
-                        provider: &row.provider,
-                    };
-                    row.api_key_encrypted =
-                        Some(keyring.encrypt(&key, &binding).map_err(crypto_error)?);
-                }
+            None if current.api_key_encrypted.is_some() => {
+                refuse_moving_the_key(&current, &row)?;
             }
+            None => {}
         }
         let stored = self
             .store
@@ -731,7 +757,9 @@ impl ConfigService {
 
     /// The call target of a config: its provider, base URL and key
     /// (the stored one, else the provider's environment variable, else the
-    /// call fails with `api_key_missing`).
+    /// call fails with `api_key_missing`). The stored key only decrypts for
+    /// the provider and base URL of the row, so a row whose base URL was
+    /// changed outside llmhost fails here, before anything is sent.
     pub(crate) fn target(&self, row: &ConfigRow) -> Result<Target, Error> {
         let mut target = Target::new(&row.provider);
         if let Some(url) = &row.base_url {
@@ -740,13 +768,7 @@ impl ConfigService {
         if let Some(ciphertext) = &row.api_key_encrypted {
             let keyring = self.require_keyring()?;
             let key = keyring
-                .decrypt(
-                    ciphertext,
-                    &Binding {
-                        agent_id: row.agent_id,
-                        provider: &row.provider,
-                    },
-                )
+                .decrypt(ciphertext, &binding_of(row))
                 .map_err(crypto_error)?;
             target.api_key = Some(key);
         }
@@ -792,10 +814,11 @@ impl ConfigService {
             self.store
                 .rewrite_api_keys(
                     move |row, ciphertext| {
-                        let binding = Binding {
-                            agent_id: row.agent_id,
-                            provider: &row.provider,
-                        };
+                        // Rewritten in the current format, bound to the
+                        // same destination; a v1 row with a base URL does
+                        // not decrypt, so it stops the rotation rather
+                        // than have its URL blessed.
+                        let binding = binding_of(row);
                         let key = writer.decrypt(ciphertext, &binding).map_err(|err| {
                             Error::Encryption {
                                 kind: err.kind(),

@@ -1,6 +1,7 @@
 //! The SQLite store of agents, their LLM configs and usage events.
 //!
-//! One file, WAL mode, foreign keys on, schema migrated on open. Every
+//! One file, created with mode 0600 on Unix (its `-wal` and `-shm` side
+//! files too), WAL mode, foreign keys on, schema migrated on open. Every
 //! call runs on tokio's blocking pool, never on an async worker. Writes go
 //! through one connection in `BEGIN IMMEDIATE` transactions (SQLite allows
 //! one writer at a time anyway; a second process waits on the busy
@@ -80,6 +81,7 @@ impl Store {
                 Error::Database(format!("cannot create {}: {err}", parent.display()))
             })?;
         }
+        create_private(&path)?;
         let mut conn = Connection::open(&path).map_err(db_error(&path))?;
         configure(&conn).map_err(db_error(&path))?;
         let mode: String = conn
@@ -195,6 +197,33 @@ impl Store {
             Ok(value)
         })
         .await
+    }
+}
+
+/// Creates the database file, empty and with mode 0600 on Unix, if it does
+/// not exist yet, so that SQLite opens a file only its owner can read.
+/// SQLite gives the `-wal`, `-shm` and journal files it creates the
+/// permissions of the database file, so they are 0600 too.
+///
+/// An existing file is left as it is: its permissions may have been chosen
+/// on purpose (a group that shares the database), and its stored keys are
+/// encrypted under a key kept elsewhere.
+fn create_private(path: &Path) -> Result<(), Error> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        // Also a second process that created it first.
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(Error::Database(format!(
+            "cannot create {}: {err}",
+            path.display()
+        ))),
     }
 }
 

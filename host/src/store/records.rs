@@ -29,7 +29,8 @@ pub struct ConfigRow {
     pub temperature: Option<f64>,
     pub max_tokens: Option<u32>,
     pub top_p: Option<f64>,
-    /// `llmhost:v1:<key id>:<base64>`; see [`crate::secrets`].
+    /// `llmhost:v2:<key id>:<base64>` (or `v1`, written before keys were
+    /// bound to their base URL); see [`crate::secrets`].
     pub api_key_encrypted: Option<String>,
     /// A masked hint of the key (`…wxyz`), stored in the clear.
     pub api_key_hint: Option<String>,
