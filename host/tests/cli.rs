@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{json_of, llmhost, run};
+use common::{json_of, llmhost, run, run_ok};
 use llmhost_simulator::{Reply, Simulator, Vendor};
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -600,4 +600,248 @@ async fn cache_show_and_prune_keep_what_the_loaded_plugins_use() {
     );
     let off = run(&["--no-cache", "cache"], &env).await;
     assert!(String::from_utf8_lossy(&off.stdout).contains("cache is off"));
+}
+
+/// Runs the binary with `input` on its standard input.
+async fn run_with_stdin(args: &[&str], input: &str) -> std::process::Output {
+    let mut command = llmhost(args, &[]);
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let input = input.to_owned();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        let mut child = command.spawn().expect("llmhost starts");
+        let mut stdin = child.stdin.take().expect("stdin is piped");
+        stdin.write_all(input.as_bytes()).expect("stdin written");
+        drop(stdin);
+        child.wait_with_output().expect("llmhost runs")
+    })
+    .await
+    .expect("join")
+}
+
+/// `--api-key -`: the key comes from standard input, so it never shows in
+/// the process list (`ps`), which every user of the machine can read.
+#[tokio::test(flavor = "multi_thread")]
+async fn chat_reads_the_api_key_from_standard_input() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let key = "sk-piped-RECOGNISABLE-0123456789";
+    for stream in [false, true] {
+        let mut args = vec![
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o-mini",
+            "--base-url",
+            &base,
+            "--api-key",
+            "-",
+            "--json",
+        ];
+        if stream {
+            args.push("--stream");
+        }
+        args.push("from a pipe");
+        let output = run_with_stdin(&args, &format!("{key}\n")).await;
+        assert!(
+            output.status.success(),
+            "stream={stream}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(
+            json_of(&output)["content"]
+                .as_str()
+                .is_some_and(|c| c.contains("from a pipe"))
+        );
+        assert_eq!(
+            sim.requests()
+                .last()
+                .expect("a request")
+                .header("authorization"),
+            Some(format!("Bearer {key}").as_str()),
+            "the simulator got the piped key, trimmed"
+        );
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(!printed.contains("RECOGNISABLE"), "{printed}");
+    }
+
+    // Nothing piped in: a usage-level validation error, nothing sent.
+    let before = sim.requests().len();
+    let output = run_with_stdin(
+        &[
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o-mini",
+            "--base-url",
+            &base,
+            "--api-key",
+            "-",
+            "--json",
+            "x",
+        ],
+        "\n",
+    )
+    .await;
+    assert_eq!(output.status.code(), Some(2));
+    let v = json_of(&output);
+    assert_eq!(v["error"]["kind"], "validation", "{v}");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("standard input")),
+        "{v}"
+    );
+    assert_eq!(sim.requests().len(), before);
+
+    // The help recommends it.
+    let output = run(&["chat", "--help"], &[]).await;
+    let help = String::from_utf8_lossy(&output.stdout);
+    assert!(help.contains("--api-key <KEY|->"), "{help}");
+    assert!(help.contains("standard input"), "{help}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_inspect_shows_what_a_file_asks_for_and_install_records_the_grant() {
+    let work = tempfile::tempdir().expect("dir");
+    let file = work.path().join("openai-copy.wasm");
+    std::fs::write(
+        &file,
+        llmhost::builtin_component("openai").expect("built in"),
+    )
+    .expect("write");
+    let file = file.display().to_string();
+    let plugins = work.path().join("plugins").display().to_string();
+
+    // What it asks for, judged: its key variable is another provider's
+    // (the built-in it would replace), granted only by name.
+    let inspected = run_ok(&["plugins", "inspect", &file, "--json"], &[]).await;
+    assert_eq!(inspected["asks"]["replaces_builtin"], "openai");
+    assert_eq!(inspected["asks"]["key_env"][0]["name"], "OPENAI_API_KEY");
+    assert_eq!(inspected["asks"]["key_env"][0]["status"], "by_name");
+    assert_eq!(inspected["asks"]["hosts"][0]["host"], "api.openai.com");
+    let text = run(&["plugins", "inspect", &file], &[]).await;
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("asks for:"), "{text}");
+    assert!(
+        text.contains(
+            "OPENAI_API_KEY (the key of the built-in provider `openai`; only with --allow-env)"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("needs --replace"), "{text}");
+
+    // A built-in's id needs --replace; the grant it records is shown.
+    let refused = run(
+        &[
+            "--plugins",
+            &plugins,
+            "plugins",
+            "install",
+            &file,
+            "--yes",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_of(&refused)["error"]["kind"], "conflict");
+    let installed = run(
+        &[
+            "--plugins",
+            &plugins,
+            "plugins",
+            "install",
+            &file,
+            "--yes",
+            "--replace",
+        ],
+        &[],
+    )
+    .await;
+    assert!(installed.status.success());
+    let shown = String::from_utf8_lossy(&installed.stdout);
+    assert!(shown.contains("granted:"), "{shown}");
+    assert!(shown.contains("hosts         api.openai.com"), "{shown}");
+    assert!(
+        shown.contains("environment   LLMHOST_OPENAI_API_KEY, LLMHOST_OPENAI_BASE_URL"),
+        "{shown}"
+    );
+    let record = std::fs::read_to_string(work.path().join("plugins").join("openai.toml"))
+        .expect("the record beside it");
+    assert!(record.contains("replaces_builtin = true"), "{record}");
+    assert!(record.contains("blake3 = "), "{record}");
+
+    // Loaded, it holds exactly that: OPENAI_API_KEY is not read for it.
+    let listed = run_ok(&["--plugins", &plugins, "plugins", "--json"], &[]).await;
+    let openai = listed["plugins"]
+        .as_array()
+        .expect("plugins")
+        .iter()
+        .find(|p| p["id"] == "openai")
+        .expect("listed")
+        .clone();
+    assert!(
+        openai["origin"]
+            .as_str()
+            .expect("path")
+            .ends_with("openai.wasm")
+    );
+    assert_eq!(openai["installed"], true);
+    assert_eq!(
+        openai["env"],
+        serde_json::json!(["LLMHOST_OPENAI_API_KEY", "LLMHOST_OPENAI_BASE_URL"])
+    );
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let missing = run(
+        &[
+            "--plugins",
+            &plugins,
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o-mini",
+            "--base-url",
+            &base,
+            "--json",
+            "hi",
+        ],
+        &[("OPENAI_API_KEY", "sk-not-granted")],
+    )
+    .await;
+    assert_eq!(json_of(&missing)["error"]["kind"], "api_key_missing");
+    assert!(
+        sim.requests()
+            .iter()
+            .all(|r| !format!("{r:?}").contains("sk-not-granted"))
+    );
+    let served = run_ok(
+        &[
+            "--plugins",
+            &plugins,
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o-mini",
+            "--base-url",
+            &base,
+            "--json",
+            "hi",
+        ],
+        &[("LLMHOST_OPENAI_API_KEY", "sk-granted")],
+    )
+    .await;
+    assert!(!served["content"].as_str().expect("content").is_empty());
 }
