@@ -845,3 +845,67 @@ async fn plugins_inspect_shows_what_a_file_asks_for_and_install_records_the_gran
     .await;
     assert!(!served["content"].as_str().expect("content").is_empty());
 }
+
+/// Runs `command` on a pseudo-terminal (`script` gives it one), typing
+/// `reply` at it.
+fn on_a_terminal(command: &str, cache: &std::path::Path, reply: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    let mut child = std::process::Command::new("script")
+        .args(["-qec", command, "/dev/null"])
+        .env("LLMHOST_CACHE_DIR", cache)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script runs");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(reply)
+        .expect("answer");
+    child.wait_with_output().expect("finishes")
+}
+
+/// `plugins install` on a terminal asks before granting hosts.
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_install_on_a_terminal_asks_before_granting_hosts() {
+    let work = tempfile::tempdir().expect("dir");
+    let file = work.path().join("openai-copy.wasm");
+    std::fs::write(
+        &file,
+        llmhost::builtin_component("openai").expect("built in"),
+    )
+    .expect("write");
+    let plugins = work.path().join("plugins");
+    let command = format!(
+        "{} --plugins {} plugins install {} --replace",
+        env!("CARGO_BIN_EXE_llmhost"),
+        plugins.display(),
+        file.display()
+    );
+    let cache = work.path().join("cache");
+    let declined = tokio::task::spawn_blocking({
+        let (command, cache) = (command.clone(), cache.clone());
+        move || on_a_terminal(&command, &cache, b"n\n")
+    })
+    .await
+    .expect("join");
+    let shown = String::from_utf8_lossy(&declined.stdout);
+    assert!(!declined.status.success(), "{shown}");
+    assert!(
+        shown.contains("Grant `openai` the hosts api.openai.com? [y/N]"),
+        "{shown}"
+    );
+    assert!(shown.contains("declined"), "{shown}");
+    assert!(!plugins.join("openai.wasm").exists());
+
+    let accepted = tokio::task::spawn_blocking(move || on_a_terminal(&command, &cache, b"y\n"))
+        .await
+        .expect("join");
+    let shown = String::from_utf8_lossy(&accepted.stdout);
+    assert!(accepted.status.success(), "{shown}");
+    assert!(shown.contains("hosts         api.openai.com"), "{shown}");
+    let record = std::fs::read_to_string(plugins.join("openai.toml")).expect("recorded");
+    assert!(record.contains("hosts = [\"api.openai.com\"]"), "{record}");
+}
