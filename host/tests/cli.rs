@@ -909,3 +909,38 @@ async fn plugins_install_on_a_terminal_asks_before_granting_hosts() {
     let record = std::fs::read_to_string(plugins.join("openai.toml")).expect("recorded");
     assert!(record.contains("hosts = [\"api.openai.com\"]"), "{record}");
 }
+
+/// A service without a home directory names its cache key file.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_cache_key_file_can_be_named_in_the_environment() {
+    use std::os::unix::fs::PermissionsExt;
+    let work = tempfile::tempdir().expect("dir");
+    let key = work.path().join("secrets").join("cache.key");
+    let (key_text, cache) = (
+        key.display().to_string(),
+        work.path().join("cache").display().to_string(),
+    );
+    let env = [
+        ("LLMHOST_CACHE_KEY_FILE", key_text.as_str()),
+        ("LLMHOST_CACHE_DIR", cache.as_str()),
+        ("HOME", ""),
+        ("XDG_CONFIG_HOME", ""),
+    ];
+    let sources = |listed: &serde_json::Value| -> Vec<String> {
+        listed["plugins"]
+            .as_array()
+            .expect("plugins")
+            .iter()
+            .map(|p| p["loaded_from"].as_str().expect("source").to_owned())
+            .collect()
+    };
+    let first = run_ok(&["plugins", "--json"], &env).await;
+    assert!(sources(&first).iter().all(|s| s == "compiled"), "{first}");
+    let mode = std::fs::metadata(&key)
+        .expect("created there")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    let second = run_ok(&["plugins", "--json"], &env).await;
+    assert!(sources(&second).iter().all(|s| s == "cache"), "{second}");
+}

@@ -74,6 +74,8 @@ const MAC_CONTEXT: &[u8] = b"llmhost compiled-component cache artifact v1\0";
 const KEY_LEN: usize = blake3::KEY_LEN;
 
 /// Name of the key file in the user's config directory.
+/// Environment variable naming the cache key file.
+pub const KEY_FILE_ENV: &str = "LLMHOST_CACHE_KEY_FILE";
 const KEY_FILE_NAME: &str = "cache.key";
 
 /// The largest artifact read into memory. Compiled components run to tens
@@ -211,12 +213,17 @@ impl ComponentCache {
         Some(base.join("llmhost").join("components"))
     }
 
-    /// The default key location: `$XDG_CONFIG_HOME/llmhost/cache.key`, else
+    /// The default key location: `$LLMHOST_CACHE_KEY_FILE` (for
+    /// containers and services without a home directory), else
+    /// `$XDG_CONFIG_HOME/llmhost/cache.key`, else
     /// `~/.config/llmhost/cache.key`. It deliberately does not follow the
     /// cache directory (which a project's `llmhost.toml` may choose) and
-    /// has no fallback in the working directory: without either variable
+    /// has no fallback in the working directory: without any of these
     /// there is no disk cache.
     pub fn default_key_file() -> Option<PathBuf> {
+        if let Some(path) = std::env::var_os(KEY_FILE_ENV).filter(|p| !p.is_empty()) {
+            return Some(PathBuf::from(path));
+        }
         let base = std::env::var_os("XDG_CONFIG_HOME")
             .filter(|d| !d.is_empty())
             .map(PathBuf::from)
