@@ -353,6 +353,14 @@ async fn load_file(
     };
     let bytes = std::fs::read(path).map_err(|err| load_error(err.to_string()))?;
     let record = InstallRecord::read_for(path)?;
+    // A changed file is refused before any of it runs.
+    if let Some(record) = &record
+        && record.blake3 != grants::content_hash(&bytes)
+    {
+        return Err(load_error(
+            "the file changed since it was installed: its grant no longer applies; review it and install it again (`llmhost plugins install FILE --force`)".into(),
+        ));
+    }
     let plugin = runtime
         .load(&bytes, PluginOrigin::File(path.to_owned()))
         .await
@@ -360,18 +368,13 @@ async fn load_file(
             Error::PluginLoad { .. } => err,
             other => load_error(other.to_string()),
         })?;
-    if let Some(record) = &record {
-        if record.blake3 != grants::content_hash(&bytes) {
-            return Err(load_error(
-                "the file changed since it was installed: its grant no longer applies; review it and install it again (`llmhost plugins install FILE --force`)".into(),
-            ));
-        }
-        if record.provider != plugin.info.id {
-            return Err(load_error(format!(
-                "its install record is for provider `{}`, but it reports `{}`",
-                record.provider, plugin.info.id
-            )));
-        }
+    if let Some(record) = &record
+        && record.provider != plugin.info.id
+    {
+        return Err(load_error(format!(
+            "its install record is for provider `{}`, but it reports `{}`",
+            record.provider, plugin.info.id
+        )));
     }
     let access = Access::third_party(
         &plugin.info,
