@@ -803,46 +803,27 @@ async fn plugins_inspect_shows_what_a_file_asks_for_and_install_records_the_gran
     );
     let sim = Simulator::start().await.expect("sim");
     let base = sim.base_url(Vendor::OpenAi);
-    let missing = run(
-        &[
-            "--plugins",
-            &plugins,
-            "chat",
-            "-p",
-            "openai",
-            "-m",
-            "gpt-4o-mini",
-            "--base-url",
-            &base,
-            "--json",
-            "hi",
-        ],
-        &[("OPENAI_API_KEY", "sk-not-granted")],
-    )
-    .await;
+    let chat = [
+        "--plugins",
+        &plugins,
+        "chat",
+        "-p",
+        "openai",
+        "-m",
+        "gpt-4o-mini",
+        "--base-url",
+        &base,
+        "--json",
+        "hi",
+    ];
+    let missing = run(&chat, &[("OPENAI_API_KEY", "sk-not-granted")]).await;
     assert_eq!(json_of(&missing)["error"]["kind"], "api_key_missing");
     assert!(
         sim.requests()
             .iter()
             .all(|r| !format!("{r:?}").contains("sk-not-granted"))
     );
-    let served = run_ok(
-        &[
-            "--plugins",
-            &plugins,
-            "chat",
-            "-p",
-            "openai",
-            "-m",
-            "gpt-4o-mini",
-            "--base-url",
-            &base,
-            "--json",
-            "hi",
-        ],
-        &[("LLMHOST_OPENAI_API_KEY", "sk-granted")],
-    )
-    .await;
+    let served = run_ok(&chat, &[("LLMHOST_OPENAI_API_KEY", "sk-granted")]).await;
     assert!(!served["content"].as_str().expect("content").is_empty());
 }
 
