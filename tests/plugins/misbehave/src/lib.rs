@@ -11,55 +11,18 @@
 //!   it);
 //! - anything else: answers `ok` without any I/O.
 
+#[path = "../../canned.rs"]
+mod canned;
+
 use llmhost_provider_sdk::http::{self, Request};
 use llmhost_provider_sdk::types::{
-    Capabilities, ChatRequest, ChatResponse, Chunk, ContentPart, FinishReason, HealthReport,
-    ModelInfo, Pricing, ProviderConfig, ProviderError, ProviderInfo, TokenCount, TokenInput, Usage,
+    ChatRequest, ChatResponse, Chunk, HealthReport, ProviderConfig, ProviderError, ProviderInfo,
+    TokenCount, TokenInput,
 };
 use llmhost_provider_sdk::{ChunkSource, Provider, export_provider, message_text};
 use std::hint::black_box;
 
 struct Misbehave;
-
-fn model(id: &str) -> ModelInfo {
-    ModelInfo {
-        id: id.into(),
-        display_name: id.into(),
-        context_window: 1000,
-        max_output_tokens: 100,
-        pricing: Pricing {
-            input: 1_000_000,
-            output: 2_000_000,
-            cache_read: None,
-            cache_write: None,
-        },
-        capabilities: Capabilities::STREAMING,
-        tokenizer: "o200k_base".into(),
-        tokenizer_exact: false,
-    }
-}
-
-fn answer(content: String) -> ChatResponse {
-    ChatResponse {
-        id: "misbehave-1".into(),
-        model: "ok".into(),
-        parts: vec![ContentPart::Text(content.clone())],
-        content,
-        reasoning_content: None,
-        tool_calls: Vec::new(),
-        finish_reason: FinishReason::Stop,
-        usage: Usage {
-            input_tokens: 1,
-            output_tokens: 1,
-            cache_read_tokens: 0,
-            cache_write_tokens: 0,
-            reasoning_tokens: 0,
-            estimated: false,
-        },
-        rate_limits: None,
-        request_id: None,
-    }
-}
 
 fn behave(request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
     match request.model.as_str() {
@@ -84,7 +47,10 @@ fn behave(request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
                 .unwrap_or_default();
             let mut response = http::send(Request::get(url))?;
             let _ = response.body.read_to_end(1 << 20)?;
-            Ok(answer(format!("status {}", response.status)))
+            Ok(canned::answer(
+                "misbehave-1",
+                format!("status {}", response.status),
+            ))
         }
         "fetch-loop" => {
             let url = request
@@ -96,13 +62,11 @@ fn behave(request: &ChatRequest) -> Result<ChatResponse, ProviderError> {
                 let mut response = http::send(Request::get(url.clone()))?;
                 let _ = response.body.read_to_end(1 << 20)?;
             }
-            Ok(answer("sent 100".into()))
+            Ok(canned::answer("misbehave-1", "sent 100".into()))
         }
-        _ => Ok(answer("ok".into())),
+        _ => Ok(canned::answer("misbehave-1", "ok".into())),
     }
 }
-
-struct Once(Option<Chunk>);
 
 /// A stream whose first `next` panics.
 struct PanicNext;
@@ -110,12 +74,6 @@ struct PanicNext;
 impl ChunkSource for PanicNext {
     fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError> {
         panic!("this plugin panics in the middle of a stream")
-    }
-}
-
-impl ChunkSource for Once {
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError> {
-        Ok(self.0.take())
     }
 }
 
@@ -139,7 +97,7 @@ impl Provider for Misbehave {
                 "fetch-loop",
             ]
             .into_iter()
-            .map(model)
+            .map(canned::model)
             .collect(),
         }
     }
@@ -156,7 +114,7 @@ impl Provider for Misbehave {
             return Ok(Box::new(PanicNext));
         }
         let response = behave(&request)?;
-        Ok(Box::new(Once(Some(Chunk::Text(response.content)))))
+        Ok(Box::new(canned::Once(Some(Chunk::Text(response.content)))))
     }
 
     fn count_tokens(
@@ -164,18 +122,11 @@ impl Provider for Misbehave {
         _model: String,
         _input: TokenInput,
     ) -> Result<TokenCount, ProviderError> {
-        Ok(TokenCount {
-            tokens: 0,
-            estimated: true,
-            encoding: "none".into(),
-        })
+        Ok(canned::no_count())
     }
 
     fn health_check(_config: ProviderConfig) -> Result<HealthReport, ProviderError> {
-        Ok(HealthReport {
-            models_available: None,
-            detail: "fine".into(),
-        })
+        Ok(canned::fine())
     }
 }
 
