@@ -425,27 +425,17 @@ fn verify(artifact: &[u8], key: &MacKey, cache_key: &str) -> Result<(), Rejected
 /// Reads the artifact at `path` into memory and verifies it; on success
 /// the serialized component is everything after [`HEADER_LEN`].
 fn read_artifact(path: &Path, key: &MacKey, cache_key: &str) -> Result<Vec<u8>, Rejected> {
-    let file = open_no_follow(path).map_err(|err| match err {
+    // Group/world-writable is redundant with the MAC, which catches any
+    // write; refused so an artifact someone else could have rewritten is
+    // not even read.
+    let (file, meta) = open_private(path, 0o022).map_err(|err| match err {
         OpenError::Symlink => Rejected::Symlink,
         OpenError::Io(err) if err.kind() == std::io::ErrorKind::NotFound => Rejected::Missing,
         OpenError::Io(err) => Rejected::Io(err),
+        OpenError::NotRegular => Rejected::NotRegular,
+        OpenError::NotOwned(uid) => Rejected::NotOwned(uid),
+        OpenError::Mode(mode) => Rejected::Writable(mode),
     })?;
-    // The open file, not the path: a rename after the open cannot swap in
-    // another file.
-    let meta = file.metadata().map_err(Rejected::Io)?;
-    if !meta.is_file() {
-        return Err(Rejected::NotRegular);
-    }
-    if let Some((uid, mode)) = owner_and_mode(&meta) {
-        if uid != current_uid() {
-            return Err(Rejected::NotOwned(uid));
-        }
-        // Redundant with the MAC, which catches any write; kept so an
-        // artifact someone else could have rewritten is not even read.
-        if mode & 0o022 != 0 {
-            return Err(Rejected::Writable(mode));
-        }
-    }
     if meta.len() > MAX_ARTIFACT_BYTES {
         return Err(Rejected::TooLarge);
     }
@@ -531,22 +521,13 @@ fn load_or_create_key(path: &Path) -> Result<MacKey, KeyFileError> {
 }
 
 fn read_key(path: &Path) -> Result<MacKey, KeyFileError> {
-    let file = open_no_follow(path).map_err(|err| match err {
+    let (file, _) = open_private(path, 0o077).map_err(|err| match err {
         OpenError::Symlink => KeyFileError::Symlink,
         OpenError::Io(err) => KeyFileError::Io(err),
+        OpenError::NotRegular => KeyFileError::NotRegular,
+        OpenError::NotOwned(uid) => KeyFileError::NotOwned(uid),
+        OpenError::Mode(mode) => KeyFileError::Exposed(mode),
     })?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        return Err(KeyFileError::NotRegular);
-    }
-    if let Some((uid, mode)) = owner_and_mode(&meta) {
-        if uid != current_uid() {
-            return Err(KeyFileError::NotOwned(uid));
-        }
-        if mode & 0o077 != 0 {
-            return Err(KeyFileError::Exposed(mode));
-        }
-    }
     let mut content = Zeroizing::new(Vec::with_capacity(KEY_LEN + 1));
     file.take(KEY_LEN as u64 + 1).read_to_end(&mut content)?;
     let key: [u8; KEY_LEN] = content
@@ -559,6 +540,33 @@ fn read_key(path: &Path) -> Result<MacKey, KeyFileError> {
 enum OpenError {
     Symlink,
     Io(std::io::Error),
+    NotRegular,
+    NotOwned(u32),
+    /// Its mode has one of the forbidden permission bits.
+    Mode(u32),
+}
+
+/// Opens `path` (see [`open_no_follow`]) and checks the open file, not the
+/// path, so a rename after the open cannot swap in another file: a regular
+/// file, owned by the current user, with none of the `forbidden` mode bits.
+fn open_private(
+    path: &Path,
+    forbidden: u32,
+) -> Result<(std::fs::File, std::fs::Metadata), OpenError> {
+    let file = open_no_follow(path)?;
+    let meta = file.metadata().map_err(OpenError::Io)?;
+    if !meta.is_file() {
+        return Err(OpenError::NotRegular);
+    }
+    if let Some((uid, mode)) = owner_and_mode(&meta) {
+        if uid != current_uid() {
+            return Err(OpenError::NotOwned(uid));
+        }
+        if mode & forbidden != 0 {
+            return Err(OpenError::Mode(mode));
+        }
+    }
+    Ok((file, meta))
 }
 
 /// Opens `path` for reading without following a symlink in its last
