@@ -1,17 +1,29 @@
 //! Model catalogue and exact cost calculation for llmhost.
 //!
 //! The catalogue maps provider ids to their models (context window, output
-//! limit, prices, capabilities). The host fills it from every loaded
-//! plugin's manifest. Money is never binary floating point: prices are
-//! integer micro-dollars per million tokens and costs are [`Decimal`]s,
-//! exact to the last digit.
+//! limit, pricing, capabilities). The host fills it from every loaded
+//! plugin's manifest, and the operator corrects it with an overrides file.
+//! A model's pricing is what its vendor charges: base prices, tiers for
+//! long prompts and daily off-peak windows ([`Pricing`]). Money is never
+//! binary floating point: prices are integer micro-dollars per million
+//! tokens and costs are [`Decimal`]s, exact to the last digit.
 
+#[cfg(test)]
+mod cost_properties;
 mod overrides;
+mod pricing;
 
 use rust_decimal::Decimal;
 use std::collections::BTreeMap;
+use std::time::SystemTime;
 
-pub use overrides::{ModelOverride, ModelOverrides, OverrideError, parse_usd_per_mtok};
+pub use overrides::{
+    ModelOverride, ModelOverrides, OffPeakOverride, OverrideError, PriceSet, TierOverride,
+    parse_usd_per_mtok,
+};
+pub use pricing::{
+    MINUTES_PER_DAY, PriceTier, PriceWindow, Prices, Pricing, PricingError, TokenUsage, cost,
+};
 pub use rust_decimal;
 
 /// Rate limits the operator knows for a model (they depend on the
@@ -22,56 +34,6 @@ pub struct RateLimits {
     pub tokens_per_minute: Option<u64>,
 }
 
-/// Prices in micro-dollars (1e-6 USD) per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Pricing {
-    pub input: u64,
-    pub output: u64,
-    /// Price of input tokens read from the prompt cache; the input price
-    /// when the vendor has no such discount.
-    pub cache_read: Option<u64>,
-    /// Price of input tokens written to the prompt cache; the input price
-    /// when the vendor charges nothing extra.
-    pub cache_write: Option<u64>,
-}
-
-impl Pricing {
-    /// A price per million tokens in dollars, as a decimal.
-    pub fn per_million_usd(micros: u64) -> Decimal {
-        Decimal::from(micros) / Decimal::from(1_000_000u64)
-    }
-}
-
-/// Token counts of one request, as billed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct TokenUsage {
-    /// All input tokens, cached ones included.
-    pub input: u64,
-    pub output: u64,
-    /// Of `input`, tokens read from the prompt cache.
-    pub cache_read: u64,
-    /// Of `input`, tokens written to the prompt cache.
-    pub cache_write: u64,
-}
-
-/// The exact cost in dollars of `usage` at `pricing`.
-pub fn cost(pricing: &Pricing, usage: &TokenUsage) -> Decimal {
-    let cached = usage.cache_read.saturating_add(usage.cache_write);
-    let uncached = usage.input.saturating_sub(cached);
-    // Token counts fit in u64 and prices in u64, so each product fits in
-    // u128 and the sum in Decimal's 96-bit mantissa for any real bill.
-    let micro_token_dollars: u128 = u128::from(uncached) * u128::from(pricing.input)
-        + u128::from(usage.cache_read) * u128::from(pricing.cache_read.unwrap_or(pricing.input))
-        + u128::from(usage.cache_write) * u128::from(pricing.cache_write.unwrap_or(pricing.input))
-        + u128::from(usage.output) * u128::from(pricing.output);
-    // micro-dollars per million tokens: divide by 1e6 (micro) and 1e6 (per
-    // million) = 1e12, as a decimal scale.
-    let mantissa = i128::try_from(micro_token_dollars).unwrap_or(i128::MAX);
-    Decimal::try_from_i128_with_scale(mantissa, 12)
-        .unwrap_or(Decimal::MAX)
-        .normalize()
-}
-
 /// One model of one provider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelEntry {
@@ -80,6 +42,8 @@ pub struct ModelEntry {
     pub display_name: String,
     pub context_window: u32,
     pub max_output_tokens: u32,
+    /// What the vendor charges; [`Pricing::validate`] it first when it
+    /// comes from outside (a plugin's manifest).
     pub pricing: Pricing,
     /// Capability names (`streaming`, `tools`, `vision`, …).
     pub capabilities: Vec<String>,
@@ -141,10 +105,17 @@ impl Catalogue {
         self.models.values().flat_map(|m| m.values())
     }
 
-    /// The cost of `usage` on a known model, `None` for unknown models.
-    pub fn cost(&self, provider: &str, model: &str, usage: &TokenUsage) -> Option<Decimal> {
+    /// The exact cost of `usage` on a known model for a request made at
+    /// `at` (which picks the off-peak window), `None` for unknown models.
+    pub fn cost(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: &TokenUsage,
+        at: SystemTime,
+    ) -> Option<Decimal> {
         self.get(provider, model)
-            .map(|entry| cost(&entry.pricing, usage))
+            .map(|entry| cost(&entry.pricing, usage, at))
     }
 }
 
@@ -158,66 +129,6 @@ mod tests {
     }
 
     #[test]
-    fn cost_is_exact() {
-        // $2.50 / $10.00 per million tokens.
-        let pricing = Pricing {
-            input: 2_500_000,
-            output: 10_000_000,
-            cache_read: Some(1_250_000),
-            cache_write: None,
-        };
-        let usage = TokenUsage {
-            input: 1234,
-            output: 567,
-            cache_read: 0,
-            cache_write: 0,
-        };
-        // 1234 * 2.5e-6 + 567 * 10e-6 = 0.003085 + 0.00567
-        assert_eq!(cost(&pricing, &usage), dec("0.008755"));
-        let cached = TokenUsage {
-            input: 1000,
-            output: 0,
-            cache_read: 400,
-            cache_write: 0,
-        };
-        // 600 * 2.5e-6 + 400 * 1.25e-6 = 0.0015 + 0.0005
-        assert_eq!(cost(&pricing, &cached), dec("0.002"));
-    }
-
-    #[test]
-    fn tiny_prices_keep_every_digit() {
-        // $0.005 per million tokens, one token.
-        let pricing = Pricing {
-            input: 5_000,
-            output: 0,
-            cache_read: None,
-            cache_write: None,
-        };
-        let usage = TokenUsage {
-            input: 1,
-            ..TokenUsage::default()
-        };
-        assert_eq!(cost(&pricing, &usage), dec("0.000000005"));
-    }
-
-    #[test]
-    fn huge_usage_does_not_overflow() {
-        let pricing = Pricing {
-            input: u64::MAX,
-            output: u64::MAX,
-            cache_read: None,
-            cache_write: None,
-        };
-        let usage = TokenUsage {
-            input: u64::from(u32::MAX),
-            output: u64::from(u32::MAX),
-            cache_read: 0,
-            cache_write: 0,
-        };
-        assert!(cost(&pricing, &usage) > Decimal::ZERO);
-    }
-
-    #[test]
     fn lookups() {
         let mut catalogue = Catalogue::new();
         let entry = |provider: &str, id: &str| ModelEntry {
@@ -226,12 +137,7 @@ mod tests {
             display_name: id.into(),
             context_window: 1000,
             max_output_tokens: 100,
-            pricing: Pricing {
-                input: 1_000_000,
-                output: 2_000_000,
-                cache_read: None,
-                cache_write: None,
-            },
+            pricing: Pricing::flat(Prices::new(1_000_000, 2_000_000)),
             capabilities: vec![],
             tokenizer: "o200k_base".into(),
             tokenizer_exact: true,
@@ -246,11 +152,14 @@ mod tests {
         let usage = TokenUsage {
             input: 1_000_000,
             output: 1_000_000,
-            cache_read: 0,
-            cache_write: 0,
+            ..TokenUsage::default()
         };
-        assert_eq!(catalogue.cost("openai", "gpt-4o", &usage), Some(dec("3")));
-        assert_eq!(catalogue.cost("openai", "unknown", &usage), None);
+        let now = SystemTime::now();
+        assert_eq!(
+            catalogue.cost("openai", "gpt-4o", &usage, now),
+            Some(dec("3"))
+        );
+        assert_eq!(catalogue.cost("openai", "unknown", &usage, now), None);
 
         let overrides = ModelOverrides::from_toml(
             r#"
@@ -271,14 +180,17 @@ mod tests {
         .expect("valid overrides");
         catalogue.apply(&overrides).expect("applies");
         assert_eq!(
-            catalogue.cost("openai", "gpt-4o", &usage),
+            catalogue.cost("openai", "gpt-4o", &usage, now),
             Some(dec("5")),
             "1 + 4"
         );
         let corrected = catalogue.get("openai", "gpt-4o").expect("still there");
         assert_eq!(corrected.context_window, 1000, "untouched fields stay");
         assert_eq!(corrected.rate_limits.requests_per_minute, Some(500));
-        assert_eq!(catalogue.cost("openai", "gpt-next", &usage), Some(dec("2")));
+        assert_eq!(
+            catalogue.cost("openai", "gpt-next", &usage, now),
+            Some(dec("2"))
+        );
         assert_eq!(
             catalogue
                 .get("openai", "gpt-next")
@@ -297,5 +209,41 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn a_catalogue_model_is_charged_by_its_tier() {
+        let mut catalogue = Catalogue::new();
+        catalogue.insert(ModelEntry {
+            provider: "grok".into(),
+            id: "grok-long".into(),
+            display_name: "Grok long".into(),
+            context_window: 2_000_000,
+            max_output_tokens: 30_000,
+            pricing: Pricing {
+                tiers: vec![PriceTier {
+                    above_input_tokens: 200_000,
+                    prices: Prices::new(6_000_000, 30_000_000),
+                }],
+                ..Pricing::flat(Prices::new(3_000_000, 15_000_000))
+            },
+            capabilities: vec!["streaming".into()],
+            tokenizer: "o200k_base".into(),
+            tokenizer_exact: false,
+            rate_limits: RateLimits::default(),
+        });
+        let now = SystemTime::now();
+        let cost_of = |input| {
+            let usage = TokenUsage {
+                input,
+                output: 1000,
+                ..TokenUsage::default()
+            };
+            catalogue.cost("grok", "grok-long", &usage, now)
+        };
+        // 200_000 * 3e-6 + 1000 * 15e-6
+        assert_eq!(cost_of(200_000), Some(dec("0.615")));
+        // 200_001 * 6e-6 + 1000 * 30e-6
+        assert_eq!(cost_of(200_001), Some(dec("1.230006")));
     }
 }
