@@ -1,6 +1,8 @@
 //! The HTTP gate: every outgoing request of a plugin passes here. A request
 //! leaves only for a host the plugin is approved for, through one shared,
-//! pooled client, with the response size capped.
+//! pooled client, with the response size capped. Contract 0.1 plugins reach
+//! it through `wasi:http` ([`RequestGate`]); the host's own sends for
+//! contract 0.2 plugins (`super::outbound`) apply the same [`route`].
 //!
 //! Approval: the hosts the plugin was granted (for a built-in, those it
 //! declares; for a plugin file, those it asks for that the operator
@@ -10,10 +12,11 @@
 //! on scheme, host and port (any address: local models and the simulator
 //! live on loopback).
 
-use http_body_util::BodyExt;
-use hyper_util::client::legacy::Client;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::connect::dns::Name;
+use hyper_util::client::legacy::connect::dns::{GaiResolver, Name};
+use hyper_util::client::legacy::{Client, ResponseFuture};
 use hyper_util::rt::TokioExecutor;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -53,13 +56,18 @@ impl Approval {
     }
 }
 
-/// The process-wide clients behind the gate.
+/// The process-wide clients behind the gate: one pair for the request body
+/// type of `wasi:http`, one for the host's own sized bodies. Each pair has a
+/// client for declared hosts and one for an explicitly configured base URL.
 pub struct HttpClients {
     /// For declared hosts: resolves only to public addresses.
     public: Client<HttpsConnector<PublicResolver>, WasiBody>,
     /// For an explicitly configured base URL: any address.
-    configured:
-        Client<HttpsConnector<hyper_util::client::legacy::connect::dns::GaiResolver>, WasiBody>,
+    configured: Client<HttpsConnector<GaiResolver>, WasiBody>,
+    /// The host's own requests to declared hosts.
+    native_public: Client<HttpsConnector<PublicResolver>, Full<Bytes>>,
+    /// The host's own requests to an explicitly configured base URL.
+    native_configured: Client<HttpsConnector<GaiResolver>, Full<Bytes>>,
     max_response_bytes: usize,
     max_requests: u32,
 }
@@ -80,11 +88,32 @@ impl HttpClients {
             builder.pool_idle_timeout(Duration::from_secs(90));
             builder
         };
+        let public = tls(public_http);
+        let configured = tls(configured_http);
         Self {
-            public: builder().build(tls(public_http)),
-            configured: builder().build(tls(configured_http)),
+            native_public: builder().build(public.clone()),
+            native_configured: builder().build(configured.clone()),
+            public: builder().build(public),
+            configured: builder().build(configured),
             max_response_bytes,
             max_requests,
+        }
+    }
+
+    /// The most bytes any one response body may deliver.
+    pub(crate) fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// Sends one of the host's own requests down the client of `route`.
+    pub(crate) fn send_native(
+        &self,
+        route: Route,
+        request: http::Request<Full<Bytes>>,
+    ) -> ResponseFuture {
+        match route {
+            Route::Public => self.native_public.request(request),
+            Route::Configured => self.native_configured.request(request),
         }
     }
 }
@@ -126,49 +155,51 @@ impl RequestGate {
     }
 }
 
-enum Route {
+/// Which client an approved destination goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// A declared (granted) host: HTTPS on 443, public addresses only.
     Public,
+    /// The operator's explicitly configured base URL: any address.
     Configured,
 }
 
-impl RequestGate {
-    fn route(&self, uri: &http::Uri) -> Option<Route> {
-        if self.approval.refusal.is_some() {
-            return None;
-        }
-        let authority = uri.authority()?;
-        let scheme = uri.scheme_str()?;
-        let https = scheme.eq_ignore_ascii_case("https");
-        if !https && !scheme.eq_ignore_ascii_case("http") {
-            return None;
-        }
-        let default_port = if https { 443 } else { 80 };
-        let origin = format!(
-            "{}://{}:{}",
-            if https { "https" } else { "http" },
-            authority.host(),
-            authority.port_u16().unwrap_or(default_port)
-        );
-        if let Some(explicit) = &self.approval.explicit_origin
-            && explicit.eq_ignore_ascii_case(&origin)
-        {
-            return Some(Route::Configured);
-        }
-        let host = authority.host();
-        // An address literal never goes through the resolver, so it must
-        // pass the public-address rule here.
-        let literal = host.trim_start_matches('[').trim_end_matches(']');
-        if literal.parse::<IpAddr>().is_ok_and(|ip| !is_public(ip)) {
-            return None;
-        }
-        let declared = self
-            .approval
-            .declared_hosts
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(host));
-        (declared && https && authority.port_u16().is_none_or(|p| p == 443))
-            .then_some(Route::Public)
+/// Where `approval` lets a request for `uri` go, or `None` when it is
+/// refused: the one rule for every outgoing request of a plugin.
+pub(crate) fn route(approval: &Approval, uri: &http::Uri) -> Option<Route> {
+    if approval.refusal.is_some() {
+        return None;
     }
+    let authority = uri.authority()?;
+    let scheme = uri.scheme_str()?;
+    let https = scheme.eq_ignore_ascii_case("https");
+    if !https && !scheme.eq_ignore_ascii_case("http") {
+        return None;
+    }
+    let default_port = if https { 443 } else { 80 };
+    let origin = format!(
+        "{}://{}:{}",
+        if https { "https" } else { "http" },
+        authority.host(),
+        authority.port_u16().unwrap_or(default_port)
+    );
+    if let Some(explicit) = &approval.explicit_origin
+        && explicit.eq_ignore_ascii_case(&origin)
+    {
+        return Some(Route::Configured);
+    }
+    let host = authority.host();
+    // An address literal never goes through the resolver, so it must
+    // pass the public-address rule here.
+    let literal = host.trim_start_matches('[').trim_end_matches(']');
+    if literal.parse::<IpAddr>().is_ok_and(|ip| !is_public(ip)) {
+        return None;
+    }
+    let declared = approval
+        .declared_hosts
+        .iter()
+        .any(|d| d.eq_ignore_ascii_case(host));
+    (declared && https && authority.port_u16().is_none_or(|p| p == 443)).then_some(Route::Public)
 }
 
 type SendFuture = Box<
@@ -190,8 +221,7 @@ impl WasiHttpHooks for RequestGate {
         options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), wasmtime_wasi_http::Error>> + Send>,
     ) -> SendFuture {
-        let route = self.route(request.uri());
-        let Some(route) = route else {
+        let Some(route) = route(&self.approval, request.uri()) else {
             let destination = request
                 .uri()
                 .authority()
@@ -349,62 +379,72 @@ pub fn is_public(ip: IpAddr) -> bool {
 mod tests {
     use super::*;
 
-    fn gate(declared: &[&str], explicit: Option<&str>) -> RequestGate {
-        RequestGate::new(
-            Arc::new(HttpClients::new(Duration::from_secs(1), 1024, 16)),
-            Arc::new(Approval {
-                declared_hosts: declared.iter().map(|s| s.to_string()).collect(),
-                explicit_origin: explicit.map(str::to_owned),
-                refusal: None,
-            }),
-        )
+    fn approval(declared: &[&str], explicit: Option<&str>) -> Approval {
+        Approval {
+            declared_hosts: declared.iter().map(|s| s.to_string()).collect(),
+            explicit_origin: explicit.map(str::to_owned),
+            refusal: None,
+        }
     }
 
-    fn routed(gate: &RequestGate, uri: &str) -> bool {
-        gate.route(&uri.parse().expect("uri")).is_some()
+    fn routed(approval: &Approval, uri: &str) -> bool {
+        route(approval, &uri.parse().expect("uri")).is_some()
     }
 
     #[test]
     fn declared_hosts_need_https_on_the_default_port() {
-        let gate = gate(&["api.openai.com"], None);
-        assert!(routed(&gate, "https://api.openai.com/v1/chat/completions"));
-        assert!(routed(&gate, "https://API.OPENAI.COM:443/v1"));
-        assert!(!routed(&gate, "http://api.openai.com/v1"));
-        assert!(!routed(&gate, "https://api.openai.com:8443/v1"));
-        assert!(!routed(&gate, "https://evil.example/v1"));
-        assert!(!routed(&gate, "https://127.0.0.1/v1"));
+        let allowed = approval(&["api.openai.com"], None);
+        assert_eq!(
+            route(&allowed, &"https://api.openai.com/v1".parse().expect("uri")),
+            Some(Route::Public)
+        );
+        assert!(routed(
+            &allowed,
+            "https://api.openai.com/v1/chat/completions"
+        ));
+        assert!(routed(&allowed, "https://API.OPENAI.COM:443/v1"));
+        assert!(!routed(&allowed, "http://api.openai.com/v1"));
+        assert!(!routed(&allowed, "https://api.openai.com:8443/v1"));
+        assert!(!routed(&allowed, "https://evil.example/v1"));
+        assert!(!routed(&allowed, "https://127.0.0.1/v1"));
     }
 
     #[test]
     fn explicit_base_url_is_matched_with_its_scheme_and_port() {
-        let gate = gate(&[], Some("http://127.0.0.1:8080"));
-        assert!(routed(&gate, "http://127.0.0.1:8080/v1"));
-        assert!(!routed(&gate, "http://127.0.0.1:8081/v1"));
-        assert!(!routed(&gate, "http://localhost:8080/v1"));
-        assert!(!routed(&gate, "https://127.0.0.1:8080/v1"));
-        let gate = self::gate(&[], Some("https://proxy.example:443"));
-        assert!(routed(&gate, "https://proxy.example/v1"));
-        assert!(!routed(&gate, "http://proxy.example:443/v1"));
+        let allowed = approval(&[], Some("http://127.0.0.1:8080"));
+        assert_eq!(
+            route(&allowed, &"http://127.0.0.1:8080/v1".parse().expect("uri")),
+            Some(Route::Configured)
+        );
+        assert!(routed(&allowed, "http://127.0.0.1:8080/v1"));
+        assert!(!routed(&allowed, "http://127.0.0.1:8081/v1"));
+        assert!(!routed(&allowed, "http://localhost:8080/v1"));
+        assert!(!routed(&allowed, "https://127.0.0.1:8080/v1"));
+        let allowed = approval(&[], Some("https://proxy.example:443"));
+        assert!(routed(&allowed, "https://proxy.example/v1"));
+        assert!(!routed(&allowed, "http://proxy.example:443/v1"));
     }
 
     #[test]
     fn declared_address_literals_must_be_public() {
-        let gate = gate(&["127.0.0.1", "169.254.169.254", "[::1]", "8.8.8.8"], None);
-        assert!(!routed(&gate, "https://127.0.0.1/v1"));
-        assert!(!routed(&gate, "https://169.254.169.254/latest/meta-data"));
-        assert!(!routed(&gate, "https://[::1]/v1"));
-        assert!(routed(&gate, "https://8.8.8.8/v1"));
+        let allowed = approval(&["127.0.0.1", "169.254.169.254", "[::1]", "8.8.8.8"], None);
+        assert!(!routed(&allowed, "https://127.0.0.1/v1"));
+        assert!(!routed(
+            &allowed,
+            "https://169.254.169.254/latest/meta-data"
+        ));
+        assert!(!routed(&allowed, "https://[::1]/v1"));
+        assert!(routed(&allowed, "https://8.8.8.8/v1"));
     }
 
     #[test]
     fn a_plugin_without_a_grant_reaches_nothing() {
-        let mut gate = gate(&["api.example.com"], Some("http://127.0.0.1:8080"));
-        gate.approval = Arc::new(Approval {
+        let allowed = Approval {
             refusal: Some("nothing".into()),
-            ..(*gate.approval).clone()
-        });
-        assert!(!routed(&gate, "https://api.example.com/v1"));
-        assert!(!routed(&gate, "http://127.0.0.1:8080/v1"));
+            ..approval(&["api.example.com"], Some("http://127.0.0.1:8080"))
+        };
+        assert!(!routed(&allowed, "https://api.example.com/v1"));
+        assert!(!routed(&allowed, "http://127.0.0.1:8080/v1"));
     }
 
     #[test]

@@ -201,6 +201,17 @@ impl Simulator {
         self.shared.set_deepseek_quirks(quirks);
     }
 
+    /// Makes the server strict about request framing, as some servers and
+    /// proxies in front of vendor APIs are: when on, a request whose body
+    /// comes with `transfer-encoding: chunked` is answered `411 Length
+    /// Required` with an OpenAI-shaped error body
+    /// (`{"error":{"message":..,"type":"invalid_request_error","param":null,"code":"length_required"}}`)
+    /// and never reaches a vendor or a scripted reply; it is still recorded.
+    /// Off by default.
+    pub fn set_reject_chunked(&self, reject: bool) {
+        self.shared.set_reject_chunked(reject);
+    }
+
     /// Serves until ctrl-c, for `llmhost simulate`. Requests are no longer
     /// recorded, since nobody is left to read them.
     pub async fn serve_forever(mut self) {

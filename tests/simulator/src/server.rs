@@ -73,6 +73,8 @@ pub(crate) struct Shared {
     pub(crate) connections: AtomicUsize,
     stream_delay: Mutex<Duration>,
     deepseek_quirks: Mutex<DeepSeekQuirks>,
+    /// Answer chunked request bodies with 411, as strict servers do.
+    reject_chunked: AtomicBool,
 }
 
 /// A panic in one test thread must not make the simulator unusable for the
@@ -122,6 +124,10 @@ impl Shared {
 
     pub(crate) fn set_deepseek_quirks(&self, quirks: DeepSeekQuirks) {
         *lock(&self.deepseek_quirks) = quirks;
+    }
+
+    pub(crate) fn set_reject_chunked(&self, reject: bool) {
+        self.reject_chunked.store(reject, Ordering::SeqCst);
     }
 }
 
@@ -196,6 +202,10 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     });
     tracing::debug!(method = %parts.method, %path, "simulator request");
 
+    if shared.reject_chunked.load(Ordering::SeqCst) && is_chunked(&parts.headers) {
+        return length_required().into_response().await;
+    }
+
     let body = match body {
         Ok(body) if route.is_none_or(|(vendor, _)| body.len() <= max_body(vendor)) => body,
         _ => {
@@ -230,6 +240,28 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         }
     };
     reply.into_response().await
+}
+
+/// Whether a request's body came with chunked framing.
+fn is_chunked(headers: &http::HeaderMap) -> bool {
+    headers
+        .get_all(http::header::TRANSFER_ENCODING)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
+}
+
+/// The answer of a strict server to a chunked request body, in the OpenAI
+/// error shape whatever the vendor: such a refusal comes from the server or
+/// proxy in front of the API, before any vendor code runs.
+fn length_required() -> Reply {
+    Reply::openai_error(
+        411,
+        "invalid_request_error",
+        Some("length_required"),
+        "A request body must be sent with Content-Length; chunked transfer encoding is not accepted.",
+    )
 }
 
 /// The largest request body `vendor` accepts.
