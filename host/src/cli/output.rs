@@ -132,10 +132,20 @@ pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), sup
                     "display_name": m.display_name,
                     "context_window": m.context_window,
                     "max_output_tokens": m.max_output_tokens,
-                    "input_usd_per_mtok": price(m.pricing.input),
-                    "output_usd_per_mtok": price(m.pricing.output),
-                    "cache_read_usd_per_mtok": m.pricing.cache_read.map(price),
-                    "cache_write_usd_per_mtok": m.pricing.cache_write.map(price),
+                    "input_usd_per_mtok": price(m.pricing.base.input),
+                    "output_usd_per_mtok": price(m.pricing.base.output),
+                    "cache_read_usd_per_mtok": m.pricing.base.cache_read.map(price),
+                    "cache_write_usd_per_mtok": m.pricing.base.cache_write.map(price),
+                    "cache_write_hour_usd_per_mtok": m.pricing.base.cache_write_hour.map(price),
+                    "tiers": m.pricing.tiers.iter().map(|tier| json!({
+                        "above_input_tokens": tier.above_input_tokens,
+                        "prices": prices_json(&tier.prices, price),
+                    })).collect::<Vec<_>>(),
+                    "off_peak": m.pricing.off_peak.iter().map(|window| json!({
+                        "start_utc": clock(window.start_minute),
+                        "end_utc": clock(window.end_minute),
+                        "prices": prices_json(&window.prices, price),
+                    })).collect::<Vec<_>>(),
                     "capabilities": m.capabilities,
                     "tokenizer": m.tokenizer,
                     "tokenizer_exact": m.tokenizer_exact,
@@ -163,8 +173,8 @@ pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), sup
             m.id,
             m.context_window,
             m.max_output_tokens,
-            price(m.pricing.input),
-            price(m.pricing.output),
+            price(m.pricing.base.input),
+            price(m.pricing.base.output),
             m.capabilities.join(",")
         );
     }
@@ -230,4 +240,20 @@ pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
         );
     }
     Ok(())
+}
+
+/// One price set of a model, as `models --json` prints it.
+fn prices_json(prices: &llmhost_registry::Prices, price: impl Fn(u64) -> String) -> Value {
+    json!({
+        "input_usd_per_mtok": price(prices.input),
+        "output_usd_per_mtok": price(prices.output),
+        "cache_read_usd_per_mtok": prices.cache_read.map(&price),
+        "cache_write_usd_per_mtok": prices.cache_write.map(&price),
+        "cache_write_hour_usd_per_mtok": prices.cache_write_hour.map(&price),
+    })
+}
+
+/// Minutes after midnight as `HH:MM`.
+fn clock(minute: u16) -> String {
+    format!("{:02}:{:02}", minute / 60, minute % 60)
 }

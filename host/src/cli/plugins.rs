@@ -2,7 +2,7 @@
 
 use super::output::{self, Fail, print_json};
 use crate::host::grants::{self, AskedEnv, printable};
-use crate::types::{ProviderInfo, capability_names};
+use crate::types::{AuthScheme, ProviderInfo, capability_names};
 use crate::{Asks, CONTRACT_PACKAGE, Error, Grant, Host, InstallRecord, PluginOrigin};
 use clap::Subcommand;
 use serde_json::{Value, json};
@@ -44,6 +44,11 @@ pub enum PluginsCommand {
         /// LLMHOST_<ID>_*); repeatable. --yes never grants variables.
         #[arg(long = "allow-env", value_name = "NAME")]
         allow_env: Vec<String>,
+        /// Let the key enter the plugin: only for a plugin that handles
+        /// the key itself (every contract 0.1 plugin; a 0.2 plugin that
+        /// signs its requests). --yes never grants the key.
+        #[arg(long = "allow-key")]
+        allow_key: bool,
         /// Grant every host it asks for without asking.
         #[arg(long, short = 'y')]
         yes: bool,
@@ -80,6 +85,8 @@ fn info_json(info: &ProviderInfo, wit_version: &str, asks: &Asks) -> Value {
         "api_key_env": info.api_key_env,
         "base_url_env": info.base_url_env,
         "hosts": info.hosts,
+        "auth": info.auth,
+        "stream_format": info.stream_format,
         "asks": asks,
         "models": info.models.iter().map(|m| json!({
             "id": m.id,
@@ -112,6 +119,20 @@ fn env_line(asked: &[AskedEnv]) -> String {
         .join(", ")
 }
 
+/// Whether the key would enter the plugin, and why.
+fn sees_key_line(info: &ProviderInfo, asks: &Asks) -> String {
+    if !asks.sees_key {
+        let how = match &info.auth {
+            AuthScheme::Bearer => "as `authorization: Bearer`".to_owned(),
+            AuthScheme::Header(name) => format!("in the `{}` header", printable(name)),
+            AuthScheme::Query(name) => format!("as the `{}` query parameter", printable(name)),
+            _ => "nowhere: the vendor takes no key".to_owned(),
+        };
+        return format!("no (the host adds it to each request, {how})");
+    }
+    "yes, only with --allow-key (it sends requests itself or signs them)".to_owned()
+}
+
 fn show_info(info: &ProviderInfo, wit_version: &str, asks: &Asks) {
     outln!(
         "{} {} - {}",
@@ -139,7 +160,7 @@ fn show_info(info: &ProviderInfo, wit_version: &str, asks: &Asks) {
     );
     outln!("    key from      {}", env_line(&asks.key_env));
     outln!("    base URL from {}", env_line(&asks.base_url_env));
-    outln!("    sees the key  yes (contract 0.1 plugins send requests themselves)");
+    outln!("    sees the key  {}", sees_key_line(info, asks));
     if let Some(id) = &asks.replaces_builtin {
         outln!("    replaces      the built-in provider `{id}` (needs --replace)");
     }
@@ -219,6 +240,7 @@ pub async fn run(
             file,
             allow_hosts,
             allow_env,
+            allow_key,
             yes,
             replace,
             force,
@@ -228,6 +250,7 @@ pub async fn run(
             let flags = Grant {
                 hosts: allow_hosts,
                 env: allow_env,
+                key: allow_key,
                 replace_builtin: replace,
                 force,
             };

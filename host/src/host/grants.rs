@@ -110,8 +110,11 @@ pub struct Asks {
     pub hosts: Vec<AskedHost>,
     pub key_env: Vec<AskedEnv>,
     pub base_url_env: Vec<AskedEnv>,
-    /// Contract 0.1 hands the API key to the plugin, which sends it
-    /// itself: every 0.1 plugin sees the key it is given.
+    /// Whether the plugin would see the API key: every contract 0.1
+    /// plugin (it sends its requests itself), and a 0.2 plugin whose auth
+    /// scheme is `plugin-signs`. Installed only with the key granted
+    /// (`--allow-key`); every other 0.2 plugin never sees it: the host
+    /// adds it to requests at send time.
     pub sees_key: bool,
     /// The built-in provider it would replace, if its id is a built-in's.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -151,7 +154,7 @@ impl Asks {
                 .collect(),
             key_env: info.api_key_env.iter().map(judge).collect(),
             base_url_env: info.base_url_env.iter().map(judge).collect(),
-            sees_key: true,
+            sees_key: info.auth.plugin_sees_key(),
             replaces_builtin: builtin_env
                 .iter()
                 .any(|(id, _)| *id == info.id)
@@ -186,6 +189,9 @@ pub struct Grant {
     pub env: Vec<String>,
     /// Serve it instead of the built-in provider with the same id.
     pub replace_builtin: bool,
+    /// Let it see the API key (a contract 0.2 plugin that signs its own
+    /// requests asks for this).
+    pub key: bool,
     /// Overwrite an installed plugin with the same id.
     pub force: bool,
 }
@@ -238,6 +244,16 @@ impl Grant {
                 Some(_) => {}
             }
         }
+        if asks.sees_key && !self.key {
+            return Err(Error::InvalidConfig(
+                "the plugin handles the API key itself (contract 0.1, or a 0.2 plugin that signs its requests): the key would enter its memory; grant that explicitly with --allow-key, or use a plugin the host authenticates for".into(),
+            ));
+        }
+        if !asks.sees_key && self.key {
+            return Err(Error::InvalidConfig(
+                "the plugin does not ask to see the API key (the host adds it to its requests): --allow-key grants nothing here".into(),
+            ));
+        }
         if let Some(id) = &asks.replaces_builtin
             && !self.replace_builtin
         {
@@ -268,6 +284,10 @@ pub struct InstallRecord {
     /// Whether it may replace the built-in provider with its id.
     #[serde(default)]
     pub replaces_builtin: bool,
+    /// Whether it may see the API key (a contract 0.2 plugin that signs
+    /// its own requests).
+    #[serde(default)]
+    pub key: bool,
 }
 
 impl InstallRecord {
@@ -336,6 +356,9 @@ pub struct Access {
     pub key_env: Vec<String>,
     /// Variables its base URL may come from, in order.
     pub base_url_env: Vec<BaseUrlVar>,
+    /// Whether a contract 0.2 plugin that signs its own requests may see
+    /// the API key (built-ins: yes; plugin files: only when granted).
+    pub key_for_plugin: bool,
 }
 
 impl Access {
@@ -362,6 +385,7 @@ impl Access {
                     explicit: true,
                 })
                 .collect(),
+            key_for_plugin: true,
         }
     }
 
@@ -379,6 +403,7 @@ impl Access {
                 hosts: Vec::new(),
                 key_env: Vec::new(),
                 base_url_env: Vec::new(),
+                key_for_plugin: false,
             };
         };
         let operator_hosts = record
@@ -424,6 +449,7 @@ impl Access {
             hosts,
             key_env,
             base_url_env,
+            key_for_plugin: record.key,
         }
     }
 }
@@ -454,16 +480,14 @@ mod tests {
     use super::*;
 
     fn info(id: &str, key_env: &[&str], base_env: &[&str], hosts: &[&str]) -> ProviderInfo {
-        ProviderInfo {
-            id: id.into(),
-            name: id.into(),
-            version: "1".into(),
-            default_base_url: "https://a.example/v1".into(),
-            api_key_env: key_env.iter().map(|s| s.to_string()).collect(),
-            base_url_env: base_env.iter().map(|s| s.to_string()).collect(),
-            hosts: hosts.iter().map(|s| s.to_string()).collect(),
-            models: Vec::new(),
-        }
+        let mut info = ProviderInfo::new(id);
+        info.name = id.into();
+        info.version = "1".into();
+        info.default_base_url = "https://a.example/v1".into();
+        info.api_key_env = key_env.iter().map(|s| s.to_string()).collect();
+        info.base_url_env = base_env.iter().map(|s| s.to_string()).collect();
+        info.hosts = hosts.iter().map(|s| s.to_string()).collect();
+        info
     }
 
     #[test]
@@ -512,6 +536,7 @@ mod tests {
         let record = InstallRecord {
             provider: "tinyllm".into(),
             blake3: "00".into(),
+            key: false,
             hosts: vec!["collect.example.net".into(), "unasked.example.net".into()],
             env: vec![
                 "TINY_KEY".into(),

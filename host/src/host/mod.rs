@@ -11,21 +11,22 @@ pub use stream::ChatStream;
 
 use crate::error::Error;
 use crate::runtime::{
-    Approval, CompileSource, ComponentCache, Instance, Limits, Plugin, PluginOrigin, Runtime,
+    Approval, CallConfig, CompileSource, ComponentCache, Contract, Instance, Limits, Plugin,
+    PluginOrigin, Runtime,
 };
 use crate::settings::{ProviderSettings, Settings};
 use crate::types::{
-    ChatRequest, ChatResponse, HealthReport, ProviderConfig, ProviderError, ProviderInfo,
-    TokenCount, TokenInput, Usage, capability_names,
+    ChatRequest, ChatResponse, HealthReport, ProviderError, ProviderInfo, TokenCount, TokenInput,
+    Usage, capability_names,
 };
 use llmhost_registry::rust_decimal::Decimal;
-use llmhost_registry::{Catalogue, ModelEntry, ModelOverrides, Pricing, RateLimits};
+use llmhost_registry::{Catalogue, ModelEntry, ModelOverrides, RateLimits};
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// Time budget of a request when the target sets none.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
@@ -297,18 +298,29 @@ impl HostBuilder {
         for loaded in plugins.values() {
             let plugin = &loaded.plugin;
             for model in &plugin.info.models {
+                let pricing = registry_pricing(&model.pricing);
+                if let Err(err) = pricing.validate() {
+                    let path = match &plugin.origin {
+                        PluginOrigin::File(path) => path.clone(),
+                        PluginOrigin::BuiltIn => PathBuf::from("<built-in>"),
+                    };
+                    load_errors.push(Error::PluginLoad {
+                        path,
+                        message: format!(
+                            "model `{}` of `{}` left out of the catalogue: its pricing is invalid: {err}",
+                            grants::printable(&model.id),
+                            plugin.info.id
+                        ),
+                    });
+                    continue;
+                }
                 catalogue.insert(ModelEntry {
                     provider: plugin.info.id.clone(),
                     id: model.id.clone(),
                     display_name: model.display_name.clone(),
                     context_window: model.context_window,
                     max_output_tokens: model.max_output_tokens,
-                    pricing: Pricing {
-                        input: model.pricing.input,
-                        output: model.pricing.output,
-                        cache_read: model.pricing.cache_read,
-                        cache_write: model.pricing.cache_write,
-                    },
+                    pricing,
                     capabilities: capability_names(model.capabilities),
                     tokenizer: model.tokenizer.clone(),
                     tokenizer_exact: model.tokenizer_exact,
@@ -376,6 +388,14 @@ async fn load_file(
             record.provider, plugin.info.id
         )));
     }
+    if let Some(record) = &record
+        && plugin.info.auth.plugin_sees_key()
+        && !record.key
+    {
+        return Err(load_error(
+            "it handles the API key itself, and its install record does not grant it the key: install it again with --allow-key to let the key enter it".into(),
+        ));
+    }
     let access = Access::third_party(
         &plugin.info,
         record.as_ref(),
@@ -417,6 +437,10 @@ pub struct Target {
     pub extra_headers: Vec<(String, String)>,
     /// Whether unset key and base URL are read from the environment.
     pub use_env: bool,
+    /// Sent to plugins as the call's idempotency key; set it to the same
+    /// value for every attempt of one logical call. A fresh one per call
+    /// when unset.
+    pub idempotency_key: Option<String>,
 }
 
 impl Target {
@@ -429,7 +453,14 @@ impl Target {
             timeout: None,
             extra_headers: Vec::new(),
             use_env: true,
+            idempotency_key: None,
         }
+    }
+
+    /// Sets the idempotency key plugins may send with the call.
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
     }
 
     /// Sets the API key.
@@ -561,9 +592,54 @@ pub struct Host {
 
 struct Resolved {
     plugin: Arc<Plugin>,
-    config: ProviderConfig,
+    config: CallConfig,
     approval: Approval,
     timeout: Duration,
+}
+
+/// A manifest's prices as the catalogue bills them.
+fn registry_pricing(pricing: &crate::types::Pricing) -> llmhost_registry::Pricing {
+    let prices = |p: &crate::types::Prices| llmhost_registry::Prices {
+        input: p.input,
+        output: p.output,
+        cache_read: p.cache_read,
+        cache_write: p.cache_write,
+        cache_write_hour: p.cache_write_hour,
+    };
+    llmhost_registry::Pricing {
+        base: prices(&pricing.base),
+        tiers: pricing
+            .tiers
+            .iter()
+            .map(|tier| llmhost_registry::PriceTier {
+                above_input_tokens: u64::from(tier.above_input_tokens),
+                prices: prices(&tier.prices),
+            })
+            .collect(),
+        off_peak: pricing
+            .off_peak
+            .iter()
+            .map(|window| llmhost_registry::PriceWindow {
+                start_minute: window.start_minute,
+                end_minute: window.end_minute,
+                prices: prices(&window.prices),
+            })
+            .collect(),
+    }
+}
+
+/// A fresh random id (128 bits, hex) for a call.
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 16];
+    // Without randomness the id is still unique enough for logs: the time.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = nanos.to_le_bytes();
+    }
+    format!("llmhost-{}", hex::encode(bytes))
 }
 
 /// `host:port` of an http(s) URL, with the scheme's default port.
@@ -777,6 +853,7 @@ impl Host {
             hosts: grant.hosts.clone(),
             env: grant.env.clone(),
             replaces_builtin: asks.replaces_builtin.is_some(),
+            key: grant.key,
         };
         // The record first: a component without one is powerless, one
         // whose hash does not match is refused, so no crash in between
@@ -815,9 +892,24 @@ impl Host {
         self.inner.runtime.pooling()
     }
 
-    /// The exact cost of `usage` on a model, `None` when it is unknown.
+    /// The exact cost of `usage` on a model for a request made now,
+    /// `None` when the model is unknown.
     pub fn cost(&self, provider: &str, model: &str, usage: &Usage) -> Option<Decimal> {
-        self.inner.catalogue.cost(provider, model, &usage.billed())
+        self.cost_at(provider, model, usage, SystemTime::now())
+    }
+
+    /// The exact cost of `usage` on a model for a request made at `at`
+    /// (off-peak prices depend on it), `None` when the model is unknown.
+    pub fn cost_at(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: &Usage,
+        at: SystemTime,
+    ) -> Option<Decimal> {
+        self.inner
+            .catalogue
+            .cost(provider, model, &usage.billed(), at)
     }
 
     /// Time budget of requests whose target sets none.
@@ -854,9 +946,13 @@ impl Host {
             }
             (self.inner.environment.0)(name).filter(|value| !value.trim().is_empty())
         };
-        let api_key = match &target.api_key {
-            Some(key) => Some(key.expose_secret().to_owned()),
-            None => access.key_env.iter().find_map(|name| from_env(name)),
+        let api_key: Option<SecretString> = match &target.api_key {
+            Some(key) => Some(SecretString::from(key.expose_secret().trim().to_owned())),
+            None => access
+                .key_env
+                .iter()
+                .find_map(|name| from_env(name))
+                .map(|key| SecretString::from(key.trim().to_owned())),
         };
         let settings = self.inner.providers.get(&target.provider);
         // (URL, whether the operator set it, where it came from)
@@ -895,11 +991,23 @@ impl Host {
             )),
         })?;
         let timeout = target.timeout.unwrap_or(self.inner.default_timeout);
-        let config = ProviderConfig {
+        let config = CallConfig {
             api_key,
+            // A 0.1 plugin sends its requests itself and so is handed its
+            // key; a 0.2 plugin only when it signs requests and the key was
+            // granted to it.
+            key_for_plugin: match loaded.plugin.contract {
+                Contract::V0_1 => true,
+                Contract::V0_2 => access.key_for_plugin,
+            },
             base_url: base_url.trim_end_matches('/').to_owned(),
-            timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
+            timeout,
             extra_headers: target.extra_headers.clone(),
+            request_id: new_request_id(),
+            idempotency_key: target
+                .idempotency_key
+                .clone()
+                .unwrap_or_else(new_request_id),
         };
         let approval = if access.installed {
             Approval {
@@ -977,6 +1085,7 @@ impl Host {
         let resolved = self.resolve(target)?;
         self.check_model(&target.provider, &request.model)?;
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let work = async {
             let mut instance = self.instance(&resolved).await?;
             instance.chat(&resolved.config, request).await
@@ -990,7 +1099,12 @@ impl Host {
             });
         }
         let latency = started.elapsed();
-        let cost_usd = self.priced(&target.provider, &request.model, &response.usage);
+        let cost_usd = self.priced(
+            &target.provider,
+            &request.model,
+            &response.usage,
+            started_at,
+        );
         Ok(ChatOutcome {
             provider: target.provider.clone(),
             response,
@@ -999,8 +1113,14 @@ impl Host {
         })
     }
 
-    pub(crate) fn priced(&self, provider: &str, model: &str, usage: &Usage) -> Option<Decimal> {
-        let cost = self.cost(provider, model, usage);
+    pub(crate) fn priced(
+        &self,
+        provider: &str,
+        model: &str,
+        usage: &Usage,
+        at: SystemTime,
+    ) -> Option<Decimal> {
+        let cost = self.cost_at(provider, model, usage, at);
         if cost.is_none() {
             tracing::warn!(provider, model, "model not in the catalogue: cost unknown");
         }
@@ -1016,6 +1136,7 @@ impl Host {
         let resolved = self.resolve(target)?;
         self.check_model(&target.provider, &request.model)?;
         let started = Instant::now();
+        let started_at = SystemTime::now();
         let work = async {
             let mut instance = self.instance(&resolved).await?;
             let handle = instance.start_stream(&resolved.config, request).await?;
@@ -1028,7 +1149,7 @@ impl Host {
             handle,
             &request.model,
             resolved.timeout,
-            started,
+            (started, started_at),
             self.inner.runtime.limits().max_response_bytes,
         ))
     }

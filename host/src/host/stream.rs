@@ -2,10 +2,10 @@
 
 use super::{ChatOutcome, Host, StreamCollector};
 use crate::error::Error;
-use crate::runtime::Instance;
+use crate::runtime::{Instance, StreamHandle};
 use crate::types::{Chunk, FinishReason, Usage};
 use llmhost_registry::rust_decimal::Decimal;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 /// A streamed answer in progress. Read it with [`ChatStream::next`] until
 /// it returns `None`; then [`ChatStream::usage`] and
@@ -13,11 +13,13 @@ use std::time::{Duration, Instant};
 pub struct ChatStream {
     host: Host,
     instance: Option<Instance>,
-    handle: wasmtime::component::ResourceAny,
+    handle: StreamHandle,
     provider: String,
     model: String,
     timeout: Duration,
     started: Instant,
+    /// When the request was made: the time its prices are chosen by.
+    started_at: SystemTime,
     first_token: Option<Duration>,
     usage: Option<Usage>,
     finish: Option<FinishReason>,
@@ -31,10 +33,10 @@ impl ChatStream {
     pub(super) fn new(
         host: Host,
         instance: Instance,
-        handle: wasmtime::component::ResourceAny,
+        handle: StreamHandle,
         model: &str,
         timeout: Duration,
-        started: Instant,
+        (started, started_at): (Instant, SystemTime),
         max_bytes: usize,
     ) -> Self {
         let provider = instance.provider().to_owned();
@@ -46,6 +48,7 @@ impl ChatStream {
             model: model.to_owned(),
             timeout,
             started,
+            started_at,
             first_token: None,
             usage: None,
             finish: None,
@@ -58,7 +61,7 @@ impl ChatStream {
     /// error the stream is over and returns `None`.
     pub async fn next(&mut self) -> Option<Result<Chunk, Error>> {
         let instance = self.instance.as_mut()?;
-        let step = tokio::time::timeout(self.timeout, instance.next_chunk(self.handle)).await;
+        let step = tokio::time::timeout(self.timeout, instance.next_chunk(&mut self.handle)).await;
         let result = match step {
             Ok(result) => result,
             Err(_) => Err(Error::Timeout {
@@ -139,9 +142,10 @@ impl ChatStream {
     /// Exact cost of the reported usage; `None` before it arrived or for
     /// models not in the catalogue.
     pub fn cost_usd(&self) -> Option<Decimal> {
-        self.usage
-            .as_ref()
-            .and_then(|usage| self.host.priced(&self.provider, &self.model, usage))
+        self.usage.as_ref().and_then(|usage| {
+            self.host
+                .priced(&self.provider, &self.model, usage, self.started_at)
+        })
     }
 
     /// Time from the request to the first content chunk.

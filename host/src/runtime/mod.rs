@@ -6,7 +6,11 @@
 
 pub(crate) mod bindings;
 mod cache;
+mod convert;
+mod exchange;
 pub(crate) mod gate;
+pub(crate) mod outbound;
+pub(crate) mod sse;
 mod state;
 pub(crate) mod tokenizer;
 
@@ -15,11 +19,12 @@ pub use gate::{Approval, is_public};
 
 use crate::error::Error;
 use crate::types::{
-    ChatRequest, ChatResponse, Chunk, HealthReport, ProviderConfig, ProviderError, ProviderInfo,
+    AuthScheme, ChatRequest, ChatResponse, Chunk, HealthReport, ProviderError, ProviderInfo,
     TokenCount, TokenInput,
 };
-use bindings::{LlmProvider, LlmProviderPre};
+use bindings::{v0_1, v0_2};
 use gate::{HttpClients, RequestGate};
+use secrecy::{ExposeSecret, SecretString};
 use state::RequestState;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -105,18 +110,80 @@ pub struct Plugin {
     pub(crate) info: ProviderInfo,
     /// The version of the `llmhost:provider` contract it exports.
     pub(crate) wit_version: String,
+    /// Which of the served contracts that is.
+    pub(crate) contract: Contract,
     pub(crate) origin: PluginOrigin,
     pub(crate) compile: CompileSource,
     pub(crate) load_time: Duration,
     /// Its compiled form in the component cache, if there is a cache.
     pub(crate) artifact: Option<PathBuf>,
-    pre: LlmProviderPre<RequestState>,
+    pre: Pre,
+}
+
+/// The contract versions the host serves side by side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Contract {
+    /// `llmhost:provider@0.1.x`: the plugin does its own HTTP over
+    /// `wasi:http` and is handed its key.
+    V0_1,
+    /// `llmhost:provider@0.2.x`: the plugin prepares requests and parses
+    /// answers; the host does the I/O and adds the key.
+    V0_2,
+}
+
+/// A component linked against its contract version's imports.
+enum Pre {
+    V0_1(v0_1::LlmProviderPre<RequestState>),
+    V0_2(v0_2::LlmProviderPre<RequestState>),
+}
+
+/// A running instance's exports.
+enum Bindings {
+    V0_1(v0_1::LlmProvider),
+    V0_2(v0_2::LlmProvider),
+}
+
+/// Everything the host resolved for one call of a plugin.
+pub struct CallConfig {
+    /// The API key, if one is configured.
+    pub api_key: Option<SecretString>,
+    /// Whether the key may enter the plugin's memory (a 0.1 plugin, or a
+    /// 0.2 plugin that signs requests and was granted the key).
+    pub key_for_plugin: bool,
+    /// The base URL, without a trailing `/`.
+    pub base_url: String,
+    /// The call's time budget.
+    pub timeout: Duration,
+    /// Headers the operator configured, sent with every request.
+    pub extra_headers: Vec<(String, String)>,
+    /// The host's id of this call.
+    pub request_id: String,
+    /// The same for every attempt of one logical call.
+    pub idempotency_key: String,
+}
+
+impl CallConfig {
+    /// The key the plugin may see, if any.
+    fn key_for_plugin(&self) -> Option<String> {
+        self.key_for_plugin
+            .then(|| {
+                self.api_key
+                    .as_ref()
+                    .map(|key| key.expose_secret().to_owned())
+            })
+            .flatten()
+    }
 }
 
 /// Engine, linker and shared HTTP clients.
 pub struct Runtime {
     engine: Engine,
-    linker: Linker<RequestState>,
+    /// Imports of 0.1 plugins: WASI (granted nothing), `wasi:http` behind
+    /// the gate, the tokenizer.
+    linker_v0_1: Linker<RequestState>,
+    /// Imports of 0.2 plugins: WASI (granted nothing) and the tokenizer;
+    /// no `wasi:http`.
+    linker_v0_2: Linker<RequestState>,
     clients: Arc<HttpClients>,
     cache: ComponentCache,
     limits: Limits,
@@ -175,16 +242,27 @@ impl Runtime {
         };
         start_epoch_ticker(&engine);
 
-        let mut linker = Linker::<RequestState>::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker))
+        let link_error =
+            |err: wasmtime::Error| Error::Internal(format!("cannot link host interfaces: {err:#}"));
+        let mut linker_v0_1 = Linker::<RequestState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker_v0_1)
+            .and_then(|()| wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker_v0_1))
             .and_then(|()| {
-                bindings::llmhost::provider::tokenizer::add_to_linker::<
+                v0_1::llmhost::provider::tokenizer::add_to_linker::<
                     RequestState,
                     wasmtime::component::HasSelf<RequestState>,
-                >(&mut linker, |state| state)
+                >(&mut linker_v0_1, |state| state)
             })
-            .map_err(|err| Error::Internal(format!("cannot link host interfaces: {err:#}")))?;
+            .map_err(link_error)?;
+        let mut linker_v0_2 = Linker::<RequestState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker_v0_2)
+            .and_then(|()| {
+                v0_2::llmhost::provider::tokenizer::add_to_linker::<
+                    RequestState,
+                    wasmtime::component::HasSelf<RequestState>,
+                >(&mut linker_v0_2, |state| state)
+            })
+            .map_err(link_error)?;
         let clients = Arc::new(HttpClients::new(
             limits.connect_timeout,
             limits.max_response_bytes,
@@ -195,7 +273,8 @@ impl Runtime {
         ));
         Ok(Self {
             engine,
-            linker,
+            linker_v0_1,
+            linker_v0_2,
             clients,
             cache,
             limits,
@@ -234,18 +313,32 @@ impl Runtime {
             .cache
             .load_or_compile(&self.engine, bytes)
             .map_err(|err| load_error(format!("not a valid component: {err:#}")))?;
-        let wit_version = contract_version(&self.engine, &component).map_err(load_error)?;
-        let instance_pre = self.linker.instantiate_pre(&component).map_err(|err| {
+        let (contract, wit_version) =
+            contract_version(&self.engine, &component).map_err(load_error)?;
+        let linker = match contract {
+            Contract::V0_1 => &self.linker_v0_1,
+            Contract::V0_2 => &self.linker_v0_2,
+        };
+        let instance_pre = linker.instantiate_pre(&component).map_err(|err| {
             load_error(format!(
-                "imports something the host does not provide: {err:#}"
+                "imports something the host does not provide to contract {wit_version} plugins: {err:#}"
             ))
         })?;
-        let pre = LlmProviderPre::new(instance_pre).map_err(|err| {
+        let world_error = |err: wasmtime::Error| {
             load_error(format!("does not export the llm-provider world: {err:#}"))
-        })?;
+        };
+        let pre = match contract {
+            Contract::V0_1 => {
+                Pre::V0_1(v0_1::LlmProviderPre::new(instance_pre).map_err(world_error)?)
+            }
+            Contract::V0_2 => {
+                Pre::V0_2(v0_2::LlmProviderPre::new(instance_pre).map_err(world_error)?)
+            }
+        };
         let mut plugin = Plugin {
             info: placeholder_info(&origin),
             wit_version,
+            contract,
             origin: origin.clone(),
             compile,
             load_time,
@@ -286,7 +379,8 @@ impl Runtime {
             .acquire_owned()
             .await
             .map_err(|_| Error::Internal("the instance pool is closed".into()))?;
-        let gate = RequestGate::new(self.clients.clone(), Arc::new(approval));
+        let approval = Arc::new(approval);
+        let gate = RequestGate::new(self.clients.clone(), approval.clone());
         let state = RequestState::new(gate, &self.limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
@@ -310,12 +404,21 @@ impl Runtime {
             Ok(UpdateDeadline::Yield(1))
         });
         let provider_id = plugin.info.id.clone();
-        let bindings = plugin.pre.instantiate_async(&mut store).await;
+        let bindings = match &plugin.pre {
+            Pre::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V0_1),
+            Pre::V0_2(pre) => pre.instantiate_async(&mut store).await.map(Bindings::V0_2),
+        };
         let mut instance = Instance {
             store,
             bindings: None,
             provider: provider_id,
+            auth: plugin.info.auth.clone(),
+            key_optional: plugin.info.key_optional,
+            stream_format: plugin.info.stream_format,
             limits: self.limits.clone(),
+            clients: self.clients.clone(),
+            approval,
+            sent: 0,
             _slot: slot,
         };
         match bindings {
@@ -331,25 +434,16 @@ impl Runtime {
 /// The manifest of a plugin whose `info()` has not run yet, named after
 /// its file for errors raised while it starts.
 fn placeholder_info(origin: &PluginOrigin) -> ProviderInfo {
-    ProviderInfo {
-        id: match origin {
-            PluginOrigin::File(path) => path.display().to_string(),
-            PluginOrigin::BuiltIn => "<built-in>".into(),
-        },
-        name: String::new(),
-        version: String::new(),
-        default_base_url: String::new(),
-        api_key_env: Vec::new(),
-        base_url_env: Vec::new(),
-        hosts: Vec::new(),
-        models: Vec::new(),
-    }
+    ProviderInfo::new(match origin {
+        PluginOrigin::File(path) => path.display().to_string(),
+        PluginOrigin::BuiltIn => "<built-in>".into(),
+    })
 }
 
 /// The contract package plugins export.
 pub const CONTRACT_PACKAGE: &str = "llmhost:provider";
-/// The contract versions this host serves (semver-compatible with 0.1.0).
-pub const CONTRACT_VERSIONS: &str = "0.1.x";
+/// The contract versions this host serves, side by side.
+pub const CONTRACT_VERSIONS: &str = "0.1.x, 0.2.x";
 
 /// Refuses files that are not WebAssembly components, saying what they are.
 fn check_header(bytes: &[u8]) -> Result<(), String> {
@@ -371,7 +465,7 @@ fn check_header(bytes: &[u8]) -> Result<(), String> {
 fn contract_version(
     engine: &Engine,
     component: &wasmtime::component::Component,
-) -> Result<String, String> {
+) -> Result<(Contract, String), String> {
     let ty = component.component_type();
     let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
     let prefix = format!("{CONTRACT_PACKAGE}/provider@");
@@ -379,12 +473,17 @@ fn contract_version(
         .iter()
         .find_map(|name| name.strip_prefix(prefix.as_str()))
     {
-        Some(version) if version == "0.1" || version.starts_with("0.1.") => Ok(version.to_owned()),
+        Some(version) if version == "0.1" || version.starts_with("0.1.") => {
+            Ok((Contract::V0_1, version.to_owned()))
+        }
+        Some(version) if version == "0.2" || version.starts_with("0.2.") => {
+            Ok((Contract::V0_2, version.to_owned()))
+        }
         Some(version) => Err(format!(
-            "it exports {CONTRACT_PACKAGE}/provider@{version}, but this host serves {CONTRACT_PACKAGE}@{CONTRACT_VERSIONS}"
+            "it exports {CONTRACT_PACKAGE}/provider@{version}, but this host serves {CONTRACT_PACKAGE} {CONTRACT_VERSIONS}"
         )),
         None => Err(format!(
-            "it exports {}, not the llm-provider world (expected {CONTRACT_PACKAGE}/provider@{CONTRACT_VERSIONS})",
+            "it exports {}, not the llm-provider world (expected {CONTRACT_PACKAGE}/provider, versions {CONTRACT_VERSIONS})",
             if exports.is_empty() {
                 "nothing".to_owned()
             } else {
@@ -427,6 +526,34 @@ fn validate_info(info: &ProviderInfo) -> Result<(), String> {
             ));
         }
     }
+    match &info.auth {
+        AuthScheme::Header(name) => {
+            let token = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+            let framing = ["host", "content-length", "transfer-encoding", "connection"]
+                .iter()
+                .any(|reserved| name.eq_ignore_ascii_case(reserved));
+            if !token || framing {
+                return Err(format!(
+                    "its auth scheme names `{name}`, which is not a header the key can go in"
+                ));
+            }
+        }
+        AuthScheme::Query(name) => {
+            let safe = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b));
+            if !safe {
+                return Err(format!(
+                    "its auth scheme names `{name}`, which is not a plain query parameter name"
+                ));
+            }
+        }
+        _ => {}
+    }
     if !(info.default_base_url.starts_with("https://")
         || info.default_base_url.starts_with("http://"))
     {
@@ -459,23 +586,24 @@ fn start_epoch_ticker(engine: &Engine) {
 /// One request's instance. Dropping it frees everything the plugin held.
 pub struct Instance {
     store: Store<RequestState>,
-    bindings: Option<LlmProvider>,
+    bindings: Option<Bindings>,
     provider: String,
+    /// How the plugin's requests are authenticated (0.2).
+    auth: AuthScheme,
+    /// Whether requests go out without a key when none is configured.
+    key_optional: bool,
+    stream_format: crate::types::StreamFormat,
     limits: Limits,
+    clients: Arc<HttpClients>,
+    /// Where this call's requests may go.
+    approval: Arc<Approval>,
+    /// Requests the host sent for this call (0.2).
+    sent: u32,
     // Last: the slot is released only after the store is gone.
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
 impl Instance {
-    /// The bindings and the store, borrowed apart.
-    fn parts(&mut self) -> Result<(&LlmProvider, &mut Store<RequestState>), Error> {
-        let bindings = self
-            .bindings
-            .as_ref()
-            .ok_or_else(|| Error::Internal("instance not initialised".into()))?;
-        Ok((bindings, &mut self.store))
-    }
-
     /// Turns a wasmtime failure (trap, limit) into a typed error.
     fn trap_error(&self, err: wasmtime::Error) -> Error {
         let state = self.store.data();
@@ -505,11 +633,16 @@ impl Instance {
         }
     }
 
-    /// Turns a call's outcome into the host's result type.
-    fn finish<T>(&self, result: wasmtime::Result<Result<T, ProviderError>>) -> Result<T, Error> {
+    /// Turns a 0.1 call's outcome into the host's result type: a network
+    /// error caused by the gate is reported as what the gate did.
+    fn finish<T, E: Into<ProviderError>>(
+        &self,
+        result: wasmtime::Result<Result<T, E>>,
+    ) -> Result<T, Error> {
         match result {
             Ok(Ok(value)) => Ok(value),
             Ok(Err(error)) => {
+                let error: ProviderError = error.into();
                 let gate = &self.store.data().gate;
                 if matches!(error, ProviderError::Network(_)) && gate.over_limit {
                     return Err(Error::RequestLimitExceeded {
@@ -534,6 +667,39 @@ impl Instance {
         }
     }
 
+    /// The 0.1 bindings and the store, borrowed apart.
+    fn v0_1(&mut self) -> Option<(&v0_1::LlmProvider, &mut Store<RequestState>)> {
+        match &self.bindings {
+            Some(Bindings::V0_1(bindings)) => Some((bindings, &mut self.store)),
+            _ => None,
+        }
+    }
+
+    /// The 0.1 form of the call's configuration.
+    fn config_v0_1(&self, config: &CallConfig) -> v0_1::llmhost::provider::types::ProviderConfig {
+        v0_1::llmhost::provider::types::ProviderConfig {
+            api_key: config.key_for_plugin(),
+            base_url: config.base_url.clone(),
+            timeout_ms: u32::try_from(config.timeout.as_millis()).unwrap_or(u32::MAX),
+            extra_headers: config.extra_headers.clone(),
+        }
+    }
+
+    fn not_initialised() -> Error {
+        Error::Internal("instance not initialised".into())
+    }
+
+    /// A 0.1 plugin cannot carry vendor parameters: refused, not dropped.
+    fn refuse_vendor_params_v0_1(&self, request: &ChatRequest) -> Result<(), Error> {
+        if request.vendor_params.is_some() {
+            return Err(Error::InvalidConfig(format!(
+                "{}: vendor parameters need a contract 0.2 plugin; this one speaks 0.1",
+                self.provider
+            )));
+        }
+        Ok(())
+    }
+
     /// The id of the provider this instance runs.
     pub fn provider(&self) -> &str {
         &self.provider
@@ -541,74 +707,123 @@ impl Instance {
 
     /// The plugin's manifest.
     pub async fn info(&mut self) -> Result<ProviderInfo, Error> {
-        let (bindings, store) = self.parts()?;
-        let result = bindings.llmhost_provider_provider().call_info(store).await;
-        self.finish(result.map(Ok))
+        match &self.bindings {
+            Some(Bindings::V0_1(bindings)) => {
+                let result = bindings
+                    .llmhost_provider_provider()
+                    .call_info(&mut self.store)
+                    .await;
+                let info = self.finish(result.map(Ok::<_, ProviderError>))?;
+                Ok(convert::v0_1::provider_info(info))
+            }
+            Some(Bindings::V0_2(_)) => exchange::info(self).await,
+            None => Err(Self::not_initialised()),
+        }
     }
 
     /// A complete answer.
     pub async fn chat(
         &mut self,
-        config: &ProviderConfig,
+        config: &CallConfig,
         request: &ChatRequest,
     ) -> Result<ChatResponse, Error> {
-        let (bindings, store) = self.parts()?;
+        if matches!(self.bindings, Some(Bindings::V0_2(_))) {
+            return exchange::chat(self, config, request).await;
+        }
+        self.refuse_vendor_params_v0_1(request)?;
+        let guest_config = self.config_v0_1(config);
+        let guest_request = convert::v0_1::chat_request(request);
+        let (bindings, store) = self.v0_1().ok_or_else(Self::not_initialised)?;
         let result = bindings
             .llmhost_provider_provider()
-            .call_chat(store, config, request)
+            .call_chat(store, &guest_config, &guest_request)
             .await;
-        self.finish(result)
+        self.finish(result).map(Into::into)
     }
 
     /// Starts a stream; read it with [`Instance::next_chunk`].
     pub async fn start_stream(
         &mut self,
-        config: &ProviderConfig,
+        config: &CallConfig,
         request: &ChatRequest,
-    ) -> Result<ResourceAny, Error> {
-        let (bindings, store) = self.parts()?;
+    ) -> Result<StreamHandle, Error> {
+        if matches!(self.bindings, Some(Bindings::V0_2(_))) {
+            return exchange::start_stream(self, config, request)
+                .await
+                .map(|stream| StreamHandle(Handle::V0_2(Box::new(stream))));
+        }
+        self.refuse_vendor_params_v0_1(request)?;
+        let guest_config = self.config_v0_1(config);
+        let guest_request = convert::v0_1::chat_request(request);
+        let (bindings, store) = self.v0_1().ok_or_else(Self::not_initialised)?;
         let result = bindings
             .llmhost_provider_provider()
-            .call_stream(store, config, request)
+            .call_stream(store, &guest_config, &guest_request)
             .await;
         self.finish(result)
+            .map(|resource| StreamHandle(Handle::V0_1(resource)))
     }
 
     /// The next chunk of a stream started on this instance.
-    pub async fn next_chunk(&mut self, stream: ResourceAny) -> Result<Option<Chunk>, Error> {
-        let (bindings, store) = self.parts()?;
-        let result = bindings
-            .llmhost_provider_provider()
-            .chat_stream()
-            .call_next(store, stream)
-            .await;
-        self.finish(result)
+    pub async fn next_chunk(&mut self, stream: &mut StreamHandle) -> Result<Option<Chunk>, Error> {
+        match &mut stream.0 {
+            Handle::V0_1(resource) => {
+                let resource = *resource;
+                let (bindings, store) = self.v0_1().ok_or_else(Self::not_initialised)?;
+                let result = bindings
+                    .llmhost_provider_provider()
+                    .chat_stream()
+                    .call_next(store, resource)
+                    .await;
+                self.finish(result).map(|chunk| chunk.map(Into::into))
+            }
+            Handle::V0_2(stream) => exchange::next_chunk(self, stream).await,
+        }
     }
 
     /// Token count.
     pub async fn count_tokens(
         &mut self,
-        config: &ProviderConfig,
+        config: &CallConfig,
         model: &str,
         input: &TokenInput,
     ) -> Result<TokenCount, Error> {
-        let (bindings, store) = self.parts()?;
+        if matches!(self.bindings, Some(Bindings::V0_2(_))) {
+            return exchange::count_tokens(self, config, model, input).await;
+        }
+        let guest_config = self.config_v0_1(config);
+        let guest_input = input.into();
+        let (bindings, store) = self.v0_1().ok_or_else(Self::not_initialised)?;
         let result = bindings
             .llmhost_provider_provider()
-            .call_count_tokens(store, config, model, input)
+            .call_count_tokens(store, &guest_config, model, &guest_input)
             .await;
-        self.finish(result)
+        self.finish(result).map(Into::into)
     }
 
     /// Health check.
-    pub async fn health_check(&mut self, config: &ProviderConfig) -> Result<HealthReport, Error> {
-        let (bindings, store) = self.parts()?;
+    pub async fn health_check(&mut self, config: &CallConfig) -> Result<HealthReport, Error> {
+        if matches!(self.bindings, Some(Bindings::V0_2(_))) {
+            return exchange::health_check(self, config).await;
+        }
+        let guest_config = self.config_v0_1(config);
+        let (bindings, store) = self.v0_1().ok_or_else(Self::not_initialised)?;
         let result = bindings
             .llmhost_provider_provider()
-            .call_health_check(store, config)
+            .call_health_check(store, &guest_config)
             .await;
-        self.finish(result)
+        self.finish(result).map(Into::into)
     }
+}
+
+/// A stream in progress on an [`Instance`].
+pub struct StreamHandle(Handle);
+
+enum Handle {
+    /// The plugin's `chat-stream` resource.
+    V0_1(ResourceAny),
+    /// The host reads the body and feeds the plugin's decoder.
+    V0_2(Box<exchange::Stream>),
 }
 
 #[cfg(test)]
@@ -616,16 +831,13 @@ mod tests {
     use super::*;
 
     fn info() -> ProviderInfo {
-        ProviderInfo {
-            id: "tinyllm".into(),
-            name: "Tiny".into(),
-            version: "1.0".into(),
-            default_base_url: "https://api.tiny.example/v1".into(),
-            api_key_env: vec!["LLMHOST_TINYLLM_API_KEY".into()],
-            base_url_env: Vec::new(),
-            hosts: vec!["api.tiny.example".into()],
-            models: Vec::new(),
-        }
+        let mut info = ProviderInfo::new("tinyllm");
+        info.name = "Tiny".into();
+        info.version = "1.0".into();
+        info.default_base_url = "https://api.tiny.example/v1".into();
+        info.api_key_env = vec!["LLMHOST_TINYLLM_API_KEY".into()];
+        info.hosts = vec!["api.tiny.example".into()];
+        info
     }
 
     #[test]

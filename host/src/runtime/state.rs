@@ -6,8 +6,9 @@
 //! resource table, and a CPU budget that also counts the host's tokenizer
 //! work done for the guest.
 
-use super::bindings::llmhost::provider::tokenizer::{self, TokenizerError};
+use super::bindings::{v0_1, v0_2};
 use super::gate::RequestGate;
+use super::tokenizer::UnknownEncoding;
 use std::time::Duration;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -119,7 +120,7 @@ impl RequestState {
         &mut self,
         encoding: String,
         texts: Vec<String>,
-    ) -> wasmtime::Result<Vec<Result<u32, TokenizerError>>> {
+    ) -> wasmtime::Result<Vec<Result<u32, UnknownEncoding>>> {
         let bytes: usize = texts.iter().map(String::len).sum();
         let budget = &mut self.tokenizer;
         if bytes > budget.per_call {
@@ -182,24 +183,48 @@ impl WasiHttpView for RequestState {
     }
 }
 
-impl tokenizer::Host for RequestState {
-    async fn count(
-        &mut self,
-        encoding: String,
-        text: String,
-    ) -> wasmtime::Result<Result<u32, TokenizerError>> {
-        let mut counts = self.tokenize(encoding, vec![text]).await?;
-        Ok(counts.pop().unwrap_or(Err(TokenizerError::UnknownEncoding)))
-    }
+/// The `tokenizer` import of one contract version: the same host
+/// function, the version's own error type.
+macro_rules! tokenizer_import {
+    ($version:ident) => {
+        impl $version::llmhost::provider::tokenizer::Host for RequestState {
+            async fn count(
+                &mut self,
+                encoding: String,
+                text: String,
+            ) -> wasmtime::Result<Result<u32, $version::llmhost::provider::tokenizer::TokenizerError>>
+            {
+                let mut counts = self.tokenize(encoding, vec![text]).await?;
+                Ok(counts
+                    .pop()
+                    .unwrap_or(Err(UnknownEncoding))
+                    .map_err(|UnknownEncoding| {
+                        $version::llmhost::provider::tokenizer::TokenizerError::UnknownEncoding
+                    }))
+            }
 
-    async fn count_many(
-        &mut self,
-        encoding: String,
-        texts: Vec<String>,
-    ) -> wasmtime::Result<Result<Vec<u32>, TokenizerError>> {
-        Ok(self.tokenize(encoding, texts).await?.into_iter().collect())
-    }
+            async fn count_many(
+                &mut self,
+                encoding: String,
+                texts: Vec<String>,
+            ) -> wasmtime::Result<
+                Result<Vec<u32>, $version::llmhost::provider::tokenizer::TokenizerError>,
+            > {
+                Ok(self
+                    .tokenize(encoding, texts)
+                    .await?
+                    .into_iter()
+                    .collect::<Result<Vec<u32>, UnknownEncoding>>()
+                    .map_err(|UnknownEncoding| {
+                        $version::llmhost::provider::tokenizer::TokenizerError::UnknownEncoding
+                    }))
+            }
+        }
+    };
 }
+
+tokenizer_import!(v0_1);
+tokenizer_import!(v0_2);
 
 /// Caps what one instance holds in all its linear memories and tables
 /// together (a component may contain many core modules, each with its

@@ -1,7 +1,6 @@
 //! The `tokenizer` import, served natively with tiktoken. Tables load once
 //! per process, on first use of each encoding.
 
-use super::bindings::llmhost::provider::tokenizer::TokenizerError;
 use tiktoken_rs::CoreBPE;
 
 /// The tiktoken table for an encoding name, if the host has it.
@@ -15,8 +14,12 @@ pub fn encoding(name: &str) -> Option<&'static CoreBPE> {
     })
 }
 
+/// The host has no table of this name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownEncoding;
+
 /// Tokens in `text`; special-token markers count as ordinary text.
-pub fn count(name: &str, text: &str) -> Result<u32, TokenizerError> {
-    let bpe = encoding(name).ok_or(TokenizerError::UnknownEncoding)?;
+pub fn count(name: &str, text: &str) -> Result<u32, UnknownEncoding> {
+    let bpe = encoding(name).ok_or(UnknownEncoding)?;
     Ok(u32::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u32::MAX))
 }

@@ -513,8 +513,8 @@ impl ConfigService {
             return;
         }
         if let Some(model) = self.host.catalogue().get(&row.provider, &row.model_name) {
-            row.cost_per_1k_input_tokens = per_1k(model.pricing.input);
-            row.cost_per_1k_output_tokens = per_1k(model.pricing.output);
+            row.cost_per_1k_input_tokens = per_1k(model.pricing.base.input);
+            row.cost_per_1k_output_tokens = per_1k(model.pricing.base.output);
         }
     }
 
@@ -566,7 +566,7 @@ impl ConfigService {
             .host
             .catalogue()
             .get(&config.provider, &config.model)
-            .map(|m| (per_1k(m.pricing.input), per_1k(m.pricing.output)));
+            .map(|m| (per_1k(m.pricing.base.input), per_1k(m.pricing.base.output)));
         let mut row = NewConfigRow {
             provider: config.provider,
             model_name: config.model,
