@@ -8,12 +8,16 @@
 //! "Models & Pricing" page (api-docs.deepseek.com/quick_start/pricing, USD
 //! and CNY versions), cross-checked against the deepseek-api-pricing-2026
 //! wiki (page checked 2026-10-27), the DeepSeek V4 notes of
-//! arikusi/deepseek-mcp-server and Codeep v3.3.0. DeepSeek now bills peak
-//! (01:00-04:00 and 06:00-10:00 UTC on weekdays) and off-peak (half) rates;
-//! the contract has one price per model, so the table holds the peak rate,
-//! an upper bound.
+//! arikusi/deepseek-mcp-server and Codeep v3.3.0. DeepSeek now bills the
+//! V4 models at peak (01:00-04:00 and 06:00-10:00 UTC on weekdays) and
+//! off-peak (half) rates. The table holds the peak rate as the base price,
+//! and each V4 model carries the half rate as off-peak windows covering the
+//! rest of the day ([`off_peak_windows`]). The contract's windows are daily,
+//! so a weekend request inside the peak hours is charged the peak rate: an
+//! upper bound, as the single price was before.
 
-use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
+use llmhost_provider_sdk::pricing::{self, prices, utc, window};
+use llmhost_provider_sdk::types::{Capabilities, ModelInfo, PriceWindow, Prices, Pricing};
 use llmhost_provider_sdk::usd;
 
 /// "128K" on the pricing page; DeepSeek's own context-length errors name
@@ -44,6 +48,8 @@ struct Entry {
     cache_hit: u64,
     output: u64,
     capabilities: Capabilities,
+    /// Billed at half price outside DeepSeek's peak hours (the V4 models).
+    off_peak_half: bool,
 }
 
 fn entries() -> [Entry; 4] {
@@ -62,6 +68,7 @@ fn entries() -> [Entry; 4] {
             cache_hit: CACHE_HIT,
             output: OUTPUT,
             capabilities: common | Capabilities::TOOL_CHOICE_REQUIRED | Capabilities::TEMPERATURE,
+            off_peak_half: false,
         },
         // Thinking mode ignores temperature and top-p (accepted, without
         // effect) and rejects a forced `tool_choice` (`required` or a named
@@ -75,6 +82,7 @@ fn entries() -> [Entry; 4] {
             cache_hit: CACHE_HIT,
             output: OUTPUT,
             capabilities: common | Capabilities::REASONING,
+            off_peak_half: false,
         },
         // The V4 models think by default (non-thinking is opt-in), so they
         // carry the thinking mode's limits. Flash accepts images, but the
@@ -88,6 +96,7 @@ fn entries() -> [Entry; 4] {
             cache_hit: usd(0, 6_000),
             output: usd(1, 200_000),
             capabilities: common | Capabilities::REASONING,
+            off_peak_half: true,
         },
         Entry {
             id: "deepseek-v4-pro",
@@ -98,6 +107,7 @@ fn entries() -> [Entry; 4] {
             cache_hit: usd(0, 44_000),
             output: usd(3, 960_000),
             capabilities: common | Capabilities::REASONING,
+            off_peak_half: true,
         },
     ]
 }
@@ -110,6 +120,30 @@ pub fn encoding_for(_model: &str) -> &'static str {
     "o200k_base"
 }
 
+/// The hours outside DeepSeek's peaks (01:00-04:00 and 06:00-10:00 UTC),
+/// priced at `off_peak`: 10:00 to 01:00 over midnight, and 04:00 to 06:00.
+pub fn off_peak_windows(off_peak: Prices) -> Vec<PriceWindow> {
+    vec![
+        window(utc(10, 0), utc(1, 0), off_peak),
+        window(utc(4, 0), utc(6, 0), off_peak),
+    ]
+}
+
+/// A model's prices: cache misses, cache hits and output; for the V4
+/// models half of each off peak. Cache writes are billed as ordinary
+/// (cache-miss) input.
+fn pricing_of(m: &Entry) -> Pricing {
+    let base = prices(m.input, m.output, Some(m.cache_hit), None);
+    if !m.off_peak_half {
+        return pricing::flat(base);
+    }
+    Pricing {
+        base,
+        tiers: Vec::new(),
+        off_peak: off_peak_windows(pricing::scaled(&base, 1, 2)),
+    }
+}
+
 /// Every model as the contract describes it.
 pub fn catalogue() -> Vec<ModelInfo> {
     entries()
@@ -119,13 +153,7 @@ pub fn catalogue() -> Vec<ModelInfo> {
             display_name: m.name.into(),
             context_window: m.context,
             max_output_tokens: m.max_output,
-            pricing: Pricing {
-                input: m.input,
-                output: m.output,
-                cache_read: Some(m.cache_hit),
-                // Cache writes are billed as ordinary (cache-miss) input.
-                cache_write: None,
-            },
+            pricing: pricing_of(&m),
             capabilities: m.capabilities,
             tokenizer: encoding_for(m.id).into(),
             tokenizer_exact: false,
@@ -147,27 +175,27 @@ mod tests {
     #[test]
     fn prices_are_exact_micro_dollars() {
         for m in [model("deepseek-chat"), model("deepseek-reasoner")] {
-            assert_eq!(m.pricing.input, 280_000, "{}", m.id);
-            assert_eq!(m.pricing.cache_read, Some(28_000), "{}", m.id);
-            assert_eq!(m.pricing.output, 420_000, "{}", m.id);
+            assert_eq!(m.pricing.base.input, 280_000, "{}", m.id);
+            assert_eq!(m.pricing.base.cache_read, Some(28_000), "{}", m.id);
+            assert_eq!(m.pricing.base.output, 420_000, "{}", m.id);
             assert_eq!(m.context_window, 131_072, "{}", m.id);
             assert!(!m.tokenizer_exact, "{}", m.id);
         }
         let flash = model("deepseek-flash");
         assert_eq!(
             (
-                flash.pricing.input,
-                flash.pricing.cache_read,
-                flash.pricing.output
+                flash.pricing.base.input,
+                flash.pricing.base.cache_read,
+                flash.pricing.base.output
             ),
             (300_000, Some(6_000), 1_200_000)
         );
         let pro = model("deepseek-v4-pro");
         assert_eq!(
             (
-                pro.pricing.input,
-                pro.pricing.cache_read,
-                pro.pricing.output
+                pro.pricing.base.input,
+                pro.pricing.base.cache_read,
+                pro.pricing.base.output
             ),
             (1_320_000, Some(44_000), 3_960_000)
         );
@@ -175,6 +203,50 @@ mod tests {
             assert_eq!(m.context_window, 1_048_576, "{}", m.id);
             assert_eq!(m.max_output_tokens, 384_000, "{}", m.id);
             assert!(!m.tokenizer_exact, "{}", m.id);
+        }
+    }
+
+    #[test]
+    fn v4_models_cost_half_outside_the_peak_hours() {
+        // (id, input, cache hit, output) off peak, in micro-dollars.
+        for (id, input, cache_hit, output) in [
+            ("deepseek-flash", 150_000, 3_000, 600_000),
+            ("deepseek-v4-pro", 660_000, 22_000, 1_980_000),
+        ] {
+            let pricing = model(id).pricing;
+            assert_eq!(pricing::check(&pricing), Ok(()), "{id}");
+            assert!(pricing.tiers.is_empty(), "{id}");
+            let at = |hour, minute| pricing::applicable(&pricing, 1_000, utc(hour, minute));
+            for (hour, minute) in [(1, 0), (2, 30), (3, 59), (6, 0), (9, 59)] {
+                assert_eq!(
+                    at(hour, minute),
+                    &pricing.base,
+                    "{id} at {hour}:{minute:02} is peak"
+                );
+            }
+            for (hour, minute) in [
+                (0, 0),
+                (0, 59),
+                (4, 0),
+                (5, 59),
+                (10, 0),
+                (16, 30),
+                (23, 59),
+            ] {
+                let off = at(hour, minute);
+                assert_eq!(
+                    (off.input, off.cache_read, off.output),
+                    (input, Some(cache_hit), output),
+                    "{id} at {hour}:{minute:02} is off peak"
+                );
+            }
+        }
+        for id in ["deepseek-chat", "deepseek-reasoner"] {
+            let pricing = model(id).pricing;
+            assert!(
+                pricing.off_peak.is_empty() && pricing.tiers.is_empty(),
+                "{id}"
+            );
         }
     }
 

@@ -1,12 +1,14 @@
 //! DeepSeek's wire behaviour through the core: request bodies, responses,
 //! streams and errors, fed as DeepSeek sends them.
 
-use super::{DIALECT, quirks};
+use super::{DIALECT, DeepSeek, quirks};
+use llmhost_provider_sdk::Provider;
 use llmhost_provider_sdk::http::Headers;
-use llmhost_provider_sdk::openai_compat::{self, StreamDecoder};
+use llmhost_provider_sdk::openai_compat;
 use llmhost_provider_sdk::types::{
-    ChatRequest, Chunk, ContentPart, FinishReason, Message, ProviderError, ReasoningConfig,
-    ReasoningEffort, Role, Thinking, ToolCall, ToolResult,
+    AuthScheme, ChatRequest, ChatStep, Chunk, ContentPart, FinishReason, HttpResponse, Message,
+    ProviderConfig, ProviderError, ReasoningConfig, ReasoningEffort, Role, SseEvent, StreamFormat,
+    StreamInput, Thinking, ToolCall, ToolResult,
 };
 use serde_json::{Value, json};
 
@@ -43,6 +45,25 @@ fn request(model: &str, messages: Vec<Message>) -> ChatRequest {
         response_format: None,
         reasoning: None,
         user: None,
+        vendor_params: None,
+    }
+}
+
+fn config() -> ProviderConfig {
+    ProviderConfig {
+        base_url: "https://api.deepseek.com".into(),
+        key_configured: true,
+        api_key: None,
+        request_id: "req-1".into(),
+        idempotency_key: "idem-1".into(),
+    }
+}
+
+fn response(status: u16, body: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
     }
 }
 
@@ -162,40 +183,50 @@ fn response_keeps_reasoning_apart_after_keep_alive_blank_lines() {
     assert!(!usage.estimated);
 }
 
-/// A thinking-mode stream as DeepSeek sends it under load: keep-alive
-/// comments, a placeholder usage on every chunk, reasoning deltas with a
-/// null `content`, then the answer and the real usage.
-const REASONER_STREAM: &str = concat!(
-    ": keep-alive\n\n",
-    ": keep-alive\n\n",
-    "data: {\"id\":\"d2\",\"object\":\"chat.completion.chunk\",\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":null,\"reasoning_content\":\"\"},\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,\"total_tokens\":0}}\n\n",
-    "data: {\"id\":\"d2\",\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"content\":null,\"reasoning_content\":\"Compare \"},\"finish_reason\":null}],\"usage\":null}\n\n",
-    ": keep-alive\n\n",
-    "data: {\"id\":\"d2\",\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"content\":null,\"reasoning_content\":\"decimals.\"},\"finish_reason\":null}],\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,\"total_tokens\":0}}\n\n",
-    "data: {\"id\":\"d2\",\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"9.8\",\"reasoning_content\":null},\"finish_reason\":null}],\"usage\":null}\n\n",
-    "data: {\"id\":\"d2\",\"model\":\"deepseek-reasoner\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"\",\"reasoning_content\":null},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":40,\"total_tokens\":52,\"prompt_cache_hit_tokens\":8,\"prompt_cache_miss_tokens\":4,\"completion_tokens_details\":{\"reasoning_tokens\":38}}}\n\n",
-    "data: {\"id\":\"d2\",\"model\":\"deepseek-reasoner\",\"choices\":[],\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,\"total_tokens\":0}}\n\n",
-    "data: [DONE]\n\n",
-);
+/// A thinking-mode stream as DeepSeek sends it under load, as the host
+/// frames it (its `: keep-alive` comments are no events): a placeholder
+/// usage on every chunk, reasoning deltas with a null `content`, then the
+/// answer and the real usage.
+const REASONER_STREAM: &[&str] = &[
+    r#"{"id":"d2","object":"chat.completion.chunk","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"role":"assistant","content":null,"reasoning_content":""},"finish_reason":null}],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}"#,
+    r#"{"id":"d2","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":null,"reasoning_content":"Compare "},"finish_reason":null}],"usage":null}"#,
+    r#"{"id":"d2","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":null,"reasoning_content":"decimals."},"finish_reason":null}],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}"#,
+    r#"{"id":"d2","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":"9.8","reasoning_content":null},"finish_reason":null}],"usage":null}"#,
+    r#"{"id":"d2","model":"deepseek-reasoner","choices":[{"index":0,"delta":{"content":"","reasoning_content":null},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":40,"total_tokens":52,"prompt_cache_hit_tokens":8,"prompt_cache_miss_tokens":4,"completion_tokens_details":{"reasoning_tokens":38}}}"#,
+    r#"{"id":"d2","model":"deepseek-reasoner","choices":[],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}"#,
+    "[DONE]",
+];
 
-fn decode(stream: &str, piece: usize) -> Result<(Vec<Chunk>, bool), ProviderError> {
+fn events(data: &[&str]) -> Vec<SseEvent> {
+    data.iter()
+        .map(|data| SseEvent {
+            event: None,
+            data: (*data).to_owned(),
+            id: None,
+        })
+        .collect()
+}
+
+/// What the decoder's `finish` said.
+type Finish = Result<Vec<Chunk>, ProviderError>;
+
+/// Every chunk of `stream`, fed through DeepSeek's decoder `group` events
+/// at a time, and what `finish` said.
+fn decode(stream: &[&str], group: usize) -> Result<(Vec<Chunk>, Finish), ProviderError> {
     let request = request("deepseek-reasoner", vec![text(Role::User, "9.11 or 9.8?")]);
-    let mut decoder = StreamDecoder::new(&DIALECT, &request, Headers::default());
+    let mut decoder = DeepSeek::open_stream(&request, response(200, ""))?;
     let mut chunks = Vec::new();
-    for bytes in stream.as_bytes().chunks(piece) {
-        decoder.feed(bytes);
-        while let Some(chunk) = decoder.next_chunk()? {
-            chunks.push(chunk);
-        }
+    for events in events(stream).chunks(group) {
+        chunks.extend(decoder.feed(StreamInput::Events(events.to_vec()))?);
     }
-    Ok((chunks, decoder.is_done()))
+    Ok((chunks, decoder.finish()))
 }
 
 #[test]
 fn stream_separates_reasoning_and_keeps_the_real_usage() {
-    for piece in [1, 3, 64, REASONER_STREAM.len()] {
-        let (chunks, done) = decode(REASONER_STREAM, piece).expect("decodes");
-        assert!(done, "piece {piece}");
+    for group in [1, 3, REASONER_STREAM.len()] {
+        let (chunks, finish) = decode(REASONER_STREAM, group).expect("decodes");
+        assert_eq!(finish, Ok(Vec::new()), "group {group}");
         let reasoning: String = chunks
             .iter()
             .filter_map(|c| match c {
@@ -210,8 +241,8 @@ fn stream_separates_reasoning_and_keeps_the_real_usage() {
                 _ => None,
             })
             .collect();
-        assert_eq!(reasoning, "Compare decimals.", "piece {piece}");
-        assert_eq!(content, "9.8", "piece {piece}");
+        assert_eq!(reasoning, "Compare decimals.", "group {group}");
+        assert_eq!(content, "9.8", "group {group}");
         assert!(matches!(chunks.first(), Some(Chunk::Start(s)) if s.id == "d2"));
         let usages: Vec<_> = chunks
             .iter()
@@ -220,7 +251,7 @@ fn stream_separates_reasoning_and_keeps_the_real_usage() {
                 _ => None,
             })
             .collect();
-        assert_eq!(usages.len(), 1, "one usage chunk, piece {piece}");
+        assert_eq!(usages.len(), 1, "one usage chunk, group {group}");
         let usage = usages[0];
         assert_eq!((usage.input_tokens, usage.output_tokens), (12, 40));
         assert_eq!((usage.cache_read_tokens, usage.reasoning_tokens), (8, 38));
@@ -236,10 +267,88 @@ fn stream_separates_reasoning_and_keeps_the_real_usage() {
 }
 
 #[test]
-fn a_stream_of_only_keep_alives_is_not_finished() {
-    let (chunks, done) = decode(": keep-alive\n\n: keep-alive\n\n", 4).expect("decodes");
+fn a_stream_that_ends_before_done_is_cut() {
+    // Under load DeepSeek may hold the connection with keep-alives only,
+    // and then drop it: no event reached the decoder.
+    let (chunks, finish) = decode(&[], 1).expect("decodes");
     assert!(chunks.is_empty());
-    assert!(!done);
+    assert!(matches!(finish, Err(ProviderError::Protocol(m)) if m.contains("deepseek")));
+    let (_, finish) = decode(&REASONER_STREAM[..4], 2).expect("decodes");
+    assert!(matches!(finish, Err(ProviderError::Protocol(_))));
+}
+
+#[test]
+fn the_manifest_asks_for_a_bearer_key_and_frames_sse() {
+    let info = DeepSeek::info();
+    assert_eq!(
+        (info.id.as_str(), info.auth),
+        ("deepseek", AuthScheme::Bearer)
+    );
+    assert_eq!(info.stream_format, StreamFormat::Sse);
+    assert_eq!(info.hosts, vec!["api.deepseek.com".to_string()]);
+}
+
+#[test]
+fn prepared_requests_carry_the_quirks_and_the_vendor_params() {
+    let mut request = request(
+        "deepseek-reasoner",
+        vec![
+            text(Role::User, "weather?"),
+            message(
+                Role::Assistant,
+                vec![
+                    thinking("look it up"),
+                    ContentPart::ToolUse(ToolCall {
+                        id: "c1".into(),
+                        name: "weather".into(),
+                        arguments: "{}".into(),
+                    }),
+                ],
+            ),
+            message(
+                Role::Tool,
+                vec![ContentPart::ToolResult(ToolResult {
+                    tool_call_id: "c1".into(),
+                    content: "sunny".into(),
+                    is_error: false,
+                })],
+            ),
+        ],
+    );
+    request.vendor_params = Some(r#"{"thinking": {"type": "enabled"}}"#.into());
+    for (prepared, stream) in [
+        (DeepSeek::prepare_chat(&config(), &request), false),
+        (DeepSeek::prepare_stream(&config(), &request), true),
+    ] {
+        let prepared = prepared.expect("prepares");
+        assert_eq!(prepared.path, "/chat/completions");
+        let body: Value = serde_json::from_slice(&prepared.body).expect("JSON");
+        assert_eq!(body["messages"][1]["reasoning_content"], "look it up");
+        assert_eq!(body["thinking"], json!({"type": "enabled"}));
+        assert_eq!(body.get("stream").is_some(), stream);
+    }
+}
+
+#[test]
+fn parsed_errors_are_refined_by_the_message() {
+    let too_long = deepseek_error("This model's maximum context length is 131072 tokens.");
+    assert!(matches!(
+        DeepSeek::parse_chat(
+            &request("deepseek-chat", Vec::new()),
+            response(400, &too_long)
+        ),
+        Err(ProviderError::TokenLimitExceeded(_))
+    ));
+    let unknown = deepseek_error("Model Not Exist");
+    assert!(matches!(
+        DeepSeek::open_stream(&request("deepseek-x", Vec::new()), response(400, &unknown)),
+        Err(ProviderError::ModelNotSupported(_))
+    ));
+    let answer = r#"{"id":"d","choices":[{"index":0,"message":{"content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":1}}"#;
+    assert!(matches!(
+        DeepSeek::parse_chat(&request("deepseek-chat", Vec::new()), response(200, answer)),
+        Ok(ChatStep::Done(chat)) if chat.content == "ok"
+    ));
 }
 
 fn error(status: u16, body: &str) -> ProviderError {

@@ -1,12 +1,14 @@
 //! xAI's wire behaviour through the core: request bodies, responses,
 //! streams and errors, fed as xAI sends them.
 
-use super::{DIALECT, quirks};
+use super::{DIALECT, Grok, quirks};
+use llmhost_provider_sdk::Provider;
 use llmhost_provider_sdk::http::Headers;
-use llmhost_provider_sdk::openai_compat::{self, StreamDecoder};
+use llmhost_provider_sdk::openai_compat;
 use llmhost_provider_sdk::types::{
-    ChatRequest, Chunk, ContentPart, FinishReason, Message, ProviderError, ReasoningConfig,
-    ReasoningEffort, Role,
+    AuthScheme, ChatRequest, ChatStep, Chunk, ContentPart, FinishReason, HttpResponse, Message,
+    ProviderConfig, ProviderError, ReasoningConfig, ReasoningEffort, Role, SseEvent, StreamFormat,
+    StreamInput,
 };
 use serde_json::{Value, json};
 
@@ -31,13 +33,46 @@ fn request(model: &str, effort: Option<ReasoningEffort>) -> ChatRequest {
             effort: Some(effort),
         }),
         user: None,
+        vendor_params: None,
     }
+}
+
+fn config() -> ProviderConfig {
+    ProviderConfig {
+        base_url: "https://api.x.ai/v1".into(),
+        key_configured: true,
+        api_key: None,
+        request_id: "req-1".into(),
+        idempotency_key: "idem-1".into(),
+    }
+}
+
+fn response(status: u16, body: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        headers: Vec::new(),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// The body Grok prepares for `request`.
+fn prepared_body(request: &ChatRequest) -> Value {
+    let prepared = Grok::prepare_chat(&config(), request).expect("prepares");
+    assert_eq!(prepared.path, "/chat/completions");
+    serde_json::from_slice(&prepared.body).expect("JSON")
 }
 
 /// The body sent for `model` with `effort`, through the Grok quirks.
 fn body(model: &str, effort: Option<ReasoningEffort>) -> Value {
-    let request = quirks::fit_reasoning_effort(request(model, effort));
-    openai_compat::build_body(&DIALECT, &request, false).expect("body builds")
+    prepared_body(&request(model, effort))
+}
+
+#[test]
+fn the_manifest_asks_for_a_bearer_key_and_frames_sse() {
+    let info = Grok::info();
+    assert_eq!((info.id.as_str(), info.auth), ("grok", AuthScheme::Bearer));
+    assert_eq!(info.stream_format, StreamFormat::Sse);
+    assert_eq!(info.hosts, vec!["api.x.ai".to_string()]);
 }
 
 #[test]
@@ -88,14 +123,16 @@ fn grok_3_mini_gets_low_or_high() {
 }
 
 #[test]
-fn a_budget_without_effort_is_left_alone() {
-    let mut request = request("grok-4", None);
-    request.reasoning = Some(ReasoningConfig {
-        budget_tokens: Some(1024),
-        effort: None,
-    });
-    let request = quirks::fit_reasoning_effort(request);
-    assert_eq!(request.reasoning.and_then(|r| r.budget_tokens), Some(1024));
+fn vendor_params_can_send_an_effort_the_fit_would_drop() {
+    let mut request = request("grok-4", Some(ReasoningEffort::High));
+    request.vendor_params = Some(r#"{"reasoning_effort": "medium"}"#.into());
+    assert_eq!(prepared_body(&request)["reasoning_effort"], "medium");
+    let prepared = Grok::prepare_stream(&config(), &request).expect("prepares");
+    let body: Value = serde_json::from_slice(&prepared.body).expect("JSON");
+    assert_eq!(
+        (body["reasoning_effort"].clone(), body["stream"].clone()),
+        (json!("medium"), json!(true))
+    );
 }
 
 #[test]
@@ -132,33 +169,40 @@ fn grok_3_mini_response_keeps_reasoning_apart_and_counts_it_as_output() {
 
 /// A grok-3-mini stream as xAI sends it: reasoning deltas, the answer, the
 /// usage in the second-to-last chunk and an empty final chunk.
-const MINI_STREAM: &str = concat!(
-    "data: {\"id\":\"x2\",\"object\":\"chat.completion.chunk\",\"model\":\"grok-3-mini\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"reasoning_content\":\"101 * 3\"}}]}\n\n",
-    "data: {\"id\":\"x2\",\"model\":\"grok-3-mini\",\"choices\":[{\"index\":0,\"delta\":{\"reasoning_content\":\" = 303\"}}]}\n\n",
-    "data: {\"id\":\"x2\",\"model\":\"grok-3-mini\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"303\"}}]}\n\n",
-    "data: {\"id\":\"x2\",\"model\":\"grok-3-mini\",\"choices\":[{\"index\":0,\"delta\":{},\"finish_reason\":\"stop\"}],\"usage\":{\"prompt_tokens\":14,\"completion_tokens\":1,\"total_tokens\":325,\"prompt_tokens_details\":{\"cached_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":310}}}\n\n",
-    "data: {\"id\":\"x2\",\"model\":\"grok-3-mini\",\"choices\":[{\"index\":0,\"delta\":{}}]}\n\n",
-    "data: [DONE]\n\n",
-);
+const MINI_STREAM: &[&str] = &[
+    r#"{"id":"x2","object":"chat.completion.chunk","model":"grok-3-mini","choices":[{"index":0,"delta":{"role":"assistant","reasoning_content":"101 * 3"}}]}"#,
+    r#"{"id":"x2","model":"grok-3-mini","choices":[{"index":0,"delta":{"reasoning_content":" = 303"}}]}"#,
+    r#"{"id":"x2","model":"grok-3-mini","choices":[{"index":0,"delta":{"content":"303"}}]}"#,
+    r#"{"id":"x2","model":"grok-3-mini","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":{"prompt_tokens":14,"completion_tokens":1,"total_tokens":325,"prompt_tokens_details":{"cached_tokens":0},"completion_tokens_details":{"reasoning_tokens":310}}}"#,
+    r#"{"id":"x2","model":"grok-3-mini","choices":[{"index":0,"delta":{}}]}"#,
+    "[DONE]",
+];
 
-fn decode(stream: &str, piece: usize) -> Result<(Vec<Chunk>, bool), ProviderError> {
+/// Every chunk of `stream`, fed through Grok's decoder `group` events at
+/// a time, then `finish`.
+fn decode(stream: &[&str], group: usize) -> Result<Vec<Chunk>, ProviderError> {
     let request = request("grok-3-mini", None);
-    let mut decoder = StreamDecoder::new(&DIALECT, &request, Headers::default());
+    let mut decoder = Grok::open_stream(&request, response(200, ""))?;
+    let events: Vec<SseEvent> = stream
+        .iter()
+        .map(|data| SseEvent {
+            event: None,
+            data: (*data).to_owned(),
+            id: None,
+        })
+        .collect();
     let mut chunks = Vec::new();
-    for bytes in stream.as_bytes().chunks(piece) {
-        decoder.feed(bytes);
-        while let Some(chunk) = decoder.next_chunk().map_err(quirks::refine_error)? {
-            chunks.push(chunk);
-        }
+    for events in events.chunks(group) {
+        chunks.extend(decoder.feed(StreamInput::Events(events.to_vec()))?);
     }
-    Ok((chunks, decoder.is_done()))
+    chunks.extend(decoder.finish()?);
+    Ok(chunks)
 }
 
 #[test]
 fn usage_before_the_empty_final_chunk_is_kept() {
-    for piece in [1, 5, 100, MINI_STREAM.len()] {
-        let (chunks, done) = decode(MINI_STREAM, piece).expect("decodes");
-        assert!(done, "piece {piece}");
+    for group in [1, 4, MINI_STREAM.len()] {
+        let chunks = decode(MINI_STREAM, group).expect("decodes");
         assert!(
             matches!(&chunks[..], [
                 Chunk::Start(start),
@@ -171,19 +215,16 @@ fn usage_before_the_empty_final_chunk_is_kept() {
                 && r1 == "101 * 3" && r2 == " = 303" && text == "303"
                 && usage.input_tokens == 14 && usage.output_tokens == 311
                 && usage.reasoning_tokens == 310 && !usage.estimated),
-            "piece {piece}: {chunks:?}"
+            "group {group}: {chunks:?}"
         );
     }
 }
 
 #[test]
 fn a_final_chunk_with_zero_usage_does_not_erase_the_real_one() {
-    let stream = MINI_STREAM.replace(
-        "\"delta\":{}}]}\n\ndata: [DONE]",
-        "\"delta\":{}}],\"usage\":{\"prompt_tokens\":0,\"completion_tokens\":0,\"total_tokens\":0}}\n\ndata: [DONE]",
-    );
-    assert_ne!(stream, MINI_STREAM);
-    let (chunks, _) = decode(&stream, 17).expect("decodes");
+    let mut stream = MINI_STREAM.to_vec();
+    stream[4] = r#"{"id":"x2","model":"grok-3-mini","choices":[{"index":0,"delta":{}}],"usage":{"prompt_tokens":0,"completion_tokens":0,"total_tokens":0}}"#;
+    let chunks = decode(&stream, 2).expect("decodes");
     let Some(Chunk::Usage(usage)) = chunks.last() else {
         panic!("usage last: {chunks:?}");
     };
@@ -192,10 +233,43 @@ fn a_final_chunk_with_zero_usage_does_not_erase_the_real_one() {
 
 #[test]
 fn a_string_error_in_the_stream_is_refined() {
-    let stream = "data: {\"code\":\"Client specified an invalid argument\",\"error\":\"This model's maximum prompt length is 131072 but the request contains 140000 tokens.\"}\n\n";
+    let stream = [
+        r#"{"code":"Client specified an invalid argument","error":"This model's maximum prompt length is 131072 but the request contains 140000 tokens."}"#,
+    ];
     assert!(matches!(
-        decode(stream, 8),
+        decode(&stream, 1),
         Err(ProviderError::TokenLimitExceeded(_))
+    ));
+}
+
+#[test]
+fn a_stream_cut_before_done_fails_at_finish() {
+    assert!(matches!(
+        decode(&MINI_STREAM[..5], 5),
+        Err(ProviderError::Protocol(message)) if message.contains("grok")
+    ));
+}
+
+#[test]
+fn parsed_answers_and_errors_go_through_the_quirks() {
+    let bad_key = json!({"code": INVALID_ARGUMENT, "error": BAD_KEY}).to_string();
+    let request = request("grok-4", None);
+    assert!(matches!(
+        Grok::parse_chat(&request, response(400, &bad_key)),
+        Err(ProviderError::Authentication(_))
+    ));
+    assert!(matches!(
+        Grok::open_stream(&request, response(400, &bad_key)),
+        Err(ProviderError::Authentication(_))
+    ));
+    assert!(matches!(
+        Grok::parse_health_check(response(400, &bad_key)),
+        Err(ProviderError::Authentication(_))
+    ));
+    let answer = r#"{"id":"x","choices":[{"index":0,"message":{"content":"303"},"finish_reason":"stop"}],"usage":{"prompt_tokens":5,"completion_tokens":1}}"#;
+    assert!(matches!(
+        Grok::parse_chat(&request, response(200, answer)),
+        Ok(ChatStep::Done(chat)) if chat.content == "303"
     ));
 }
 

@@ -2,19 +2,21 @@
 //! component (`wasm32-wasip2`).
 //!
 //! The protocol is the SDK's OpenAI-compatible core; this crate adds
-//! OpenAI's model catalogue and its token-counting rules. Built with
-//! `LLMHOST_OPENAI_PROVIDER_ID=<id>` set, the same component serves under
-//! another provider id, for a second OpenAI-compatible endpoint (a proxy,
-//! an Azure deployment, a local server) configured beside the real one.
+//! OpenAI's model catalogue and its token-counting rules. The host sends
+//! every request with the key as a bearer token; the plugin never sees it.
+//! Built with `LLMHOST_OPENAI_PROVIDER_ID=<id>` set, the same component
+//! serves under another provider id, for a second OpenAI-compatible
+//! endpoint (a proxy, an Azure deployment, a local server) configured
+//! beside the real one.
 
 mod models;
 
 use llmhost_provider_sdk::openai_compat::{self, Dialect};
 use llmhost_provider_sdk::types::{
-    ChatRequest, ChatResponse, HealthReport, ProviderConfig, ProviderError, ProviderInfo,
-    TokenCount, TokenInput,
+    AuthScheme, ChatRequest, ChatStep, CountStep, HealthStep, HttpRequest, HttpResponse,
+    ProviderConfig, ProviderError, ProviderInfo, StreamFormat, TokenInput,
 };
-use llmhost_provider_sdk::{ChunkSource, Provider, export_provider, tokens};
+use llmhost_provider_sdk::{Provider, StreamDecode, export_provider, tokens};
 
 /// The provider id, overridable at build time.
 const ID: &str = match option_env!("LLMHOST_OPENAI_PROVIDER_ID") {
@@ -23,14 +25,8 @@ const ID: &str = match option_env!("LLMHOST_OPENAI_PROVIDER_ID") {
 };
 
 static DIALECT: Dialect = Dialect {
-    provider: ID,
-    chat_path: "/chat/completions",
-    models_path: "/models",
-    max_tokens_field: "max_completion_tokens",
-    reasoning_field: None,
-    stream_usage: true,
-    reasoning_effort: true,
     estimate_encoding: models::encoding_for,
+    ..Dialect::openai(ID)
 };
 
 struct OpenAi;
@@ -49,34 +45,61 @@ impl Provider for OpenAi {
             api_key_env: vec!["OPENAI_API_KEY".into()],
             base_url_env: vec!["OPENAI_BASE_URL".into()],
             hosts: vec!["api.openai.com".into()],
+            auth: AuthScheme::Bearer,
+            key_optional: false,
+            stream_format: StreamFormat::Sse,
             models: models::catalogue(),
         }
     }
 
-    fn chat(config: ProviderConfig, request: ChatRequest) -> Result<ChatResponse, ProviderError> {
-        openai_compat::chat(&DIALECT, &config, &request)
+    fn prepare_chat(
+        config: &ProviderConfig,
+        request: &ChatRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        openai_compat::prepare_chat(&DIALECT, config, request)
     }
 
-    fn stream(
-        config: ProviderConfig,
-        request: ChatRequest,
-    ) -> Result<Box<dyn ChunkSource>, ProviderError> {
-        Ok(Box::new(openai_compat::stream(
-            &DIALECT, &config, &request,
+    fn parse_chat(
+        request: &ChatRequest,
+        response: HttpResponse,
+    ) -> Result<ChatStep, ProviderError> {
+        openai_compat::parse_chat(&DIALECT, request, response)
+    }
+
+    fn prepare_stream(
+        config: &ProviderConfig,
+        request: &ChatRequest,
+    ) -> Result<HttpRequest, ProviderError> {
+        openai_compat::prepare_stream(&DIALECT, config, request)
+    }
+
+    fn open_stream(
+        request: &ChatRequest,
+        response: HttpResponse,
+    ) -> Result<Box<dyn StreamDecode>, ProviderError> {
+        Ok(Box::new(openai_compat::open_stream(
+            &DIALECT, request, response,
         )?))
     }
 
-    fn count_tokens(
-        _config: ProviderConfig,
-        model: String,
-        input: TokenInput,
-    ) -> Result<TokenCount, ProviderError> {
-        tokens::count(models::encoding_for(&model), &input, true)
+    fn prepare_count_tokens(
+        _config: &ProviderConfig,
+        model: &str,
+        input: &TokenInput,
+    ) -> Result<CountStep, ProviderError> {
+        tokens::count(models::encoding_for(model), input, true).map(CountStep::Done)
     }
 
-    fn health_check(config: ProviderConfig) -> Result<HealthReport, ProviderError> {
-        openai_compat::health_check(&DIALECT, &config)
+    fn prepare_health_check(config: &ProviderConfig) -> Result<HttpRequest, ProviderError> {
+        openai_compat::prepare_health_check(&DIALECT, config)
+    }
+
+    fn parse_health_check(response: HttpResponse) -> Result<HealthStep, ProviderError> {
+        openai_compat::parse_health_check(&DIALECT, response)
     }
 }
 
 export_provider!(OpenAi);
+
+#[cfg(test)]
+mod tests;

@@ -5,12 +5,18 @@
 //! (developers.openai.com/api/docs/models, .../models/gpt-6.2-sol,
 //! .../models/gpt-6-sol), cross-checked against Vercel AI Gateway model
 //! cards, LiteLLM's GPT-6 / GPT-6.2 launch notes and the price tables of
-//! PromptFuel, codexometer and AI Token Meter. Prices are the Standard,
-//! short-context tier: requests above 272K input tokens cost 2x input and
-//! cache, 1.5x output, which the one-price contract cannot express.
+//! PromptFuel, codexometer and AI Token Meter. The prices given are the
+//! Standard, short-context ones; requests above 272K input tokens cost 2x
+//! input and cache, 1.5x output, which each GPT-6 model carries as a price
+//! tier ([`LONG_CONTEXT_ABOVE`]).
 
-use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
+use llmhost_provider_sdk::pricing::{self, prices, tier};
+use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Prices, Pricing};
 use llmhost_provider_sdk::usd;
+
+/// Prompts above this many input tokens pay the GPT-6 family's
+/// long-context prices.
+pub const LONG_CONTEXT_ABOVE: u32 = 272_000;
 
 struct Entry {
     id: &'static str,
@@ -27,6 +33,9 @@ struct Entry {
     /// function calling there only with `reasoning_effort` `none` (which
     /// GPT-6.2 rejects), so it is off for them.
     tools: bool,
+    /// Prices prompts above [`LONG_CONTEXT_ABOVE`] higher (the GPT-6
+    /// family).
+    long_context_tier: bool,
 }
 
 const MODELS: &[Entry] = &[
@@ -42,6 +51,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: false,
+        long_context_tier: true,
     },
     Entry {
         id: "gpt-6.2-sol",
@@ -54,6 +64,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: false,
+        long_context_tier: true,
     },
     Entry {
         id: "gpt-6-astra",
@@ -66,6 +77,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: false,
+        long_context_tier: true,
     },
     Entry {
         id: "gpt-6-sol",
@@ -78,6 +90,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: false,
+        long_context_tier: true,
     },
     Entry {
         id: "gpt-6-luna",
@@ -90,6 +103,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: false,
+        long_context_tier: true,
     },
     Entry {
         id: "gpt-5.1",
@@ -102,6 +116,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-5",
@@ -114,6 +129,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-5-mini",
@@ -126,6 +142,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-5-nano",
@@ -138,6 +155,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-4.1",
@@ -150,6 +168,7 @@ const MODELS: &[Entry] = &[
         reasoning: false,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-4.1-mini",
@@ -162,6 +181,7 @@ const MODELS: &[Entry] = &[
         reasoning: false,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-4.1-nano",
@@ -174,6 +194,7 @@ const MODELS: &[Entry] = &[
         reasoning: false,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-4o",
@@ -186,6 +207,7 @@ const MODELS: &[Entry] = &[
         reasoning: false,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-4o-mini",
@@ -198,6 +220,7 @@ const MODELS: &[Entry] = &[
         reasoning: false,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "o3",
@@ -210,6 +233,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "o4-mini",
@@ -222,6 +246,7 @@ const MODELS: &[Entry] = &[
         reasoning: true,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-4-turbo",
@@ -234,6 +259,7 @@ const MODELS: &[Entry] = &[
         reasoning: false,
         vision: true,
         tools: true,
+        long_context_tier: false,
     },
     Entry {
         id: "gpt-3.5-turbo",
@@ -246,6 +272,7 @@ const MODELS: &[Entry] = &[
         reasoning: false,
         vision: false,
         tools: true,
+        long_context_tier: false,
     },
 ];
 
@@ -258,6 +285,25 @@ pub fn encoding_for(model: &str) -> &'static str {
         && !model.starts_with("gpt-4.1"))
         || model.starts_with("gpt-3.5");
     if legacy { "cl100k_base" } else { "o200k_base" }
+}
+
+/// A model's prices: the list prices, and for the GPT-6 family the
+/// long-context tier (2x input and cached input, 1.5x output).
+fn pricing_of(m: &Entry) -> Pricing {
+    let base = prices(m.input, m.output, m.cached_input, None);
+    if !m.long_context_tier {
+        return pricing::flat(base);
+    }
+    let doubled = pricing::scaled(&base, 2, 1);
+    let long = Prices {
+        output: pricing::scale(base.output, 3, 2),
+        ..doubled
+    };
+    Pricing {
+        base,
+        tiers: vec![tier(LONG_CONTEXT_ABOVE, long)],
+        off_peak: Vec::new(),
+    }
 }
 
 /// Every model as the contract describes it.
@@ -292,12 +338,7 @@ pub fn catalogue() -> Vec<ModelInfo> {
                 display_name: m.name.into(),
                 context_window: m.context,
                 max_output_tokens: m.max_output,
-                pricing: Pricing {
-                    input: m.input,
-                    output: m.output,
-                    cache_read: m.cached_input,
-                    cache_write: None,
-                },
+                pricing: pricing_of(m),
                 capabilities,
                 tokenizer: encoding_for(m.id).into(),
                 tokenizer_exact: true,
@@ -322,9 +363,9 @@ mod tests {
         let sol = model("gpt-6.2-sol");
         assert_eq!(
             (
-                sol.pricing.input,
-                sol.pricing.cache_read,
-                sol.pricing.output
+                sol.pricing.base.input,
+                sol.pricing.base.cache_read,
+                sol.pricing.base.output
             ),
             (2_000_000, Some(100_000), 10_000_000)
         );
@@ -335,30 +376,70 @@ mod tests {
         let luna = model("gpt-6-luna");
         assert_eq!(
             (
-                luna.pricing.input,
-                luna.pricing.cache_read,
-                luna.pricing.output
+                luna.pricing.base.input,
+                luna.pricing.base.cache_read,
+                luna.pricing.base.output
             ),
             (100_000, Some(10_000), 500_000)
         );
         let astra = model("gpt-6.2-astra");
         assert_eq!(
-            (astra.pricing.input, astra.pricing.output),
+            (astra.pricing.base.input, astra.pricing.base.output),
             (8_000_000, 40_000_000)
         );
-        assert_eq!(model("gpt-6-astra").pricing.cache_read, Some(1_000_000));
+        assert_eq!(
+            model("gpt-6-astra").pricing.base.cache_read,
+            Some(1_000_000)
+        );
+    }
+
+    #[test]
+    fn gpt_6_prompts_above_272k_pay_the_long_context_tier() {
+        // (id, input, cached input, output) above 272K, in micro-dollars.
+        let long = [
+            ("gpt-6.2-astra", 16_000_000, 800_000, 60_000_000),
+            ("gpt-6.2-sol", 4_000_000, 200_000, 15_000_000),
+            ("gpt-6-astra", 20_000_000, 2_000_000, 75_000_000),
+            ("gpt-6-sol", 4_000_000, 400_000, 15_000_000),
+            ("gpt-6-luna", 200_000, 20_000, 750_000),
+        ];
+        for (id, input, cache_read, output) in long {
+            let pricing = model(id).pricing;
+            assert_eq!(pricing::check(&pricing), Ok(()), "{id}");
+            assert!(pricing.off_peak.is_empty(), "{id}");
+            let [tier] = &pricing.tiers[..] else {
+                panic!("{id} has one tier");
+            };
+            assert_eq!(tier.above_input_tokens, 272_000, "{id}");
+            let at_limit = pricing::applicable(&pricing, 272_000, 0);
+            assert_eq!(
+                at_limit, &pricing.base,
+                "{id}: 272K itself is short context"
+            );
+            let above = pricing::applicable(&pricing, 272_001, 0);
+            assert_eq!(
+                (above.input, above.cache_read, above.output),
+                (input, Some(cache_read), output),
+                "{id}"
+            );
+            assert_eq!((above.cache_write, above.cache_write_hour), (None, None));
+        }
+        for m in catalogue().iter().filter(|m| !m.id.starts_with("gpt-6")) {
+            assert!(m.pricing.tiers.is_empty(), "{}", m.id);
+            assert!(m.pricing.off_peak.is_empty(), "{}", m.id);
+        }
     }
 
     #[test]
     fn existing_prices_are_unchanged() {
         let mini = model("gpt-4o-mini");
         assert_eq!(
-            (mini.pricing.input, mini.pricing.output),
+            (mini.pricing.base.input, mini.pricing.base.output),
             (150_000, 600_000)
         );
         let gpt_4o = model("gpt-4o");
         assert_eq!(
-            (gpt_4o.pricing.input, gpt_4o.pricing.output),
+            (gpt_4o.pricing.base.input, gpt_4o.pricing.base.output),
             (2_500_000, 10_000_000)
         );
     }

@@ -1,34 +1,85 @@
-//! Guest-side SDK for llmhost provider plugins.
+//! Guest-side SDK for llmhost provider plugins (contract
+//! `llmhost:provider@0.2.0`).
 //!
-//! A provider plugin is a WebAssembly component that speaks one vendor's
-//! wire protocol. This crate gives plugin authors everything besides the
-//! protocol itself: the generated bindings of the `llm-provider` world
-//! (`wit/` at the repository root), a [`Provider`] trait with plain Rust
-//! types, an HTTP client over `wasi:http` that reads bodies incrementally
-//! ([`http`]), an incremental Server-Sent Events parser ([`sse`]), the
-//! OpenAI-compatible protocol core shared by several vendors
-//! ([`openai_compat`]), and token counting through the host's native
-//! tokenizer ([`tokens`]).
+//! A provider plugin is a WebAssembly component that translates between
+//! the contract's types and one vendor's wire protocol. It does no I/O:
+//! it prepares HTTP request descriptions, and the host sends them (adding
+//! the API key as the plugin's [`types::AuthScheme`] says, so the key never
+//! enters the plugin), then hands back the response, or feeds a stream's
+//! server-sent events, for the plugin to parse. This crate gives plugin
+//! authors the generated bindings of the `llm-provider` world (`wit/` at
+//! the repository root), a [`Provider`] trait over plain Rust types, request
+//! builders and a header view ([`http`]), the OpenAI-compatible protocol as
+//! pure functions ([`openai_compat`]), pricing builders ([`pricing`]), the
+//! `vendor-params` merge ([`vendor_params`]), rate-limit headers
+//! ([`ratelimit`]) and token counting through the host's tokenizer
+//! ([`tokens`]).
 //!
 //! A plugin implements [`Provider`] and calls [`export_provider!`]:
 //!
-//! ```ignore
-//! use llmhost_provider_sdk::{Provider, export_provider, types::*};
+//! ```
+//! use llmhost_provider_sdk::openai_compat::{self, Dialect};
+//! use llmhost_provider_sdk::types::*;
+//! use llmhost_provider_sdk::{Provider, StreamDecode, export_provider, tokens};
+//!
+//! static DIALECT: Dialect = Dialect::openai("my-vendor");
 //!
 //! struct MyVendor;
-//! impl Provider for MyVendor { /* info, chat, stream, count_tokens, health_check */ }
+//!
+//! impl Provider for MyVendor {
+//!     fn info() -> ProviderInfo {
+//!         ProviderInfo {
+//!             id: "my-vendor".into(),
+//!             name: "My Vendor".into(),
+//!             version: "0.1.0".into(),
+//!             default_base_url: "https://api.my-vendor.example/v1".into(),
+//!             api_key_env: vec!["LLMHOST_MY_VENDOR_API_KEY".into()],
+//!             base_url_env: Vec::new(),
+//!             hosts: vec!["api.my-vendor.example".into()],
+//!             auth: AuthScheme::Bearer,
+//!             key_optional: false,
+//!             stream_format: StreamFormat::Sse,
+//!             models: Vec::new(),
+//!         }
+//!     }
+//!     fn prepare_chat(config: &ProviderConfig, request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
+//!         openai_compat::prepare_chat(&DIALECT, config, request)
+//!     }
+//!     fn parse_chat(request: &ChatRequest, response: HttpResponse) -> Result<ChatStep, ProviderError> {
+//!         openai_compat::parse_chat(&DIALECT, request, response)
+//!     }
+//!     fn prepare_stream(config: &ProviderConfig, request: &ChatRequest) -> Result<HttpRequest, ProviderError> {
+//!         openai_compat::prepare_stream(&DIALECT, config, request)
+//!     }
+//!     fn open_stream(request: &ChatRequest, response: HttpResponse) -> Result<Box<dyn StreamDecode>, ProviderError> {
+//!         Ok(Box::new(openai_compat::open_stream(&DIALECT, request, response)?))
+//!     }
+//!     fn prepare_count_tokens(_config: &ProviderConfig, _model: &str, input: &TokenInput) -> Result<CountStep, ProviderError> {
+//!         tokens::count("o200k_base", input, false).map(CountStep::Done)
+//!     }
+//!     fn prepare_health_check(config: &ProviderConfig) -> Result<HttpRequest, ProviderError> {
+//!         openai_compat::prepare_health_check(&DIALECT, config)
+//!     }
+//!     fn parse_health_check(response: HttpResponse) -> Result<HealthStep, ProviderError> {
+//!         openai_compat::parse_health_check(&DIALECT, response)
+//!     }
+//! }
+//!
 //! export_provider!(MyVendor);
 //! ```
 //!
 //! Plugins never sleep, retry or keep state between calls: the host creates
-//! a fresh instance for every request and owns retry, rate-limit and
-//! fallback policy.
+//! a fresh instance for every call and owns retry, rate-limit and fallback
+//! policy, timeouts and the request's extra headers.
 
+#[doc(hidden)]
+pub mod export;
 pub mod http;
 pub mod openai_compat;
+pub mod pricing;
 pub mod ratelimit;
-pub mod sse;
 pub mod tokens;
+pub mod vendor_params;
 
 /// Bindings generated from the `llm-provider` world.
 #[allow(missing_docs, clippy::all)]
@@ -37,6 +88,7 @@ pub mod bindings {
         path: "../../wit",
         world: "llm-provider",
         generate_all,
+        additional_derives: [PartialEq],
         pub_export_macro: true,
         default_bindings_module: "llmhost_provider_sdk::bindings",
     });
@@ -47,58 +99,101 @@ pub mod types {
     pub use crate::bindings::llmhost::provider::types::*;
 }
 
-use std::cell::RefCell;
 use types::{
-    ChatRequest, ChatResponse, Chunk, HealthReport, ProviderConfig, ProviderError, ProviderInfo,
-    TokenCount, TokenInput,
+    ChatRequest, ChatStep, Chunk, CountStep, HealthStep, HttpRequest, HttpResponse, ProviderConfig,
+    ProviderError, ProviderInfo, StreamInput, TokenInput,
 };
-
-/// A source of stream chunks, returned by [`Provider::stream`].
-pub trait ChunkSource {
-    /// The next chunk; `Ok(None)` once the vendor's end marker arrived.
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError>;
-}
 
 /// What a provider plugin implements; [`export_provider!`] turns it into
 /// the component's exports.
+///
+/// Every function is pure: it builds a request description or parses an
+/// answer, and never performs I/O. The host sends each prepared request
+/// below the configured base URL, adds the key per [`ProviderInfo::auth`],
+/// and calls the matching `parse_*` with the answer, whatever its status:
+/// mapping a failure onto [`ProviderError`] is the plugin's job.
 pub trait Provider {
-    /// The plugin's manifest. Must not make network calls.
+    /// The plugin's manifest: id, version, defaults, hosts, auth scheme,
+    /// stream format, models.
     fn info() -> ProviderInfo;
-    /// One complete answer.
-    fn chat(config: ProviderConfig, request: ChatRequest) -> Result<ChatResponse, ProviderError>;
-    /// A streamed answer.
-    fn stream(
-        config: ProviderConfig,
-        request: ChatRequest,
-    ) -> Result<Box<dyn ChunkSource>, ProviderError>;
-    /// Token count for `model`.
-    fn count_tokens(
-        config: ProviderConfig,
-        model: String,
-        input: TokenInput,
-    ) -> Result<TokenCount, ProviderError>;
-    /// Reachability and key check.
-    fn health_check(config: ProviderConfig) -> Result<HealthReport, ProviderError>;
+
+    /// The request for one complete, non-streamed answer.
+    fn prepare_chat(
+        config: &ProviderConfig,
+        request: &ChatRequest,
+    ) -> Result<HttpRequest, ProviderError>;
+
+    /// The answer to the request [`Provider::prepare_chat`] (or an earlier
+    /// [`ChatStep::Send`]) asked for. `request` is the one `prepare_chat`
+    /// was given (the SDK keeps it for the call).
+    fn parse_chat(request: &ChatRequest, response: HttpResponse)
+    -> Result<ChatStep, ProviderError>;
+
+    /// The request for a streamed answer.
+    fn prepare_stream(
+        config: &ProviderConfig,
+        request: &ChatRequest,
+    ) -> Result<HttpRequest, ProviderError>;
+
+    /// Opens the decoder of a streamed answer. Called with the response
+    /// head (empty body) on a 2xx status, with the whole error body
+    /// otherwise (return the mapped error then). `request` is the one
+    /// [`Provider::prepare_stream`] was given.
+    fn open_stream(
+        request: &ChatRequest,
+        response: HttpResponse,
+    ) -> Result<Box<dyn StreamDecode>, ProviderError>;
+
+    /// Counts tokens for `model`: locally ([`CountStep::Done`]) or by
+    /// asking the vendor ([`CountStep::Send`]).
+    fn prepare_count_tokens(
+        config: &ProviderConfig,
+        model: &str,
+        input: &TokenInput,
+    ) -> Result<CountStep, ProviderError>;
+
+    /// The answer to a count [`Provider::prepare_count_tokens`] asked the
+    /// vendor for; `model` and `input` are the ones it was given.
+    ///
+    /// The default is a `protocol` error, for plugins that count locally
+    /// and never send.
+    fn parse_count_tokens(
+        model: &str,
+        input: &TokenInput,
+        response: HttpResponse,
+    ) -> Result<CountStep, ProviderError> {
+        let _ = (model, input, response);
+        Err(ProviderError::Protocol(
+            "this plugin counts tokens locally and sent no count request".into(),
+        ))
+    }
+
+    /// The request that checks the vendor is reachable and the key is
+    /// accepted.
+    fn prepare_health_check(config: &ProviderConfig) -> Result<HttpRequest, ProviderError>;
+
+    /// The answer to the health check.
+    fn parse_health_check(response: HttpResponse) -> Result<HealthStep, ProviderError>;
 }
 
-/// The `chat-stream` resource handed to the host; wraps a [`ChunkSource`].
-pub struct StreamResource(RefCell<Box<dyn ChunkSource>>);
+/// Decodes one streamed answer: the host feeds it what the body brings,
+/// in order, and takes the chunks each input completes.
+pub trait StreamDecode {
+    /// Decodes one read's worth of input: server-sent events for plugins
+    /// whose `stream-format` is `sse`, raw bytes for `bytes`.
+    fn feed(&mut self, input: StreamInput) -> Result<Vec<Chunk>, ProviderError>;
 
-impl StreamResource {
-    /// Wraps a chunk source.
-    pub fn new(source: Box<dyn ChunkSource>) -> Self {
-        Self(RefCell::new(source))
-    }
-}
-
-impl bindings::exports::llmhost::provider::provider::GuestChatStream for StreamResource {
-    fn next(&self) -> Result<Option<Chunk>, ProviderError> {
-        self.0.borrow_mut().next_chunk()
-    }
+    /// The body ended: the last chunks, or a `protocol` error when the
+    /// stream was cut before the vendor's end marker.
+    fn finish(&mut self) -> Result<Vec<Chunk>, ProviderError>;
 }
 
 /// Exports a [`Provider`] implementation as the component's `provider`
 /// interface. Use once per plugin crate.
+///
+/// The generated exports keep what `prepare_*` was given (the request, or
+/// the count's model and input) until the matching `parse_*` or
+/// `open_stream`; a parse without its prepare is a `protocol` error.
 #[macro_export]
 macro_rules! export_provider {
     ($provider:ty) => {
@@ -106,45 +201,69 @@ macro_rules! export_provider {
         pub struct LlmhostProviderExport;
 
         impl $crate::bindings::exports::llmhost::provider::provider::Guest for LlmhostProviderExport {
-            type ChatStream = $crate::StreamResource;
+            type StreamDecoder = $crate::export::Decoder;
 
             fn info() -> $crate::types::ProviderInfo {
                 <$provider as $crate::Provider>::info()
             }
 
-            fn chat(
+            fn prepare_chat(
                 config: $crate::types::ProviderConfig,
                 request: $crate::types::ChatRequest,
-            ) -> Result<$crate::types::ChatResponse, $crate::types::ProviderError> {
-                <$provider as $crate::Provider>::chat(config, request)
+            ) -> Result<$crate::types::HttpRequest, $crate::types::ProviderError> {
+                $crate::export::prepare_chat::<$provider>(config, request)
             }
 
-            fn stream(
+            fn parse_chat(
+                response: $crate::types::HttpResponse,
+            ) -> Result<$crate::types::ChatStep, $crate::types::ProviderError> {
+                $crate::export::parse_chat::<$provider>(response)
+            }
+
+            fn prepare_stream(
                 config: $crate::types::ProviderConfig,
                 request: $crate::types::ChatRequest,
+            ) -> Result<$crate::types::HttpRequest, $crate::types::ProviderError> {
+                $crate::export::prepare_stream::<$provider>(config, request)
+            }
+
+            fn open_stream(
+                response: $crate::types::HttpResponse,
             ) -> Result<
-                $crate::bindings::exports::llmhost::provider::provider::ChatStream,
+                $crate::bindings::exports::llmhost::provider::provider::StreamDecoder,
                 $crate::types::ProviderError,
             > {
-                <$provider as $crate::Provider>::stream(config, request).map(|source| {
-                    $crate::bindings::exports::llmhost::provider::provider::ChatStream::new(
-                        $crate::StreamResource::new(source),
+                $crate::export::open_stream::<$provider>(response).map(|decoder| {
+                    $crate::bindings::exports::llmhost::provider::provider::StreamDecoder::new(
+                        $crate::export::Decoder::new(decoder),
                     )
                 })
             }
 
-            fn count_tokens(
+            fn prepare_count_tokens(
                 config: $crate::types::ProviderConfig,
                 model: String,
                 input: $crate::types::TokenInput,
-            ) -> Result<$crate::types::TokenCount, $crate::types::ProviderError> {
-                <$provider as $crate::Provider>::count_tokens(config, model, input)
+            ) -> Result<$crate::types::CountStep, $crate::types::ProviderError> {
+                $crate::export::prepare_count_tokens::<$provider>(config, model, input)
             }
 
-            fn health_check(
+            fn parse_count_tokens(
+                response: $crate::types::HttpResponse,
+            ) -> Result<$crate::types::CountStep, $crate::types::ProviderError> {
+                $crate::export::parse_count_tokens::<$provider>(response)
+            }
+
+            fn prepare_health_check(
                 config: $crate::types::ProviderConfig,
-            ) -> Result<$crate::types::HealthReport, $crate::types::ProviderError> {
-                <$provider as $crate::Provider>::health_check(config)
+            ) -> Result<$crate::types::HttpRequest, $crate::types::ProviderError> {
+                $crate::export::prepare_health_check::<$provider>(config)
+            }
+
+            fn parse_health_check(
+                response: $crate::types::HttpResponse,
+            ) -> Result<$crate::types::HealthStep, $crate::types::ProviderError> {
+                $crate::export::parse_health_check::<$provider>(response)
             }
         }
 

@@ -1,6 +1,10 @@
 //! The OpenAI chat-completions protocol, written once for every vendor that
-//! speaks it (OpenAI, DeepSeek, xAI, local servers). Vendor quirks are
-//! named fields of a [`Dialect`], not forks of this code.
+//! speaks it (OpenAI, DeepSeek, xAI, local servers), as pure functions:
+//! requests are prepared, answers parsed, streams decoded from the events
+//! the host frames. Vendor quirks are named fields of a [`Dialect`], not
+//! forks of this code; vendors whose quirks touch the body build it with
+//! [`build_body`], adjust it and finish with [`prepare_chat_with_body`] or
+//! [`prepare_stream_with_body`].
 
 mod error;
 mod request;
@@ -10,15 +14,14 @@ mod stream;
 pub use error::{map_error, map_error_object, refine_error};
 pub use request::build_body;
 pub use response::{parse_finish_reason, parse_response, parse_usage};
-pub use stream::{CompatStream, StreamDecoder};
+pub use stream::StreamDecoder;
 
-use crate::http::{self, Request, join_url};
-use crate::types::{ChatRequest, ChatResponse, HealthReport, ProviderConfig, ProviderError};
+use crate::http::{self, Headers};
+use crate::types::{
+    ChatRequest, ChatStep, HealthReport, HealthStep, HttpRequest, HttpResponse, ProviderConfig,
+    ProviderError,
+};
 use serde_json::Value;
-use std::time::Duration;
-
-/// Largest non-streamed response body accepted.
-pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
 
 /// How one vendor's OpenAI-compatible API differs from OpenAI's own.
 #[derive(Debug, Clone, Copy)]
@@ -43,106 +46,136 @@ pub struct Dialect {
     pub estimate_encoding: fn(model: &str) -> &'static str,
 }
 
-/// Builds an authorized request to `path` below the configured base URL.
-pub fn authorized(
-    dialect: &Dialect,
-    config: &ProviderConfig,
-    request: Request,
-) -> Result<Request, ProviderError> {
-    let key = config
-        .api_key
-        .as_deref()
-        .filter(|key| !key.trim().is_empty())
-        .ok_or_else(|| {
-            ProviderError::ApiKeyMissing(format!("no API key configured for {}", dialect.provider))
-        })?;
-    let mut request = request
-        .header("authorization", format!("Bearer {}", key.trim()))
-        .timeout(Duration::from_millis(u64::from(config.timeout_ms.max(1))));
-    for (name, value) in &config.extra_headers {
-        request = request.header(name.clone(), value.clone());
+impl Dialect {
+    /// OpenAI's own dialect under the id `provider`: `/chat/completions`
+    /// and `/models`, `max_completion_tokens`, no reasoning field, usage in
+    /// streams, `reasoning_effort`, estimates with `o200k_base`. Vendors
+    /// change the fields that differ.
+    pub const fn openai(provider: &'static str) -> Self {
+        Self {
+            provider,
+            chat_path: "/chat/completions",
+            models_path: "/models",
+            max_tokens_field: "max_completion_tokens",
+            reasoning_field: None,
+            stream_usage: true,
+            reasoning_effort: true,
+            estimate_encoding: o200k_base,
+        }
     }
-    Ok(request)
 }
 
-/// Sends a chat request and returns the whole answer.
-pub fn chat(
-    dialect: &Dialect,
-    config: &ProviderConfig,
-    request: &ChatRequest,
-) -> Result<ChatResponse, ProviderError> {
-    let body = build_body(dialect, request, false)?;
-    chat_with_body(dialect, config, request, &body)
+fn o200k_base(_model: &str) -> &'static str {
+    "o200k_base"
 }
 
-/// Like [`chat`], with a body the caller built with [`build_body`] and then
-/// adjusted, for vendor quirks that touch the body itself.
-pub fn chat_with_body(
+/// The request for one complete answer to `request`: its body from
+/// [`build_body`] with the request's `vendor-params` merged in.
+pub fn prepare_chat(
     dialect: &Dialect,
-    config: &ProviderConfig,
+    _config: &ProviderConfig,
     request: &ChatRequest,
-    body: &Value,
-) -> Result<ChatResponse, ProviderError> {
-    let url = join_url(&config.base_url, dialect.chat_path);
-    let outgoing = authorized(dialect, config, Request::post_json(url, body))?;
-    let mut response = http::send(outgoing)?;
-    let bytes = response.body.read_to_end(MAX_RESPONSE_BYTES)?;
-    if !(200..300).contains(&response.status) {
-        return Err(map_error(response.status, &response.headers, &bytes));
+) -> Result<HttpRequest, ProviderError> {
+    prepare_chat_with_body(dialect, request, build_body(dialect, request, false)?)
+}
+
+/// Like [`prepare_chat`], with a body the caller built with [`build_body`]
+/// and then adjusted, for vendor quirks that touch the body itself. The
+/// request's `vendor-params` are merged in last, so they win.
+pub fn prepare_chat_with_body(
+    dialect: &Dialect,
+    request: &ChatRequest,
+    mut body: Value,
+) -> Result<HttpRequest, ProviderError> {
+    crate::vendor_params::merge(&mut body, request)?;
+    Ok(http::post_json(dialect.chat_path, &body))
+}
+
+/// The answer to [`prepare_chat`]: the parsed response on a success, the
+/// mapped error ([`map_error`]) otherwise.
+pub fn parse_chat(
+    dialect: &Dialect,
+    request: &ChatRequest,
+    response: HttpResponse,
+) -> Result<ChatStep, ProviderError> {
+    let headers = Headers::from_response(&response);
+    if !http::is_success(response.status) {
+        return Err(map_error(response.status, &headers, &response.body));
     }
-    parse_response(dialect, request, &response.headers, &bytes)
+    parse_response(dialect, request, &headers, &response.body).map(ChatStep::Done)
 }
 
-/// Starts a streamed chat request.
-pub fn stream(
+/// The request for a streamed answer to `request`: its body from
+/// [`build_body`] (with `stream` set) and the request's `vendor-params`.
+pub fn prepare_stream(
+    dialect: &Dialect,
+    _config: &ProviderConfig,
+    request: &ChatRequest,
+) -> Result<HttpRequest, ProviderError> {
+    prepare_stream_with_body(dialect, request, build_body(dialect, request, true)?)
+}
+
+/// Like [`prepare_stream`], with a body the caller built with
+/// [`build_body`] (with `stream` set) and then adjusted.
+pub fn prepare_stream_with_body(
+    dialect: &Dialect,
+    request: &ChatRequest,
+    mut body: Value,
+) -> Result<HttpRequest, ProviderError> {
+    crate::vendor_params::merge(&mut body, request)?;
+    Ok(http::with_header(
+        http::post_json(dialect.chat_path, &body),
+        "accept",
+        "text/event-stream",
+    ))
+}
+
+/// Opens the decoder of the answer to [`prepare_stream`]: on a success,
+/// a [`StreamDecoder`] that takes the response's rate limits and request
+/// id into its start chunk; otherwise the mapped error of the body.
+pub fn open_stream(
     dialect: &'static Dialect,
-    config: &ProviderConfig,
     request: &ChatRequest,
-) -> Result<CompatStream, ProviderError> {
-    let body = build_body(dialect, request, true)?;
-    stream_with_body(dialect, config, request, &body)
-}
-
-/// Like [`stream`], with a body the caller built with [`build_body`] (with
-/// `stream` set) and then adjusted.
-pub fn stream_with_body(
-    dialect: &'static Dialect,
-    config: &ProviderConfig,
-    request: &ChatRequest,
-    body: &Value,
-) -> Result<CompatStream, ProviderError> {
-    let url = join_url(&config.base_url, dialect.chat_path);
-    let outgoing = authorized(dialect, config, Request::post_json(url, body))?
-        .header("accept", "text/event-stream");
-    let mut response = http::send(outgoing)?;
-    if !(200..300).contains(&response.status) {
-        let bytes = response.body.read_to_end(MAX_RESPONSE_BYTES)?;
-        return Err(map_error(response.status, &response.headers, &bytes));
+    response: HttpResponse,
+) -> Result<StreamDecoder, ProviderError> {
+    let headers = Headers::from_response(&response);
+    if !http::is_success(response.status) {
+        return Err(map_error(response.status, &headers, &response.body));
     }
-    Ok(CompatStream::new(dialect, request, response))
+    Ok(StreamDecoder::new(dialect, request, &headers))
 }
 
-/// Lists the vendor's models to check that it answers and accepts the key.
-pub fn health_check(
+/// The health check: a list of the vendor's models, which needs a valid
+/// key.
+pub fn prepare_health_check(
     dialect: &Dialect,
-    config: &ProviderConfig,
-) -> Result<HealthReport, ProviderError> {
-    let url = join_url(&config.base_url, dialect.models_path);
-    let outgoing = authorized(dialect, config, Request::get(url))?;
-    let mut response = http::send(outgoing)?;
-    let bytes = response.body.read_to_end(MAX_RESPONSE_BYTES)?;
-    if !(200..300).contains(&response.status) {
-        return Err(map_error(response.status, &response.headers, &bytes));
+    _config: &ProviderConfig,
+) -> Result<HttpRequest, ProviderError> {
+    Ok(http::get(dialect.models_path))
+}
+
+/// The answer to [`prepare_health_check`]: how many models the vendor
+/// listed, or the mapped error.
+pub fn parse_health_check(
+    dialect: &Dialect,
+    response: HttpResponse,
+) -> Result<HealthStep, ProviderError> {
+    if !http::is_success(response.status) {
+        let headers = Headers::from_response(&response);
+        return Err(map_error(response.status, &headers, &response.body));
     }
-    let listed = serde_json::from_slice::<serde_json::Value>(&bytes)
+    let listed = serde_json::from_slice::<Value>(&response.body)
         .ok()
-        .and_then(|v| v.get("data").and_then(|d| d.as_array()).map(Vec::len))
+        .and_then(|v| v.get("data").and_then(Value::as_array).map(Vec::len))
         .and_then(|n| u32::try_from(n).ok());
-    Ok(HealthReport {
+    Ok(HealthStep::Done(HealthReport {
         models_available: listed,
         detail: match listed {
             Some(n) => format!("{} answered; {n} models listed", dialect.provider),
             None => format!("{} answered", dialect.provider),
         },
-    })
+    }))
 }
+
+#[cfg(test)]
+mod tests;

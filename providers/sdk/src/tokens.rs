@@ -1,10 +1,14 @@
-//! Token counting through the host's native tokenizer.
+//! Token counting through the host's native tokenizer
+//! (`llmhost:provider/tokenizer@0.2.0`).
 //!
 //! Conversations are counted with OpenAI's published chat framing: each
 //! message costs 3 tokens on top of its content (4 with a `name`, whose
 //! tokens count too), and the reply is primed with 3 more.
+//!
+//! The tokenizer is the host's, so it exists only inside a component: in a
+//! native build (a plugin's unit tests) every count is a `protocol` error
+//! saying so, never a panic.
 
-use crate::bindings::llmhost::provider::tokenizer::{self, TokenizerError};
 use crate::types::{ContentPart, Message, ProviderError, TokenCount, TokenInput};
 
 /// Tokens added per message by the chat format.
@@ -14,11 +18,46 @@ pub const TOKENS_PER_NAME: u32 = 1;
 /// Tokens priming the assistant's reply.
 pub const REPLY_PRIMING_TOKENS: u32 = 3;
 
-fn tokenizer_error(encoding: &str, err: TokenizerError) -> ProviderError {
-    match err {
-        TokenizerError::UnknownEncoding => {
-            ProviderError::Protocol(format!("the host has no tokenizer named `{encoding}`"))
+/// The host's tokenizer, inside a component.
+#[cfg(target_arch = "wasm32")]
+mod host {
+    use crate::bindings::llmhost::provider::tokenizer::{self, TokenizerError};
+    use crate::types::ProviderError;
+
+    fn error(encoding: &str, err: TokenizerError) -> ProviderError {
+        match err {
+            TokenizerError::UnknownEncoding => {
+                ProviderError::Protocol(format!("the host has no tokenizer named `{encoding}`"))
+            }
         }
+    }
+
+    pub fn count(encoding: &str, text: &str) -> Result<u32, ProviderError> {
+        tokenizer::count(encoding, text).map_err(|e| error(encoding, e))
+    }
+
+    pub fn count_many(encoding: &str, texts: &[String]) -> Result<Vec<u32>, ProviderError> {
+        tokenizer::count_many(encoding, texts).map_err(|e| error(encoding, e))
+    }
+}
+
+/// Outside a component there is no host to count with.
+#[cfg(not(target_arch = "wasm32"))]
+mod host {
+    use crate::types::ProviderError;
+
+    fn unavailable() -> ProviderError {
+        ProviderError::Protocol(
+            "token counts need the host's tokenizer, which exists only inside a component".into(),
+        )
+    }
+
+    pub fn count(_encoding: &str, _text: &str) -> Result<u32, ProviderError> {
+        Err(unavailable())
+    }
+
+    pub fn count_many(_encoding: &str, _texts: &[String]) -> Result<Vec<u32>, ProviderError> {
+        Err(unavailable())
     }
 }
 
@@ -28,8 +67,7 @@ fn tokenizer_error(encoding: &str, err: TokenizerError) -> ProviderError {
 pub fn count(encoding: &str, input: &TokenInput, exact: bool) -> Result<TokenCount, ProviderError> {
     match input {
         TokenInput::Text(text) => {
-            let tokens =
-                tokenizer::count(encoding, text).map_err(|e| tokenizer_error(encoding, e))?;
+            let tokens = host::count(encoding, text)?;
             Ok(TokenCount {
                 tokens,
                 estimated: !exact,
@@ -38,8 +76,7 @@ pub fn count(encoding: &str, input: &TokenInput, exact: bool) -> Result<TokenCou
         }
         TokenInput::Messages(messages) => {
             let (texts, has_non_text) = message_texts(messages);
-            let counts = tokenizer::count_many(encoding, &texts)
-                .map_err(|e| tokenizer_error(encoding, e))?;
+            let counts = host::count_many(encoding, &texts)?;
             let content: u32 = counts.iter().sum();
             let names = messages.iter().filter(|m| m.name.is_some()).count() as u32;
             let framing = TOKENS_PER_MESSAGE * messages.len() as u32

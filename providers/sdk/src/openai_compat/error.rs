@@ -168,6 +168,7 @@ fn truncate(text: &str, max: usize) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::types::{TransportDetail, TransportPhase};
 
     fn map(status: u16, body: &str) -> ProviderError {
         map_error(status, &Headers::default(), body.as_bytes())
@@ -211,10 +212,7 @@ mod tests {
 
     #[test]
     fn detail_keeps_what_callers_need() {
-        let headers = Headers::from_pairs([
-            ("x-request-id".to_string(), b"req_1".to_vec()),
-            ("retry-after".to_string(), b"3".to_vec()),
-        ]);
+        let headers = Headers::from_pairs([("x-request-id", "req_1"), ("retry-after", "3")]);
         let ProviderError::RateLimited(detail) = map_error(
             429,
             &headers,
@@ -231,8 +229,8 @@ mod tests {
     #[test]
     fn a_429_without_retry_after_waits_for_the_spent_budget() {
         let headers = Headers::from_pairs([
-            ("x-ratelimit-remaining-tokens".to_string(), b"0".to_vec()),
-            ("x-ratelimit-reset-tokens".to_string(), b"850ms".to_vec()),
+            ("x-ratelimit-remaining-tokens", "0"),
+            ("x-ratelimit-reset-tokens", "850ms"),
         ]);
         let ProviderError::RateLimited(detail) = map_error(
             429,
@@ -273,9 +271,14 @@ mod tests {
             ProviderError::InvalidRequest(_)
         ));
         assert!(matches!(
-            refine_error(ProviderError::Timeout("t".into()), |_| Some(
-                ProviderError::ServerError as fn(_) -> _
-            )),
+            refine_error(
+                ProviderError::Timeout(TransportDetail {
+                    message: "t".into(),
+                    phase: TransportPhase::Request,
+                    elapsed_ms: None,
+                }),
+                |_| Some(ProviderError::ServerError as fn(_) -> _)
+            ),
             ProviderError::Timeout(_)
         ));
     }

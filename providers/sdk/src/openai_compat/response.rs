@@ -5,7 +5,7 @@ use super::Dialect;
 use crate::http::Headers;
 use crate::ratelimit::openai_rate_limits;
 use crate::types::{
-    ChatRequest, ChatResponse, FinishReason, ProviderError, TokenInput, ToolCall, Usage,
+    ChatRequest, ChatResponse, FinishReason, Message, ProviderError, TokenInput, ToolCall, Usage,
 };
 use serde_json::Value;
 
@@ -65,6 +65,7 @@ pub fn parse_usage(usage: Option<&Value>) -> Option<Usage> {
         },
         cache_read_tokens: cache_read,
         cache_write_tokens: 0,
+        cache_write_hour_tokens: 0,
         reasoning_tokens: reasoning,
         estimated: false,
     })
@@ -74,21 +75,19 @@ pub fn parse_usage(usage: Option<&Value>) -> Option<Usage> {
 /// and flags it as an estimate.
 pub(crate) fn estimate_usage(
     dialect: &Dialect,
-    request: &ChatRequest,
+    model: &str,
+    messages: &[Message],
     output: &str,
 ) -> Result<Usage, ProviderError> {
-    let encoding = (dialect.estimate_encoding)(&request.model);
-    let input = crate::tokens::count(
-        encoding,
-        &TokenInput::Messages(request.messages.clone()),
-        false,
-    )?;
+    let encoding = (dialect.estimate_encoding)(model);
+    let input = crate::tokens::count(encoding, &TokenInput::Messages(messages.to_vec()), false)?;
     let output = crate::tokens::count(encoding, &TokenInput::Text(output.to_owned()), false)?;
     Ok(Usage {
         input_tokens: input.tokens,
         output_tokens: output.tokens,
         cache_read_tokens: 0,
         cache_write_tokens: 0,
+        cache_write_hour_tokens: 0,
         reasoning_tokens: 0,
         estimated: true,
     })
@@ -173,7 +172,7 @@ pub fn parse_response(
         .map(str::to_owned);
     let usage = match parse_usage(value.get("usage")) {
         Some(usage) => usage,
-        None => estimate_usage(dialect, request, &content)?,
+        None => estimate_usage(dialect, &request.model, &request.messages, &content)?,
     };
     Ok(ChatResponse {
         id: str_field(&value, "id").unwrap_or_default().to_owned(),

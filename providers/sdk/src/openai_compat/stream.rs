@@ -1,82 +1,50 @@
-//! Reading a streamed chat-completions answer.
+//! Decoding a streamed chat-completions answer from the server-sent events
+//! the host frames.
 
 use super::{Dialect, map_error_object, parse_finish_reason, parse_usage};
-use crate::ChunkSource;
-use crate::http::{BodyReader, Headers, Response};
+use crate::StreamDecode;
+use crate::http::Headers;
 use crate::ratelimit::openai_rate_limits;
-use crate::sse::{SseEvent, SseParser};
-use crate::types::{ChatRequest, Chunk, ProviderError, StreamStart, ToolCallDelta, Usage};
+use crate::types::{
+    ChatRequest, Chunk, Message, ProviderError, RateLimits, SseEvent, StreamInput, StreamStart,
+    ToolCallDelta, Usage,
+};
 use serde_json::Value;
-use std::collections::VecDeque;
 
-/// A streamed answer being read: the vendor's body fed into a
-/// [`StreamDecoder`].
-pub struct CompatStream {
-    decoder: StreamDecoder,
-    body: BodyReader,
-}
-
-impl CompatStream {
-    pub(super) fn new(
-        dialect: &'static Dialect,
-        request: &ChatRequest,
-        response: Response,
-    ) -> Self {
-        Self {
-            decoder: StreamDecoder::new(dialect, request, response.headers),
-            body: response.body,
-        }
-    }
-}
-
-impl ChunkSource for CompatStream {
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError> {
-        loop {
-            if let Some(chunk) = self.decoder.next_chunk()? {
-                return Ok(Some(chunk));
-            }
-            if self.decoder.is_done() {
-                return Ok(None);
-            }
-            match self.body.read_chunk()? {
-                Some(bytes) => self.decoder.feed(&bytes),
-                None => return Err(self.decoder.cut_off_error()),
-            }
-        }
-    }
-}
-
-/// The protocol half of a streamed answer, without I/O: SSE bytes in,
-/// contract chunks out, so vendor quirks can be tested by feeding bytes.
+/// The decoder of one streamed answer: server-sent events in, contract
+/// chunks out. Each event is decoded on its own, so how the host groups
+/// events into [`StreamDecode::feed`] calls never changes the chunks.
 ///
-/// Usage is held back until the stream ends and the last real figures are
-/// emitted once: vendors send placeholders (DeepSeek), usage before an
-/// empty final chunk (xAI), or the usage chunk with empty `choices`
-/// (OpenAI). Only a stream that reports no usage at all is estimated,
-/// through the host's tokenizer.
+/// Usage is held back until `[DONE]` and the last real figures are emitted
+/// once: vendors send placeholders (DeepSeek), usage before an empty final
+/// chunk (xAI), or the usage chunk with empty `choices` (OpenAI). Only a
+/// stream that reports no usage at all is estimated, through the host's
+/// tokenizer. Events after `[DONE]` are ignored.
 pub struct StreamDecoder {
     dialect: &'static Dialect,
-    request: ChatRequest,
-    headers: Headers,
-    parser: SseParser,
-    pending: VecDeque<Chunk>,
+    /// What an estimate of the usage needs of the request.
+    model: String,
+    messages: Vec<Message>,
+    rate_limits: Option<RateLimits>,
+    request_id: Option<String>,
     started: bool,
     finished: bool,
     done: bool,
     usage: Option<Usage>,
+    /// The answer's text so far, for an estimate of the output.
     text: String,
 }
 
 impl StreamDecoder {
     /// A decoder for the answer to `request`, whose response carried
     /// `headers` (rate limits and request id go into the start chunk).
-    pub fn new(dialect: &'static Dialect, request: &ChatRequest, headers: Headers) -> Self {
+    pub fn new(dialect: &'static Dialect, request: &ChatRequest, headers: &Headers) -> Self {
         Self {
             dialect,
-            request: request.clone(),
-            headers,
-            parser: SseParser::new(),
-            pending: VecDeque::new(),
+            model: request.model.clone(),
+            messages: request.messages.clone(),
+            rate_limits: openai_rate_limits(headers),
+            request_id: headers.get("x-request-id").map(str::to_owned),
             started: false,
             finished: false,
             done: false,
@@ -85,72 +53,33 @@ impl StreamDecoder {
         }
     }
 
-    /// Adds body bytes as they arrive; events may be split anywhere.
-    pub fn feed(&mut self, bytes: &[u8]) {
-        self.parser.feed(bytes);
-    }
-
-    /// The next chunk decoded from the bytes fed so far; `None` when more
-    /// bytes are needed or the stream is over (see [`Self::is_done`]).
-    pub fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError> {
-        loop {
-            if let Some(chunk) = self.pending.pop_front() {
-                return Ok(Some(chunk));
-            }
-            if self.done {
-                return Ok(None);
-            }
-            match self.parser.next_event() {
-                Some(event) => self.handle(event)?,
-                None => return Ok(None),
-            }
-        }
-    }
-
-    /// True once the end marker arrived and every chunk was taken.
+    /// True once `[DONE]` arrived.
     pub fn is_done(&self) -> bool {
-        self.done && self.pending.is_empty()
+        self.done
     }
 
-    /// The error for a body that ended before the end marker.
-    pub fn cut_off_error(&self) -> ProviderError {
-        ProviderError::Protocol(format!(
-            "the {} stream ended before [DONE]{}",
-            self.dialect.provider,
-            if self.parser.has_partial_event() {
-                ", inside an event"
-            } else {
-                ""
-            }
-        ))
-    }
-
-    fn start(&mut self, id: &str, model: &str) {
-        if self.started {
-            return;
+    /// Decodes one event, appending the chunks it completes to `out`.
+    pub fn decode_event(
+        &mut self,
+        event: &SseEvent,
+        out: &mut Vec<Chunk>,
+    ) -> Result<(), ProviderError> {
+        if self.done {
+            return Ok(());
         }
-        self.started = true;
-        self.pending.push_back(Chunk::Start(StreamStart {
-            id: id.to_owned(),
-            model: if model.is_empty() {
-                self.request.model.clone()
-            } else {
-                model.to_owned()
-            },
-            rate_limits: openai_rate_limits(&self.headers),
-            request_id: self.headers.get("x-request-id").map(str::to_owned),
-        }));
-    }
-
-    fn handle(&mut self, event: SseEvent) -> Result<(), ProviderError> {
         let data = event.data.trim();
         if data == "[DONE]" {
-            self.start("", "");
+            self.start("", "", out);
             let usage = match self.usage.take() {
                 Some(usage) => usage,
-                None => super::response::estimate_usage(self.dialect, &self.request, &self.text)?,
+                None => super::response::estimate_usage(
+                    self.dialect,
+                    &self.model,
+                    &self.messages,
+                    &self.text,
+                )?,
             };
-            self.pending.push_back(Chunk::Usage(usage));
+            out.push(Chunk::Usage(usage));
             self.done = true;
             return Ok(());
         }
@@ -172,7 +101,7 @@ impl StreamDecoder {
             .get("model")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        self.start(id, model);
+        self.start(id, model, out);
         if let Some(usage) = parse_usage(value.get("usage")) {
             self.usage = Some(usage);
         }
@@ -182,36 +111,52 @@ impl StreamDecoder {
                 continue;
             }
             if let Some(delta) = choice.get("delta") {
-                self.delta(delta);
+                self.delta(delta, out);
             }
             if let Some(reason) = parse_finish_reason(choice.get("finish_reason"))
                 && !self.finished
             {
                 self.finished = true;
-                self.pending.push_back(Chunk::Finish(reason));
+                out.push(Chunk::Finish(reason));
             }
         }
         Ok(())
     }
 
-    fn delta(&mut self, delta: &Value) {
+    fn start(&mut self, id: &str, model: &str, out: &mut Vec<Chunk>) {
+        if self.started {
+            return;
+        }
+        self.started = true;
+        out.push(Chunk::Start(StreamStart {
+            id: id.to_owned(),
+            model: if model.is_empty() {
+                self.model.clone()
+            } else {
+                model.to_owned()
+            },
+            rate_limits: self.rate_limits,
+            request_id: self.request_id.clone(),
+        }));
+    }
+
+    fn delta(&mut self, delta: &Value, out: &mut Vec<Chunk>) {
         if let Some(field) = self.dialect.reasoning_field
             && let Some(reasoning) = delta.get(field).and_then(Value::as_str)
             && !reasoning.is_empty()
         {
-            self.pending
-                .push_back(Chunk::Reasoning(reasoning.to_owned()));
+            out.push(Chunk::Reasoning(reasoning.to_owned()));
         }
         let text = super::response::content_text(delta.get("content"));
         if !text.is_empty() {
             self.text.push_str(&text);
-            self.pending.push_back(Chunk::Text(text));
+            out.push(Chunk::Text(text));
         }
         if let Some(refusal) = delta.get("refusal").and_then(Value::as_str)
             && !refusal.is_empty()
         {
             self.text.push_str(refusal);
-            self.pending.push_back(Chunk::Text(refusal.to_owned()));
+            out.push(Chunk::Text(refusal.to_owned()));
         }
         let calls = delta.get("tool_calls").and_then(Value::as_array);
         for (position, call) in calls.into_iter().flatten().enumerate() {
@@ -220,8 +165,8 @@ impl StreamDecoder {
                 .get("index")
                 .and_then(Value::as_u64)
                 .and_then(|i| u32::try_from(i).ok())
-                .unwrap_or(position as u32);
-            self.pending.push_back(Chunk::ToolCall(ToolCallDelta {
+                .unwrap_or_else(|| u32::try_from(position).unwrap_or(u32::MAX));
+            out.push(Chunk::ToolCall(ToolCallDelta {
                 index,
                 id: call.get("id").and_then(Value::as_str).map(str::to_owned),
                 name: function
@@ -238,123 +183,33 @@ impl StreamDecoder {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::types::{ContentPart, FinishReason, Message, Role};
-
-    static DIALECT: Dialect = Dialect {
-        provider: "test",
-        chat_path: "/chat/completions",
-        models_path: "/models",
-        max_tokens_field: "max_tokens",
-        reasoning_field: Some("reasoning_content"),
-        stream_usage: true,
-        reasoning_effort: false,
-        estimate_encoding: |_| "o200k_base",
-    };
-
-    fn request() -> ChatRequest {
-        ChatRequest {
-            model: "m".into(),
-            messages: vec![Message {
-                role: Role::User,
-                content: vec![ContentPart::Text("hi".into())],
-                name: None,
-                cache_breakpoint: false,
-            }],
-            temperature: None,
-            max_tokens: None,
-            top_p: None,
-            stop: Vec::new(),
-            tools: Vec::new(),
-            tool_choice: None,
-            response_format: None,
-            reasoning: None,
-            user: None,
+impl StreamDecode for StreamDecoder {
+    fn feed(&mut self, input: StreamInput) -> Result<Vec<Chunk>, ProviderError> {
+        let StreamInput::Events(events) = input else {
+            return Err(ProviderError::Protocol(format!(
+                "the {} stream decoder reads server-sent events, and was fed raw bytes",
+                self.dialect.provider
+            )));
+        };
+        let mut out = Vec::new();
+        for event in &events {
+            self.decode_event(event, &mut out)?;
         }
+        Ok(out)
     }
 
-    /// Every chunk decoded from `body`, fed in pieces of `piece` bytes.
-    fn decode(body: &str, piece: usize) -> (Vec<Chunk>, StreamDecoder) {
-        let mut decoder = StreamDecoder::new(&DIALECT, &request(), Headers::default());
-        let mut chunks = Vec::new();
-        for bytes in body.as_bytes().chunks(piece) {
-            decoder.feed(bytes);
-            while let Some(chunk) = decoder.next_chunk().expect("decodes") {
-                chunks.push(chunk);
-            }
+    fn finish(&mut self) -> Result<Vec<Chunk>, ProviderError> {
+        if self.done {
+            Ok(Vec::new())
+        } else {
+            Err(ProviderError::Protocol(format!(
+                "the {} stream ended before [DONE]",
+                self.dialect.provider
+            )))
         }
-        (chunks, decoder)
-    }
-
-    const OPENAI_STREAM: &str = concat!(
-        "data: {\"id\":\"c1\",\"model\":\"m-1\",\"choices\":[{\"index\":0,\"delta\":{\"role\":\"assistant\",\"content\":\"\"},\"finish_reason\":null}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"Hel\"}}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c1\",\"choices\":[{\"index\":0,\"delta\":{\"content\":\"lo\"},\"finish_reason\":\"stop\"}],\"usage\":null}\n\n",
-        "data: {\"id\":\"c1\",\"choices\":[],\"usage\":{\"prompt_tokens\":9,\"completion_tokens\":2,\"total_tokens\":11}}\n\n",
-        "data: [DONE]\n\n",
-    );
-
-    #[test]
-    fn usage_chunk_with_empty_choices_is_kept() {
-        for piece in [1, 7, OPENAI_STREAM.len()] {
-            let (chunks, decoder) = decode(OPENAI_STREAM, piece);
-            assert!(decoder.is_done(), "piece {piece}");
-            assert!(
-                matches!(&chunks[..], [
-                    Chunk::Start(start),
-                    Chunk::Text(a),
-                    Chunk::Text(b),
-                    Chunk::Finish(FinishReason::Stop),
-                    Chunk::Usage(usage),
-                ] if start.id == "c1" && start.model == "m-1" && a == "Hel" && b == "lo"
-                    && usage.input_tokens == 9 && usage.output_tokens == 2 && !usage.estimated),
-                "piece {piece}: {chunks:?}"
-            );
-        }
-    }
-
-    #[test]
-    fn a_stream_cut_before_done_is_not_done() {
-        let cut = &OPENAI_STREAM[..OPENAI_STREAM.len() - 20];
-        let (_, decoder) = decode(cut, 5);
-        assert!(!decoder.is_done());
-        assert!(matches!(
-            decoder.cut_off_error(),
-            ProviderError::Protocol(message) if message.contains("before [DONE]")
-        ));
-    }
-
-    #[test]
-    fn an_error_event_fails_the_stream() {
-        let body = "data: {\"error\":{\"message\":\"busy\",\"type\":\"overloaded_error\"}}\n\n";
-        let mut decoder = StreamDecoder::new(&DIALECT, &request(), Headers::default());
-        decoder.feed(body.as_bytes());
-        assert!(matches!(
-            decoder.next_chunk(),
-            Err(ProviderError::Overloaded(detail)) if detail.message == "busy"
-        ));
-    }
-
-    #[test]
-    fn tool_call_fragments_keep_their_index() {
-        let body = concat!(
-            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"id\":\"call_1\",\"type\":\"function\",\"function\":{\"name\":\"f\",\"arguments\":\"\"}}]}}]}\n\n",
-            "data: {\"id\":\"c\",\"choices\":[{\"index\":0,\"delta\":{\"tool_calls\":[{\"index\":0,\"function\":{\"arguments\":\"{}\"}}]},\"finish_reason\":\"tool_calls\"}],\"usage\":{\"prompt_tokens\":3,\"completion_tokens\":4}}\n\n",
-            "data: [DONE]\n\n",
-        );
-        let (chunks, _) = decode(body, 9);
-        assert!(
-            matches!(&chunks[..], [
-                Chunk::Start(_),
-                Chunk::ToolCall(first),
-                Chunk::ToolCall(second),
-                Chunk::Finish(FinishReason::ToolCalls),
-                Chunk::Usage(_),
-            ] if first.id.as_deref() == Some("call_1") && first.name.as_deref() == Some("f")
-                && second.index == 0 && second.arguments == "{}"),
-            "{chunks:?}"
-        );
     }
 }
+
+#[cfg(test)]
+#[path = "stream_tests.rs"]
+mod tests;
