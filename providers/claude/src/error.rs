@@ -248,10 +248,7 @@ mod tests {
 
     #[test]
     fn detail_keeps_what_callers_need() {
-        let headers = Headers::from_pairs([
-            ("request-id".to_string(), b"req_011CQ".to_vec()),
-            ("retry-after".to_string(), b"12".to_vec()),
-        ]);
+        let headers = Headers::from_pairs([("request-id", "req_011CQ"), ("retry-after", "12")]);
         let error = map_error(
             429,
             &headers,

@@ -3,9 +3,9 @@
 //! capabilities.
 //!
 //! Cache prices follow Anthropic's published multipliers: a cache read
-//! costs 0.1× the input price, a cache write with the default 5-minute
-//! lifetime 1.25× the input price, unless an entry states its own cache
-//! read price.
+//! costs 0.1× the input price (unless an entry states its own), a cache
+//! write with the default 5-minute lifetime 1.25× the input price and one
+//! with the 1-hour lifetime 2× the input price.
 //!
 //! Claude Opus 5.5, Sonnet 5.5 and Haiku 5.5 added from sources read on
 //! 2026-11-25: Anthropic's models overview and model pages
@@ -14,15 +14,26 @@
 //! .../about-claude/models/whats-new-opus-5), cross-checked against the
 //! price tables of claudit (v1.8.2, v1.9.2, checked against the live
 //! pricing page on 2026-09-23 and 2026-10-24) and PromptFuel (v1.0.21,
-//! v1.0.23). Haiku 5.5 is priced by prompt length; the table holds the
-//! tier for prompts up to 100K tokens ($0.50 / $2.50 above).
+//! v1.0.23). Haiku 5.5 is priced by prompt length: $0.10 / $0.50 for
+//! prompts up to 100K tokens, $0.50 / $2.50 above, a price tier of its
+//! entry (cache prices of the tier follow the same multipliers).
 
-use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Pricing};
+use llmhost_provider_sdk::pricing::tier;
+use llmhost_provider_sdk::types::{Capabilities, ModelInfo, Prices, Pricing};
 use llmhost_provider_sdk::usd;
 
 /// Encoding used to estimate Claude token counts: Claude's own tokenizer
 /// is not public, so counts made with it are flagged as estimates.
 pub const ESTIMATE_ENCODING: &str = "o200k_base";
+
+/// Prices that replace an entry's own for prompts above a length.
+struct LongContext {
+    /// Prompts (input tokens, cached ones included) above this many
+    /// tokens are priced by this tier.
+    above_input_tokens: u32,
+    input: u64,
+    output: u64,
+}
 
 struct Entry {
     id: &'static str,
@@ -43,6 +54,8 @@ struct Entry {
     /// Accepts a forced `tool_choice` (`any` or a named tool); on the 5.5
     /// models forced tool use returns an error.
     forced_tool: bool,
+    /// A higher price for long prompts, where Anthropic charges one.
+    long_context: Option<LongContext>,
 }
 
 const MODELS: &[Entry] = &[
@@ -58,6 +71,7 @@ const MODELS: &[Entry] = &[
         cache_read: Some(usd(0, 200_000)),
         temperature: false,
         forced_tool: false,
+        long_context: None,
     },
     Entry {
         id: "claude-sonnet-5-5",
@@ -71,6 +85,7 @@ const MODELS: &[Entry] = &[
         cache_read: Some(usd(0, 100_000)),
         temperature: false,
         forced_tool: false,
+        long_context: None,
     },
     Entry {
         id: "claude-haiku-5-5",
@@ -83,6 +98,11 @@ const MODELS: &[Entry] = &[
         cache_read: None,
         temperature: false,
         forced_tool: false,
+        long_context: Some(LongContext {
+            above_input_tokens: 100_000,
+            input: usd(0, 500_000),
+            output: usd(2, 500_000),
+        }),
     },
     Entry {
         id: "claude-opus-4-5",
@@ -95,6 +115,7 @@ const MODELS: &[Entry] = &[
         cache_read: None,
         temperature: true,
         forced_tool: true,
+        long_context: None,
     },
     Entry {
         id: "claude-opus-4-1",
@@ -107,6 +128,7 @@ const MODELS: &[Entry] = &[
         cache_read: None,
         temperature: true,
         forced_tool: true,
+        long_context: None,
     },
     Entry {
         id: "claude-sonnet-4-5",
@@ -119,6 +141,7 @@ const MODELS: &[Entry] = &[
         cache_read: None,
         temperature: true,
         forced_tool: true,
+        long_context: None,
     },
     Entry {
         id: "claude-sonnet-4",
@@ -131,6 +154,7 @@ const MODELS: &[Entry] = &[
         cache_read: None,
         temperature: true,
         forced_tool: true,
+        long_context: None,
     },
     Entry {
         id: "claude-haiku-4-5",
@@ -143,6 +167,7 @@ const MODELS: &[Entry] = &[
         cache_read: None,
         temperature: true,
         forced_tool: true,
+        long_context: None,
     },
     Entry {
         id: "claude-3-5-haiku-latest",
@@ -155,6 +180,7 @@ const MODELS: &[Entry] = &[
         cache_read: None,
         temperature: true,
         forced_tool: true,
+        long_context: None,
     },
 ];
 
@@ -176,6 +202,37 @@ fn find(model: &str) -> Option<&'static Entry> {
 /// The most output tokens `model` may produce, if the catalogue knows it.
 pub fn max_output_tokens(model: &str) -> Option<u32> {
     find(model).map(|m| m.max_output)
+}
+
+/// Prices for an input and an output price, with the cache prices
+/// Anthropic's multipliers give (`cache_read` where an entry states its
+/// own).
+fn prices(input: u64, output: u64, cache_read: Option<u64>) -> Prices {
+    Prices {
+        input,
+        output,
+        cache_read: Some(cache_read.unwrap_or(input / 10)),
+        cache_write: Some(input * 5 / 4),
+        cache_write_hour: Some(input * 2),
+    }
+}
+
+/// An entry's prices: its own, and its long-context tier where it has one.
+fn pricing(entry: &Entry) -> Pricing {
+    Pricing {
+        base: prices(entry.input, entry.output, entry.cache_read),
+        tiers: entry
+            .long_context
+            .iter()
+            .map(|long| {
+                tier(
+                    long.above_input_tokens,
+                    prices(long.input, long.output, None),
+                )
+            })
+            .collect(),
+        off_peak: Vec::new(),
+    }
 }
 
 /// Every model as the contract describes it.
@@ -202,12 +259,7 @@ pub fn catalogue() -> Vec<ModelInfo> {
                 display_name: m.name.into(),
                 context_window: m.context,
                 max_output_tokens: m.max_output,
-                pricing: Pricing {
-                    input: m.input,
-                    output: m.output,
-                    cache_read: Some(m.cache_read.unwrap_or(m.input / 10)),
-                    cache_write: Some(m.input * 5 / 4),
-                },
+                pricing: pricing(m),
                 capabilities,
                 tokenizer: ESTIMATE_ENCODING.into(),
                 tokenizer_exact: false,
@@ -227,39 +279,79 @@ mod tests {
             .unwrap_or_else(|| panic!("{id} in the catalogue"))
     }
 
+    /// The base prices of `id`, asserting it has no tier.
+    fn flat(id: &str) -> Prices {
+        let pricing = model(id).pricing;
+        assert!(pricing.tiers.is_empty(), "{id} has no long-context tier");
+        assert!(pricing.off_peak.is_empty(), "{id} has no off-peak window");
+        pricing.base
+    }
+
     #[test]
     fn prices_are_exact_micro_dollars() {
-        let opus = model("claude-opus-4-5").pricing;
+        let opus = flat("claude-opus-4-5");
         assert_eq!((opus.input, opus.output), (5_000_000, 25_000_000));
         assert_eq!(opus.cache_read, Some(500_000));
         assert_eq!(opus.cache_write, Some(6_250_000));
-        let haiku = model("claude-3-5-haiku-latest").pricing;
+        assert_eq!(opus.cache_write_hour, Some(10_000_000));
+        let haiku = flat("claude-3-5-haiku-latest");
         assert_eq!((haiku.input, haiku.output), (800_000, 4_000_000));
         assert_eq!(haiku.cache_read, Some(80_000));
         assert_eq!(haiku.cache_write, Some(1_000_000));
-        let sonnet = model("claude-sonnet-4").pricing;
+        assert_eq!(haiku.cache_write_hour, Some(1_600_000));
+        let sonnet = flat("claude-sonnet-4");
         assert_eq!(sonnet.cache_write, Some(3_750_000));
+        assert_eq!(sonnet.cache_write_hour, Some(6_000_000));
         assert_eq!(sonnet.cache_read, Some(300_000));
-        let sonnet_4_5 = model("claude-sonnet-4-5").pricing;
+        let sonnet_4_5 = flat("claude-sonnet-4-5");
         assert_eq!(
             (sonnet_4_5.input, sonnet_4_5.output),
             (3_000_000, 15_000_000)
         );
-        let opus_5_5 = model("claude-opus-5-5").pricing;
+        let opus_5_5 = flat("claude-opus-5-5");
         assert_eq!((opus_5_5.input, opus_5_5.output), (4_000_000, 20_000_000));
         assert_eq!(opus_5_5.cache_read, Some(200_000));
         assert_eq!(opus_5_5.cache_write, Some(5_000_000));
-        let sonnet_5_5 = model("claude-sonnet-5-5").pricing;
+        assert_eq!(opus_5_5.cache_write_hour, Some(8_000_000));
+        let sonnet_5_5 = flat("claude-sonnet-5-5");
         assert_eq!(
             (sonnet_5_5.input, sonnet_5_5.output),
             (2_000_000, 10_000_000)
         );
         assert_eq!(sonnet_5_5.cache_read, Some(100_000));
         assert_eq!(sonnet_5_5.cache_write, Some(2_500_000));
-        let haiku_5_5 = model("claude-haiku-5-5").pricing;
-        assert_eq!((haiku_5_5.input, haiku_5_5.output), (100_000, 500_000));
-        assert_eq!(haiku_5_5.cache_read, Some(10_000));
-        assert_eq!(haiku_5_5.cache_write, Some(125_000));
+        assert_eq!(sonnet_5_5.cache_write_hour, Some(4_000_000));
+    }
+
+    #[test]
+    fn every_model_prices_one_hour_cache_writes_at_twice_input() {
+        for m in catalogue() {
+            let tiers = m.pricing.tiers.iter().map(|t| &t.prices);
+            for prices in std::iter::once(&m.pricing.base).chain(tiers) {
+                assert_eq!(prices.cache_write_hour, Some(prices.input * 2), "{}", m.id);
+                assert_eq!(prices.cache_write, Some(prices.input * 5 / 4), "{}", m.id);
+            }
+        }
+    }
+
+    #[test]
+    fn haiku_5_5_prompts_above_100k_tokens_cost_more() {
+        let pricing = model("claude-haiku-5-5").pricing;
+        let base = pricing.base;
+        assert_eq!((base.input, base.output), (100_000, 500_000));
+        assert_eq!(base.cache_read, Some(10_000));
+        assert_eq!(base.cache_write, Some(125_000));
+        assert_eq!(base.cache_write_hour, Some(200_000));
+        let [tier] = pricing.tiers.as_slice() else {
+            panic!("one long-context tier, got {:?}", pricing.tiers);
+        };
+        assert_eq!(tier.above_input_tokens, 100_000);
+        let long = &tier.prices;
+        assert_eq!((long.input, long.output), (500_000, 2_500_000));
+        assert_eq!(long.cache_read, Some(50_000));
+        assert_eq!(long.cache_write, Some(625_000));
+        assert_eq!(long.cache_write_hour, Some(1_000_000));
+        assert!(pricing.off_peak.is_empty());
     }
 
     #[test]

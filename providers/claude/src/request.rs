@@ -6,11 +6,11 @@
 //! blocks, and `max_tokens` is required.
 
 use crate::models;
-use llmhost_provider_sdk::detail;
 use llmhost_provider_sdk::types::{
     ChatRequest, ContentPart, ImageSource, Message, ProviderError, ResponseFormat, Role,
     TokenInput, ToolChoice,
 };
+use llmhost_provider_sdk::{detail, vendor_params};
 use serde_json::{Map, Value, json};
 
 /// `max_tokens` for models the catalogue does not know.
@@ -38,6 +38,10 @@ fn json_text(what: &str, text: &str) -> Result<Value, ProviderError> {
 }
 
 /// The body of `POST /v1/messages` for `request`; `stream` asks for SSE.
+/// The request's vendor parameters are merged in last, so they replace
+/// members this function wrote (`top_k`, `service_tier` and
+/// `thinking: {"type": "adaptive"}` have no contract field), except
+/// `stream`.
 pub fn build_body(request: &ChatRequest, stream: bool) -> Result<Value, ProviderError> {
     if request.model.trim().is_empty() {
         return Err(invalid("no model given"));
@@ -114,10 +118,18 @@ pub fn build_body(request: &ChatRequest, stream: bool) -> Result<Value, Provider
     if let Some(user) = &request.user {
         body.insert("metadata".into(), json!({"user_id": user}));
     }
-    if stream {
-        body.insert("stream".into(), json!(true));
+    let mut body = Value::Object(body);
+    vendor_params::merge(&mut body, request)?;
+    // `stream` decides how the answer is read, so it is the plugin's to
+    // set whatever the vendor parameters say.
+    if let Some(body) = body.as_object_mut() {
+        if stream {
+            body.insert("stream".into(), json!(true));
+        } else {
+            body.remove("stream");
+        }
     }
-    Ok(Value::Object(body))
+    Ok(body)
 }
 
 /// The body of `POST /v1/messages/count_tokens`; plain text is counted as

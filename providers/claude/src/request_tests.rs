@@ -29,6 +29,7 @@ fn request(model: &str, messages: Vec<Message>) -> ChatRequest {
         response_format: None,
         reasoning: None,
         user: None,
+        vendor_params: None,
     }
 }
 
@@ -375,4 +376,38 @@ fn count_tokens_bodies() {
     assert_eq!(b["system"], json!("Sys"));
     assert!(b.get("max_tokens").is_none());
     assert!(b.get("stream").is_none());
+}
+
+#[test]
+fn vendor_params_reach_the_body_and_replace_members() {
+    let mut r = request("claude-sonnet-5-5", vec![text(Role::User, "Hi")]);
+    r.max_tokens = Some(500);
+    r.vendor_params = Some(
+        r#"{"top_k": 40, "max_tokens": 10, "thinking": {"type": "adaptive"}, "service_tier": "auto"}"#
+            .into(),
+    );
+    let b = body(&r);
+    assert_eq!(b["top_k"], json!(40));
+    assert_eq!(b["max_tokens"], json!(10), "a vendor parameter wins");
+    assert_eq!(b["thinking"], json!({"type": "adaptive"}));
+    assert_eq!(b["service_tier"], json!("auto"));
+    assert_eq!(b["model"], json!("claude-sonnet-5-5"));
+}
+
+#[test]
+fn vendor_params_cannot_change_how_the_answer_is_read() {
+    let mut r = request("m", vec![text(Role::User, "Hi")]);
+    r.vendor_params = Some(r#"{"stream": false}"#.into());
+    assert_eq!(build_body(&r, true).expect("body")["stream"], json!(true));
+    r.vendor_params = Some(r#"{"stream": true}"#.into());
+    assert!(build_body(&r, false).expect("body").get("stream").is_none());
+}
+
+#[test]
+fn vendor_params_that_are_not_an_object_are_refused() {
+    let mut r = request("m", vec![text(Role::User, "Hi")]);
+    r.vendor_params = Some("[1]".into());
+    assert!(rejection(&r).contains("vendor-params must be a JSON object"));
+    r.vendor_params = Some("{\"top_k\": ".into());
+    assert!(rejection(&r).contains("not valid JSON"));
 }

@@ -27,12 +27,17 @@ pub fn parse_stop_reason(reason: &str) -> FinishReason {
 
 /// Token counts as Anthropic reports them: `input_tokens` excludes the
 /// tokens read from and written to the prompt cache, the contract's input
-/// count includes them.
+/// count includes them. `cache_creation_input_tokens` is the total written;
+/// `cache_creation` splits it by lifetime (`ephemeral_5m_input_tokens`,
+/// `ephemeral_1h_input_tokens`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct TokenTally {
     pub input: u32,
     pub cache_read: u32,
-    pub cache_write: u32,
+    /// The reported total of cache writes, when Anthropic sent one.
+    pub cache_write: Option<u32>,
+    pub cache_write_5m: u32,
+    pub cache_write_1h: u32,
     pub output: u32,
 }
 
@@ -40,40 +45,58 @@ impl TokenTally {
     /// Takes every count present in a `usage` object. Anthropic's counts
     /// are cumulative, so a later figure replaces an earlier one.
     pub fn update(&mut self, usage: &Value) {
-        let count = |key: &str| {
-            usage
-                .get(key)
-                .and_then(Value::as_u64)
-                .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
-        };
-        if let Some(n) = count("input_tokens") {
+        if let Some(n) = count(usage, "input_tokens") {
             self.input = n;
         }
-        if let Some(n) = count("cache_read_input_tokens") {
+        if let Some(n) = count(usage, "cache_read_input_tokens") {
             self.cache_read = n;
         }
-        if let Some(n) = count("cache_creation_input_tokens") {
-            self.cache_write = n;
+        if let Some(n) = count(usage, "cache_creation_input_tokens") {
+            self.cache_write = Some(n);
         }
-        if let Some(n) = count("output_tokens") {
+        if let Some(by_lifetime) = usage.get("cache_creation") {
+            if let Some(n) = count(by_lifetime, "ephemeral_5m_input_tokens") {
+                self.cache_write_5m = n;
+            }
+            if let Some(n) = count(by_lifetime, "ephemeral_1h_input_tokens") {
+                self.cache_write_1h = n;
+            }
+        }
+        if let Some(n) = count(usage, "output_tokens") {
             self.output = n;
         }
     }
 
-    /// The contract's usage record.
+    /// The contract's usage record. Cache writes are the reported total,
+    /// or the sum by lifetime where no total came, and never fewer than
+    /// the one-hour writes among them.
     pub fn usage(&self) -> Usage {
+        let by_lifetime = self.cache_write_5m.saturating_add(self.cache_write_1h);
+        let cache_write = self
+            .cache_write
+            .unwrap_or(by_lifetime)
+            .max(self.cache_write_1h);
         Usage {
             input_tokens: self
                 .input
                 .saturating_add(self.cache_read)
-                .saturating_add(self.cache_write),
+                .saturating_add(cache_write),
             output_tokens: self.output,
             cache_read_tokens: self.cache_read,
-            cache_write_tokens: self.cache_write,
+            cache_write_tokens: cache_write,
+            cache_write_hour_tokens: self.cache_write_1h,
             reasoning_tokens: 0,
             estimated: false,
         }
     }
+}
+
+/// A token count of a usage object, saturated to the contract's `u32`.
+fn count(usage: &Value, key: &str) -> Option<u32> {
+    usage
+        .get(key)
+        .and_then(Value::as_u64)
+        .map(|n| u32::try_from(n).unwrap_or(u32::MAX))
 }
 
 /// A local, flagged estimate for an answer that came without usage.
@@ -93,6 +116,7 @@ pub fn estimate_usage(messages: &[Message], output: &str) -> Result<Usage, Provi
         output_tokens: output.tokens,
         cache_read_tokens: 0,
         cache_write_tokens: 0,
+        cache_write_hour_tokens: 0,
         reasoning_tokens: 0,
         estimated: true,
     })
@@ -199,7 +223,7 @@ mod tests {
     use serde_json::json;
 
     fn parse(body: &Value) -> ChatResponse {
-        let headers = Headers::from_pairs([("request-id".to_string(), b"req_1".to_vec())]);
+        let headers = Headers::from_pairs([("request-id", "req_1")]);
         parse_response("claude-x", &[], &headers, body.to_string().as_bytes())
             .unwrap_or_else(|err| panic!("parses: {err:?}"))
     }
@@ -272,6 +296,51 @@ mod tests {
         assert_eq!(usage.cache_read_tokens, 3000);
         assert_eq!(usage.cache_write_tokens, 1000);
         assert_eq!(usage.output_tokens, 5);
+    }
+
+    #[test]
+    fn cache_writes_by_lifetime() {
+        let response = parse(&json!({
+            "id": "msg_03",
+            "content": [{"type": "text", "text": "ok"}],
+            "stop_reason": "end_turn",
+            "usage": {
+                "input_tokens": 20,
+                "cache_creation_input_tokens": 1500,
+                "cache_creation": {
+                    "ephemeral_5m_input_tokens": 500,
+                    "ephemeral_1h_input_tokens": 1000,
+                },
+                "cache_read_input_tokens": 0,
+                "output_tokens": 7,
+            },
+        }));
+        let usage = response.usage;
+        assert_eq!(
+            usage.cache_write_tokens, 1500,
+            "the total of both lifetimes"
+        );
+        assert_eq!(usage.cache_write_hour_tokens, 1000);
+        assert_eq!(usage.input_tokens, 1520);
+    }
+
+    #[test]
+    fn cache_write_total_is_read_from_the_breakdown_when_missing() {
+        let mut tally = TokenTally::default();
+        tally.update(&json!({
+            "input_tokens": 3,
+            "cache_creation": {"ephemeral_5m_input_tokens": 40, "ephemeral_1h_input_tokens": 60},
+        }));
+        let usage = tally.usage();
+        assert_eq!(usage.cache_write_tokens, 100);
+        assert_eq!(usage.cache_write_hour_tokens, 60);
+        assert_eq!(usage.input_tokens, 103);
+        // A total below its own one-hour part is not believed.
+        tally.update(&json!({"cache_creation_input_tokens": 10}));
+        assert_eq!(tally.usage().cache_write_tokens, 60);
+        // Counts beyond the contract's u32 saturate instead of wrapping.
+        tally.update(&json!({"input_tokens": u64::MAX, "cache_read_input_tokens": 5}));
+        assert_eq!(tally.usage().input_tokens, u32::MAX);
     }
 
     #[test]

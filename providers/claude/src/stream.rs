@@ -2,20 +2,20 @@
 //! (`message_start`, `content_block_*`, `message_delta`, `message_stop`,
 //! `ping`, `error`) turned into the contract's chunks.
 //!
-//! [`StreamState`] is the protocol, fed one event at a time; [`ClaudeStream`]
-//! only moves bytes from the response body into it.
+//! The host frames the server-sent events; [`StreamState`] is the
+//! protocol, fed them one read at a time through [`StreamDecode`].
 
 use crate::error::map_error_object;
 use crate::limits::rate_limits;
 use crate::response::{TokenTally, estimate_usage, parse_stop_reason};
-use llmhost_provider_sdk::ChunkSource;
-use llmhost_provider_sdk::http::{BodyReader, Headers, Response};
-use llmhost_provider_sdk::sse::{SseEvent, SseParser};
+use llmhost_provider_sdk::StreamDecode;
+use llmhost_provider_sdk::http::Headers;
 use llmhost_provider_sdk::types::{
-    Chunk, FinishReason, Message, ProviderError, RateLimits, StreamStart, ToolCallDelta,
+    Chunk, FinishReason, Message, ProviderError, RateLimits, SseEvent, StreamInput, StreamStart,
+    ToolCallDelta,
 };
 use serde_json::Value;
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// What a content block of the answer carries.
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +52,8 @@ pub struct StreamState {
     done: bool,
     /// Everything generated so far, for a usage estimate.
     output: String,
+    /// The failure that ended the stream, repeated to later calls.
+    failed: Option<ProviderError>,
 }
 
 impl StreamState {
@@ -71,12 +73,8 @@ impl StreamState {
             finished: false,
             done: false,
             output: String::new(),
+            failed: None,
         }
-    }
-
-    /// Whether `message_stop` arrived.
-    pub fn is_done(&self) -> bool {
-        self.done
     }
 
     /// Handles one event and returns the chunks it yields.
@@ -335,70 +333,61 @@ fn text<'a>(value: &'a Value, key: &str) -> &'a str {
     value.get(key).and_then(Value::as_str).unwrap_or_default()
 }
 
-/// A streamed answer being read from the response body.
-pub struct ClaudeStream {
-    state: StreamState,
-    body: BodyReader,
-    parser: SseParser,
-    pending: VecDeque<Chunk>,
-    /// The failure that ended the stream, repeated to later calls.
-    failed: Option<ProviderError>,
-}
-
-impl ClaudeStream {
-    /// Reads the answer to a request for `model` with `messages`.
-    pub fn new(model: &str, messages: Vec<Message>, response: Response) -> Self {
-        Self {
-            state: StreamState::new(model, messages, &response.headers),
-            body: response.body,
-            parser: SseParser::new(),
-            pending: VecDeque::new(),
-            failed: None,
+impl StreamDecode for StreamState {
+    /// Handles one read's events in order. A failure part-way through
+    /// still returns the chunks of the events before it, and is returned
+    /// by the next call, so what a caller sees does not depend on how the
+    /// body was split into reads.
+    fn feed(&mut self, input: StreamInput) -> Result<Vec<Chunk>, ProviderError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
         }
-    }
-
-    fn advance(&mut self) -> Result<(), ProviderError> {
-        if let Some(event) = self.parser.next_event() {
-            self.pending.extend(self.state.handle(&event)?);
-            return Ok(());
-        }
-        match self.body.read_chunk()? {
-            Some(bytes) => {
-                self.parser.feed(&bytes);
-                Ok(())
-            }
-            None => Err(ProviderError::Protocol(format!(
-                "the Claude stream ended before message_stop{}",
-                if self.parser.has_partial_event() {
-                    ", inside an event"
-                } else {
-                    ""
+        let StreamInput::Events(events) = input else {
+            return Err(self.fail(ProviderError::Protocol(
+                "the Claude stream decoder reads server-sent events, and was fed raw bytes".into(),
+            )));
+        };
+        let mut chunks = Vec::new();
+        for event in &events {
+            match self.handle(event) {
+                Ok(more) => chunks.extend(more),
+                Err(error) => {
+                    let error = self.fail(error);
+                    if chunks.is_empty() {
+                        return Err(error);
+                    }
+                    break;
                 }
-            ))),
+            }
         }
+        Ok(chunks)
+    }
+
+    fn finish(&mut self) -> Result<Vec<Chunk>, ProviderError> {
+        if let Some(error) = &self.failed {
+            return Err(error.clone());
+        }
+        if self.done {
+            return Ok(Vec::new());
+        }
+        Err(self.fail(ProviderError::Protocol(
+            "the Claude stream ended before message_stop".into(),
+        )))
     }
 }
 
-impl ChunkSource for ClaudeStream {
-    fn next_chunk(&mut self) -> Result<Option<Chunk>, ProviderError> {
-        loop {
-            if let Some(chunk) = self.pending.pop_front() {
-                return Ok(Some(chunk));
-            }
-            if let Some(error) = &self.failed {
-                return Err(error.clone());
-            }
-            if self.state.is_done() {
-                return Ok(None);
-            }
-            if let Err(error) = self.advance() {
-                self.failed = Some(error.clone());
-                return Err(error);
-            }
-        }
+impl StreamState {
+    /// Records the failure that ends the stream and returns it.
+    fn fail(&mut self, error: ProviderError) -> ProviderError {
+        self.failed = Some(error.clone());
+        error
     }
 }
 
 #[cfg(test)]
 #[path = "stream_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "stream_props.rs"]
+mod props;

@@ -9,19 +9,16 @@ fn event(name: &str, data: Value) -> SseEvent {
     }
 }
 
-fn state() -> StreamState {
+pub(super) fn state() -> StreamState {
     let headers = Headers::from_pairs([
-        ("request-id".to_string(), b"req_9".to_vec()),
-        (
-            "anthropic-ratelimit-requests-limit".to_string(),
-            b"50".to_vec(),
-        ),
+        ("request-id", "req_9"),
+        ("anthropic-ratelimit-requests-limit", "50"),
     ]);
     StreamState::new("claude-requested", Vec::new(), &headers)
 }
 
 /// Chunks in a compact, comparable form.
-fn describe(chunk: &Chunk) -> String {
+pub(super) fn describe(chunk: &Chunk) -> String {
     match chunk {
         Chunk::Start(start) => format!("start {} {}", start.id, start.model),
         Chunk::Text(t) => format!("text {t}"),
@@ -36,8 +33,13 @@ fn describe(chunk: &Chunk) -> String {
             d.arguments
         ),
         Chunk::Usage(u) => format!(
-            "usage in={} out={} read={} write={} est={}",
-            u.input_tokens, u.output_tokens, u.cache_read_tokens, u.cache_write_tokens, u.estimated
+            "usage in={} out={} read={} write={} hour={} est={}",
+            u.input_tokens,
+            u.output_tokens,
+            u.cache_read_tokens,
+            u.cache_write_tokens,
+            u.cache_write_hour_tokens,
+            u.estimated
         ),
         Chunk::Finish(reason) => format!(
             "finish {}",
@@ -133,10 +135,10 @@ fn text_answer_with_cache_usage() {
             "text Hello",
             "text !",
             "finish stop",
-            "usage in=135 out=15 read=100 write=10 est=false",
+            "usage in=135 out=15 read=100 write=10 hour=0 est=false",
         ]
     );
-    assert!(state.is_done());
+    assert_eq!(state.finish(), Ok(Vec::new()), "message_stop ended it");
     assert!(
         state
             .handle(&delta(0, json!({"type": "text_delta", "text": "late"})))
@@ -231,7 +233,7 @@ fn thinking_and_tool_calls() {
             "tool 1 toolu_b now ",
             "tool 1 - - {}",
             "finish tool-calls",
-            "usage in=472 out=89 read=0 write=0 est=false",
+            "usage in=472 out=89 read=0 write=0 hour=0 est=false",
         ]
     );
 }
@@ -259,7 +261,7 @@ fn usage_is_cumulative_and_replaced() {
         [
             "start msg_01 claude-sonnet-4-5-20250929",
             "finish length",
-            "usage in=15 out=50 read=3 write=0 est=false",
+            "usage in=15 out=50 read=3 write=0 hour=0 est=false",
         ]
     );
 }
@@ -336,7 +338,7 @@ fn unknown_and_unnamed_events() {
             "start  claude-requested",
             "text hi",
             "finish stop",
-            "usage in=0 out=2 read=0 write=0 est=false",
+            "usage in=0 out=2 read=0 write=0 hour=0 est=false",
         ]
     );
 }
@@ -393,45 +395,127 @@ fn protocol_violations() {
     ));
 }
 
+/// A stream recorded from the Messages API, as the host frames it.
+fn recorded() -> Vec<SseEvent> {
+    vec![
+        message_start(json!({
+            "input_tokens": 14, "cache_creation_input_tokens": 2048, "cache_read_input_tokens": 0,
+            "cache_creation": {"ephemeral_5m_input_tokens": 0, "ephemeral_1h_input_tokens": 2048},
+            "output_tokens": 4,
+        })),
+        block_start(0, json!({"type": "text", "text": ""})),
+        event("ping", json!({"type": "ping"})),
+        delta(
+            0,
+            json!({"type": "text_delta", "text": "Bonjour — ça va ?"}),
+        ),
+        block_stop(0),
+        event(
+            "message_delta",
+            json!({"type": "message_delta",
+                "delta": {"stop_reason": "stop_sequence", "stop_sequence": "END"},
+                "usage": {"output_tokens": 9}}),
+        ),
+        message_stop(),
+    ]
+}
+
+/// Feeds `events` in reads of `per_read` events and then finishes.
+fn decode(events: &[SseEvent], per_read: usize) -> Result<Vec<String>, ProviderError> {
+    let mut state = state();
+    let mut chunks = Vec::new();
+    for read in events.chunks(per_read) {
+        let decoded = state.feed(StreamInput::Events(read.to_vec()))?;
+        chunks.extend(decoded.iter().map(describe));
+    }
+    chunks.extend(state.finish()?.iter().map(describe));
+    Ok(chunks)
+}
+
 #[test]
-fn recorded_byte_stream_through_the_sse_parser() {
-    let recorded = concat!(
-        "event: message_start\r\n",
-        "data: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_rec\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"claude-haiku-4-5-20251001\",\"content\":[],\"stop_reason\":null,\"stop_sequence\":null,\"usage\":{\"input_tokens\":14,\"cache_creation_input_tokens\":0,\"cache_read_input_tokens\":0,\"output_tokens\":4}}}\r\n\r\n",
-        "event: content_block_start\r\n",
-        "data: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\r\n\r\n",
-        "event: ping\r\n",
-        "data: {\"type\": \"ping\"}\r\n\r\n",
-        "event: content_block_delta\r\n",
-        "data: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Bonjour — ça va ?\"}}\r\n\r\n",
-        "event: content_block_stop\r\n",
-        "data: {\"type\":\"content_block_stop\",\"index\":0}\r\n\r\n",
-        "event: message_delta\r\n",
-        "data: {\"type\":\"message_delta\",\"delta\":{\"stop_reason\":\"stop_sequence\",\"stop_sequence\":\"END\"},\"usage\":{\"output_tokens\":9}}\r\n\r\n",
-        "event: message_stop\r\n",
-        "data: {\"type\":\"message_stop\"}\r\n\r\n",
-    );
-    for piece in [1, 7, 64, recorded.len()] {
-        let mut parser = SseParser::new();
-        let mut state = state();
-        let mut chunks = Vec::new();
-        for bytes in recorded.as_bytes().chunks(piece) {
-            parser.feed(bytes);
-            while let Some(event) = parser.next_event() {
-                let handled = state.handle(&event).expect("handled");
-                chunks.extend(handled.iter().map(describe));
-            }
-        }
-        assert!(state.is_done(), "piece {piece}");
+fn recorded_stream_fed_in_reads_of_any_size() {
+    let events = recorded();
+    for per_read in 1..=events.len() {
         assert_eq!(
-            chunks,
+            decode(&events, per_read).expect("decoded"),
             [
-                "start msg_rec claude-haiku-4-5-20251001",
+                "start msg_01 claude-sonnet-4-5-20250929",
                 "text Bonjour — ça va ?",
                 "finish stop",
-                "usage in=14 out=9 read=0 write=0 est=false",
+                "usage in=2062 out=9 read=0 write=2048 hour=2048 est=false",
             ],
-            "piece {piece}"
+            "{per_read} events a read"
         );
     }
+}
+
+#[test]
+fn an_empty_read_yields_nothing() {
+    let mut state = state();
+    assert!(
+        state
+            .feed(StreamInput::Events(Vec::new()))
+            .expect("decoded")
+            .is_empty()
+    );
+}
+
+#[test]
+fn a_stream_cut_before_message_stop_is_a_protocol_error() {
+    let events = recorded();
+    for cut in 0..events.len() {
+        let result = decode(&events[..cut], 1);
+        assert!(
+            matches!(&result, Err(ProviderError::Protocol(m)) if m.contains("message_stop")),
+            "cut after {cut} events: {result:?}"
+        );
+    }
+}
+
+#[test]
+fn raw_bytes_are_refused() {
+    let mut state = state();
+    let result = state.feed(StreamInput::Bytes(b"event: ping\n\n".to_vec()));
+    assert!(matches!(result, Err(ProviderError::Protocol(m)) if m.contains("raw bytes")));
+}
+
+#[test]
+fn a_failure_keeps_the_chunks_before_it_and_ends_the_stream() {
+    let mut state = state();
+    let chunks = state
+        .feed(StreamInput::Events(vec![
+            message_start(json!({"input_tokens": 1, "output_tokens": 1})),
+            block_start(0, json!({"type": "text", "text": ""})),
+            delta(0, json!({"type": "text_delta", "text": "Par"})),
+            event(
+                "error",
+                json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+            ),
+            delta(0, json!({"type": "text_delta", "text": "is"})),
+        ]))
+        .expect("the chunks before the error");
+    let chunks: Vec<String> = chunks.iter().map(describe).collect();
+    assert_eq!(
+        chunks,
+        ["start msg_01 claude-sonnet-4-5-20250929", "text Par"]
+    );
+    let later = state.feed(StreamInput::Events(vec![message_stop()]));
+    assert!(
+        matches!(later, Err(ProviderError::Overloaded(_))),
+        "{later:?}"
+    );
+    assert!(matches!(state.finish(), Err(ProviderError::Overloaded(_))));
+}
+
+#[test]
+fn a_failure_first_in_a_read_is_returned_at_once() {
+    let mut state = state();
+    let result = state.feed(StreamInput::Events(vec![event(
+        "error",
+        json!({"type": "error", "error": {"type": "api_error", "message": "Internal server error"}}),
+    )]));
+    assert!(
+        matches!(result, Err(ProviderError::ServerError(_))),
+        "{result:?}"
+    );
 }
