@@ -1,16 +1,29 @@
 //! A provider written in Python, built with componentize-py by the
 //! project's script, installed with `llmhost plugins install` and served by
 //! the unchanged `llmhost` binary: chat, stream, health and token counts
-//! against the vendor simulator, with usage and cost, and its network
-//! access held to the configured base URL. Also `plugins inspect` on every
-//! built-in and its refusals.
+//! against the vendor simulator, with usage and cost. It speaks contract
+//! 0.2: it only prepares requests and parses answers, and the host sends
+//! them (with `content-length`, never chunked), adds the key when one is
+//! configured and holds its network access to the configured base URL.
+//! Also `plugins inspect` on every built-in and its refusals.
 
 mod common;
 
 use common::{json_of, run, run_ok};
-use llmhost_simulator::{Simulator, Vendor};
+use llmhost_simulator::{Reply, Simulator, Vendor, sse_data};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// A chat through the Python provider, answered as JSON.
+const CHAT: &[&str] = &[
+    "chat",
+    "-p",
+    "selfhosted",
+    "-m",
+    "gpt-4o-mini",
+    "--json",
+    "x",
+];
 
 /// Builds the Python provider into `dir` with the repository's script.
 fn build_python_plugin(dir: &Path) -> PathBuf {
@@ -79,8 +92,27 @@ async fn a_python_provider_serves_chat_and_stream_without_rebuilding_the_host() 
     // Inspect runs nothing but info(); install checks and copies.
     let inspected = json_of(&run(&["plugins", "inspect", &built, "--json"], &[]).await);
     assert_eq!(inspected["id"], "selfhosted");
-    assert_eq!(inspected["wit_version"], "llmhost:provider@0.1.0");
+    assert_eq!(inspected["wit_version"], "llmhost:provider@0.2.0");
     assert!(inspected["models"].as_array().unwrap().len() >= 4);
+    // The host adds the key; the plugin never sees it, so installing it
+    // needs no key grant, and offering one is refused.
+    assert_eq!(inspected["auth"], "bearer");
+    assert_eq!(inspected["stream_format"], "sse");
+    assert_eq!(inspected["asks"]["sees_key"], false);
+    let refused = run(
+        &[
+            "--plugins",
+            &plugin_dir,
+            "plugins",
+            "install",
+            &built,
+            "--allow-key",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(json_of(&refused)["error"]["kind"], "invalid_config");
     // It asks for no host, so none can be granted to it.
     let refused = run(
         &[
@@ -138,7 +170,8 @@ async fn a_python_provider_serves_chat_and_stream_without_rebuilding_the_host() 
     assert!(
         message.contains("greet")
             && message.contains("not the llm-provider world")
-            && message.contains("llmhost:provider/provider@0.1.x"),
+            && message.contains("llmhost:provider/provider")
+            && message.contains("0.1.x, 0.2.x"),
         "{message}"
     );
     let refused = run(
@@ -171,6 +204,8 @@ async fn a_python_provider_serves_chat_and_stream_without_rebuilding_the_host() 
     assert_eq!(json_of(&again)["error"]["kind"], "conflict");
 
     let sim = Simulator::start().await.expect("sim");
+    // As strict servers do: a chunked request body would be refused.
+    sim.set_reject_chunked(true);
     let base = sim.base_url(Vendor::OpenAi);
     // Self-hosted models are free unless priced: price the one the
     // simulator serves, so cost is checked too.
@@ -250,6 +285,46 @@ max_output_tokens = 16384
     assert_eq!(body["stream"], true);
     assert_eq!(body["stream_options"]["include_usage"], true);
 
+    // The server's failures keep what a caller acts on; a stream cut
+    // before its `[DONE]` is a protocol error, not a short answer.
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::openai_error(429, "requests", Some("rate_limit_exceeded"), "slow down")
+            .header("retry-after", "2"),
+    );
+    let limited = json_of(&run(CHAT, &env).await);
+    assert_eq!(limited["error"]["kind"], "rate_limited", "{limited}");
+    assert_eq!(limited["error"]["retry_after_ms"], 2000);
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::sse([sse_data(&serde_json::json!({
+            "id": "chatcmpl-cut",
+            "model": "gpt-4o-mini",
+            "choices": [{"index": 0, "delta": {"content": "Half an ans"}}],
+        }))]),
+    );
+    let cut = json_of(&run(&[CHAT, &["--stream"]].concat(), &env).await);
+    assert_eq!(cut["error"]["kind"], "protocol", "{cut}");
+    assert!(
+        cut["error"]["message"].as_str().unwrap().contains("[DONE]"),
+        "{cut}"
+    );
+
+    // Most self-hosted servers take no key: without one configured the
+    // request still goes out, with no authorization header (this server
+    // wants one, and its refusal comes back as such).
+    let keyless = [
+        ("LLMHOST_PLUGINS", plugin_dir.as_str()),
+        ("LLMHOST_MODELS", models.as_str()),
+        ("LLMHOST_SELFHOSTED_BASE_URL", base.as_str()),
+    ];
+    let sent = sim.requests().len();
+    let refused = json_of(&run(CHAT, &keyless).await);
+    assert_eq!(refused["error"]["kind"], "authentication", "{refused}");
+    let requests = sim.requests();
+    assert_eq!(requests.len(), sent + 1);
+    assert_eq!(requests[sent].header("authorization"), None);
+
     let health = json_of(&run(&["health", "-p", "selfhosted", "--json"], &env).await);
     assert_eq!(health["healthy"], true);
     assert!(health["models_available"].as_u64().unwrap() > 0);
@@ -274,18 +349,36 @@ max_output_tokens = 16384
     );
     assert_eq!(tokens["tokens"], 3);
 
+    // Every request the host sent for it: a body with its length, the
+    // host's user agent and request id.
+    let requests = sim.requests();
+    assert!(requests.len() >= 6);
+    for request in &requests {
+        assert_eq!(request.header("transfer-encoding"), None, "{request:?}");
+        if !request.body.is_empty() {
+            let length = request.body.len().to_string();
+            assert_eq!(
+                request.header("content-length"),
+                Some(length.as_str()),
+                "{request:?}"
+            );
+        }
+        assert!(
+            request
+                .header("user-agent")
+                .is_some_and(|agent| agent.starts_with("llmhost/")),
+            "{request:?}"
+        );
+        assert!(
+            request.header("x-client-request-id").is_some(),
+            "{request:?}"
+        );
+    }
+
     // Without a configured base URL it would reach its default,
     // localhost:11434, which nobody approved: denied, not crashed.
     let denied = run(
-        &[
-            "chat",
-            "-p",
-            "selfhosted",
-            "-m",
-            "gpt-4o-mini",
-            "--json",
-            "x",
-        ],
+        CHAT,
         &[
             ("LLMHOST_PLUGINS", plugin_dir.as_str()),
             ("LLMHOST_SELFHOSTED_API_KEY", "local-key"),
@@ -362,7 +455,7 @@ async fn inspect_shows_every_builtin_and_refuses_what_is_not_a_provider() {
             .await,
         );
         assert_eq!(v["id"], id);
-        assert_eq!(v["wit_version"], "llmhost:provider@0.1.0");
+        assert_eq!(v["wit_version"], "llmhost:provider@0.2.0");
         assert!(
             !v["hosts"].as_array().unwrap().is_empty(),
             "{id} declares its hosts"
@@ -370,17 +463,17 @@ async fn inspect_shows_every_builtin_and_refuses_what_is_not_a_provider() {
         let text = run(&["plugins", "inspect", path.to_str().unwrap()], &[]).await;
         assert!(
             String::from_utf8_lossy(&text.stdout)
-                .contains("contract        llmhost:provider@0.1.0")
+                .contains("contract        llmhost:provider@0.2.0")
         );
     }
     // The contract version: the OpenAI component with its export renamed in
-    // place (same length, so the binary stays well formed). A later 0.1.x
-    // is served, as the compatibility promise says; 0.2.0 is refused with
+    // place (same length, so the binary stays well formed). A later 0.2.x
+    // is served, as the compatibility promise says; 0.3.0 is refused with
     // what it exports and what the host serves.
     let openai = llmhost::builtin_component("openai").unwrap();
-    let exported = b"llmhost:provider/provider@0.1.0";
+    let exported = b"llmhost:provider/provider@0.2.0";
     assert!(openai.windows(exported.len()).any(|w| w == exported));
-    for (version, accepted) in [("0.1.7", true), ("0.2.0", false)] {
+    for (version, accepted) in [("0.2.7", true), ("0.3.0", false)] {
         let renamed = format!("llmhost:provider/provider@{version}");
         let mut bytes = openai.to_vec();
         let mut at = 0;
@@ -409,8 +502,8 @@ async fn inspect_shows_every_builtin_and_refuses_what_is_not_a_provider() {
             assert_eq!(v["error"]["kind"], "plugin_load");
             let message = v["error"]["message"].as_str().unwrap();
             assert!(
-                message.contains("exports llmhost:provider/provider@0.2.0")
-                    && message.contains("serves llmhost:provider@0.1.x"),
+                message.contains("exports llmhost:provider/provider@0.3.0")
+                    && message.contains("serves llmhost:provider 0.1.x, 0.2.x"),
                 "{v}"
             );
         }

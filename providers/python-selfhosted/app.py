@@ -3,27 +3,43 @@ the OpenAI chat-completions protocol (Ollama, vLLM, llama.cpp's server,
 LM Studio, ...).
 
 Built into a WebAssembly component by ``build.sh`` with componentize-py
-against the project's ``wit/``. Like every plugin it only speaks the
-protocol: the host approves hosts, holds keys, applies limits and prices
-the usage. Set the server with ``LLMHOST_SELFHOSTED_BASE_URL`` (for example
+against the project's ``wit/`` (contract ``llmhost:provider@0.2.0``). Like
+every 0.2 plugin it only translates the protocol and does no I/O: it
+prepares each HTTP request (a path below the base URL, headers, a JSON
+body) and parses the answer; the host sends the request, adding
+``content-length``, ``user-agent``, the request id and the key, and for a
+stream frames the server-sent events and feeds them to ``StreamDecoder``.
+
+The key never enters the plugin. With ``LLMHOST_SELFHOSTED_API_KEY`` set the
+host sends it as a bearer token; without it (the manifest's
+``key-optional``) requests go out with no key, as most local servers want.
+Set the server with ``LLMHOST_SELFHOSTED_BASE_URL`` (for example
 ``http://localhost:11434/v1`` for Ollama): a variable of llmhost's naming,
 granted to every installed plugin for its own id, so the host then allows
 exactly that address.
+
+One fresh instance serves each call (a chat, a stream, a count, a health
+check), so what a ``prepare_*`` export remembers for its ``parse_*`` lives
+in module globals: nothing outlives the call, nothing leaks into the next.
 """
 
 import json
-from typing import List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 from componentize_py_types import Err
 from wit_world import exports
-from wit_world.imports import llmhost_provider_types as t
-from wit_world.imports import outgoing_handler, streams, tokenizer
-from wit_world.imports import wasi_http_types as http
+from wit_world.imports import tokenizer
+from wit_world.imports import types as t
 
-VERSION = "0.1.0"
+VERSION = "0.2.0"
+ENCODING = "cl100k_base"
 # Self-hosted models cost nothing per token; the operator may price them in
 # the model overrides file.
-FREE = t.Pricing(input=0, output=0, cache_read=None, cache_write=None)
+FREE = t.Pricing(
+    base=t.Prices(input=0, output=0, cache_read=None, cache_write=None, cache_write_hour=None),
+    tiers=[],
+    off_peak=[],
+)
 CAPS = t.Capabilities.STREAMING | t.Capabilities.TEMPERATURE | t.Capabilities.JSON_MODE
 
 
@@ -35,7 +51,7 @@ def model(model_id: str, name: str, context: int, max_out: int) -> t.ModelInfo:
         max_output_tokens=max_out,
         pricing=FREE,
         capabilities=CAPS,
-        tokenizer="cl100k_base",
+        tokenizer=ENCODING,
         tokenizer_exact=False,
     )
 
@@ -46,6 +62,10 @@ MODELS = [
     model("qwen2.5:7b", "Qwen 2.5 7B", 32768, 8192),
     model("mistral:7b", "Mistral 7B", 32768, 8192),
 ]
+
+# What this call's prepare export was given, for its parse export.
+prepared_request: Optional[t.ChatRequest] = None
+prepared_base_url: Optional[str] = None
 
 
 # ---- errors ----------------------------------------------------------------
@@ -61,11 +81,7 @@ def protocol(message: str) -> Err:
     return Err(t.ProviderError_Protocol(message))
 
 
-def network(message: str) -> Err:
-    return Err(t.ProviderError_Network(message))
-
-
-def retry_after_ms(headers: dict) -> Optional[int]:
+def retry_after_ms(headers: Dict[str, str]) -> Optional[int]:
     for name, scale in (("retry-after-ms", 1.0), ("retry-after", 1000.0)):
         value = headers.get(name)
         if value is None:
@@ -79,26 +95,32 @@ def retry_after_ms(headers: dict) -> Optional[int]:
     return None
 
 
-def vendor_error(status: int, headers: dict, body: bytes) -> Err:
+def error_fields(error) -> Tuple[str, Optional[str]]:
+    """Message and code of an OpenAI-style error object (or string)."""
+    if isinstance(error, str):
+        return error, None
+    if not isinstance(error, dict):
+        return "", None
+    code = error.get("code") or error.get("type")
+    return str(error.get("message") or ""), (str(code) if code is not None else None)
+
+
+def vendor_error(status: int, headers: Dict[str, str], body: bytes) -> Err:
     """Maps an error status and the OpenAI-style error body onto the
     contract's error hierarchy."""
     message, code = f"HTTP {status}", None
     try:
         payload = json.loads(body)
         error = payload.get("error", payload) if isinstance(payload, dict) else payload
-        if isinstance(error, dict):
-            message = str(error.get("message") or message)
-            code = error.get("code") or error.get("type")
-            code = str(code) if code is not None else None
-        elif isinstance(error, str):
-            message = error
+        text, code = error_fields(error)
+        message = text or message
     except (ValueError, AttributeError):
         text = body.decode("utf-8", "replace").strip()
         if text:
             message = f"HTTP {status}: {text[:300]}"
     d = detail(message, status, code, headers.get("x-request-id"), retry_after_ms(headers))
     lowered = message.lower()
-    if code in ("insufficient_quota",) or status == 402:
+    if code == "insufficient_quota" or status == 402:
         return Err(t.ProviderError_QuotaExhausted(d))
     if code == "context_length_exceeded" or "context length" in lowered or status == 413:
         return Err(t.ProviderError_TokenLimitExceeded(d))
@@ -113,6 +135,18 @@ def vendor_error(status: int, headers: dict, body: bytes) -> Err:
     if status >= 500 or status in (408, 409):
         return Err(t.ProviderError_ServerError(d))
     return Err(t.ProviderError_InvalidRequest(d))
+
+
+def stream_error(error) -> Err:
+    """Maps an error object that arrived inside a stream, where no status
+    tells what it was."""
+    message, code = error_fields(error)
+    d = detail(message or "error event in the stream", code=code)
+    if code == "insufficient_quota":
+        return Err(t.ProviderError_QuotaExhausted(d))
+    if code == "context_length_exceeded":
+        return Err(t.ProviderError_TokenLimitExceeded(d))
+    return Err(t.ProviderError_ServerError(d))
 
 
 PROVIDER_ERRORS = (
@@ -134,134 +168,14 @@ def guarded(function):
         except Err as err:
             if isinstance(err.value, PROVIDER_ERRORS):
                 raise
-            raise network(f"HTTP failure: {type(err.value).__name__}")
+            raise protocol(f"plugin error: {type(err.value).__name__}: {err.value}")
         except Exception as exc:  # noqa: BLE001 - the boundary must not crash
             raise protocol(f"plugin error: {type(exc).__name__}: {exc}")
 
     return wrapper
 
 
-# ---- HTTP over wasi:http, blocking ------------------------------------------
-
-
-class Response:
-    def __init__(self, status: int, headers: dict, body: http.IncomingBody,
-                 stream: streams.InputStream, response: http.IncomingResponse):
-        self.status = status
-        self.headers = headers
-        # Resources are kept alive, children before parents.
-        self._stream = stream
-        self._body = body
-        self._response = response
-        self._done = False
-
-    def read_some(self) -> Optional[bytes]:
-        """The next bytes of the body; None at its end."""
-        if self._done:
-            return None
-        try:
-            return self._stream.blocking_read(65536)
-        except Err as err:
-            self._done = True
-            if isinstance(err.value, streams.StreamError_Closed):
-                return None
-            raise network("the connection failed while reading the answer")
-
-    def read_all(self, limit: int = 32 << 20) -> bytes:
-        chunks: List[bytes] = []
-        size = 0
-        while True:
-            data = self.read_some()
-            if data is None:
-                return b"".join(chunks)
-            size += len(data)
-            if size > limit:
-                raise protocol("the answer is larger than the plugin accepts")
-            chunks.append(data)
-
-
-def split_url(url: str) -> Tuple[http.Scheme, str, str]:
-    if url.startswith("https://"):
-        scheme, rest = http.Scheme_Https(), url[len("https://"):]
-    elif url.startswith("http://"):
-        scheme, rest = http.Scheme_Http(), url[len("http://"):]
-    else:
-        raise Err(t.ProviderError_InvalidRequest(detail(f"unsupported base URL {url}")))
-    slash = rest.find("/")
-    if slash < 0:
-        return scheme, rest, "/"
-    return scheme, rest[:slash], rest[slash:]
-
-
-def send(config: t.ProviderConfig, method: http.Method, path: str,
-         body: Optional[bytes], accept: str = "application/json") -> Response:
-    scheme, authority, base_path = split_url(config.base_url)
-    pairs = [("accept", accept.encode()), ("user-agent", f"llmhost-selfhosted/{VERSION}".encode())]
-    if body is not None:
-        pairs.append(("content-type", b"application/json"))
-    if config.api_key:
-        pairs.append(("authorization", f"Bearer {config.api_key}".encode()))
-    for name, value in config.extra_headers:
-        pairs.append((name.lower(), value.encode()))
-    request = http.OutgoingRequest(http.Fields.from_list(pairs))
-    request.set_method(method)
-    request.set_scheme(scheme)
-    request.set_authority(authority)
-    request.set_path_with_query(base_path.rstrip("/") + path)
-    outgoing = request.body()
-    options = http.RequestOptions()
-    timeout_ns = max(config.timeout_ms, 1) * 1_000_000
-    try:
-        options.set_first_byte_timeout(timeout_ns)
-        options.set_between_bytes_timeout(timeout_ns)
-    except Err:
-        pass
-    try:
-        future = outgoing_handler.handle(request, options)
-    except Err as err:
-        raise network(f"the request could not be sent: {err.value}")
-    # If the host refused the request the body cannot be written; the
-    # response future then says why.
-    try:
-        if body is not None:
-            out = outgoing.write()
-            for start in range(0, len(body), 4096):
-                out.blocking_write_and_flush(body[start:start + 4096])
-            out.__exit__(None, None, None)
-        http.OutgoingBody.finish(outgoing, None)
-    except Err:
-        pass
-    pollable = future.subscribe()
-    pollable.block()
-    pollable.__exit__(None, None, None)
-    result = future.get()
-    if result is None:
-        raise network("no response")
-    try:
-        response = result.value.value
-    except AttributeError:
-        raise network("no response")
-    if not isinstance(response, http.IncomingResponse):
-        code = response
-        if isinstance(code, (http.ErrorCode_ConnectionReadTimeout, http.ErrorCode_ConnectionTimeout)):
-            raise Err(t.ProviderError_Timeout(f"no answer from {authority} in time"))
-        if isinstance(code, http.ErrorCode_HttpRequestDenied):
-            raise network(f"request to {authority} denied by the host")
-        raise network(f"{authority}: {type(code).__name__}")
-    headers = {}
-    for name, value in response.headers().entries():
-        headers[name.lower()] = value.decode("utf-8", "replace")
-    incoming = response.consume()
-    return Response(response.status(), headers, incoming, incoming.stream(), response)
-
-
-def checked(response: Response) -> Response:
-    if response.status >= 400:
-        raise vendor_error(response.status, response.headers, response.read_all(1 << 20))
-    return response
-
-
-# ---- request and answer -----------------------------------------------------
+# ---- requests ---------------------------------------------------------------
 
 
 ROLES = {t.Role.SYSTEM: "system", t.Role.USER: "user", t.Role.ASSISTANT: "assistant", t.Role.TOOL: "tool"}
@@ -271,7 +185,28 @@ def text_of(message: t.Message) -> str:
     return "".join(part.value for part in message.content if isinstance(part, t.ContentPart_Text))
 
 
-def request_body(request: t.ChatRequest, stream: bool) -> bytes:
+JSON_KINDS = {bool: "a boolean", int: "a number", float: "a number", str: "a string", list: "an array"}
+
+
+def merge_vendor_params(body: dict, request: t.ChatRequest) -> None:
+    """Merges the request's `vendor-params` object into the body; its
+    members replace those of the same name."""
+    if request.vendor_params is None:
+        return
+    try:
+        params = json.loads(request.vendor_params)
+    except ValueError as err:
+        raise Err(t.ProviderError_InvalidRequest(detail(
+            f"vendor-params is not valid JSON ({err}); it must be a JSON object")))
+    if not isinstance(params, dict):
+        raise Err(t.ProviderError_InvalidRequest(detail(
+            f"vendor-params must be a JSON object, not {JSON_KINDS.get(type(params), 'null')}")))
+    body.update(params)
+
+
+def chat_request(request: t.ChatRequest, stream: bool) -> t.HttpRequest:
+    global prepared_request
+    prepared_request = request
     body = {
         "model": request.model,
         "messages": [{"role": ROLES.get(m.role, "user"), "content": text_of(m)} for m in request.messages],
@@ -291,7 +226,39 @@ def request_body(request: t.ChatRequest, stream: bool) -> bytes:
         body["response_format"] = {"type": "json_object"}
     if request.user:
         body["user"] = request.user
-    return json.dumps(body).encode()
+    merge_vendor_params(body, request)
+    accept = "text/event-stream" if stream else "application/json"
+    return t.HttpRequest(
+        method=t.Method.POST,
+        path="/chat/completions",
+        headers=[("content-type", "application/json"), ("accept", accept)],
+        body=json.dumps(body).encode(),
+    )
+
+
+def the_prepared_request() -> t.ChatRequest:
+    if prepared_request is None:
+        raise protocol("an answer arrived for a chat this plugin did not prepare")
+    return prepared_request
+
+
+# ---- answers ----------------------------------------------------------------
+
+
+def header_map(response: t.HttpResponse) -> Dict[str, str]:
+    """The response's headers by lowercase name; the first value wins."""
+    headers: Dict[str, str] = {}
+    for name, value in response.headers:
+        headers.setdefault(name.lower(), value)
+    return headers
+
+
+def checked(response: t.HttpResponse) -> Dict[str, str]:
+    """The response's headers, or its mapped error when it failed."""
+    headers = header_map(response)
+    if not 200 <= response.status < 300:
+        raise vendor_error(response.status, headers, response.body)
+    return headers
 
 
 def finish_reason(value: Optional[str]) -> t.FinishReason:
@@ -304,95 +271,126 @@ def finish_reason(value: Optional[str]) -> t.FinishReason:
 
 
 def usage_of(value) -> Optional[t.Usage]:
+    """The server's usage, or None when it reported none (or only zeros,
+    as some servers do before the end of a stream)."""
     if not isinstance(value, dict):
         return None
     try:
-        return t.Usage(
+        usage = t.Usage(
             input_tokens=int(value.get("prompt_tokens") or 0),
             output_tokens=int(value.get("completion_tokens") or 0),
             cache_read_tokens=0,
             cache_write_tokens=0,
+            cache_write_hour_tokens=0,
             reasoning_tokens=0,
             estimated=False,
         )
     except (TypeError, ValueError):
         return None
+    return usage if usage.input_tokens or usage.output_tokens else None
 
 
-def estimate(text: str) -> int:
-    return tokenizer.count("cl100k_base", text)
+def count(text: str) -> int:
+    try:
+        return tokenizer.count(ENCODING, text)
+    except Err:
+        raise protocol(f"the host has no tokenizer named {ENCODING}")
 
 
-class ChatStream(exports.provider.ChatStream):
-    """Reads the server's SSE answer event by event."""
+def count_messages(messages: List[t.Message]) -> int:
+    # About four tokens of framing per message, as chat templates add.
+    return sum(count(text_of(m)) + 4 for m in messages) + 2
 
-    def __init__(self, response: Response, model_id: str):
-        self.response = response
-        self.model = model_id
-        self.buffer = b""
-        self.pending: List[t.Chunk] = []
+
+def estimated_usage(request: t.ChatRequest, output: str) -> t.Usage:
+    return t.Usage(input_tokens=count_messages(request.messages), output_tokens=count(output),
+                   cache_read_tokens=0, cache_write_tokens=0, cache_write_hour_tokens=0,
+                   reasoning_tokens=0, estimated=True)
+
+
+def answer_parts(reasoning: Optional[str], content: str) -> List[t.ContentPart]:
+    parts: List[t.ContentPart] = []
+    if reasoning:
+        parts.append(t.ContentPart_Thinking(t.Thinking(text=reasoning, signature=None)))
+    if content:
+        parts.append(t.ContentPart_Text(content))
+    return parts
+
+
+class StreamDecoder(exports.provider.StreamDecoder):
+    """Decodes the server's SSE answer from the events the host frames.
+
+    Usage is held back until ``[DONE]`` and emitted once: the last figures
+    the server sent, or an estimate when it sent none. Events after
+    ``[DONE]`` are ignored."""
+
+    def __init__(self, request: t.ChatRequest, request_id: Optional[str]):
+        self.request = request
+        self.request_id = request_id
         self.started = False
-        self.ended = False
+        self.finished = False
+        self.done = False
+        self.usage: Optional[t.Usage] = None
+        self.text = ""
 
     @guarded
-    def next(self) -> Optional[t.Chunk]:
-        while not self.pending:
-            if self.ended:
-                return None
-            event = self.next_event()
-            if event is None:
-                raise protocol("the stream ended before its [DONE] marker")
-            self.handle(event)
-        return self.pending.pop(0)
+    def feed(self, input: t.StreamInput) -> List[t.Chunk]:
+        if not isinstance(input, t.StreamInput_Events):
+            raise protocol("this decoder reads server-sent events, and was fed raw bytes")
+        out: List[t.Chunk] = []
+        for event in input.value:
+            self.decode(event.data.strip(), out)
+        return out
 
-    def next_event(self) -> Optional[str]:
-        while True:
-            for separator in (b"\r\n\r\n", b"\n\n"):
-                end = self.buffer.find(separator)
-                if end >= 0:
-                    raw, self.buffer = self.buffer[:end], self.buffer[end + len(separator):]
-                    data = [line[5:].lstrip() for line in raw.replace(b"\r\n", b"\n").split(b"\n")
-                            if line.startswith(b"data:")]
-                    if data:
-                        return b"\n".join(data).decode("utf-8", "replace")
-                    break
-            else:
-                more = self.response.read_some()
-                if more is None:
-                    return None
-                self.buffer += more
-                continue
+    @guarded
+    def finish(self) -> List[t.Chunk]:
+        if not self.done:
+            raise protocol("the stream ended before its [DONE] marker")
+        return []
 
-    def handle(self, data: str) -> None:
-        if data.strip() == "[DONE]":
-            self.ended = True
+    def start(self, event: dict, out: List[t.Chunk]) -> None:
+        if self.started:
+            return
+        self.started = True
+        out.append(t.Chunk_Start(t.StreamStart(
+            id=str(event.get("id") or ""), model=str(event.get("model") or self.request.model),
+            rate_limits=None, request_id=self.request_id)))
+
+    def decode(self, data: str, out: List[t.Chunk]) -> None:
+        if self.done or not data:
+            return
+        if data == "[DONE]":
+            self.start({}, out)
+            out.append(t.Chunk_Usage(self.usage or estimated_usage(self.request, self.text)))
+            self.done = True
             return
         try:
             event = json.loads(data)
         except ValueError:
-            raise protocol("a stream event is not JSON")
-        if isinstance(event, dict) and "error" in event:
-            error = event["error"]
-            message = error.get("message", "error") if isinstance(error, dict) else str(error)
-            raise Err(t.ProviderError_ServerError(detail(str(message))))
-        if not self.started:
-            self.started = True
-            self.pending.append(t.Chunk_Start(t.StreamStart(
-                id=str(event.get("id", "")), model=str(event.get("model", self.model)),
-                rate_limits=None, request_id=self.response.headers.get("x-request-id"))))
+            raise protocol(f"a stream event is not JSON: {data[:200]}")
+        if not isinstance(event, dict):
+            raise protocol(f"a stream event is not a JSON object: {data[:200]}")
+        if event.get("error") is not None:
+            raise stream_error(event["error"])
+        self.start(event, out)
+        self.usage = usage_of(event.get("usage")) or self.usage
         for choice in event.get("choices") or []:
+            if not isinstance(choice, dict) or (choice.get("index") or 0) != 0:
+                continue
             delta = choice.get("delta") or {}
-            content = delta.get("content")
-            if content:
-                self.pending.append(t.Chunk_Text(content))
             reasoning = delta.get("reasoning_content") or delta.get("reasoning")
-            if reasoning:
-                self.pending.append(t.Chunk_Reasoning(reasoning))
-            if choice.get("finish_reason"):
-                self.pending.append(t.Chunk_Finish(finish_reason(choice["finish_reason"])))
-        usage = usage_of(event.get("usage"))
-        if usage is not None and (usage.input_tokens or usage.output_tokens):
-            self.pending.append(t.Chunk_Usage(usage))
+            if isinstance(reasoning, str) and reasoning:
+                out.append(t.Chunk_Reasoning(reasoning))
+            content = delta.get("content")
+            if isinstance(content, str) and content:
+                self.text += content
+                out.append(t.Chunk_Text(content))
+            if choice.get("finish_reason") and not self.finished:
+                self.finished = True
+                out.append(t.Chunk_Finish(finish_reason(choice["finish_reason"])))
+
+
+# ---- exports ----------------------------------------------------------------
 
 
 class Provider(exports.Provider):
@@ -405,60 +403,85 @@ class Provider(exports.Provider):
             api_key_env=["LLMHOST_SELFHOSTED_API_KEY"],
             base_url_env=["LLMHOST_SELFHOSTED_BASE_URL"],
             hosts=[],
+            auth=t.AuthScheme_Bearer(),
+            key_optional=True,
+            stream_format=t.StreamFormat.SSE,
             models=MODELS,
         )
 
     @guarded
-    def chat(self, config: t.ProviderConfig, request: t.ChatRequest) -> t.ChatResponse:
-        response = checked(send(config, http.Method_Post(), "/chat/completions", request_body(request, False)))
+    def prepare_chat(self, config: t.ProviderConfig, request: t.ChatRequest) -> t.HttpRequest:
+        return chat_request(request, stream=False)
+
+    @guarded
+    def parse_chat(self, response: t.HttpResponse) -> t.ChatStep:
+        request = the_prepared_request()
+        headers = checked(response)
         try:
-            answer = json.loads(response.read_all())
+            answer = json.loads(response.body)
             choice = answer["choices"][0]
             message = choice.get("message") or {}
-        except (ValueError, KeyError, IndexError, TypeError):
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise protocol("the answer is not a chat completion")
+        if not isinstance(message, dict):
+            raise protocol("the answer's message is not a JSON object")
         content = message.get("content") or ""
         reasoning = message.get("reasoning_content") or message.get("reasoning")
-        usage = usage_of(answer.get("usage"))
-        if usage is None:
-            prompt = "".join(text_of(m) for m in request.messages)
-            usage = t.Usage(input_tokens=estimate(prompt), output_tokens=estimate(content),
-                            cache_read_tokens=0, cache_write_tokens=0, reasoning_tokens=0,
-                            estimated=True)
-        return t.ChatResponse(
-            id=str(answer.get("id", "")),
-            model=str(answer.get("model", request.model)),
+        if not isinstance(content, str) or not isinstance(reasoning, (str, type(None))):
+            raise protocol("the answer's content is not text")
+        usage = usage_of(answer.get("usage")) or estimated_usage(request, content)
+        return t.ChatStep_Done(t.ChatResponse(
+            id=str(answer.get("id") or ""),
+            model=str(answer.get("model") or request.model),
             content=content,
-            reasoning_content=reasoning,
+            reasoning_content=reasoning or None,
             tool_calls=[],
-            parts=[t.ContentPart_Text(content)] if content else [],
+            parts=answer_parts(reasoning, content),
             finish_reason=finish_reason(choice.get("finish_reason")),
             usage=usage,
             rate_limits=None,
-            request_id=response.headers.get("x-request-id"),
-        )
+            request_id=headers.get("x-request-id"),
+        ))
 
     @guarded
-    def stream(self, config: t.ProviderConfig, request: t.ChatRequest) -> exports.provider.ChatStream:
-        response = checked(send(config, http.Method_Post(), "/chat/completions",
-                                request_body(request, True), accept="text/event-stream"))
-        return ChatStream(response, request.model)
+    def prepare_stream(self, config: t.ProviderConfig, request: t.ChatRequest) -> t.HttpRequest:
+        return chat_request(request, stream=True)
 
     @guarded
-    def count_tokens(self, config: t.ProviderConfig, model_id: str, input: t.TokenInput) -> t.TokenCount:
+    def open_stream(self, response: t.HttpResponse) -> exports.provider.StreamDecoder:
+        request = the_prepared_request()
+        headers = checked(response)
+        return StreamDecoder(request, headers.get("x-request-id"))
+
+    @guarded
+    def prepare_count_tokens(self, config: t.ProviderConfig, model_id: str,
+                             input: t.TokenInput) -> t.CountStep:
         if isinstance(input, t.TokenInput_Text):
-            tokens = estimate(input.value)
+            tokens = count(input.value)
         else:
-            # About four tokens of framing per message, as chat templates add.
-            tokens = sum(estimate(text_of(m)) + 4 for m in input.value) + 2
-        return t.TokenCount(tokens=tokens, estimated=True, encoding="cl100k_base")
+            tokens = count_messages(input.value)
+        return t.CountStep_Done(t.TokenCount(tokens=tokens, estimated=True, encoding=ENCODING))
 
     @guarded
-    def health_check(self, config: t.ProviderConfig) -> t.HealthReport:
-        response = checked(send(config, http.Method_Get(), "/models", None))
+    def parse_count_tokens(self, response: t.HttpResponse) -> t.CountStep:
+        raise protocol("this plugin counts tokens locally and sent no count request")
+
+    @guarded
+    def prepare_health_check(self, config: t.ProviderConfig) -> t.HttpRequest:
+        global prepared_base_url
+        prepared_base_url = config.base_url
+        return t.HttpRequest(method=t.Method.GET, path="/models",
+                             headers=[("accept", "application/json")], body=b"")
+
+    @guarded
+    def parse_health_check(self, response: t.HttpResponse) -> t.HealthStep:
+        checked(response)
         try:
-            listed = json.loads(response.read_all()).get("data") or []
+            listed = json.loads(response.body).get("data") or []
         except (ValueError, AttributeError):
             raise protocol("the model list is not JSON")
-        return t.HealthReport(models_available=len(listed),
-                              detail=f"{config.base_url} answered; {len(listed)} models listed")
+        if not isinstance(listed, list):
+            raise protocol("the model list's data is not a list")
+        server = prepared_base_url or "the server"
+        return t.HealthStep_Done(t.HealthReport(
+            models_available=len(listed), detail=f"{server} answered; {len(listed)} models listed"))

@@ -5,7 +5,8 @@
 #
 # Installs componentize-py from PyPI into a private virtual environment
 # (target/python-venv; override with LLMHOST_PY_VENV) on first use, then
-# componentizes app.py against the project's wit/ (world llm-provider).
+# componentizes app.py against the project's wit/ (contract 0.2, world
+# llm-provider).
 # Default output: target/python-plugins/selfhosted.wasm.
 set -euo pipefail
 
@@ -23,6 +24,7 @@ if ! command -v "$python" >/dev/null; then
 fi
 
 mkdir -p "$(dirname "$venv")" "$(dirname "$out")"
+out=$(cd "$(dirname "$out")" && pwd)/$(basename "$out")
 # Builds running at the same time share the environment: one installs.
 exec 9>"$venv.lock"
 flock 9
@@ -35,7 +37,12 @@ if [ ! -x "$venv/bin/componentize-py" ] ||
         "componentize-py==$COMPONENTIZE_PY_VERSION"
 fi
 
-cd "$here"
+# Componentized from a copy, so the bytecode componentize-py compiles
+# lands beside the copy, not in the source tree.
+stage=$(mktemp -d)
+trap 'rm -rf "$stage"' EXIT
+cp "$here/app.py" "$stage/"
+cd "$stage"
 tmp="$out.tmp.$$"
 "$venv/bin/componentize-py" --wit-path "$root/wit" --world llm-provider \
     componentize app --output "$tmp" >&2
