@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{builder, installed_dir, no_grant};
+use common::{builder, installed_dir, key_grant, no_grant};
 use llmhost::types::{ChatRequest, Message};
 use llmhost::{Grant, Host, Limits, PluginOrigin, Target};
 use llmhost_simulator::{Simulator, Vendor};
@@ -77,7 +77,7 @@ fn hostile_grant(hosts: &[&str], env: &[&str]) -> Grant {
     Grant {
         hosts: hosts.iter().map(|s| s.to_string()).collect(),
         env: env.iter().map(|s| s.to_string()).collect(),
-        ..no_grant()
+        ..key_grant()
     }
 }
 
@@ -286,7 +286,7 @@ fn leb(mut value: u32) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_changed_file_and_a_built_in_id_are_refused_until_approved() {
-    let dir = installed_dir(&[(plugins::HOSTILE, no_grant())]).await;
+    let dir = installed_dir(&[(plugins::HOSTILE, key_grant())]).await;
     let installed = dir.path().join("tinyllm.wasm");
     let original = std::fs::read(&installed).expect("read");
     std::fs::write(&installed, changed(&original)).expect("change the file");
@@ -304,13 +304,13 @@ async fn a_changed_file_and_a_built_in_id_are_refused_until_approved() {
     let changed_file = source.path().join("tinyllm.wasm");
     std::fs::write(&changed_file, changed(&original)).expect("write");
     let again = host
-        .install_plugin(dir.path(), &changed_file, &no_grant())
+        .install_plugin(dir.path(), &changed_file, &key_grant())
         .await
         .expect_err("installed already: needs --force");
     assert_eq!(again.kind(), "conflict");
     let force = Grant {
         force: true,
-        ..no_grant()
+        ..key_grant()
     };
     host.install_plugin(dir.path(), &changed_file, &force)
         .await
@@ -438,7 +438,7 @@ fn rss_bytes() -> u64 {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_chunk_flood_is_a_typed_size_error_with_host_memory_bounded() {
     let _heavy = HEAVY.lock().await;
-    let dir = installed_dir(&[(plugins::HOSTILE, no_grant())]).await;
+    let dir = installed_dir(&[(plugins::HOSTILE, key_grant())]).await;
     let host = host_on(dir.path()).await;
     let before = rss_bytes();
     // 16 MiB from every chunk, without end: collecting it would take all
@@ -472,7 +472,7 @@ async fn a_chunk_flood_is_a_typed_size_error_with_host_memory_bounded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_tokenizer_loop_is_stopped_by_the_cpu_budget_while_others_are_served() {
     let _heavy = HEAVY.lock().await;
-    let dir = installed_dir(&[(plugins::HOSTILE, no_grant())]).await;
+    let dir = installed_dir(&[(plugins::HOSTILE, key_grant())]).await;
     let budget = Duration::from_secs(2);
     let host = builder()
         .plugin_dir(dir.path())
@@ -523,7 +523,7 @@ async fn a_tokenizer_loop_is_stopped_by_the_cpu_budget_while_others_are_served()
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_base_url_variable_holding_a_secret_is_not_echoed() {
-    let dir = installed_dir(&[(plugins::HOSTILE, no_grant())]).await;
+    let dir = installed_dir(&[(plugins::HOSTILE, key_grant())]).await;
     let host = builder()
         .plugin_dir(dir.path())
         .environment(|name| (name == "LLMHOST_TINYLLM_BASE_URL").then(|| OPENAI_SECRET.to_owned()))

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{builder, installed_dir, no_grant};
+use common::{builder, installed_dir, key_grant, no_grant};
 use llmhost::types::{ChatRequest, Message};
 use llmhost::{CompileSource, PluginOrigin, Target};
 use llmhost_simulator::{Simulator, Vendor};
@@ -21,7 +21,7 @@ fn plugin_dir(files: &[(&str, &[u8])]) -> tempfile::TempDir {
 /// A host with the misbehaving test plugin loaded from a plugin directory
 /// (kept alive by the returned guard).
 async fn misbehave_host() -> (tempfile::TempDir, llmhost::Host) {
-    let dir = installed_dir(&[(plugins::MISBEHAVE, no_grant())]).await;
+    let dir = installed_dir(&[(plugins::MISBEHAVE, key_grant())]).await;
     let host = builder()
         .plugin_dir(dir.path())
         .build()
@@ -178,7 +178,7 @@ async fn a_panicking_plugin_is_a_typed_trap() {
 
 #[tokio::test]
 async fn a_plugin_may_send_only_so_many_requests_in_one_call() {
-    let dir = installed_dir(&[(plugins::MISBEHAVE, no_grant())]).await;
+    let dir = installed_dir(&[(plugins::MISBEHAVE, key_grant())]).await;
     let host = builder()
         .plugin_dir(dir.path())
         .limits(llmhost::Limits {

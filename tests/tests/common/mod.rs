@@ -66,3 +66,12 @@ pub async fn installed_dir(components: &[(&str, llmhost::Grant)]) -> tempfile::T
 pub fn no_grant() -> llmhost::Grant {
     llmhost::Grant::default()
 }
+
+/// The least a contract 0.1 plugin (or a 0.2 plugin that signs its own
+/// requests) installs with: the key granted, since the key enters it.
+pub fn key_grant() -> llmhost::Grant {
+    llmhost::Grant {
+        key: true,
+        ..no_grant()
+    }
+}
