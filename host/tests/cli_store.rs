@@ -779,3 +779,115 @@ async fn configs_update_needs_the_key_again_to_move_it() {
     );
     assert!(!s.seen.contains("RECOGNISABLE"));
 }
+
+/// An OpenAI chat completion with the given usage, as the vendor sends it.
+fn completion(model: &str, prompt: u64, cached: u64, completion: u64) -> Value {
+    serde_json::json!({
+        "id": "chatcmpl-tiered",
+        "object": "chat.completion",
+        "created": 1_790_000_000,
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": "priced"},
+            "finish_reason": "stop"
+        }],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "total_tokens": prompt + completion,
+            "prompt_tokens_details": {"cached_tokens": cached}
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_prompt_is_charged_at_its_tier_in_the_answer_and_the_usage_rows() {
+    use llmhost_simulator::Reply;
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+    s.ok(&["init", "--json"], &[]).await;
+    s.ok(&["agents", "create", "long", "--json"], &[]).await;
+    let model = "gpt-6-sol";
+    s.ok(
+        &[
+            "configs",
+            "add",
+            "--agent",
+            "long",
+            "--provider",
+            "openai",
+            "--model",
+            model,
+            "--api-key",
+            KEY,
+            "--base-url",
+            &base,
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    // Its catalogue entry says so: $2 / $10 / $0.20 cached per Mtok, and
+    // above 272K input tokens $4 / $15 / $0.40.
+    let models = s.ok(&["models", "--json"], &[]).await;
+    let entry = models
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["provider"] == "openai" && m["model"] == model)
+        .expect("listed");
+    assert_eq!(entry["input_usd_per_mtok"], "2");
+    assert_eq!(entry["tiers"][0]["above_input_tokens"], 272_000);
+    assert_eq!(entry["tiers"][0]["prices"]["input_usd_per_mtok"], "4");
+    assert_eq!(entry["tiers"][0]["prices"]["output_usd_per_mtok"], "15");
+    assert_eq!(entry["tiers"][0]["prices"]["cache_read_usd_per_mtok"], "0.4");
+
+    // 300K in (100K cached), 1K out: above the threshold.
+    // 200_000 x $4 + 100_000 x $0.40 + 1_000 x $15, per million = 0.855.
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::json(200, completion(model, 300_000, 100_000, 1_000)),
+    );
+    let long = s
+        .ok(&["chat", "--agent", "long", "--json", "a long prompt"], &[])
+        .await;
+    assert_eq!(long["cost_usd"], "0.855");
+    // Exactly at the threshold is not above it: 272_000 x $2 + 1_000 x
+    // $10 = 0.554.
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::json(200, completion(model, 272_000, 0, 1_000)),
+    );
+    let edge = s
+        .ok(&["chat", "--agent", "long", "--json", "at the edge"], &[])
+        .await;
+    assert_eq!(edge["cost_usd"], "0.554");
+    // Without an agent, the same rule.
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::json(200, completion(model, 400_000, 0, 2_000)),
+    );
+    let direct = s
+        .ok(
+            &[
+                "chat", "--provider", "openai", "--model", model, "--base-url", &base,
+                "--api-key", KEY, "--json", "direct",
+            ],
+            &[],
+        )
+        .await;
+    // 400_000 x $4 + 2_000 x $15 = 1.63.
+    assert_eq!(direct["cost_usd"], "1.63");
+
+    // The usage rows hold the tiered costs: 0.855 + 0.554.
+    let usage = s
+        .ok(&["usage", "--agent", "long", "--json"], &[])
+        .await;
+    assert_eq!(usage["usage"][0]["attempts"], 2);
+    assert_eq!(usage["usage"][0]["input_tokens"], 572_000);
+    assert_eq!(usage["usage"][0]["cost_usd"], "1.409");
+    assert_eq!(usage["total_cost_usd"], "1.409");
+}
