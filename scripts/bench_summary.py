@@ -8,7 +8,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 CRITERION = ROOT / "target" / "criterion"
-PROVIDERS = ["openai", "deepseek", "grok", "claude"]
+PROVIDERS = ["openai", "deepseek", "grok", "claude", "openai-v01"]
+# Rows shown under another name: the contract 0.1 fixture.
+LABELS = {"openai-v01": "openai, contract 0.1 (before)"}
 STREAM_EVENTS = 500
 
 
@@ -37,7 +39,8 @@ def side_by_side(group: str, title: str, added: str, per: int) -> None:
         n, w = median_ns(group, p, "native"), median_ns(group, p, "wasm")
         if n is None or w is None:
             continue
-        print(f"| {p} | {fmt(n)} | {fmt(w)} | {fmt((w - n) / per)} | {w / n:.2f}× |")
+        label = LABELS.get(p, p)
+        print(f"| {label} | {fmt(n)} | {fmt(w)} | {fmt((w - n) / per)} | {w / n:.2f}× |")
 
 
 def main() -> None:

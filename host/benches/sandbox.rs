@@ -15,6 +15,11 @@
 //!   one call into the guest, one back into the host tokenizer, the drop.
 //! - `load/<provider>/{compile,cached}`: one component loaded as the plugin
 //!   directory loads it (compile or cache read, contract check, `info()`).
+//! - `chat/openai-v01/wasm`, `stream/openai-v01/wasm`: the same OpenAI
+//!   calls through the contract 0.1 test fixture (the OpenAI provider as
+//!   written for 0.1, doing its own HTTP over `wasi:http`), for before and
+//!   after in one run. Present when the fixture is built
+//!   (`cargo test -p llmhost-tests --no-run` builds it).
 //!
 //! Run: `cargo bench -p llmhost --bench sandbox` (add
 //! `BENCH_CURRENT_THREAD=1` for a single-threaded runtime). `scripts/bench`
@@ -91,6 +96,23 @@ const CASES: &[Case] = &[
         dialect: Dialect::Anthropic,
     },
 ];
+
+/// The OpenAI provider under contract 0.1 (a test fixture), measured
+/// beside the 0.2 built-ins.
+const V0_1_CASE: Case = Case {
+    provider: "openai-v01",
+    model: "gpt-4o-mini",
+    base_path: "/v1",
+    endpoint: "/chat/completions",
+    dialect: Dialect::OpenAi,
+};
+
+/// Where `cargo test -p llmhost-tests` builds the 0.1 fixture.
+fn v0_1_fixture() -> Option<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-plugins/wasm32-wasip2/plugin/llmhost_test_plugin_openai_v0_1.wasm");
+    path.exists().then_some(path)
+}
 
 const OPENAI_COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":9,"total_tokens":28},"system_fingerprint":"fp_bench"}"#;
 
@@ -400,21 +422,45 @@ fn bench(c: &mut Criterion) {
     let runtime = support::runtime();
     let addr = runtime.block_on(canned_server());
     let cache = tempfile::tempdir().expect("cache dir");
+    let plugins = tempfile::tempdir().expect("plugin dir");
+    let fixture = v0_1_fixture();
+    if let Some(fixture) = &fixture {
+        // A 0.1 plugin sends its own requests: it must be granted the key.
+        let grant = llmhost::Grant {
+            key: true,
+            ..llmhost::Grant::default()
+        };
+        let installer = runtime
+            .block_on(Host::builder().ignore_plugin_env().cache_dir(None).build())
+            .expect("host");
+        runtime
+            .block_on(installer.install_plugin(plugins.path(), fixture, &grant))
+            .expect("the 0.1 fixture installs");
+    } else {
+        eprintln!(
+            "no contract 0.1 fixture built: `cargo test -p llmhost-tests --no-run` builds it"
+        );
+    }
     let host = runtime
         .block_on(
             Host::builder()
                 .ignore_plugin_env()
+                .plugin_dir(plugins.path())
                 .cache_dir(Some(cache.path().to_path_buf()))
                 .build(),
         )
         .expect("host");
+    let cases: Vec<&Case> = CASES
+        .iter()
+        .chain(fixture.as_ref().map(|_| &V0_1_CASE))
+        .collect();
     let native = Native {
         client: Client::builder(TokioExecutor::new()).build_http(),
         addr,
     };
 
     // Both sides must do the same work before either is timed.
-    for case in CASES {
+    for &case in &cases {
         let req = request(case.model);
         let target = target(case, addr);
         let (native_events, native_text) = runtime.block_on(native.stream(case, &req));
@@ -424,7 +470,7 @@ fn bench(c: &mut Criterion) {
     }
 
     let mut group = c.benchmark_group("chat");
-    for case in CASES {
+    for &case in &cases {
         let req = request(case.model);
         let target = target(case, addr);
         group.bench_function(BenchmarkId::new(case.provider, "native"), |b| {
@@ -442,7 +488,7 @@ fn bench(c: &mut Criterion) {
     group.finish();
 
     let mut group = c.benchmark_group("stream");
-    for case in CASES {
+    for &case in &cases {
         let req = request(case.model);
         let target = target(case, addr);
         group.bench_function(BenchmarkId::new(case.provider, "native"), |b| {

@@ -925,3 +925,54 @@ async fn the_cache_key_file_can_be_named_in_the_environment() {
     let second = run_ok(&["plugins", "--json"], &env).await;
     assert!(sources(&second).iter().all(|s| s == "cache"), "{second}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vendor_params_reach_the_body_and_bad_ones_are_refused() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let chat = |params: &'static str| {
+        let base = base.clone();
+        async move {
+            run(
+                &[
+                    "chat",
+                    "-p",
+                    "openai",
+                    "-m",
+                    "gpt-4o-mini",
+                    "--base-url",
+                    &base,
+                    "--api-key",
+                    "sk-x",
+                    "--vendor-params",
+                    params,
+                    "--json",
+                    "Hi",
+                ],
+                &[],
+            )
+            .await
+        }
+    };
+    let output = chat(r#"{"seed": 7, "temperature": 0.25}"#).await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let body = sim.requests().pop().expect("sent").json().expect("json");
+    assert_eq!(body["seed"], 7);
+    assert_eq!(body["temperature"], 0.25);
+    // Not an object, not JSON: refused before anything is sent.
+    for bad in ["[1, 2]", "{seed"] {
+        let output = chat(bad).await;
+        assert_eq!(output.status.code(), Some(2), "{bad}");
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(said.contains("--vendor-params"), "{said}");
+    }
+    assert_eq!(sim.requests().len(), 1);
+}

@@ -843,7 +843,10 @@ async fn a_long_prompt_is_charged_at_its_tier_in_the_answer_and_the_usage_rows()
     assert_eq!(entry["tiers"][0]["above_input_tokens"], 272_000);
     assert_eq!(entry["tiers"][0]["prices"]["input_usd_per_mtok"], "4");
     assert_eq!(entry["tiers"][0]["prices"]["output_usd_per_mtok"], "15");
-    assert_eq!(entry["tiers"][0]["prices"]["cache_read_usd_per_mtok"], "0.4");
+    assert_eq!(
+        entry["tiers"][0]["prices"]["cache_read_usd_per_mtok"],
+        "0.4"
+    );
 
     // 300K in (100K cached), 1K out: above the threshold.
     // 200_000 x $4 + 100_000 x $0.40 + 1_000 x $15, per million = 0.855.
@@ -873,8 +876,17 @@ async fn a_long_prompt_is_charged_at_its_tier_in_the_answer_and_the_usage_rows()
     let direct = s
         .ok(
             &[
-                "chat", "--provider", "openai", "--model", model, "--base-url", &base,
-                "--api-key", KEY, "--json", "direct",
+                "chat",
+                "--provider",
+                "openai",
+                "--model",
+                model,
+                "--base-url",
+                &base,
+                "--api-key",
+                KEY,
+                "--json",
+                "direct",
             ],
             &[],
         )
@@ -883,9 +895,7 @@ async fn a_long_prompt_is_charged_at_its_tier_in_the_answer_and_the_usage_rows()
     assert_eq!(direct["cost_usd"], "1.63");
 
     // The usage rows hold the tiered costs: 0.855 + 0.554.
-    let usage = s
-        .ok(&["usage", "--agent", "long", "--json"], &[])
-        .await;
+    let usage = s.ok(&["usage", "--agent", "long", "--json"], &[]).await;
     assert_eq!(usage["usage"][0]["attempts"], 2);
     assert_eq!(usage["usage"][0]["input_tokens"], 572_000);
     assert_eq!(usage["usage"][0]["cost_usd"], "1.409");

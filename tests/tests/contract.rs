@@ -96,6 +96,19 @@ async fn a_0_1_plugin_serves_chat_and_stream_beside_0_2_plugins() {
     );
     assert_eq!(old_text, new_text, "the same vendor answers both the same");
     assert_eq!(sim.requests().len(), 4);
+
+    // Vendor parameters need 0.2: a 0.1 plugin refuses them rather than
+    // dropping them, and sends nothing.
+    let mut request = ChatRequest::simple("gpt-4o-mini", "Say hello");
+    request.vendor_params = Some(r#"{"seed": 7}"#.into());
+    let refused = host.chat(&old, &request).await.expect_err("refused");
+    assert_eq!(refused.kind(), "invalid_config");
+    assert!(refused.to_string().contains("0.2"), "{refused}");
+    assert_eq!(sim.requests().len(), 4);
+    let answer = host.chat(&new, &request).await.expect("0.2 takes them");
+    assert!(!answer.response.content.is_empty());
+    let body = sim.requests().pop().expect("sent").json().expect("json");
+    assert_eq!(body["seed"], 7);
 }
 
 /// Asserts a request was framed as the vendors' SDKs frame theirs.

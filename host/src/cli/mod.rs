@@ -219,11 +219,24 @@ struct ChatArgs {
     /// Nucleus sampling.
     #[arg(long)]
     top_p: Option<f32>,
+    /// Vendor parameters the request has no flag for, as a JSON object
+    /// merged into the vendor's request body (e.g. '{"seed": 7}').
+    #[arg(long, value_name = "JSON", value_parser = vendor_params)]
+    vendor_params: Option<String>,
     /// Stream the answer.
     #[arg(long)]
     stream: bool,
     /// The prompt.
     prompt: String,
+}
+
+/// Checks `--vendor-params` is a JSON object.
+fn vendor_params(text: &str) -> Result<String, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(Value::Object(_)) => Ok(text.to_owned()),
+        Ok(_) => Err("must be a JSON object, such as '{\"seed\": 7}'".into()),
+        Err(err) => Err(format!("not valid JSON: {err}")),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -426,6 +439,7 @@ fn build_request(args: &ChatArgs, model: &str) -> ChatRequest {
     request.temperature = args.temperature;
     request.max_tokens = args.max_tokens;
     request.top_p = args.top_p;
+    request.vendor_params = args.vendor_params.clone();
     request
 }
 
