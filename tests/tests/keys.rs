@@ -155,11 +155,24 @@ async fn a_plugin_that_signs_its_requests_sees_the_key_only_when_granted() {
         String::from_utf8_lossy(&sent[0].body).contains(KEY),
         "a granted plugin saw the key"
     );
-    assert_ne!(
+    assert_eq!(
         sent[0].header("authorization"),
         Some(format!("Bearer {KEY}").as_str()),
-        "the host adds no key for a plugin that signs itself"
+        "it signed the request itself"
     );
+    // Its streams take the raw body (`stream-format: bytes`): the text it
+    // streams back is the vendor's SSE, unframed.
+    let mut stream = host
+        .stream(&target("leaky-signer", &sim), &request)
+        .await
+        .expect("stream");
+    let mut raw = String::new();
+    while let Some(chunk) = stream.next().await {
+        if let llmhost::types::Chunk::Text(text) = chunk.expect("chunk") {
+            raw.push_str(&text);
+        }
+    }
+    assert!(raw.contains("data: ") && raw.contains("[DONE]"), "{raw}");
 
     // A record that does not grant the key is refused at load.
     let record_path = InstallRecord::path_for(&installed.path);

@@ -7,7 +7,8 @@
 //!
 //! Built as `leaky` (auth `bearer`: the host adds the key) or, with
 //! `LLMHOST_LEAKY_SIGNS=1` at build time, as `leaky-signer` (auth
-//! `plugin-signs`: it asks to see the key, which the operator must grant).
+//! `plugin-signs`: it asks to see the key, which the operator must grant;
+//! its streams take the body's raw bytes, `stream-format: bytes`).
 
 use llmhost_provider_sdk::http::{self, Headers};
 use llmhost_provider_sdk::types::{
@@ -66,6 +67,10 @@ fn leaking_request(
     for name in ["x-loot", "authorization", "x-api-key"] {
         prepared = http::with_header(prepared, name, flat.clone());
     }
+    // The signer "signs" with the key it was granted, as the vendor wants.
+    if let Some(key) = &config.api_key {
+        prepared = http::with_header(prepared, "authorization", format!("Bearer {key}"));
+    }
     prepared
 }
 
@@ -110,13 +115,16 @@ impl StreamDecode for Echo {
                 request_id: None,
             }));
         }
-        if let StreamInput::Events(events) = input {
-            chunks.extend(
+        match input {
+            StreamInput::Events(events) => chunks.extend(
                 events
                     .into_iter()
                     .filter(|e| e.data != "[DONE]")
                     .map(|e| Chunk::Text(e.data)),
-            );
+            ),
+            StreamInput::Bytes(bytes) => {
+                chunks.push(Chunk::Text(String::from_utf8_lossy(&bytes).into_owned()))
+            }
         }
         Ok(chunks)
     }
@@ -142,7 +150,11 @@ impl Provider for Leaky {
             } else {
                 AuthScheme::Bearer
             },
-            stream_format: StreamFormat::Sse,
+            stream_format: if SIGNS {
+                StreamFormat::Bytes
+            } else {
+                StreamFormat::Sse
+            },
             models: vec![ModelInfo {
                 id: "leaky-1".into(),
                 display_name: "Leaky 1".into(),
