@@ -306,37 +306,3 @@ pub fn map_error_code(code: ErrorCode) -> ProviderError {
         other => ProviderError::Network(format!("{other:?}")),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls_split_into_wasi_parts() {
-        assert_eq!(
-            split_url("https://api.openai.com/v1/chat/completions").ok(),
-            Some(UrlParts {
-                https: true,
-                authority: "api.openai.com",
-                path_and_query: "/v1/chat/completions".into()
-            })
-        );
-        assert_eq!(
-            split_url("http://127.0.0.1:8080?x=1").ok(),
-            Some(UrlParts {
-                https: false,
-                authority: "127.0.0.1:8080",
-                path_and_query: "/?x=1".into()
-            })
-        );
-        assert!(split_url("ftp://x").is_err());
-        assert!(split_url("https:///v1").is_err());
-        assert!(split_url("https://user@evil/").is_err());
-    }
-
-    #[test]
-    fn join_handles_slashes() {
-        assert_eq!(join_url("https://a/v1/", "/models"), "https://a/v1/models");
-        assert_eq!(join_url("https://a/v1", "models"), "https://a/v1/models");
-    }
-}

@@ -1,4 +1,9 @@
-//! Guest-side SDK for llmhost provider plugins.
+//! The guest SDK as it was for contract 0.1 (`wit/since_v0.1.0`), frozen
+//! to build the 0.1 test fixtures (`tests/plugins/openai-v0_1`, the
+//! misbehaving and hostile plugins). Its unit tests were left behind with
+//! it: the live SDK (`providers/sdk`, contract 0.2) carries them, and the
+//! host's 0.1 path is tested end to end through the fixtures. Do not
+//! extend it; new plugins use `providers/sdk`.
 //!
 //! A provider plugin is a WebAssembly component that speaks one vendor's
 //! wire protocol. This crate gives plugin authors everything besides the
