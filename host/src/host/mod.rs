@@ -628,18 +628,29 @@ fn registry_pricing(pricing: &crate::types::Pricing) -> llmhost_registry::Pricin
     }
 }
 
-/// A fresh random id (128 bits, hex) for a call.
+/// A fresh id for a call: a random prefix drawn once per process and a
+/// counter, so ids never repeat and cost no system call each.
 fn new_request_id() -> String {
-    let mut bytes = [0u8; 16];
-    // Without randomness the id is still unique enough for logs: the time.
-    if getrandom::fill(&mut bytes).is_err() {
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        bytes = nanos.to_le_bytes();
-    }
-    format!("llmhost-{}", hex::encode(bytes))
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| {
+        let mut bytes = [0u8; 8];
+        // Without randomness the time tells processes apart well enough.
+        if getrandom::fill(&mut bytes).is_err() {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos();
+            bytes = (nanos as u64).to_le_bytes();
+        }
+        hex::encode(bytes)
+    });
+    format!(
+        "llmhost-{prefix}-{:x}",
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// `host:port` of an http(s) URL, with the scheme's default port.
