@@ -40,12 +40,16 @@ fn native_body() -> Vec<u8> {
 #[derive(Clone, Copy)]
 enum Side {
     Host,
+    /// The host through the contract 0.1 fixture: the "before".
+    HostV0_1,
     Reqwest,
 }
 
 struct Setup {
     host: Host,
     target: Target,
+    /// The 0.1 fixture's target, when the fixture is built.
+    legacy: Option<Target>,
     client: reqwest::Client,
     url: String,
     request: ChatRequest,
@@ -55,12 +59,12 @@ struct Setup {
 impl Setup {
     async fn once(&self, side: Side) {
         match side {
-            Side::Host => {
-                let outcome = self
-                    .host
-                    .chat(&self.target, &self.request)
-                    .await
-                    .expect("chat");
+            Side::Host | Side::HostV0_1 => {
+                let target = match side {
+                    Side::HostV0_1 => self.legacy.as_ref().expect("the 0.1 fixture"),
+                    _ => &self.target,
+                };
+                let outcome = self.host.chat(target, &self.request).await.expect("chat");
                 assert!(outcome.response.usage.output_tokens > 0);
             }
             Side::Reqwest => {
@@ -128,11 +132,16 @@ fn main() {
     let runtime = support::runtime();
     let cache = tempfile::tempdir().expect("cache dir");
     let max = levels.iter().copied().max().unwrap_or(1);
+    let fixture = support::v0_1_fixture_dir(&runtime);
+    let mut builder = Host::builder()
+        .ignore_plugin_env()
+        .cache_dir(Some(cache.path().to_path_buf()));
+    if let Some(dir) = &fixture {
+        builder = builder.plugin_dir(dir.path());
+    }
     let host = runtime
         .block_on(
-            Host::builder()
-                .ignore_plugin_env()
-                .cache_dir(Some(cache.path().to_path_buf()))
+            builder
                 .limits(Limits {
                     max_concurrent_instances: u32::try_from(max.max(256)).expect("levels"),
                     ..Limits::default()
@@ -143,6 +152,13 @@ fn main() {
     let base = simulator.base_url("openai/v1");
     let mut target = Target::new("openai").base_url(&base).api_key("sk-bench");
     target.use_env = false;
+    let legacy = fixture.as_ref().map(|_| {
+        let mut legacy = Target::new("openai-v01")
+            .base_url(&base)
+            .api_key("sk-bench");
+        legacy.use_env = false;
+        legacy
+    });
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(usize::MAX)
         .build()
@@ -150,6 +166,7 @@ fn main() {
     let setup = Arc::new(Setup {
         host,
         target,
+        legacy,
         client,
         url: format!("{base}/chat/completions"),
         request: support::request(MODEL, "Hello!"),
@@ -157,22 +174,30 @@ fn main() {
     });
 
     println!(
-        "e2e: Host::chat (openai component) vs reqwest, {requests} requests per side per round, \
-         {rounds} rounds, simulator in its own process"
+        "e2e: Host::chat (openai component, contract 0.2) vs reqwest, and the contract 0.1 \
+         fixture where built, {requests} requests per side per round, {rounds} rounds, \
+         simulator in its own process"
     );
     println!();
     println!(
-        "| concurrency | reqwest p50 | host p50 | added p50 | reqwest p99 | host p99 | added p99 | reqwest req/s | host req/s |"
+        "| concurrency | reqwest p50 | host p50 | added p50 | reqwest p99 | host p99 | added p99 | 0.1 p99 | added p99, 0.1 | reqwest req/s | host req/s | host / reqwest | 0.1 req/s |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!(
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    );
+    let mut sides = vec![Side::Reqwest, Side::Host];
+    if setup.legacy.is_some() {
+        sides.push(Side::HostV0_1);
+    }
     for &concurrency in &levels {
-        // Warm both sides: connections opened, pool slots touched.
-        runtime.block_on(batch(&setup, Side::Host, concurrency, concurrency * 20));
-        runtime.block_on(batch(&setup, Side::Reqwest, concurrency, concurrency * 20));
-        let mut host = (Vec::new(), Duration::ZERO);
-        let mut native = (Vec::new(), Duration::ZERO);
+        // Warm every side: connections opened, pool slots touched.
+        for &side in &sides {
+            runtime.block_on(batch(&setup, side, concurrency, concurrency * 20));
+        }
+        let mut measured: Vec<(Vec<Duration>, Duration)> =
+            sides.iter().map(|_| (Vec::new(), Duration::ZERO)).collect();
         for _ in 0..rounds {
-            for (side, into) in [(Side::Reqwest, &mut native), (Side::Host, &mut host)] {
+            for (&side, into) in sides.iter().zip(measured.iter_mut()) {
                 let (latencies, wall) =
                     runtime.block_on(batch(&setup, side, concurrency, requests));
                 into.0.extend(latencies);
@@ -182,18 +207,28 @@ fn main() {
         let rate = |(latencies, wall): &(Vec<Duration>, Duration)| {
             latencies.len() as f64 / wall.as_secs_f64()
         };
-        let h = Percentiles::of(&mut host.0);
-        let n = Percentiles::of(&mut native.0);
+        let rates: Vec<f64> = measured.iter().map(rate).collect();
+        let mut percentiles: Vec<Percentiles> = measured
+            .iter_mut()
+            .map(|(latencies, _)| Percentiles::of(latencies))
+            .collect();
+        let old = (percentiles.len() > 2).then(|| percentiles.remove(2));
+        let (n, h) = (&percentiles[0], &percentiles[1]);
         println!(
-            "| {concurrency} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} |",
+            "| {concurrency} | {} | {} | {} | {} | {} | {} | {} | {} | {:.0} | {:.0} | {:.2} | {} |",
             support::micros(n.p50),
             support::micros(h.p50),
             support::signed_micros(h.p50, n.p50),
             support::micros(n.p99),
             support::micros(h.p99),
             support::signed_micros(h.p99, n.p99),
-            rate(&native),
-            rate(&host),
+            old.as_ref().map_or("–".into(), |o| support::micros(o.p99)),
+            old.as_ref()
+                .map_or("–".into(), |o| support::signed_micros(o.p99, n.p99)),
+            rates[0],
+            rates[1],
+            rates[1] / rates[0],
+            rates.get(2).map_or("–".into(), |r| format!("{r:.0}")),
         );
     }
     drop(simulator);

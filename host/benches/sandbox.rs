@@ -107,13 +107,6 @@ const V0_1_CASE: Case = Case {
     dialect: Dialect::OpenAi,
 };
 
-/// Where `cargo test -p llmhost-tests` builds the 0.1 fixture.
-fn v0_1_fixture() -> Option<PathBuf> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../target/test-plugins/wasm32-wasip2/plugin/llmhost_test_plugin_openai_v0_1.wasm");
-    path.exists().then_some(path)
-}
-
 const OPENAI_COMPLETION: &str = r#"{"id":"chatcmpl-bench","object":"chat.completion","created":1700000000,"model":"gpt-4o-mini","choices":[{"index":0,"message":{"role":"assistant","content":"Hello! How can I help you today?","refusal":null},"logprobs":null,"finish_reason":"stop"}],"usage":{"prompt_tokens":19,"completion_tokens":9,"total_tokens":28},"system_fingerprint":"fp_bench"}"#;
 
 const ANTHROPIC_MESSAGE: &str = r#"{"id":"msg_bench","type":"message","role":"assistant","model":"claude-sonnet-4-5","content":[{"type":"text","text":"Hello! How can I help you today?"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":19,"output_tokens":9,"cache_creation_input_tokens":0,"cache_read_input_tokens":0}}"#;
@@ -422,30 +415,20 @@ fn bench(c: &mut Criterion) {
     let runtime = support::runtime();
     let addr = runtime.block_on(canned_server());
     let cache = tempfile::tempdir().expect("cache dir");
-    let plugins = tempfile::tempdir().expect("plugin dir");
-    let fixture = v0_1_fixture();
-    if let Some(fixture) = &fixture {
-        // A 0.1 plugin sends its own requests: it must be granted the key.
-        let grant = llmhost::Grant {
-            key: true,
-            ..llmhost::Grant::default()
-        };
-        let installer = runtime
-            .block_on(Host::builder().ignore_plugin_env().cache_dir(None).build())
-            .expect("host");
-        runtime
-            .block_on(installer.install_plugin(plugins.path(), fixture, &grant))
-            .expect("the 0.1 fixture installs");
-    } else {
-        eprintln!(
-            "no contract 0.1 fixture built: `cargo test -p llmhost-tests --no-run` builds it"
-        );
-    }
+    let fixture = support::v0_1_fixture_dir(&runtime);
+    let plugins = match &fixture {
+        Some(dir) => dir.path().to_path_buf(),
+        None => {
+            let empty = cache.path().join("no-plugins");
+            std::fs::create_dir_all(&empty).expect("plugin dir");
+            empty
+        }
+    };
     let host = runtime
         .block_on(
             Host::builder()
                 .ignore_plugin_env()
-                .plugin_dir(plugins.path())
+                .plugin_dir(&plugins)
                 .cache_dir(Some(cache.path().to_path_buf()))
                 .build(),
         )

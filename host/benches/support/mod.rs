@@ -153,3 +153,35 @@ pub fn request(model: &str, prompt: &str) -> ChatRequest {
         ],
     )
 }
+
+/// A plugin directory holding the contract 0.1 test fixture (the OpenAI
+/// provider as written for 0.1, id `openai-v01`), installed with the key
+/// granted as a 0.1 plugin needs; `None` when the fixture is not built
+/// (`cargo test -p llmhost-tests --no-run` builds it).
+pub fn v0_1_fixture_dir(runtime: &tokio::runtime::Runtime) -> Option<tempfile::TempDir> {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/test-plugins/wasm32-wasip2/plugin/llmhost_test_plugin_openai_v0_1.wasm");
+    if !fixture.exists() {
+        eprintln!(
+            "no contract 0.1 fixture built: `cargo test -p llmhost-tests --no-run` builds it"
+        );
+        return None;
+    }
+    let dir = tempfile::tempdir().expect("plugin dir");
+    let grant = llmhost::Grant {
+        key: true,
+        ..llmhost::Grant::default()
+    };
+    let installer = runtime
+        .block_on(
+            llmhost::Host::builder()
+                .ignore_plugin_env()
+                .cache_dir(None)
+                .build(),
+        )
+        .expect("host");
+    runtime
+        .block_on(installer.install_plugin(dir.path(), &fixture, &grant))
+        .expect("the 0.1 fixture installs");
+    Some(dir)
+}
