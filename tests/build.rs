@@ -1,7 +1,7 @@
 //! Builds the test plugins: the OpenAI provider under another id (to load
 //! from a plugin directory beside the built-in one), the misbehaving and
 //! hostile plugins and the OpenAI fixture (contract 0.1), and the leaking
-//! plugin (contract 0.2) in its two builds. Tests find them through `$OUT_DIR/test_plugins.rs`.
+//! plugin (in its two builds) and the unruly plugin (contract 0.2). Tests find them through `$OUT_DIR/test_plugins.rs`.
 
 use llmhost_component_build::{ComponentBuild, rerun_if_changed, workspace_root};
 use std::path::PathBuf;
@@ -24,6 +24,7 @@ fn main() {
             "llmhost-test-plugin-hostile",
             "llmhost-test-plugin-openai-v0-1",
             "llmhost-test-plugin-leaky",
+            "llmhost-test-plugin-unruly",
         ],
         env: &[],
     }
@@ -55,13 +56,16 @@ fn main() {
          /// The leaking 0.2 plugin (id `leaky`, the host authenticates).\n\
          pub const LEAKY: &str = {:?};\n\
          /// The same built to sign its own requests (id `leaky-signer`).\n\
-         pub const LEAKY_SIGNER: &str = {:?};\n",
+         pub const LEAKY_SIGNER: &str = {:?};\n\
+         /// The misbehaving 0.2 plugin (id `unruly`).\n\
+         pub const UNRULY: &str = {:?};\n",
         misbehave[0].display().to_string(),
         misbehave[1].display().to_string(),
         renamed[0].display().to_string(),
         misbehave[2].display().to_string(),
         misbehave[3].display().to_string(),
-        signer[0].display().to_string()
+        signer[0].display().to_string(),
+        misbehave[4].display().to_string()
     );
     std::fs::write(out_dir.join("test_plugins.rs"), code).expect("write test_plugins.rs");
 }
