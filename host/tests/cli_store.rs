@@ -848,51 +848,41 @@ async fn a_long_prompt_is_charged_at_its_tier_in_the_answer_and_the_usage_rows()
         "0.4"
     );
 
-    // 300K in (100K cached), 1K out: above the threshold.
-    // 200_000 x $4 + 100_000 x $0.40 + 1_000 x $15, per million = 0.855.
-    sim.enqueue(
-        Vendor::OpenAi,
-        Reply::json(200, completion(model, 300_000, 100_000, 1_000)),
-    );
-    let long = s
-        .ok(&["chat", "--agent", "long", "--json", "a long prompt"], &[])
-        .await;
-    assert_eq!(long["cost_usd"], "0.855");
-    // Exactly at the threshold is not above it: 272_000 x $2 + 1_000 x
-    // $10 = 0.554.
-    sim.enqueue(
-        Vendor::OpenAi,
-        Reply::json(200, completion(model, 272_000, 0, 1_000)),
-    );
-    let edge = s
-        .ok(&["chat", "--agent", "long", "--json", "at the edge"], &[])
-        .await;
-    assert_eq!(edge["cost_usd"], "0.554");
-    // Without an agent, the same rule.
-    sim.enqueue(
-        Vendor::OpenAi,
-        Reply::json(200, completion(model, 400_000, 0, 2_000)),
-    );
-    let direct = s
-        .ok(
-            &[
-                "chat",
-                "--provider",
-                "openai",
-                "--model",
-                model,
-                "--base-url",
-                &base,
-                "--api-key",
-                KEY,
-                "--json",
-                "direct",
-            ],
-            &[],
-        )
-        .await;
-    // 400_000 x $4 + 2_000 x $15 = 1.63.
-    assert_eq!(direct["cost_usd"], "1.63");
+    let agent_chat = ["chat", "--agent", "long", "--json", "prompt"];
+    let direct_chat = [
+        "chat",
+        "--provider",
+        "openai",
+        "--model",
+        model,
+        "--base-url",
+        &base,
+        "--api-key",
+        KEY,
+        "--json",
+        "prompt",
+    ];
+    // Each case: the usage the vendor reports (prompt, cached, output),
+    // how the call is made, the exact cost expected.
+    type Case<'a> = ((u64, u64, u64), &'a [&'a str], &'a str);
+    let cases: [Case; 3] = [
+        // 300K in (100K cached), 1K out: above the threshold.
+        // 200_000 x $4 + 100_000 x $0.40 + 1_000 x $15, per million.
+        ((300_000, 100_000, 1_000), &agent_chat, "0.855"),
+        // Exactly at the threshold is not above it: 272_000 x $2 +
+        // 1_000 x $10.
+        ((272_000, 0, 1_000), &agent_chat, "0.554"),
+        // Without an agent, the same rule: 400_000 x $4 + 2_000 x $15.
+        ((400_000, 0, 2_000), &direct_chat, "1.63"),
+    ];
+    for ((prompt, cached, output), args, cost) in cases {
+        sim.enqueue(
+            Vendor::OpenAi,
+            Reply::json(200, completion(model, prompt, cached, output)),
+        );
+        let answer = s.ok(args, &[]).await;
+        assert_eq!(answer["cost_usd"], cost, "{prompt} in, {cached} cached");
+    }
 
     // The usage rows hold the tiered costs: 0.855 + 0.554.
     let usage = s.ok(&["usage", "--agent", "long", "--json"], &[]).await;
