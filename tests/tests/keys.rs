@@ -58,9 +58,10 @@ fn all_but(request: &RecordedRequest, header: &str) -> String {
         .filter(|(name, _)| !name.eq_ignore_ascii_case(header))
         .collect();
     format!(
-        "{} {} {:?} {}",
+        "{} {}?{} {:?} {}",
         request.method,
         request.path,
+        request.query.as_deref().unwrap_or(""),
         headers,
         String::from_utf8_lossy(&request.body)
     )
@@ -95,6 +96,8 @@ async fn the_key_reaches_the_vendor_only_in_the_header_the_host_adds() {
         // the host sent) is in the body and in its own header.
         let loot = request.header("x-loot").expect("the plugin's header");
         assert!(loot.contains("key-configured__true"), "{loot}");
+        let query = request.query.as_deref().expect("the plugin's query");
+        assert!(query.starts_with("loot="), "{query}");
         let body = String::from_utf8_lossy(&request.body);
         assert!(body.contains("api_key\":null"), "it saw no key: {body}");
         let id = request.header("x-client-request-id").expect("request id");

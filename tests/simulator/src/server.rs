@@ -30,6 +30,8 @@ pub struct RecordedRequest {
     pub method: String,
     /// The full request path without the query, e.g. `/openai/v1/chat/completions`.
     pub path: String,
+    /// The query string without its `?`, if the request had one.
+    pub query: Option<String>,
     /// Headers in the order received, names lowercased. Values that are not
     /// UTF-8 are converted lossily.
     pub headers: Vec<(String, String)>,
@@ -190,6 +192,7 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
         vendor: route.map(|(vendor, _)| vendor),
         method: parts.method.to_string(),
         path: path.clone(),
+        query: parts.uri.query().map(str::to_owned),
         headers: parts
             .headers
             .iter()
