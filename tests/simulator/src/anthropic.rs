@@ -33,8 +33,9 @@ const MODELS_PATH: &str = "/v1/models";
 /// Anthropic refuses Messages requests above 32 MB with a 413.
 pub(crate) const MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 
-/// The `anthropic-version` values Anthropic accepts.
-const VERSIONS: &[&str] = &["2023-06-01", "2023-01-01"];
+/// The `anthropic-version` values Anthropic accepts; `2026-10-21` is the
+/// one the official Python SDK (2.15) sends.
+const VERSIONS: &[&str] = &["2026-10-21", "2023-06-01", "2023-01-01"];
 
 /// A model the simulator accepts, by its alias or its dated snapshot id.
 struct Model {
@@ -207,15 +208,24 @@ pub(crate) fn error_reply(status: u16, error_type: &str, message: &str) -> Reply
         .header("request-id", &request_id)
 }
 
-/// Any non-empty `x-api-key` is accepted; `anthropic-version` must name a
-/// real version.
+/// Any non-empty key is accepted, in `x-api-key` or as
+/// `authorization: Bearer` (which the official Python SDK sends for an API
+/// key since its 2.x releases); `anthropic-version` must name a real
+/// version.
 fn check_headers(headers: &HeaderMap) -> Result<(), Failure> {
     let text = |name: &str| {
         headers
             .get(name)
             .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_owned())
     };
-    if text("x-api-key").unwrap_or_default().is_empty() {
+    let bearer = text("authorization")
+        .and_then(|value| {
+            value
+                .strip_prefix("Bearer ")
+                .map(|key| key.trim().to_owned())
+        })
+        .unwrap_or_default();
+    if text("x-api-key").unwrap_or_default().is_empty() && bearer.is_empty() {
         return Err(Failure::new(
             401,
             "authentication_error",

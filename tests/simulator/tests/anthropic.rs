@@ -134,16 +134,17 @@ async fn key_and_version_headers_are_required() {
     );
     let (status, _) = error_of(send(Some("k"), Some("2024-13-01")).await.unwrap()).await;
     assert_eq!(status, 400);
-    // A bearer token is not an API key.
+    // The key as a bearer token, as the official Python SDK (2.x) sends
+    // it, with the version that SDK sends.
     let response = http
         .post(format!("{base}/v1/messages"))
         .bearer_auth("k")
-        .header("anthropic-version", "2023-06-01")
+        .header("anthropic-version", "2026-10-21")
         .body(hello().to_string())
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 401);
+    assert_eq!(response.status(), 200);
 }
 
 #[tokio::test]
