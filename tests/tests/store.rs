@@ -64,12 +64,35 @@ fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
 async fn migrations_go_up_down_and_up_again() {
     let f = fixture().await;
     let store = f.service.store();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(
+        tables(&f.db),
+        [
+            "agent_llm_configs",
+            "agents",
+            "usage_events",
+            "virtual_keys"
+        ]
+    );
+    let keeper = f.service.create_agent("keeper", None).await.unwrap();
+    store
+        .record_usage(event(Some(keeper.id), "keeper", None))
+        .await
+        .unwrap();
+    let mut plain = event(None, "none", None);
+    plain.agent_name = None;
+    store.record_usage(plain).await.unwrap();
+
+    // Down to 3: the agent's row stays, the plain call's cannot.
+    store.migrate_to(3).await.unwrap();
     assert_eq!(
         tables(&f.db),
         ["agent_llm_configs", "agents", "usage_events"]
     );
-    f.service.create_agent("keeper", None).await.unwrap();
+    let kept: i64 = raw(&f.db)
+        .query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(kept, 1);
 
     store.migrate_to(1).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 1);
@@ -80,11 +103,16 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(store.schema_version().await.unwrap(), 0);
     assert!(tables(&f.db).is_empty());
 
-    store.migrate_to(3).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 3);
+    store.migrate_to(4).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 4);
     assert_eq!(
         tables(&f.db),
-        ["agent_llm_configs", "agents", "usage_events"]
+        [
+            "agent_llm_configs",
+            "agents",
+            "usage_events",
+            "virtual_keys"
+        ]
     );
     // WAL mode and foreign keys are on.
     let mode: String = raw(&f.db)
@@ -368,14 +396,19 @@ async fn deleting_an_agent_cascades_to_configs_and_keeps_usage() {
 fn event(agent_id: Option<i64>, agent: &str, config_id: Option<i64>) -> UsageEvent {
     UsageEvent {
         agent_id,
-        agent_name: agent.to_owned(),
+        agent_name: Some(agent.to_owned()),
         config_id,
+        virtual_key_id: None,
+        virtual_key_name: None,
+        request_id: Some("req-test".into()),
+        route: Some(format!("agent:{agent}")),
         provider: "openai".into(),
         model: "gpt-4o-mini".into(),
         input_tokens: 10,
         output_tokens: 20,
         cache_read_tokens: 0,
         cache_write_tokens: 0,
+        cache_write_hour_tokens: 0,
         reasoning_tokens: 0,
         estimated: false,
         cost_usd: Some(Decimal::new(15, 6)),

@@ -823,7 +823,7 @@ pub async fn usage(service: &ConfigService, args: UsageArgs, json: bool) -> Resu
         let note = if r.unpriced > 0 { " +?" } else { "" };
         outln!(
             "{:<20} {:<10} {:<28} {:>8} {:>6} {:>10} {:>10} {:>14}{note}",
-            r.agent_name,
+            r.agent_name.as_deref().unwrap_or("-"),
             r.provider,
             r.model,
             r.attempts,

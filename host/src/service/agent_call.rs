@@ -94,8 +94,13 @@ impl Attempt {
         let usage = usage.copied().unwrap_or_else(Usage::unreported);
         UsageEvent {
             agent_id: Some(self.agent_id),
-            agent_name: self.agent_name.clone(),
+            agent_name: Some(self.agent_name.clone()),
             config_id: Some(self.config_id),
+            virtual_key_id: None,
+            virtual_key_name: None,
+            request_id: None,
+            route: Some(format!("agent:{}", self.agent_name)),
+            cache_write_hour_tokens: u64::from(usage.cache_write_hour_tokens),
             provider: self.provider.clone(),
             model: self.model.clone(),
             input_tokens: u64::from(usage.input_tokens),

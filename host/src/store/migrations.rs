@@ -101,6 +101,140 @@ ALTER TABLE agent_llm_configs DROP COLUMN deadline_ms;
 ALTER TABLE agent_llm_configs DROP COLUMN max_attempts;
 "#;
 
+/// The gateway: virtual keys, budgets of agents, and usage rows for every
+/// call (not only agents'), tagged with the request id, the virtual key
+/// and the route the caller asked for. SQLite cannot relax a NOT NULL
+/// column in place, so `usage_events` is rebuilt.
+const GATEWAY_UP: &str = r#"
+CREATE TABLE virtual_keys (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    key_hash      TEXT NOT NULL UNIQUE,
+    hash_key_id   TEXT NOT NULL,
+    key_hint      TEXT NOT NULL,
+    agent_name    TEXT,
+    models_json   TEXT,
+    budget_usd    TEXT,
+    budget_period TEXT CHECK (budget_period IN ('day', 'week', 'month', 'total')),
+    rpm           INTEGER CHECK (rpm > 0),
+    tpm           INTEGER CHECK (tpm > 0),
+    expires_at    TEXT,
+    revoked_at    TEXT,
+    created_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    CHECK ((budget_usd IS NULL) = (budget_period IS NULL))
+) STRICT;
+
+ALTER TABLE agents ADD COLUMN budget_usd TEXT;
+ALTER TABLE agents ADD COLUMN budget_tokens INTEGER CHECK (budget_tokens > 0);
+ALTER TABLE agents ADD COLUMN budget_period TEXT
+    CHECK (budget_period IN ('day', 'week', 'month', 'total'));
+
+CREATE TABLE usage_events_v4 (
+    id                      INTEGER PRIMARY KEY,
+    agent_id                INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+    agent_name              TEXT,
+    config_id               INTEGER REFERENCES agent_llm_configs(id) ON DELETE SET NULL,
+    virtual_key_id          INTEGER REFERENCES virtual_keys(id) ON DELETE SET NULL,
+    virtual_key_name        TEXT,
+    request_id              TEXT,
+    route                   TEXT,
+    provider                TEXT NOT NULL,
+    model                   TEXT NOT NULL,
+    input_tokens            INTEGER NOT NULL DEFAULT 0,
+    output_tokens           INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens       INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens      INTEGER NOT NULL DEFAULT 0,
+    cache_write_hour_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens        INTEGER NOT NULL DEFAULT 0,
+    estimated               INTEGER NOT NULL DEFAULT 0,
+    cost_usd                TEXT,
+    latency_ms              INTEGER NOT NULL,
+    ttft_ms                 INTEGER,
+    status                  TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    error_kind              TEXT,
+    attempt                 INTEGER NOT NULL DEFAULT 1,
+    fallback                INTEGER NOT NULL DEFAULT 0,
+    streamed                INTEGER NOT NULL DEFAULT 0,
+    created_at              TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    CHECK ((status = 'error') = (error_kind IS NOT NULL))
+) STRICT;
+
+INSERT INTO usage_events_v4 (id, agent_id, agent_name, config_id, provider, model,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    estimated, cost_usd, latency_ms, ttft_ms, status, error_kind, attempt, fallback,
+    streamed, created_at, route)
+SELECT id, agent_id, agent_name, config_id, provider, model,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    estimated, cost_usd, latency_ms, ttft_ms, status, error_kind, attempt, fallback,
+    streamed, created_at, 'agent:' || agent_name
+FROM usage_events;
+
+DROP INDEX usage_events_by_config;
+DROP INDEX usage_events_by_agent;
+DROP TABLE usage_events;
+ALTER TABLE usage_events_v4 RENAME TO usage_events;
+
+CREATE INDEX usage_events_by_agent ON usage_events (agent_id, created_at);
+CREATE INDEX usage_events_by_config ON usage_events (config_id);
+CREATE INDEX usage_events_by_virtual_key ON usage_events (virtual_key_id, created_at);
+CREATE INDEX usage_events_by_time ON usage_events (created_at);
+CREATE INDEX usage_events_by_request ON usage_events (request_id) WHERE request_id IS NOT NULL;
+"#;
+
+/// Back to version 3: rows of calls made for no agent are dropped (the old
+/// table cannot hold them).
+const GATEWAY_DOWN: &str = r#"
+CREATE TABLE usage_events_v3 (
+    id                 INTEGER PRIMARY KEY,
+    agent_id           INTEGER REFERENCES agents(id) ON DELETE SET NULL,
+    agent_name         TEXT NOT NULL,
+    config_id          INTEGER REFERENCES agent_llm_configs(id) ON DELETE SET NULL,
+    provider           TEXT NOT NULL,
+    model              TEXT NOT NULL,
+    input_tokens       INTEGER NOT NULL DEFAULT 0,
+    output_tokens      INTEGER NOT NULL DEFAULT 0,
+    cache_read_tokens  INTEGER NOT NULL DEFAULT 0,
+    cache_write_tokens INTEGER NOT NULL DEFAULT 0,
+    reasoning_tokens   INTEGER NOT NULL DEFAULT 0,
+    estimated          INTEGER NOT NULL DEFAULT 0,
+    cost_usd           TEXT,
+    latency_ms         INTEGER NOT NULL,
+    ttft_ms            INTEGER,
+    status             TEXT NOT NULL CHECK (status IN ('ok', 'error')),
+    error_kind         TEXT,
+    attempt            INTEGER NOT NULL DEFAULT 1,
+    fallback           INTEGER NOT NULL DEFAULT 0,
+    streamed           INTEGER NOT NULL DEFAULT 0,
+    created_at         TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    CHECK ((status = 'error') = (error_kind IS NOT NULL))
+) STRICT;
+
+INSERT INTO usage_events_v3 (id, agent_id, agent_name, config_id, provider, model,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    estimated, cost_usd, latency_ms, ttft_ms, status, error_kind, attempt, fallback,
+    streamed, created_at)
+SELECT id, agent_id, agent_name, config_id, provider, model,
+    input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens,
+    estimated, cost_usd, latency_ms, ttft_ms, status, error_kind, attempt, fallback,
+    streamed, created_at
+FROM usage_events WHERE agent_name IS NOT NULL;
+
+DROP INDEX usage_events_by_request;
+DROP INDEX usage_events_by_time;
+DROP INDEX usage_events_by_virtual_key;
+DROP INDEX usage_events_by_config;
+DROP INDEX usage_events_by_agent;
+DROP TABLE usage_events;
+ALTER TABLE usage_events_v3 RENAME TO usage_events;
+CREATE INDEX usage_events_by_agent ON usage_events (agent_id, created_at);
+CREATE INDEX usage_events_by_config ON usage_events (config_id);
+
+ALTER TABLE agents DROP COLUMN budget_period;
+ALTER TABLE agents DROP COLUMN budget_tokens;
+ALTER TABLE agents DROP COLUMN budget_usd;
+DROP TABLE virtual_keys;
+"#;
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -115,11 +249,15 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(CONFIG_RETRY_UP)
             .down(CONFIG_RETRY_DOWN)
             .comment("per-config retry settings"),
+        M::up(GATEWAY_UP)
+            .down(GATEWAY_DOWN)
+            .foreign_key_check()
+            .comment("virtual keys, agent budgets, usage of every call"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 #[cfg(test)]
 mod tests {

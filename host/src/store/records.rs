@@ -114,18 +114,28 @@ pub enum UsageOutcome {
     Error(String),
 }
 
-/// One provider attempt made for an agent, to be recorded.
+/// One provider attempt, to be recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageEvent {
+    /// The agent the call was made for; `None` for a plain target.
     pub agent_id: Option<i64>,
-    pub agent_name: String,
+    pub agent_name: Option<String>,
     pub config_id: Option<i64>,
+    /// The gateway's virtual key that made the call.
+    pub virtual_key_id: Option<i64>,
+    pub virtual_key_name: Option<String>,
+    /// The request id the caller saw (`x-request-id`).
+    pub request_id: Option<String>,
+    /// What the caller asked for: `openai/gpt-4o-mini`, `agent:NAME`.
+    pub route: Option<String>,
     pub provider: String,
     pub model: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    /// Of `cache_write_tokens`, those written with the one-hour lifetime.
+    pub cache_write_hour_tokens: u64,
     pub reasoning_tokens: u64,
     /// Whether the counts are estimates rather than the vendor's.
     pub estimated: bool,
@@ -147,14 +157,19 @@ pub struct UsageEvent {
 pub struct UsageRecord {
     pub id: i64,
     pub agent_id: Option<i64>,
-    pub agent_name: String,
+    pub agent_name: Option<String>,
     pub config_id: Option<i64>,
+    pub virtual_key_id: Option<i64>,
+    pub virtual_key_name: Option<String>,
+    pub request_id: Option<String>,
+    pub route: Option<String>,
     pub provider: String,
     pub model: String,
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cache_read_tokens: u64,
     pub cache_write_tokens: u64,
+    pub cache_write_hour_tokens: u64,
     pub reasoning_tokens: u64,
     pub estimated: bool,
     pub cost_usd: Option<Decimal>,
@@ -171,7 +186,8 @@ pub struct UsageRecord {
 /// Totals for one agent, provider and model.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct UsageSummary {
-    pub agent_name: String,
+    /// `None` for calls made for no agent.
+    pub agent_name: Option<String>,
     pub provider: String,
     pub model: String,
     /// Attempts recorded.
@@ -575,8 +591,10 @@ impl Store {
                     "INSERT INTO usage_events (agent_id, agent_name, config_id, provider, model, \
                      input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
                      reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, status, \
-                     error_kind, attempt, fallback, streamed) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+                     error_kind, attempt, fallback, streamed, virtual_key_id, \
+                     virtual_key_name, request_id, route, cache_write_hour_tokens) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
                 )
                 .map_err(db_error(&path))?;
             let mut ids = Vec::with_capacity(events.len());
@@ -606,6 +624,11 @@ impl Store {
                         e.attempt,
                         e.fallback,
                         e.streamed,
+                        e.virtual_key_id,
+                        e.virtual_key_name,
+                        e.request_id,
+                        e.route,
+                        saturating_i64(e.cache_write_hour_tokens),
                     ])
                     .map_err(db_error(&path))?;
                 ids.push(tx.last_insert_rowid());
@@ -623,7 +646,8 @@ impl Store {
                 "SELECT id, agent_id, agent_name, config_id, provider, model, input_tokens, \
                  output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
                  estimated, cost_usd, latency_ms, ttft_ms, status, error_kind, attempt, \
-                 fallback, streamed, created_at FROM usage_events \
+                 fallback, streamed, created_at, virtual_key_id, virtual_key_name, \
+                 request_id, route, cache_write_hour_tokens FROM usage_events \
                  WHERE ?1 IS NULL OR agent_name = ?1 ORDER BY id",
             )?;
             statement
@@ -651,6 +675,11 @@ impl Store {
                         fallback: row.get(18)?,
                         streamed: row.get(19)?,
                         created_at: row.get(20)?,
+                        virtual_key_id: row.get(21)?,
+                        virtual_key_name: row.get(22)?,
+                        request_id: row.get(23)?,
+                        route: row.get(24)?,
+                        cache_write_hour_tokens: row.get(25)?,
                     })
                 })?
                 .collect()
@@ -668,9 +697,10 @@ impl Store {
                  cost_usd, estimated FROM usage_events WHERE ?1 IS NULL OR agent_name = ?1",
             )?;
             let mut rows = statement.query([agent])?;
-            let mut totals: BTreeMap<(String, String, String), UsageSummary> = BTreeMap::new();
+            let mut totals: BTreeMap<(Option<String>, String, String), UsageSummary> =
+                BTreeMap::new();
             while let Some(row) = rows.next()? {
-                let key: (String, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
+                let key: (Option<String>, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
                 let status: String = row.get(3)?;
                 let input: u64 = row.get(4)?;
                 let output: u64 = row.get(5)?;
