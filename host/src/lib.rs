@@ -23,6 +23,7 @@ pub mod cli;
 mod error;
 mod host;
 pub mod resilience;
+pub mod router;
 mod runtime;
 pub mod secrets;
 pub mod service;
@@ -37,6 +38,7 @@ pub use host::{
     HostBuilder, InstallRecord, Installed, PluginSummary, StreamCollector, Target,
 };
 pub use llmhost_registry as registry;
+pub use router::{Plan, Route, Routed, RoutedStream, Router};
 pub use runtime::{CONTRACT_PACKAGE, CONTRACT_VERSIONS, CompileSource, Limits, PluginOrigin};
 pub use service::{AgentOutcome, AgentStream, ConfigService, ConfigUpdate, LlmConfig, NewConfig};
 pub use settings::Settings;

@@ -23,7 +23,7 @@
 //! tokenizer_mb_per_call = 16       # text one tokenizer call may count
 //! tokenizer_mb_per_request = 64    # all tokenizer calls of one request
 //!
-//! [retry]                        # calls made for agents
+//! [retry]                        # every call: plain targets, agents, the gateway
 //! max_attempts = 3                 # per route (provider and model)
 //! base_delay_ms = 250              # backoff: doubles, full jitter
 //! max_delay_secs = 20

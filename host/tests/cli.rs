@@ -103,18 +103,15 @@ async fn failures_exit_non_zero_with_a_typed_json_error() {
             "Incorrect API key provided",
         ),
     );
-    sim.enqueue(
-        Vendor::OpenAi,
-        Reply::openai_error(429, "requests", Some("rate_limit_exceeded"), "slow down")
-            .header("retry-after", "2"),
-    );
-    sim.enqueue(
-        Vendor::OpenAi,
-        Reply::openai_error(500, "server_error", None, "boom"),
-    );
+    // Retried three times (the default attempts), then reported.
+    for _ in 0..3 {
+        sim.enqueue(
+            Vendor::OpenAi,
+            Reply::openai_error(500, "server_error", None, "boom"),
+        );
+    }
     for (model, kind) in [
         ("gpt-4o", "authentication"),
-        ("gpt-4o", "rate_limited"),
         ("gpt-4o", "server_error"),
         ("no-such-model", "model_not_supported"),
     ] {
@@ -143,9 +140,6 @@ async fn failures_exit_non_zero_with_a_typed_json_error() {
                 .as_str()
                 .is_some_and(|m| !m.is_empty())
         );
-        if kind == "rate_limited" {
-            assert_eq!(v["error"]["retry_after_ms"], 2000);
-        }
     }
     let output = run(
         &[
@@ -199,6 +193,72 @@ async fn failures_exit_non_zero_with_a_typed_json_error() {
     assert!(!output.status.success());
     assert!(output.stdout.is_empty());
     assert!(String::from_utf8_lossy(&output.stderr).contains("OPENAI_API_KEY"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rate_limited_chat_waits_out_retry_after_and_is_retried() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::openai_error(429, "requests", Some("rate_limit_exceeded"), "slow down")
+            .header("retry-after", "1"),
+    );
+    let started = std::time::Instant::now();
+    let output = run(
+        &[
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o",
+            "--base-url",
+            &base,
+            "--api-key",
+            "k",
+            "--json",
+            "hi",
+        ],
+        &[],
+    )
+    .await;
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(started.elapsed() >= std::time::Duration::from_millis(950));
+    let posts = sim.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 2, "the 429, then the retry");
+    // With retries spent, the rate limit is reported with its wait.
+    for _ in 0..3 {
+        sim.enqueue(
+            Vendor::OpenAi,
+            Reply::openai_error(429, "requests", Some("rate_limit_exceeded"), "slow down")
+                .header("retry-after-ms", "50"),
+        );
+    }
+    let output = run(
+        &[
+            "chat",
+            "-p",
+            "openai",
+            "-m",
+            "gpt-4o",
+            "--base-url",
+            &base,
+            "--api-key",
+            "k",
+            "--json",
+            "hi",
+        ],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success());
+    let v = json_of(&output);
+    assert_eq!(v["error"]["kind"], "rate_limited", "{v}");
+    assert_eq!(v["error"]["retry_after_ms"], 50);
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -76,7 +76,7 @@ async fn a_panic_while_parsing_or_decoding_is_a_typed_trap() {
     );
 
     let mut stream = host
-        .stream(&target(&sim), &ChatRequest::simple("panic-feed", "go"))
+        .stream_once(&target(&sim), &ChatRequest::simple("panic-feed", "go"))
         .await
         .expect("the stream opens");
     let err = stream

@@ -263,7 +263,10 @@ async fn error_kind(reply: Reply) -> llmhost::Error {
     let host = host().await;
     let (sim, target) = openai_sim().await;
     sim.enqueue(Vendor::OpenAi, reply);
-    host.chat(&target, &request()).await.expect_err("must fail")
+    // One attempt: the mapping of each reply, not the retry policy.
+    host.chat_once(&target, &request())
+        .await
+        .expect_err("must fail")
 }
 
 #[tokio::test]
@@ -427,7 +430,7 @@ async fn a_hanging_vendor_times_out() {
     );
     let started = std::time::Instant::now();
     let err = host
-        .chat(&target.timeout(Duration::from_millis(300)), &request())
+        .chat_once(&target.timeout(Duration::from_millis(300)), &request())
         .await
         .expect_err("times out");
     assert_eq!(err.kind(), "timeout");

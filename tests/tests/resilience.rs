@@ -109,6 +109,7 @@ impl Bench {
     }
 
     async fn rows(&self, agent: &str) -> Vec<UsageRecord> {
+        self.service.flush_usage().await.unwrap();
         self.service
             .store()
             .usage_events(Some(agent))

@@ -207,7 +207,7 @@ async fn a_plugin_may_send_only_so_many_requests_in_one_call() {
 async fn a_trap_inside_a_stream_is_a_typed_error_and_the_host_keeps_serving() {
     let (_dir, host) = misbehave_host().await;
     let mut stream = host
-        .stream(
+        .stream_once(
             &misbehave_target(),
             &ChatRequest::simple("panic-next", "go"),
         )

@@ -661,10 +661,13 @@ async fn agent_calls_use_the_stored_config_and_record_usage() {
         .unwrap_err();
     assert_eq!(err.kind(), "authentication");
 
+    // Usage is written off the request path; a flush waits for it.
+    s.flush_usage().await.unwrap();
     let events = s.store().usage_events(Some("writer")).await.unwrap();
     assert_eq!(events.len(), 3);
     let (chat, streamed, failed) = (&events[0], &events[1], &events[2]);
-    assert_eq!(Some(chat.id), answer.usage_event);
+    assert_eq!(chat.request_id.as_deref(), Some(answer.request_id.as_str()));
+    assert_eq!(chat.route.as_deref(), Some("agent:writer"));
     assert_eq!(chat.config_id, Some(config.id));
     assert_eq!(
         (chat.input_tokens, chat.output_tokens),

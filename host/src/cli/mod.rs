@@ -531,6 +531,15 @@ async fn chat(host: &Host, args: ChatArgs, json: bool) -> Result<(), Fail> {
 }
 
 async fn agent_chat(service: &ConfigService, args: ChatArgs, json: bool) -> Result<(), Fail> {
+    let answered = agent_answer(service, args, json).await;
+    // Usage is written off the request path: wait for it before exiting,
+    // failed attempts' included.
+    let flushed = service.flush_usage().await;
+    answered?;
+    Ok(flushed?)
+}
+
+async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Result<(), Fail> {
     let agent = args.agent.clone().unwrap_or_default();
     let request = build_request(&args, "");
     if !args.stream {

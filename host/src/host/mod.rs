@@ -47,6 +47,8 @@ pub struct HostBuilder {
     providers: BTreeMap<String, ProviderSettings>,
     default_timeout: Duration,
     environment: Environment,
+    resilience: crate::resilience::Resilience,
+    usage_sink: Option<Arc<dyn crate::router::UsageSink>>,
 }
 
 /// A lookup of environment variables by name.
@@ -82,6 +84,8 @@ impl Default for HostBuilder {
             providers: BTreeMap::new(),
             default_timeout: DEFAULT_TIMEOUT,
             environment: Environment::default(),
+            resilience: crate::resilience::Resilience::default(),
+            usage_sink: None,
         }
     }
 }
@@ -169,6 +173,20 @@ impl HostBuilder {
         self
     }
 
+    /// The retry, rate-limit and breaker policy of [`Host::chat`] and
+    /// [`Host::stream`] (and of [`Host::router`]).
+    pub fn resilience(mut self, resilience: crate::resilience::Resilience) -> Self {
+        self.resilience = resilience;
+        self
+    }
+
+    /// Where [`Host::chat`] and [`Host::stream`] (and [`Host::router`])
+    /// record each attempt's usage; by default nowhere.
+    pub fn usage_sink(mut self, sink: Arc<dyn crate::router::UsageSink>) -> Self {
+        self.usage_sink = Some(sink);
+        self
+    }
+
     /// Applies everything [`Settings`] configures: plugin directory, cache,
     /// limits, strict models, provider settings, default timeout. Model
     /// overrides are read from `settings.models` when set.
@@ -178,7 +196,8 @@ impl HostBuilder {
             .limits(settings.limits.clone())
             .strict_models(settings.strict_models)
             .provider_settings(settings.providers.clone())
-            .default_timeout(settings.timeout);
+            .default_timeout(settings.timeout)
+            .resilience(settings.resilience);
         if let Some(dir) = &settings.plugins {
             self = self.plugin_dir(dir);
         }
@@ -342,6 +361,11 @@ impl HostBuilder {
                 providers: self.providers,
                 default_timeout: self.default_timeout,
                 environment: self.environment,
+                routing: crate::router::RoutingState::new(
+                    self.resilience,
+                    self.usage_sink
+                        .unwrap_or_else(|| Arc::new(crate::router::DiscardSink)),
+                ),
             }),
         })
     }
@@ -578,6 +602,8 @@ struct Inner {
     providers: BTreeMap<String, ProviderSettings>,
     default_timeout: Duration,
     environment: Environment,
+    /// Breakers, rate limits and the usage sink of routed calls.
+    routing: Arc<crate::router::RoutingState>,
 }
 
 /// The running host: loaded plugins and the engine that runs them. Cheap
@@ -630,7 +656,7 @@ fn registry_pricing(pricing: &crate::types::Pricing) -> llmhost_registry::Pricin
 
 /// A fresh id for a call: a random prefix drawn once per process and a
 /// counter, so ids never repeat and cost no system call each.
-fn new_request_id() -> String {
+pub(crate) fn new_request_id() -> String {
     use std::sync::OnceLock;
     use std::sync::atomic::{AtomicU64, Ordering};
     static PREFIX: OnceLock<String> = OnceLock::new();
@@ -1091,8 +1117,48 @@ impl Host {
             .await
     }
 
-    /// One complete answer.
+    /// The router over this host, with the policy and usage sink the
+    /// builder gave; clones share breakers and rate limits.
+    pub fn router(&self) -> crate::router::Router {
+        crate::router::Router::with_state(self.clone(), self.inner.routing.clone())
+    }
+
+    /// One complete answer from `target`, through the router: a failure
+    /// worth another try (429 with its `retry-after`, 5xx, timeouts,
+    /// network errors) is retried with back-off as the vendors' own SDKs
+    /// do, within the policy's attempts and deadline; the target's
+    /// `timeout` bounds each attempt. [`Host::chat_once`] makes exactly
+    /// one attempt.
     pub async fn chat(&self, target: &Target, request: &ChatRequest) -> Result<ChatOutcome, Error> {
+        let plan = crate::router::Plan::single(crate::router::Route::new(
+            target.clone(),
+            request.model.clone(),
+        ));
+        Ok(self.router().chat(&plan, request).await?.outcome)
+    }
+
+    /// A streamed answer from `target`, through the router: retried like
+    /// [`Host::chat`] until its first chunk with content; after that a
+    /// failure ends the stream. [`Host::stream_once`] makes one attempt.
+    pub async fn stream(
+        &self,
+        target: &Target,
+        request: &ChatRequest,
+    ) -> Result<crate::router::RoutedStream, Error> {
+        let plan = crate::router::Plan::single(crate::router::Route::new(
+            target.clone(),
+            request.model.clone(),
+        ));
+        self.router().stream(&plan, request).await
+    }
+
+    /// One attempt at a complete answer: no retry, no breaker, no usage
+    /// event.
+    pub async fn chat_once(
+        &self,
+        target: &Target,
+        request: &ChatRequest,
+    ) -> Result<ChatOutcome, Error> {
         let resolved = self.resolve(target)?;
         self.check_model(&target.provider, &request.model)?;
         let started = Instant::now();
@@ -1138,8 +1204,9 @@ impl Host {
         cost
     }
 
-    /// A streamed answer.
-    pub async fn stream(
+    /// One attempt at a streamed answer: no retry, no breaker, no usage
+    /// event.
+    pub async fn stream_once(
         &self,
         target: &Target,
         request: &ChatRequest,

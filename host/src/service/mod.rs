@@ -12,7 +12,8 @@ pub use agent_call::{AgentOutcome, AgentStream};
 
 use crate::error::Error;
 use crate::host::{HealthOutcome, Host, Target};
-use crate::resilience::{BreakerPolicy, Breakers, RateLimiter, Resilience};
+use crate::resilience::Resilience;
+use crate::router::{Router, StoreSink};
 use crate::secrets::{Binding, CryptoError, EncryptionKey, Keyring};
 use crate::store::{Agent, ConfigRow, NewConfigRow, Store};
 use llmhost_registry::rust_decimal::Decimal;
@@ -190,9 +191,7 @@ pub struct ConfigService {
     host: Host,
     store: Store,
     keyring: Arc<RwLock<Option<Arc<Keyring>>>>,
-    resilience: Resilience,
-    limiter: Arc<RateLimiter>,
-    breakers: Arc<Breakers>,
+    router: Router,
 }
 
 impl std::fmt::Debug for ConfigService {
@@ -281,24 +280,42 @@ fn per_1k(micros_per_mtok: u64) -> Decimal {
 impl ConfigService {
     /// A service over `store`, validating against `host`'s providers and
     /// catalogue, encrypting keys with `keyring` (without one, configs
-    /// without keys still work).
+    /// without keys still work). Agent calls go through a router with the
+    /// host's policy that records usage to `store` in batches; see
+    /// [`ConfigService::with_router`] to share one router with other
+    /// calls, and [`ConfigService::flush_usage`].
     pub fn new(host: Host, store: Store, keyring: Option<Keyring>) -> Self {
+        let router = host.router().with_sink(StoreSink::new(store.clone()));
         Self {
             host,
             store,
             keyring: Arc::new(RwLock::new(keyring.map(Arc::new))),
-            resilience: Resilience::default(),
-            limiter: Arc::default(),
-            breakers: Arc::new(Breakers::new(BreakerPolicy::default())),
+            router,
         }
     }
 
     /// Uses `resilience` for calls made for agents: retries, attempt
     /// timeout, breakers (which start afresh).
     pub fn with_resilience(mut self, resilience: Resilience) -> Self {
-        self.resilience = resilience;
-        self.breakers = Arc::new(Breakers::new(resilience.breaker));
+        self.router = self.router.with_resilience(resilience);
         self
+    }
+
+    /// Routes agent calls through `router` (its policy, breakers, rate
+    /// limits and usage sink), shared with whatever else uses it.
+    pub fn with_router(mut self, router: Router) -> Self {
+        self.router = router;
+        self
+    }
+
+    /// The router of agent calls.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Waits until the usage of every call made so far is stored.
+    pub async fn flush_usage(&self) -> Result<(), Error> {
+        self.router.flush_usage().await
     }
 
     /// The host that serves the calls.

@@ -81,7 +81,7 @@ impl Bench {
         p: &Provider,
         request: &ChatRequest,
     ) -> Result<llmhost::ChatOutcome, Error> {
-        self.host.chat(&self.target(p), request).await
+        self.host.chat_once(&self.target(p), request).await
     }
 
     /// Runs a stream to its end: the chunks, then the error if it failed.
@@ -90,7 +90,7 @@ impl Bench {
         p: &Provider,
         request: &ChatRequest,
     ) -> (Vec<Chunk>, Option<Error>, Option<Usage>) {
-        let mut stream: ChatStream = match self.host.stream(&self.target(p), request).await {
+        let mut stream: ChatStream = match self.host.stream_once(&self.target(p), request).await {
             Ok(stream) => stream,
             Err(err) => return (Vec::new(), Some(err), None),
         };
