@@ -639,7 +639,9 @@ impl EventEncoder {
             }
             Chunk::ToolCall(delta) => self.tool_call(delta, &mut out),
             Chunk::Usage(usage) => self.usage = Some(*usage),
-            Chunk::Finish(reason) => self.finish = Some(reason.clone()),
+            Chunk::Finish(reason) => {
+                self.finish.get_or_insert_with(|| reason.clone());
+            }
         }
         out
     }
@@ -885,4 +887,1115 @@ pub fn error_body(err: &ApiError, request_id: Option<&str>) -> Value {
         "error": {"type": error_type(err), "message": err.message},
         "request_id": request_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::types::StreamStart;
+    use proptest::prelude::*;
+    use serde_json::Map;
+
+    fn parse(body: Value) -> Result<ParsedMessages, ApiError> {
+        parse_messages(body.to_string().as_bytes())
+    }
+
+    fn parsed(body: Value) -> ParsedMessages {
+        parse(body).expect("the body parses")
+    }
+
+    fn hello(extra: Value) -> Value {
+        let mut body = json!({
+            "model": "claude-sonnet-4-5",
+            "max_tokens": 1024,
+            "messages": [{"role": "user", "content": "Hello"}],
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        body
+    }
+
+    fn conversation_of(messages: Value) -> Vec<Message> {
+        parsed(json!({"model": "m", "max_tokens": 1, "messages": messages}))
+            .request
+            .messages
+    }
+
+    fn vendor(parsed: &ParsedMessages) -> Value {
+        parsed
+            .request
+            .vendor_params
+            .as_deref()
+            .map_or(Value::Null, |text| {
+                serde_json::from_str(text).expect("JSON")
+            })
+    }
+
+    fn result(id: &str, content: &str, is_error: bool) -> Message {
+        Message {
+            role: Role::Tool,
+            content: vec![ContentPart::ToolResult(ToolResult {
+                tool_call_id: id.into(),
+                content: content.into(),
+                is_error,
+            })],
+            name: None,
+            cache_breakpoint: false,
+        }
+    }
+
+    #[test]
+    fn a_minimal_request_keeps_the_model_and_the_max_tokens() {
+        let p = parsed(hello(json!({})));
+        assert_eq!(p.model, "claude-sonnet-4-5");
+        let mut expected = ChatRequest::new("claude-sonnet-4-5", vec![Message::user("Hello")]);
+        expected.max_tokens = Some(1024);
+        assert_eq!(p.request, expected);
+        assert!(!p.stream);
+    }
+
+    #[test]
+    fn every_request_field_reaches_the_host_request() {
+        let p = parsed(hello(json!({
+            "system": "Be brief.",
+            "temperature": 0.5,
+            "top_p": 0.8,
+            "stop_sequences": ["\n\nHuman:"],
+            "tools": [{
+                "name": "get_weather",
+                "description": "Weather for a city",
+                "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
+            }, {"type": "custom", "name": "now", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "tool", "name": "get_weather"},
+            "thinking": {"type": "enabled", "budget_tokens": 2048},
+            "metadata": {"user_id": "user-42"},
+            "stream": true,
+        })));
+        let r = &p.request;
+        assert_eq!(
+            r.messages,
+            vec![Message::system("Be brief."), Message::user("Hello")]
+        );
+        assert_eq!(r.temperature, Some(0.5));
+        assert_eq!(r.top_p, Some(0.8));
+        assert_eq!(r.stop, vec!["\n\nHuman:"]);
+        assert_eq!(
+            r.tools,
+            vec![
+                ToolDefinition {
+                    name: "get_weather".into(),
+                    description: "Weather for a city".into(),
+                    input_schema: r#"{"properties":{"city":{"type":"string"}},"type":"object"}"#
+                        .into(),
+                },
+                ToolDefinition {
+                    name: "now".into(),
+                    description: String::new(),
+                    input_schema: r#"{"type":"object"}"#.into(),
+                },
+            ]
+        );
+        assert_eq!(r.tool_choice, Some(ToolChoice::Named("get_weather".into())));
+        assert_eq!(
+            r.reasoning,
+            Some(ReasoningConfig {
+                budget_tokens: Some(2048),
+                effort: None
+            })
+        );
+        assert_eq!(r.user.as_deref(), Some("user-42"));
+        assert_eq!(r.vendor_params, None);
+        assert!(p.stream);
+    }
+
+    #[test]
+    fn tool_choices_and_thinking_modes_map_onto_the_contract() {
+        for (choice, expected) in [
+            (json!({"type": "auto"}), ToolChoice::Auto),
+            (json!({"type": "any"}), ToolChoice::Required),
+            (json!({"type": "none"}), ToolChoice::None),
+            (
+                json!({"type": "auto", "disable_parallel_tool_use": false}),
+                ToolChoice::Auto,
+            ),
+        ] {
+            let p = parsed(hello(json!({"tool_choice": choice})));
+            assert_eq!(p.request.tool_choice, Some(expected));
+            assert_eq!(p.request.vendor_params, None);
+        }
+        let disabled = parsed(hello(json!({"thinking": {"type": "disabled"}})));
+        assert_eq!(disabled.request.reasoning, None);
+        assert_eq!(disabled.request.vendor_params, None);
+    }
+
+    #[test]
+    fn fields_without_a_contract_field_go_to_vendor_params_in_anthropics_shape() {
+        let p = parsed(hello(json!({
+            "top_k": 40,
+            "service_tier": "standard_only",
+            "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+            "thinking": {"type": "adaptive"},
+        })));
+        assert_eq!(p.request.tool_choice, Some(ToolChoice::Required));
+        assert_eq!(p.request.reasoning, None);
+        assert_eq!(
+            vendor(&p),
+            json!({
+                "top_k": 40,
+                "service_tier": "standard_only",
+                "tool_choice": {"type": "any", "disable_parallel_tool_use": true},
+                "thinking": {"type": "adaptive"},
+            })
+        );
+        let merged = parsed(hello(
+            json!({"top_k": 40, "vendor_params": {"top_k": 5, "x": 1}}),
+        ));
+        assert_eq!(vendor(&merged), json!({"top_k": 5, "x": 1}));
+    }
+
+    #[test]
+    fn system_blocks_become_system_messages_keeping_their_cache_markers() {
+        let p = parsed(hello(json!({"system": [
+            {"type": "text", "text": "You are a helpful assistant."},
+            {"type": "text", "text": "Long reference text", "cache_control": {"type": "ephemeral"}},
+        ]})));
+        let m = &p.request.messages;
+        assert_eq!(m.len(), 3);
+        assert_eq!(m[0], Message::system("You are a helpful assistant."));
+        assert_eq!(
+            m[1],
+            Message {
+                cache_breakpoint: true,
+                ..Message::system("Long reference text")
+            }
+        );
+        assert_eq!(m[2], Message::user("Hello"));
+    }
+
+    #[test]
+    fn every_block_type_becomes_host_content() {
+        let m = conversation_of(json!([
+            {"role": "user", "content": [
+                {"type": "text", "text": "What is in these?"},
+                {"type": "image", "source": {"type": "base64", "media_type": "image/jpeg", "data": "/9j/4AAQ"}},
+                {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+            ]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "Two images.", "signature": "EqQBCgIYAhIM"},
+                {"type": "redacted_thinking", "data": "EmwKAhgBEgy3va3pzix"},
+                {"type": "text", "text": "Let me look."},
+                {"type": "tool_use", "id": "toolu_01", "name": "zoom", "input": {"level": 2}},
+            ]},
+        ]));
+        assert_eq!(
+            m[0].content,
+            vec![
+                ContentPart::Text("What is in these?".into()),
+                ContentPart::Image(ImageSource::Base64(Base64Image {
+                    media_type: "image/jpeg".into(),
+                    data: "/9j/4AAQ".into(),
+                })),
+                ContentPart::Image(ImageSource::Url("https://example.com/a.png".into())),
+            ]
+        );
+        assert_eq!(m[1].role, Role::Assistant);
+        assert_eq!(
+            m[1].content,
+            vec![
+                ContentPart::Thinking(Thinking {
+                    text: "Two images.".into(),
+                    signature: Some("EqQBCgIYAhIM".into()),
+                }),
+                ContentPart::RedactedThinking("EmwKAhgBEgy3va3pzix".into()),
+                ContentPart::Text("Let me look.".into()),
+                ContentPart::ToolUse(ToolCall {
+                    id: "toolu_01".into(),
+                    name: "zoom".into(),
+                    arguments: r#"{"level":2}"#.into(),
+                }),
+            ]
+        );
+    }
+
+    #[test]
+    fn tool_results_become_tool_messages_in_order() {
+        let m = conversation_of(json!([
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "toolu_a", "content": "18°C"},
+                {"type": "tool_result", "tool_use_id": "toolu_b", "is_error": true,
+                 "content": [{"type": "text", "text": "timeout"}, {"type": "text", "text": "retry later"}]},
+                {"type": "text", "text": "Now summarise."},
+            ]},
+            {"role": "user", "content": [
+                {"type": "text", "text": "Before"},
+                {"type": "tool_result", "tool_use_id": "toolu_c", "cache_control": {"type": "ephemeral"}},
+                {"type": "text", "text": "After", "cache_control": {"type": "ephemeral"}},
+            ]},
+        ]));
+        assert_eq!(
+            m,
+            vec![
+                result("toolu_a", "18°C", false),
+                result("toolu_b", "timeout\nretry later", true),
+                Message::user("Now summarise."),
+                Message::user("Before"),
+                Message {
+                    cache_breakpoint: true,
+                    ..result("toolu_c", "", false)
+                },
+                Message {
+                    cache_breakpoint: true,
+                    ..Message::user("After")
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn a_tool_use_without_input_has_empty_arguments_and_empty_content_is_kept() {
+        let m = conversation_of(json!([
+            {"role": "user", "content": []},
+            {"role": "assistant", "content": [{"type": "tool_use", "id": "t", "name": "now"}]},
+        ]));
+        assert_eq!(m[0].role, Role::User);
+        assert!(m[0].content.is_empty());
+        assert_eq!(
+            m[1].content,
+            vec![ContentPart::ToolUse(ToolCall {
+                id: "t".into(),
+                name: "now".into(),
+                arguments: "{}".into(),
+            })]
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_as_anthropic_refuses_them() {
+        let err = parse(hello(json!({"frequency_penalty": 1}))).unwrap_err();
+        assert_eq!(
+            err.message,
+            "frequency_penalty: Extra inputs are not permitted"
+        );
+        assert_eq!(err.param.as_deref(), Some("frequency_penalty"));
+        assert_eq!(error_type(&err), "invalid_request_error");
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_naming_the_field() {
+        let user = |content: Value| json!({"model": "m", "max_tokens": 1, "messages": [{"role": "user", "content": content}]});
+        let assistant = |content: Value| json!({"model": "m", "max_tokens": 1, "messages": [{"role": "assistant", "content": content}]});
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (
+                json!({"max_tokens": 1, "messages": []}),
+                "model",
+                "`model` is required",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user", "content": "x"}]}),
+                "max_tokens",
+                "`max_tokens` is required",
+            ),
+            (
+                hello(json!({"max_tokens": 0})),
+                "max_tokens",
+                "`max_tokens` must be at least 1",
+            ),
+            (
+                hello(json!({"max_tokens": "many"})),
+                "max_tokens",
+                "`max_tokens` must be a non-negative integer, not a string",
+            ),
+            (
+                hello(json!({"messages": []})),
+                "messages",
+                "`messages` must not be empty",
+            ),
+            (
+                hello(json!({"messages": [{"role": "system", "content": "x"}]})),
+                "messages[0].role",
+                "`messages[0].role` must be `user` or `assistant`, not `system`",
+            ),
+            (
+                hello(json!({"messages": [{"role": "user"}]})),
+                "messages[0].content",
+                "`messages[0].content` is required",
+            ),
+            (
+                user(json!(1)),
+                "messages[0].content",
+                "`messages[0].content` must be a string or an array of blocks, not a number",
+            ),
+            (
+                user(json!([{"type": "text"}])),
+                "messages[0].content[0].text",
+                "`messages[0].content[0].text` is required",
+            ),
+            (
+                user(json!([{"type": "document", "source": {}}])),
+                "messages[0].content[0].type",
+                "content blocks of type `document` are not supported",
+            ),
+            (
+                user(json!([{"type": "tool_use", "id": "t", "name": "n", "input": {}}])),
+                "messages[0].content[0].type",
+                "`tool_use` blocks belong in assistant messages",
+            ),
+            (
+                assistant(json!([{"type": "tool_result", "tool_use_id": "t"}])),
+                "messages[0].content[0].type",
+                "`tool_result` blocks belong in user messages",
+            ),
+            (
+                user(json!([{"type": "image", "source": {"type": "file", "file_id": "f"}}])),
+                "messages[0].content[0].source.type",
+                "image sources of type `file` are not supported",
+            ),
+            (
+                user(json!([{"type": "image", "source": {"type": "base64", "data": "x"}}])),
+                "messages[0].content[0].source.media_type",
+                "`messages[0].content[0].source.media_type` is required",
+            ),
+            (
+                user(json!([{"type": "tool_result", "content": "x"}])),
+                "messages[0].content[0].tool_use_id",
+                "`messages[0].content[0].tool_use_id` is required",
+            ),
+            (
+                user(
+                    json!([{"type": "tool_result", "tool_use_id": "t", "content": [{"type": "image", "source": {}}]}]),
+                ),
+                "messages[0].content[0].content[0].type",
+                "tool results may hold text only, not `image` blocks",
+            ),
+            (
+                user(json!([{"type": "tool_result", "tool_use_id": "t", "is_error": "yes"}])),
+                "messages[0].content[0].is_error",
+                "`messages[0].content[0].is_error` must be a boolean, not a string",
+            ),
+            (
+                hello(json!({"system": 5})),
+                "system",
+                "`system` must be a string or an array of text blocks, not a number",
+            ),
+            (
+                hello(json!({"system": [{"type": "image"}]})),
+                "system[0].type",
+                "system blocks must be of type `text`, not `image`",
+            ),
+            (
+                hello(json!({"temperature": 1.5})),
+                "temperature",
+                "`temperature` must be between 0 and 1, not 1.5",
+            ),
+            (
+                hello(json!({"top_p": -0.1})),
+                "top_p",
+                "`top_p` must be between 0 and 1, not -0.1",
+            ),
+            (
+                hello(json!({"top_k": -1})),
+                "top_k",
+                "`top_k` must be a non-negative integer, not -1",
+            ),
+            (
+                hello(json!({"stop_sequences": "END"})),
+                "stop_sequences",
+                "`stop_sequences` must be an array, not a string",
+            ),
+            (
+                hello(json!({"tools": [{"type": "web_search_20250305", "name": "web_search"}]})),
+                "tools[0].type",
+                "server tools such as `web_search_20250305` are not supported",
+            ),
+            (
+                hello(json!({"tools": [{"name": "f"}]})),
+                "tools[0].input_schema",
+                "`tools[0].input_schema` is required",
+            ),
+            (
+                hello(json!({"tool_choice": "auto"})),
+                "tool_choice",
+                "`tool_choice` must be an object, not a string",
+            ),
+            (
+                hello(json!({"tool_choice": {"type": "tool"}})),
+                "tool_choice.name",
+                "`tool_choice.name` is required",
+            ),
+            (
+                hello(json!({"tool_choice": {"type": "required"}})),
+                "tool_choice.type",
+                "`tool_choice.type` must be `auto`, `any`, `tool` or `none`, not `required`",
+            ),
+            (
+                hello(json!({"thinking": {"type": "enabled"}})),
+                "thinking.budget_tokens",
+                "`thinking.budget_tokens` is required",
+            ),
+            (
+                hello(json!({"thinking": {"type": "on"}})),
+                "thinking.type",
+                "`thinking.type` must be `enabled`, `disabled` or `adaptive`, not `on`",
+            ),
+            (
+                hello(json!({"metadata": {"user_id": 5}})),
+                "metadata.user_id",
+                "`metadata.user_id` must be a string, not a number",
+            ),
+            (
+                hello(json!({"stream": 1})),
+                "stream",
+                "`stream` must be a boolean, not a number",
+            ),
+            (
+                hello(json!({"vendor_params": []})),
+                "vendor_params",
+                "`vendor_params` must be an object, not an array",
+            ),
+        ];
+        for (body, param, message) in cases {
+            let err = parse(body.clone()).expect_err("refused");
+            assert_eq!(err.status, 400, "{body}");
+            assert_eq!(err.param.as_deref(), Some(param), "{body}");
+            assert_eq!(err.message, message, "{body}");
+        }
+    }
+
+    #[test]
+    fn count_tokens_lifts_the_system_prompt_and_ignores_tools() {
+        let body = json!({
+            "model": "claude-sonnet-4-5",
+            "system": "Be brief.",
+            "messages": [{"role": "user", "content": "Hello"}],
+            "tools": [{"name": "f", "input_schema": {"type": "object"}}],
+            "tool_choice": {"type": "auto"},
+            "thinking": {"type": "enabled", "budget_tokens": 1024},
+        });
+        let (model, messages) = parse_count_tokens(body.to_string().as_bytes()).expect("parses");
+        assert_eq!(model, "claude-sonnet-4-5");
+        assert_eq!(
+            messages,
+            vec![Message::system("Be brief."), Message::user("Hello")]
+        );
+        let err = parse_count_tokens(
+            br#"{"model": "m", "messages": [{"role": "user", "content": "x"}], "stream": true}"#,
+        )
+        .expect_err("refused");
+        assert_eq!(err.message, "stream: Extra inputs are not permitted");
+        let err = parse_count_tokens(br#"{"model": "m"}"#).expect_err("refused");
+        assert_eq!(err.param.as_deref(), Some("messages"));
+    }
+
+    fn response(parts: Vec<ContentPart>) -> ChatResponse {
+        ChatResponse {
+            id: "gen-1".into(),
+            model: "vendor-model".into(),
+            content: String::new(),
+            reasoning_content: None,
+            tool_calls: Vec::new(),
+            parts,
+            finish_reason: FinishReason::Stop,
+            usage: Usage {
+                input_tokens: 100,
+                output_tokens: 20,
+                cache_read_tokens: 60,
+                cache_write_tokens: 10,
+                ..Usage::default()
+            },
+            rate_limits: None,
+            request_id: None,
+        }
+    }
+
+    #[test]
+    fn a_message_has_the_shape_of_the_sdks_message() {
+        let body = render_message(
+            &response(vec![ContentPart::Text("Hi!".into())]),
+            "claude-sonnet-4-5",
+        );
+        assert_eq!(
+            body,
+            json!({
+                "id": "msg_gen-1",
+                "type": "message",
+                "role": "assistant",
+                "model": "claude-sonnet-4-5",
+                "content": [{"type": "text", "text": "Hi!"}],
+                "stop_reason": "end_turn",
+                "stop_sequence": null,
+                "usage": {
+                    "input_tokens": 30,
+                    "output_tokens": 20,
+                    "cache_creation_input_tokens": 10,
+                    "cache_read_input_tokens": 60,
+                },
+            })
+        );
+    }
+
+    #[test]
+    fn content_blocks_follow_the_parts_in_order() {
+        let mut r = response(vec![
+            ContentPart::Thinking(Thinking {
+                text: "hmm".into(),
+                signature: Some("sig".into()),
+            }),
+            ContentPart::RedactedThinking("opaque".into()),
+            ContentPart::Text("Calling.".into()),
+            ContentPart::ToolUse(ToolCall {
+                id: "toolu_1".into(),
+                name: "f".into(),
+                arguments: r#"{"a":1}"#.into(),
+            }),
+            ContentPart::ToolUse(ToolCall {
+                id: "toolu_2".into(),
+                name: "g".into(),
+                arguments: "{not json".into(),
+            }),
+            ContentPart::Thinking(Thinking {
+                text: "unsigned".into(),
+                signature: None,
+            }),
+        ]);
+        r.id = "msg_01".into();
+        r.finish_reason = FinishReason::ToolCalls;
+        let body = render_message(&r, "m");
+        assert_eq!(body["id"], "msg_01");
+        assert_eq!(
+            body["content"],
+            json!([
+                {"type": "thinking", "thinking": "hmm", "signature": "sig"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "Calling."},
+                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {"a": 1}},
+                {"type": "tool_use", "id": "toolu_2", "name": "g", "input": {}},
+                {"type": "thinking", "thinking": "unsigned", "signature": ""},
+            ])
+        );
+        assert_eq!(body["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn without_parts_the_content_and_tool_calls_are_rendered() {
+        let mut r = response(Vec::new());
+        r.content = "Sure.".into();
+        r.tool_calls = vec![ToolCall {
+            id: "toolu_1".into(),
+            name: "f".into(),
+            arguments: String::new(),
+        }];
+        assert_eq!(
+            render_message(&r, "m")["content"],
+            json!([
+                {"type": "text", "text": "Sure."},
+                {"type": "tool_use", "id": "toolu_1", "name": "f", "input": {}},
+            ])
+        );
+        r.content.clear();
+        assert_eq!(
+            render_message(&r, "m")["content"].as_array().map(Vec::len),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn stop_reasons_and_usage_are_anthropics() {
+        for (reason, expected) in [
+            (FinishReason::Stop, "end_turn"),
+            (FinishReason::Length, "max_tokens"),
+            (FinishReason::ToolCalls, "tool_use"),
+            (FinishReason::ContentFilter, "refusal"),
+            (FinishReason::Refusal, "refusal"),
+            (FinishReason::Other("pause_turn".into()), "pause_turn"),
+            (FinishReason::Other("eos".into()), "end_turn"),
+        ] {
+            let mut r = response(Vec::new());
+            r.finish_reason = reason;
+            assert_eq!(render_message(&r, "m")["stop_reason"], expected);
+        }
+        let mut r = response(Vec::new());
+        r.usage.input_tokens = 5;
+        assert_eq!(render_message(&r, "m")["usage"]["input_tokens"], 0);
+    }
+
+    fn start() -> Chunk {
+        Chunk::Start(StreamStart {
+            id: "msg_01".into(),
+            model: "vendor-model".into(),
+            rate_limits: None,
+            request_id: None,
+        })
+    }
+
+    fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Chunk {
+        Chunk::ToolCall(ToolCallDelta {
+            index,
+            id: id.map(str::to_owned),
+            name: name.map(str::to_owned),
+            arguments: arguments.into(),
+        })
+    }
+
+    fn usage() -> Chunk {
+        Chunk::Usage(Usage {
+            input_tokens: 100,
+            output_tokens: 20,
+            cache_read_tokens: 60,
+            cache_write_tokens: 10,
+            ..Usage::default()
+        })
+    }
+
+    fn encode(chunks: &[Chunk]) -> Vec<SseEvent> {
+        let mut encoder = EventEncoder::new("01", "claude-sonnet-4-5");
+        let mut out: Vec<SseEvent> = chunks.iter().flat_map(|c| encoder.push(c)).collect();
+        out.extend(encoder.finish());
+        assert!(encoder.finish().is_empty(), "finish sends once");
+        out
+    }
+
+    fn data(event: &SseEvent) -> Value {
+        let value: Value = serde_json::from_str(&event.data).expect("event data is JSON");
+        assert_eq!(
+            value["type"], event.event,
+            "the event name is the data's type"
+        );
+        value
+    }
+
+    /// The message the Anthropic SDK's accumulator builds from the events:
+    /// `message_start` gives the snapshot, blocks append, deltas patch the
+    /// block at their index, and `message_delta` sets the stop reason and
+    /// whichever usage counts it carries.
+    fn accumulate(events: &[SseEvent]) -> Value {
+        let mut snapshot = Value::Null;
+        let mut json_buffers: Vec<String> = Vec::new();
+        for event in events {
+            let value = data(event);
+            match event.event {
+                "message_start" => {
+                    assert!(snapshot.is_null(), "one message_start");
+                    snapshot = value["message"].clone();
+                }
+                "content_block_start" => {
+                    let content = snapshot["content"].as_array_mut().expect("content");
+                    assert_eq!(value["index"], content.len(), "blocks start in index order");
+                    content.push(value["content_block"].clone());
+                    json_buffers.push(String::new());
+                }
+                "content_block_delta" => {
+                    let index = value["index"].as_u64().expect("index") as usize;
+                    let block = &mut snapshot["content"][index];
+                    let delta = &value["delta"];
+                    match (delta["type"].as_str(), block["type"].as_str()) {
+                        (Some("text_delta"), Some("text")) => {
+                            let text = format!(
+                                "{}{}",
+                                block["text"].as_str().unwrap(),
+                                delta["text"].as_str().unwrap()
+                            );
+                            block["text"] = json!(text);
+                        }
+                        (Some("thinking_delta"), Some("thinking")) => {
+                            let text = format!(
+                                "{}{}",
+                                block["thinking"].as_str().unwrap(),
+                                delta["thinking"].as_str().unwrap()
+                            );
+                            block["thinking"] = json!(text);
+                        }
+                        (Some("signature_delta"), Some("thinking")) => {
+                            block["signature"] = delta["signature"].clone();
+                        }
+                        (Some("input_json_delta"), Some("tool_use")) => {
+                            json_buffers[index].push_str(delta["partial_json"].as_str().unwrap());
+                            block["input"] =
+                                serde_json::from_str(&json_buffers[index]).unwrap_or(Value::Null);
+                        }
+                        other => panic!("delta {other:?} does not fit its block"),
+                    }
+                }
+                "content_block_stop" => {}
+                "message_delta" => {
+                    snapshot["stop_reason"] = value["delta"]["stop_reason"].clone();
+                    snapshot["stop_sequence"] = value["delta"]["stop_sequence"].clone();
+                    for (key, count) in value["usage"].as_object().expect("usage") {
+                        snapshot["usage"][key] = count.clone();
+                    }
+                }
+                "message_stop" => {}
+                other => panic!("unexpected event {other}"),
+            }
+        }
+        snapshot
+    }
+
+    /// Checks the event grammar: `message_start`, blocks that start,
+    /// take deltas and stop one at a time, then `message_delta` and
+    /// `message_stop`.
+    fn assert_well_formed(events: &[SseEvent]) {
+        assert_eq!(events.first().map(|e| e.event), Some("message_start"));
+        let n = events.len();
+        assert!(n >= 3);
+        assert_eq!(events[n - 2].event, "message_delta");
+        assert_eq!(events[n - 1].event, "message_stop");
+        let mut open: Option<u64> = None;
+        let mut next = 0;
+        for event in &events[1..n - 2] {
+            let value = data(event);
+            match event.event {
+                "content_block_start" => {
+                    assert_eq!(open, None, "a block starts only when none is open");
+                    assert_eq!(value["index"], next);
+                    open = Some(next);
+                    next += 1;
+                }
+                "content_block_delta" | "content_block_stop" => {
+                    assert_eq!(value["index"].as_u64(), open, "{}", event.data);
+                    if event.event == "content_block_stop" {
+                        open = None;
+                    }
+                }
+                other => panic!("unexpected event {other} inside the message"),
+            }
+        }
+        assert_eq!(open, None, "every block is closed before message_delta");
+    }
+
+    fn names(events: &[SseEvent]) -> Vec<&'static str> {
+        events.iter().map(|e| e.event).collect()
+    }
+
+    #[test]
+    fn a_text_stream_accumulates_into_the_message_with_the_final_usage() {
+        let events = encode(&[
+            start(),
+            Chunk::Text("Hel".into()),
+            Chunk::Text("lo".into()),
+            Chunk::Finish(FinishReason::Stop),
+            usage(),
+        ]);
+        assert_well_formed(&events);
+        assert_eq!(
+            names(&events),
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "message_delta",
+                "message_stop"
+            ]
+        );
+        assert_eq!(
+            data(&events[0]),
+            json!({"type": "message_start", "message": {
+                "id": "msg_01", "type": "message", "role": "assistant", "model": "claude-sonnet-4-5",
+                "content": [], "stop_reason": null, "stop_sequence": null,
+                "usage": {"input_tokens": 0, "output_tokens": 0},
+            }})
+        );
+        assert_eq!(
+            data(&events[1]),
+            json!({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}})
+        );
+        assert_eq!(
+            data(&events[5]),
+            json!({"type": "message_delta",
+                   "delta": {"stop_reason": "end_turn", "stop_sequence": null},
+                   "usage": {"output_tokens": 20, "input_tokens": 30,
+                             "cache_creation_input_tokens": 10, "cache_read_input_tokens": 60}})
+        );
+        let mut r = response(vec![ContentPart::Text("Hello".into())]);
+        r.id = "msg_01".into();
+        assert_eq!(accumulate(&events), render_message(&r, "claude-sonnet-4-5"));
+    }
+
+    #[test]
+    fn usage_before_or_after_the_finish_lands_in_message_delta() {
+        let before = encode(&[
+            start(),
+            Chunk::Text("x".into()),
+            usage(),
+            Chunk::Finish(FinishReason::Length),
+        ]);
+        let after = encode(&[
+            start(),
+            Chunk::Text("x".into()),
+            Chunk::Finish(FinishReason::Length),
+            usage(),
+        ]);
+        assert_eq!(before, after);
+        let snapshot = accumulate(&before);
+        assert_eq!(snapshot["stop_reason"], "max_tokens");
+        assert_eq!(snapshot["usage"]["input_tokens"], 30);
+        assert_eq!(snapshot["usage"]["cache_read_input_tokens"], 60);
+    }
+
+    #[test]
+    fn reasoning_then_text_streams_a_signed_thinking_block_then_a_text_block() {
+        let events = encode(&[
+            start(),
+            Chunk::Reasoning("Let me ".into()),
+            Chunk::Reasoning("think.".into()),
+            Chunk::ReasoningSignature("EqQBCg".into()),
+            Chunk::Reasoning("More.".into()),
+            Chunk::ReasoningSignature("Zm9v".into()),
+            Chunk::RedactedReasoning("EmwKAh".into()),
+            Chunk::Text("Answer.".into()),
+            Chunk::Finish(FinishReason::Stop),
+            usage(),
+        ]);
+        assert_well_formed(&events);
+        assert_eq!(
+            data(&events[1])["content_block"],
+            json!({"type": "thinking", "thinking": "", "signature": ""})
+        );
+        assert_eq!(
+            data(&events[4])["delta"],
+            json!({"type": "signature_delta", "signature": "EqQBCg"})
+        );
+        let snapshot = accumulate(&events);
+        assert_eq!(
+            snapshot["content"],
+            json!([
+                {"type": "thinking", "thinking": "Let me think.", "signature": "EqQBCg"},
+                {"type": "thinking", "thinking": "More.", "signature": "Zm9v"},
+                {"type": "redacted_thinking", "data": "EmwKAh"},
+                {"type": "text", "text": "Answer."},
+            ])
+        );
+    }
+
+    #[test]
+    fn tool_calls_one_after_another_stream_as_they_come() {
+        let events = encode(&[
+            start(),
+            Chunk::Text("Checking.".into()),
+            call(0, Some("toolu_a"), Some("get_weather"), ""),
+            call(0, None, None, "{\"city\":"),
+            call(0, None, None, "\"Paris\"}"),
+            call(1, Some("toolu_b"), Some("get_time"), "{}"),
+            Chunk::Finish(FinishReason::ToolCalls),
+            usage(),
+        ]);
+        assert_well_formed(&events);
+        assert_eq!(
+            names(&events)[..9],
+            [
+                "message_start",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+                "content_block_delta",
+                "content_block_delta",
+                "content_block_stop",
+                "content_block_start",
+            ]
+        );
+        assert_eq!(
+            data(&events[4])["content_block"],
+            json!({"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {}})
+        );
+        assert_eq!(
+            data(&events[5])["delta"],
+            json!({"type": "input_json_delta", "partial_json": "{\"city\":"})
+        );
+        let snapshot = accumulate(&events);
+        assert_eq!(snapshot["stop_reason"], "tool_use");
+        assert_eq!(
+            snapshot["content"],
+            json!([
+                {"type": "text", "text": "Checking."},
+                {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {}},
+            ])
+        );
+    }
+
+    #[test]
+    fn parallel_tool_calls_interleaved_by_index_arrive_whole_and_separate() {
+        let events = encode(&[
+            start(),
+            call(0, Some("toolu_a"), Some("get_weather"), ""),
+            call(1, Some("toolu_b"), Some("get_time"), "{\"tz\""),
+            call(0, None, None, "{\"city\":"),
+            call(1, None, None, ":\"UTC\"}"),
+            call(0, None, None, "\"Paris\"}"),
+            Chunk::Finish(FinishReason::ToolCalls),
+            usage(),
+        ]);
+        assert_well_formed(&events);
+        let snapshot = accumulate(&events);
+        assert_eq!(
+            snapshot["content"],
+            json!([
+                {"type": "tool_use", "id": "toolu_a", "name": "get_weather", "input": {"city": "Paris"}},
+                {"type": "tool_use", "id": "toolu_b", "name": "get_time", "input": {"tz": "UTC"}},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_held_call_is_sent_when_text_follows_and_a_call_without_id_gets_one() {
+        let events = encode(&[
+            start(),
+            call(0, None, Some("f"), "{\"a\""),
+            call(1, None, Some("g"), "{}"),
+            call(0, None, None, ":1}"),
+            Chunk::Text("done".into()),
+        ]);
+        assert_well_formed(&events);
+        let snapshot = accumulate(&events);
+        assert_eq!(
+            snapshot["content"],
+            json!([
+                {"type": "tool_use", "id": "toolu_01_0", "name": "f", "input": {"a": 1}},
+                {"type": "tool_use", "id": "toolu_01_1", "name": "g", "input": {}},
+                {"type": "text", "text": "done"},
+            ])
+        );
+        // No finish was reported; after tool calls the stop is `tool_use`.
+        assert_eq!(snapshot["stop_reason"], "tool_use");
+    }
+
+    #[test]
+    fn the_first_finish_reported_is_the_stop_reason() {
+        let events = encode(&[
+            start(),
+            Chunk::Finish(FinishReason::Length),
+            Chunk::Finish(FinishReason::Stop),
+        ]);
+        assert_eq!(accumulate(&events)["stop_reason"], "max_tokens");
+    }
+
+    #[test]
+    fn a_stream_without_start_or_content_is_still_a_whole_message() {
+        let events = encode(&[]);
+        assert_eq!(
+            names(&events),
+            ["message_start", "message_delta", "message_stop"]
+        );
+        let snapshot = accumulate(&events);
+        assert_eq!(snapshot["content"], json!([]));
+        assert_eq!(snapshot["stop_reason"], "end_turn");
+        assert_eq!(snapshot["usage"]["output_tokens"], 0);
+        let late_start = encode(&[Chunk::Text("a".into()), start()]);
+        assert_well_formed(&late_start);
+        assert_eq!(
+            late_start
+                .iter()
+                .filter(|e| e.event == "message_start")
+                .count(),
+            1
+        );
+    }
+
+    #[test]
+    fn errors_have_anthropics_shape_and_types() {
+        let cases = [
+            (ApiError::invalid_request("bad"), "invalid_request_error"),
+            (ApiError::authentication("who"), "authentication_error"),
+            (ApiError::permission("no"), "permission_error"),
+            (ApiError::not_found("none"), "not_found_error"),
+            (ApiError::too_large("big"), "request_too_large"),
+            (ApiError::budget_exceeded("spent"), "rate_limit_error"),
+            (ApiError::internal("oops"), "api_error"),
+            (ApiError::new(502, ErrorClass::Api, "upstream"), "api_error"),
+            (
+                ApiError::new(529, ErrorClass::Overloaded, "busy"),
+                "overloaded_error",
+            ),
+            (
+                ApiError::new(503, ErrorClass::Overloaded, "open"),
+                "overloaded_error",
+            ),
+            (
+                ApiError::new(504, ErrorClass::Timeout, "slow"),
+                "timeout_error",
+            ),
+        ];
+        for (err, kind) in cases {
+            assert_eq!(
+                error_body(&err, Some("req_1")),
+                json!({"type": "error", "error": {"type": kind, "message": err.message}, "request_id": "req_1"})
+            );
+            let event = error_event(&err);
+            assert_eq!(event.event, "error");
+            assert_eq!(
+                data(&event),
+                json!({"type": "error", "error": {"type": kind, "message": err.message}})
+            );
+        }
+        assert_eq!(
+            error_body(&ApiError::internal("x"), None)["request_id"],
+            Value::Null
+        );
+        assert_eq!(data(&ping()), json!({"type": "ping"}));
+    }
+
+    fn chunk() -> impl Strategy<Value = Chunk> {
+        prop_oneof![
+            Just(start()),
+            "[a-z ]{0,4}".prop_map(Chunk::Text),
+            "[a-z ]{0,4}".prop_map(Chunk::Reasoning),
+            "[a-z]{0,4}".prop_map(Chunk::ReasoningSignature),
+            "[a-z]{1,4}".prop_map(Chunk::RedactedReasoning),
+            (
+                0u32..3,
+                any::<bool>(),
+                prop_oneof![Just(""), Just("{"), Just("\"a\":1"), Just("}"), Just("{}")]
+            )
+                .prop_map(|(index, first, arguments)| {
+                    let id = first.then(|| format!("toolu_{index}"));
+                    call(index, id.as_deref(), first.then_some("f"), arguments)
+                }),
+            Just(usage()),
+            Just(Chunk::Finish(FinishReason::Stop)),
+            Just(Chunk::Finish(FinishReason::ToolCalls)),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn any_chunk_sequence_makes_a_well_formed_stream(chunks in proptest::collection::vec(chunk(), 0..24)) {
+            let events = encode(&chunks);
+            assert_well_formed(&events);
+            let snapshot = accumulate(&events);
+            let text: String = chunks.iter().filter_map(|c| match c {
+                Chunk::Text(t) => Some(t.as_str()),
+                _ => None,
+            }).collect();
+            let streamed: String = snapshot["content"].as_array().into_iter().flatten()
+                .filter(|b| b["type"] == "text")
+                .filter_map(|b| b["text"].as_str())
+                .collect();
+            prop_assert_eq!(streamed, text);
+        }
+    }
+
+    #[test]
+    fn message_delta_usage_holds_the_fields_the_sdk_copies() {
+        let events = encode(&[start(), usage()]);
+        let delta = data(&events[events.len() - 2]);
+        let mut keys: Vec<&String> = delta["usage"]
+            .as_object()
+            .map(Map::keys)
+            .into_iter()
+            .flatten()
+            .collect();
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "cache_creation_input_tokens",
+                "cache_read_input_tokens",
+                "input_tokens",
+                "output_tokens"
+            ]
+        );
+    }
 }

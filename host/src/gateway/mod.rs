@@ -125,9 +125,15 @@ fn boolean(value: &Value, path: &str) -> Result<bool, ApiError> {
 
 /// A whole number of at least `min` that fits a `u32`.
 fn count(value: &Value, path: &str, min: u32) -> Result<u32, ApiError> {
-    let number = value
-        .as_u64()
-        .ok_or_else(|| wrong_type(path, "a non-negative integer", value))?;
+    let number = match value {
+        Value::Number(n) => n.as_u64().ok_or_else(|| {
+            invalid(
+                format!("`{path}` must be a non-negative integer, not {n}"),
+                path,
+            )
+        })?,
+        other => return Err(wrong_type(path, "a non-negative integer", other)),
+    };
     match u32::try_from(number) {
         Ok(n) if n >= min => Ok(n),
         Ok(_) => Err(invalid(format!("`{path}` must be at least {min}"), path)),

@@ -169,7 +169,7 @@ struct Parts {
 }
 
 /// Which content parts a role may send.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Allowed {
     Text,
     User,
@@ -179,23 +179,16 @@ enum Allowed {
 fn message(value: &Value, path: &str) -> Result<Message, ApiError> {
     let object = super::object(value, path)?;
     let role_path = child(path, "role");
+    let required_content = |allowed| {
+        content(
+            required(object, path, "content")?,
+            &child(path, "content"),
+            allowed,
+        )
+    };
     let (role, content) = match string(required(object, path, "role")?, &role_path)? {
-        "system" | "developer" => (
-            Role::System,
-            content(
-                required(object, path, "content")?,
-                &child(path, "content"),
-                Allowed::Text,
-            )?,
-        ),
-        "user" => (
-            Role::User,
-            content(
-                required(object, path, "content")?,
-                &child(path, "content"),
-                Allowed::User,
-            )?,
-        ),
+        "system" | "developer" => (Role::System, required_content(Allowed::Text)?),
+        "user" => (Role::User, required_content(Allowed::User)?),
         "assistant" => (Role::Assistant, assistant(object, path)?),
         "tool" => (Role::Tool, tool_result(object, path)?),
         "function" => {
@@ -788,4 +781,1064 @@ pub fn render_models(ids: &[(String, String)], created: u64) -> Value {
         })
         .collect();
     json!({"object": "list", "data": data})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::Map;
+
+    fn parse(body: Value) -> Result<ParsedChat, ApiError> {
+        parse_chat(body.to_string().as_bytes())
+    }
+
+    fn parsed(body: Value) -> ParsedChat {
+        parse(body).expect("the body parses")
+    }
+
+    fn hello(extra: Value) -> Value {
+        let mut body = json!({
+            "model": "claude/claude-sonnet-4-5",
+            "messages": [{"role": "user", "content": "Hello"}],
+        });
+        if let (Some(body), Some(extra)) = (body.as_object_mut(), extra.as_object()) {
+            body.extend(extra.clone());
+        }
+        body
+    }
+
+    fn refusal(body: Value) -> ApiError {
+        parse(body).expect_err("the body is refused")
+    }
+
+    #[test]
+    fn a_minimal_request_keeps_the_model_as_sent_and_sets_nothing_else() {
+        let chat = parsed(hello(json!({})));
+        assert_eq!(chat.model, "claude/claude-sonnet-4-5");
+        assert_eq!(chat.request.model, "claude/claude-sonnet-4-5");
+        assert_eq!(chat.request.messages, vec![Message::user("Hello")]);
+        assert!(!chat.stream && !chat.include_usage);
+        let expected = ChatRequest::new("claude/claude-sonnet-4-5", vec![Message::user("Hello")]);
+        assert_eq!(chat.request, expected);
+    }
+
+    #[test]
+    fn every_request_field_reaches_the_host_request() {
+        let chat = parsed(hello(json!({
+            "temperature": 0.7,
+            "top_p": 0.9,
+            "max_tokens": 100,
+            "stop": ["END", "STOP"],
+            "tools": [{
+                "type": "function",
+                "function": {
+                    "name": "get_weather",
+                    "description": "Weather for a city",
+                    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+                    "strict": true,
+                },
+            }],
+            "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+            "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "weather", "schema": {"type": "object"}, "strict": true},
+            },
+            "user": "user-42",
+            "reasoning_effort": "low",
+            "stream": true,
+            "stream_options": {"include_usage": true},
+            "n": 1,
+        })));
+        let r = &chat.request;
+        assert_eq!(r.temperature, Some(0.7));
+        assert_eq!(r.top_p, Some(0.9));
+        assert_eq!(r.max_tokens, Some(100));
+        assert_eq!(r.stop, vec!["END", "STOP"]);
+        assert_eq!(r.tools.len(), 1);
+        assert_eq!(r.tools[0].name, "get_weather");
+        assert_eq!(r.tools[0].description, "Weather for a city");
+        assert_eq!(
+            serde_json::from_str::<Value>(&r.tools[0].input_schema).ok(),
+            Some(json!({"type": "object", "properties": {"city": {"type": "string"}}}))
+        );
+        assert_eq!(r.tool_choice, Some(ToolChoice::Named("get_weather".into())));
+        assert_eq!(
+            r.response_format,
+            Some(ResponseFormat::JsonSchema(JsonSchemaFormat {
+                name: "weather".into(),
+                schema: r#"{"type":"object"}"#.into(),
+                strict: true,
+            }))
+        );
+        assert_eq!(r.user.as_deref(), Some("user-42"));
+        assert_eq!(
+            r.reasoning,
+            Some(ReasoningConfig {
+                budget_tokens: None,
+                effort: Some(ReasoningEffort::Low),
+            })
+        );
+        assert_eq!(r.vendor_params, None);
+        assert!(chat.stream && chat.include_usage);
+    }
+
+    #[test]
+    fn nulls_count_as_not_given() {
+        let chat = parsed(hello(json!({
+            "temperature": null, "stop": null, "tools": null, "tool_choice": null,
+            "n": null, "stream": null, "stream_options": null, "seed": null, "user": null,
+        })));
+        assert_eq!(chat.request, parsed(hello(json!({}))).request);
+    }
+
+    #[test]
+    fn max_completion_tokens_wins_over_the_deprecated_max_tokens() {
+        let both = parsed(hello(
+            json!({"max_tokens": 50, "max_completion_tokens": 80}),
+        ));
+        assert_eq!(both.request.max_tokens, Some(80));
+        let new = parsed(hello(json!({"max_completion_tokens": 30})));
+        assert_eq!(new.request.max_tokens, Some(30));
+    }
+
+    #[test]
+    fn stop_is_a_string_or_up_to_four_strings() {
+        assert_eq!(
+            parsed(hello(json!({"stop": "\n"}))).request.stop,
+            vec!["\n"]
+        );
+        let err = refusal(hello(json!({"stop": ["a", "b", "c", "d", "e"]})));
+        assert_eq!(err.param.as_deref(), Some("stop"));
+        let err = refusal(hello(json!({"stop": ["a", 1]})));
+        assert_eq!(
+            err.message,
+            "`stop` must be a string or an array of strings, not an array"
+        );
+    }
+
+    #[test]
+    fn tool_and_format_choices_map_one_to_one() {
+        for (choice, expected) in [
+            (json!("auto"), ToolChoice::Auto),
+            (json!("none"), ToolChoice::None),
+            (json!("required"), ToolChoice::Required),
+            (
+                json!({"type": "function", "function": {"name": "f"}}),
+                ToolChoice::Named("f".into()),
+            ),
+        ] {
+            let chat = parsed(hello(json!({"tool_choice": choice})));
+            assert_eq!(chat.request.tool_choice, Some(expected));
+        }
+        for (format, expected) in [
+            (json!({"type": "text"}), ResponseFormat::Text),
+            (json!({"type": "json_object"}), ResponseFormat::JsonObject),
+        ] {
+            let chat = parsed(hello(json!({"response_format": format})));
+            assert_eq!(chat.request.response_format, Some(expected));
+        }
+        let bare = parsed(hello(json!({
+            "response_format": {"type": "json_schema", "json_schema": {"name": "n"}},
+        })));
+        assert_eq!(
+            bare.request.response_format,
+            Some(ResponseFormat::JsonSchema(JsonSchemaFormat {
+                name: "n".into(),
+                schema: "{}".into(),
+                strict: false,
+            }))
+        );
+        for (effort, expected) in [
+            ("minimal", ReasoningEffort::Minimal),
+            ("medium", ReasoningEffort::Medium),
+            ("high", ReasoningEffort::High),
+        ] {
+            let chat = parsed(hello(json!({"reasoning_effort": effort})));
+            assert_eq!(
+                chat.request.reasoning.and_then(|r| r.effort),
+                Some(expected)
+            );
+        }
+    }
+
+    #[test]
+    fn a_tool_without_parameters_takes_an_empty_object() {
+        let chat = parsed(hello(
+            json!({"tools": [{"type": "function", "function": {"name": "now"}}]}),
+        ));
+        assert_eq!(
+            chat.request.tools,
+            vec![ToolDefinition {
+                name: "now".into(),
+                description: String::new(),
+                input_schema: EMPTY_PARAMETERS.into(),
+            }]
+        );
+    }
+
+    #[test]
+    fn every_role_and_content_part_becomes_host_content() {
+        let chat = parsed(json!({
+            "model": "m",
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "developer", "content": [{"type": "text", "text": "Use metric units."}]},
+                {"role": "user", "name": "ada", "content": [
+                    {"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": "https://example.com/cat.png", "detail": "low"}},
+                    {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                ]},
+                {"role": "assistant", "content": null, "reasoning_content": "The user wants weather.",
+                 "refusal": null, "tool_calls": [{
+                    "id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"},
+                }]},
+                {"role": "tool", "tool_call_id": "call_1", "content": "18°C"},
+                {"role": "tool", "tool_call_id": "call_2", "content": [
+                    {"type": "text", "text": "line 1"}, {"type": "text", "text": "line 2"},
+                ]},
+                {"role": "assistant", "content": [
+                    {"type": "text", "text": "It is 18°C."}, {"type": "refusal", "refusal": "no"},
+                ]},
+            ],
+        }));
+        let m = &chat.request.messages;
+        assert_eq!(m.len(), 7);
+        assert_eq!(m[0], Message::system("Be brief."));
+        assert_eq!(m[1], Message::system("Use metric units."));
+        assert_eq!(m[2].role, Role::User);
+        assert_eq!(m[2].name.as_deref(), Some("ada"));
+        assert_eq!(
+            m[2].content,
+            vec![
+                ContentPart::Text("What is this?".into()),
+                ContentPart::Image(ImageSource::Url("https://example.com/cat.png".into())),
+                ContentPart::Image(ImageSource::Base64(Base64Image {
+                    media_type: "image/png".into(),
+                    data: "iVBORw0KGgo=".into(),
+                })),
+            ]
+        );
+        assert_eq!(m[3].role, Role::Assistant);
+        assert_eq!(
+            m[3].content,
+            vec![
+                ContentPart::Thinking(Thinking {
+                    text: "The user wants weather.".into(),
+                    signature: None,
+                }),
+                ContentPart::ToolUse(ToolCall {
+                    id: "call_1".into(),
+                    name: "get_weather".into(),
+                    arguments: r#"{"city":"Paris"}"#.into(),
+                }),
+            ]
+        );
+        let result = |id: &str, content: &str| {
+            vec![ContentPart::ToolResult(ToolResult {
+                tool_call_id: id.into(),
+                content: content.into(),
+                is_error: false,
+            })]
+        };
+        assert_eq!(
+            (m[4].role, &m[4].content),
+            (Role::Tool, &result("call_1", "18°C"))
+        );
+        assert_eq!(m[5].content, result("call_2", "line 1\nline 2"));
+        assert_eq!(m[6], Message::assistant("It is 18°C."));
+    }
+
+    #[test]
+    fn a_cache_control_marker_on_a_part_sets_a_breakpoint() {
+        let chat = parsed(json!({
+            "model": "m",
+            "messages": [{"role": "system", "content": [
+                {"type": "text", "text": "long prompt", "cache_control": {"type": "ephemeral"}},
+            ]}, {"role": "user", "content": "hi"}],
+        }));
+        assert!(chat.request.messages[0].cache_breakpoint);
+        assert!(!chat.request.messages[1].cache_breakpoint);
+    }
+
+    #[test]
+    fn documented_fields_without_a_contract_field_pass_through_as_vendor_params() {
+        let chat = parsed(hello(json!({
+            "seed": 7,
+            "frequency_penalty": 0.5,
+            "presence_penalty": -0.5,
+            "logit_bias": {"50256": -100},
+            "logprobs": true,
+            "top_logprobs": 3,
+            "parallel_tool_calls": false,
+            "service_tier": "flex",
+            "store": false,
+            "metadata": {"k": "v"},
+            "prediction": {"type": "content", "content": "x"},
+            "modalities": ["text"],
+            "audio": {"voice": "alloy", "format": "mp3"},
+            "web_search_options": {},
+            "verbosity": "low",
+            "safety_identifier": "s",
+            "prompt_cache_key": "p",
+            "temperature": 1,
+        })));
+        let params: Value = serde_json::from_str(chat.request.vendor_params.as_deref().unwrap())
+            .expect("vendor params are JSON");
+        let keys: Vec<&str> = params
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let mut expected = PASSED_THROUGH.to_vec();
+        expected.sort_unstable();
+        assert_eq!(keys, expected);
+        assert_eq!(params["seed"], json!(7));
+        assert_eq!(params["logit_bias"], json!({"50256": -100}));
+        assert_eq!(chat.request.temperature, Some(1.0));
+    }
+
+    #[test]
+    fn a_clients_vendor_params_merge_over_passed_fields() {
+        let chat = parsed(hello(
+            json!({"seed": 1, "vendor_params": {"seed": 2, "top_k": 5}}),
+        ));
+        let params: Value = serde_json::from_str(chat.request.vendor_params.as_deref().unwrap())
+            .expect("vendor params are JSON");
+        assert_eq!(params, json!({"seed": 2, "top_k": 5}));
+    }
+
+    #[test]
+    fn unknown_fields_are_refused_as_openai_refuses_them() {
+        let err = refusal(hello(json!({"temprature": 0.5})));
+        assert_eq!(
+            err.message,
+            "Unrecognized request argument supplied: temprature"
+        );
+        assert_eq!(err.param.as_deref(), Some("temprature"));
+        assert_eq!(err.status, 400);
+        let err = refusal(hello(json!({"functions": []})));
+        assert_eq!(err.param.as_deref(), Some("functions"));
+        assert!(err.message.contains("use `tools`"), "{}", err.message);
+    }
+
+    #[test]
+    fn malformed_bodies_are_refused_naming_the_field() {
+        let user = |content: Value| json!({"model": "m", "messages": [{"role": "user", "content": content}]});
+        let cases: Vec<(Value, &str, &str)> = vec![
+            (json!({"messages": []}), "model", "`model` is required"),
+            (
+                json!({"model": "", "messages": []}),
+                "model",
+                "`model` must not be empty",
+            ),
+            (
+                json!({"model": 5, "messages": []}),
+                "model",
+                "`model` must be a string, not a number",
+            ),
+            (json!({"model": "m"}), "messages", "`messages` is required"),
+            (
+                json!({"model": "m", "messages": []}),
+                "messages",
+                "`messages` must not be empty",
+            ),
+            (
+                json!({"model": "m", "messages": {}}),
+                "messages",
+                "`messages` must be an array, not an object",
+            ),
+            (
+                json!({"model": "m", "messages": ["hi"]}),
+                "messages[0]",
+                "`messages[0]` must be an object, not a string",
+            ),
+            (
+                json!({"model": "m", "messages": [{"content": "x"}]}),
+                "messages[0].role",
+                "`messages[0].role` is required",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "robot", "content": "x"}]}),
+                "messages[0].role",
+                "`messages[0].role` must be one of `system`, `developer`, `user`, `assistant` or `tool`, not `robot`",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "function", "name": "f", "content": "x"}]}),
+                "messages[0].role",
+                "role `function` is not supported: send tool results with role `tool`",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "user"}]}),
+                "messages[0].content",
+                "`messages[0].content` is required",
+            ),
+            (
+                user(json!(3)),
+                "messages[0].content",
+                "`messages[0].content` must be a string or an array of content parts, not a number",
+            ),
+            (
+                user(json!([{"text": "x"}])),
+                "messages[0].content[0].type",
+                "`messages[0].content[0].type` is required",
+            ),
+            (
+                user(json!([{"type": "text"}])),
+                "messages[0].content[0].text",
+                "`messages[0].content[0].text` is required",
+            ),
+            (
+                user(json!([{"type": "input_audio", "input_audio": {}}])),
+                "messages[0].content[0].type",
+                "content parts of type `input_audio` are not supported",
+            ),
+            (
+                user(json!([{"type": "image_url", "image_url": {"url": "data:image/png,abc"}}])),
+                "messages[0].content[0].image_url.url",
+                "image data URLs must be base64-encoded",
+            ),
+            (
+                user(json!([{"type": "image_url", "image_url": {"url": "data:image/png;base64"}}])),
+                "messages[0].content[0].image_url.url",
+                "the image data URL has no `,` before its data",
+            ),
+            (
+                user(json!([{"type": "image_url", "image_url": {"url": "data:;base64,AAAA"}}])),
+                "messages[0].content[0].image_url.url",
+                "the image data URL names no media type",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "system", "content": [{"type": "image_url", "image_url": {"url": "u"}}]}]}),
+                "messages[0].content[0].type",
+                "content parts of type `image_url` are not allowed here",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "tool", "content": "x"}]}),
+                "messages[0].tool_call_id",
+                "`messages[0].tool_call_id` is required",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "function": {"name": "f"}}]}]}),
+                "messages[0].tool_calls[0].function.arguments",
+                "`messages[0].tool_calls[0].function.arguments` is required",
+            ),
+            (
+                json!({"model": "m", "messages": [{"role": "assistant", "tool_calls": [{"id": "c", "type": "custom", "custom": {}}]}]}),
+                "messages[0].tool_calls[0].type",
+                "tools of type `custom` are not supported: only `function`",
+            ),
+            (
+                hello(json!({"temperature": 2.5})),
+                "temperature",
+                "`temperature` must be between 0 and 2, not 2.5",
+            ),
+            (
+                hello(json!({"temperature": "hot"})),
+                "temperature",
+                "`temperature` must be a number, not a string",
+            ),
+            (
+                hello(json!({"top_p": 1.1})),
+                "top_p",
+                "`top_p` must be between 0 and 1, not 1.1",
+            ),
+            (
+                hello(json!({"max_tokens": 0})),
+                "max_tokens",
+                "`max_tokens` must be at least 1",
+            ),
+            (
+                hello(json!({"max_tokens": -5})),
+                "max_tokens",
+                "`max_tokens` must be a non-negative integer, not -5",
+            ),
+            (
+                hello(json!({"max_completion_tokens": 1e12})),
+                "max_completion_tokens",
+                "`max_completion_tokens` must be a non-negative integer, not 1000000000000.0",
+            ),
+            (hello(json!({"n": 2})), "n", "only `n` = 1 is supported"),
+            (
+                hello(json!({"stream": "yes"})),
+                "stream",
+                "`stream` must be a boolean, not a string",
+            ),
+            (
+                hello(json!({"stream_options": {"include_usage": 1}})),
+                "stream_options.include_usage",
+                "`stream_options.include_usage` must be a boolean, not a number",
+            ),
+            (
+                hello(json!({"tools": {}})),
+                "tools",
+                "`tools` must be an array, not an object",
+            ),
+            (
+                hello(json!({"tools": [{"type": "function"}]})),
+                "tools[0].function",
+                "`tools[0].function` is required",
+            ),
+            (
+                hello(json!({"tools": [{"function": {"name": ""}}]})),
+                "tools[0].function.name",
+                "`tools[0].function.name` must not be empty",
+            ),
+            (
+                hello(json!({"tools": [{"function": {"name": "f", "parameters": "{}"}}]})),
+                "tools[0].function.parameters",
+                "`tools[0].function.parameters` must be an object, not a string",
+            ),
+            (
+                hello(json!({"tools": [{"type": "custom", "custom": {"name": "f"}}]})),
+                "tools[0].type",
+                "tools of type `custom` are not supported: only `function`",
+            ),
+            (
+                hello(json!({"tool_choice": "any"})),
+                "tool_choice",
+                "`tool_choice` must be `auto`, `none`, `required` or a function, not `any`",
+            ),
+            (
+                hello(json!({"tool_choice": {"type": "function"}})),
+                "tool_choice.function",
+                "`tool_choice.function` is required",
+            ),
+            (
+                hello(json!({"response_format": {"type": "yaml"}})),
+                "response_format.type",
+                "`response_format.type` must be `text`, `json_object` or `json_schema`, not `yaml`",
+            ),
+            (
+                hello(json!({"response_format": {"type": "json_schema"}})),
+                "response_format.json_schema",
+                "`response_format.json_schema` is required",
+            ),
+            (
+                hello(json!({"reasoning_effort": "extreme"})),
+                "reasoning_effort",
+                "`reasoning_effort` must be `minimal`, `low`, `medium` or `high`, not `extreme`",
+            ),
+            (
+                hello(json!({"user": 7})),
+                "user",
+                "`user` must be a string, not a number",
+            ),
+            (
+                hello(json!({"vendor_params": "seed=1"})),
+                "vendor_params",
+                "`vendor_params` must be an object, not a string",
+            ),
+        ];
+        for (body, param, message) in cases {
+            let err = refusal(body.clone());
+            assert_eq!(err.status, 400, "{body}");
+            assert_eq!(err.class, ErrorClass::InvalidRequest, "{body}");
+            assert_eq!(err.param.as_deref(), Some(param), "{body}");
+            assert_eq!(err.message, message, "{body}");
+        }
+    }
+
+    fn response() -> ChatResponse {
+        ChatResponse {
+            id: "resp_1".into(),
+            model: "claude-sonnet-4-5-20250929".into(),
+            content: "Hello!".into(),
+            reasoning_content: None,
+            tool_calls: Vec::new(),
+            parts: vec![ContentPart::Text("Hello!".into())],
+            finish_reason: FinishReason::Stop,
+            usage: Usage {
+                input_tokens: 100,
+                output_tokens: 20,
+                cache_read_tokens: 60,
+                cache_write_tokens: 10,
+                reasoning_tokens: 5,
+                ..Usage::default()
+            },
+            rate_limits: None,
+            request_id: None,
+        }
+    }
+
+    /// Member names of a JSON object, sorted.
+    fn keys(value: &Value) -> Vec<&str> {
+        let mut keys: Vec<&str> = value
+            .as_object()
+            .map(Map::keys)
+            .into_iter()
+            .flatten()
+            .map(String::as_str)
+            .collect();
+        keys.sort_unstable();
+        keys
+    }
+
+    #[test]
+    fn a_completion_has_the_shape_of_the_sdks_chat_completion() {
+        let body = render_completion(&response(), "claude/claude-sonnet-4-5", 1_700_000_000);
+        assert_eq!(
+            body,
+            json!({
+                "id": "chatcmpl-resp_1",
+                "object": "chat.completion",
+                "created": 1_700_000_000,
+                "model": "claude/claude-sonnet-4-5",
+                "choices": [{
+                    "index": 0,
+                    "message": {"role": "assistant", "content": "Hello!", "refusal": null},
+                    "logprobs": null,
+                    "finish_reason": "stop",
+                }],
+                "usage": {
+                    "prompt_tokens": 100,
+                    "completion_tokens": 20,
+                    "total_tokens": 120,
+                    "prompt_tokens_details": {"cached_tokens": 60},
+                    "completion_tokens_details": {"reasoning_tokens": 5},
+                },
+                "system_fingerprint": null,
+            })
+        );
+    }
+
+    #[test]
+    fn a_completion_with_tool_calls_has_null_content_and_the_calls() {
+        let mut r = response();
+        r.id = "chatcmpl-abc".into();
+        r.content.clear();
+        r.reasoning_content = Some("thinking".into());
+        r.tool_calls = vec![ToolCall {
+            id: "call_1".into(),
+            name: "get_weather".into(),
+            arguments: r#"{"city":"Paris"}"#.into(),
+        }];
+        r.finish_reason = FinishReason::ToolCalls;
+        let body = render_completion(&r, "m", 1);
+        assert_eq!(body["id"], "chatcmpl-abc");
+        let message = &body["choices"][0]["message"];
+        assert_eq!(message["content"], Value::Null);
+        assert_eq!(message["reasoning_content"], "thinking");
+        assert_eq!(
+            message["tool_calls"],
+            json!([{"id": "call_1", "type": "function",
+                    "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}}])
+        );
+        assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+        r.tool_calls.clear();
+        let empty = render_completion(&r, "m", 1);
+        assert_eq!(empty["choices"][0]["message"]["content"], "");
+    }
+
+    #[test]
+    fn finish_reasons_are_those_the_sdk_knows() {
+        for (reason, expected) in [
+            (FinishReason::Stop, "stop"),
+            (FinishReason::Length, "length"),
+            (FinishReason::ToolCalls, "tool_calls"),
+            (FinishReason::ContentFilter, "content_filter"),
+            (FinishReason::Refusal, "content_filter"),
+            (FinishReason::Other("pause_turn".into()), "stop"),
+        ] {
+            let mut r = response();
+            r.finish_reason = reason;
+            assert_eq!(
+                render_completion(&r, "m", 0)["choices"][0]["finish_reason"],
+                expected
+            );
+        }
+    }
+
+    fn start() -> Chunk {
+        Chunk::Start(crate::types::StreamStart {
+            id: "abc".into(),
+            model: "vendor-model".into(),
+            rate_limits: None,
+            request_id: None,
+        })
+    }
+
+    fn call(index: u32, id: Option<&str>, name: Option<&str>, arguments: &str) -> Chunk {
+        Chunk::ToolCall(ToolCallDelta {
+            index,
+            id: id.map(str::to_owned),
+            name: name.map(str::to_owned),
+            arguments: arguments.into(),
+        })
+    }
+
+    fn usage_chunk() -> Chunk {
+        Chunk::Usage(Usage {
+            input_tokens: 12,
+            output_tokens: 3,
+            cache_read_tokens: 4,
+            ..Usage::default()
+        })
+    }
+
+    /// Everything an encoder sends for `chunks`, ending the stream.
+    fn encode(include_usage: bool, chunks: &[Chunk]) -> Vec<String> {
+        let mut encoder = ChunkEncoder::new("abc", "gpt-4o", 1_700_000_000, include_usage);
+        let mut out: Vec<String> = chunks.iter().flat_map(|c| encoder.push(c)).collect();
+        out.extend(encoder.finish());
+        assert!(encoder.finish().is_empty(), "finish sends once");
+        out
+    }
+
+    fn json_chunks(out: &[String]) -> Vec<Value> {
+        assert_eq!(out.last().map(String::as_str), Some("[DONE]"));
+        out[..out.len() - 1]
+            .iter()
+            .map(|data| serde_json::from_str(data).expect("each chunk is JSON"))
+            .collect()
+    }
+
+    /// Merges a delta into an accumulated one the way the OpenAI SDK's
+    /// stream helper does: strings concatenate, `index` and `type` are
+    /// replaced, lists of objects merge by `index`.
+    fn accumulate(acc: &mut Map<String, Value>, delta: &Map<String, Value>) {
+        for (key, value) in delta {
+            match (acc.get_mut(key), value) {
+                (None | Some(Value::Null), _) => {
+                    acc.insert(key.clone(), value.clone());
+                }
+                _ if key == "index" || key == "type" => {
+                    acc.insert(key.clone(), value.clone());
+                }
+                (Some(Value::String(old)), Value::String(new)) => old.push_str(new),
+                (Some(Value::Object(old)), Value::Object(new)) => accumulate(old, new),
+                (Some(Value::Array(old)), Value::Array(new)) => {
+                    for item in new {
+                        let index = &item["index"];
+                        match old.iter_mut().find(|o| &o["index"] == index) {
+                            Some(Value::Object(o)) => {
+                                accumulate(o, item.as_object().expect("object"))
+                            }
+                            _ => old.push(item.clone()),
+                        }
+                    }
+                }
+                _ => {
+                    acc.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+
+    /// The message the SDK's accumulator builds, and the finish reason.
+    fn accumulated(chunks: &[Value]) -> (Value, Value) {
+        let mut message = Map::new();
+        let mut finish = Value::Null;
+        for chunk in chunks {
+            for choice in chunk["choices"].as_array().into_iter().flatten() {
+                accumulate(&mut message, choice["delta"].as_object().expect("delta"));
+                if !choice["finish_reason"].is_null() {
+                    finish = choice["finish_reason"].clone();
+                }
+            }
+        }
+        (Value::Object(message), finish)
+    }
+
+    /// Members the SDK's `ChatCompletionChunk` types declare (with
+    /// `reasoning_content`, the DeepSeek extension clients read).
+    const CHUNK_KEYS: &[&str] = &[
+        "choices",
+        "created",
+        "id",
+        "model",
+        "object",
+        "system_fingerprint",
+        "usage",
+    ];
+    const CHOICE_KEYS: &[&str] = &["delta", "finish_reason", "index", "logprobs"];
+    const DELTA_KEYS: &[&str] = &[
+        "content",
+        "reasoning_content",
+        "refusal",
+        "role",
+        "tool_calls",
+    ];
+
+    fn assert_sdk_shape(chunk: &Value) {
+        assert!(
+            keys(chunk).iter().all(|k| CHUNK_KEYS.contains(k)),
+            "{chunk}"
+        );
+        assert_eq!(chunk["object"], "chat.completion.chunk");
+        for choice in chunk["choices"].as_array().expect("choices") {
+            assert!(
+                keys(choice).iter().all(|k| CHOICE_KEYS.contains(k)),
+                "{choice}"
+            );
+            assert!(
+                keys(&choice["delta"])
+                    .iter()
+                    .all(|k| DELTA_KEYS.contains(k)),
+                "{choice}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_text_stream_with_usage_ends_with_a_usage_chunk_and_done() {
+        let out = encode(
+            true,
+            &[
+                start(),
+                Chunk::Text("Hel".into()),
+                Chunk::Text("lo".into()),
+                Chunk::Finish(FinishReason::Stop),
+                usage_chunk(),
+            ],
+        );
+        let chunks = json_chunks(&out);
+        assert_eq!(chunks.len(), 5);
+        chunks.iter().for_each(assert_sdk_shape);
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"],
+            json!({"role": "assistant", "content": ""})
+        );
+        assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": "Hel"}));
+        assert_eq!(chunks[3]["choices"][0]["delta"], json!({}));
+        assert_eq!(chunks[3]["choices"][0]["finish_reason"], "stop");
+        for chunk in &chunks[..4] {
+            assert_eq!(chunk["id"], "chatcmpl-abc");
+            assert_eq!(chunk["created"], 1_700_000_000);
+            assert_eq!(chunk["model"], "gpt-4o");
+            assert!(chunk.get("usage").is_some_and(Value::is_null), "{chunk}");
+        }
+        assert_eq!(chunks[4]["choices"], json!([]));
+        assert_eq!(chunks[4]["usage"]["prompt_tokens"], 12);
+        assert_eq!(chunks[4]["usage"]["completion_tokens"], 3);
+        assert_eq!(chunks[4]["usage"]["total_tokens"], 15);
+        assert_eq!(
+            chunks[4]["usage"]["prompt_tokens_details"]["cached_tokens"],
+            4
+        );
+        let (message, finish) = accumulated(&chunks);
+        assert_eq!(message, json!({"role": "assistant", "content": "Hello"}));
+        assert_eq!(finish, "stop");
+    }
+
+    #[test]
+    fn without_include_usage_no_chunk_has_a_usage_member() {
+        let out = encode(
+            false,
+            &[
+                start(),
+                usage_chunk(),
+                Chunk::Text("Hi".into()),
+                Chunk::Finish(FinishReason::Length),
+            ],
+        );
+        let chunks = json_chunks(&out);
+        assert_eq!(chunks.len(), 3);
+        assert!(chunks.iter().all(|c| c.get("usage").is_none()));
+        assert_eq!(chunks[2]["choices"][0]["finish_reason"], "length");
+    }
+
+    #[test]
+    fn usage_reported_before_the_finish_is_sent_at_the_end() {
+        let out = encode(
+            true,
+            &[
+                start(),
+                Chunk::Text("Hi".into()),
+                usage_chunk(),
+                Chunk::Finish(FinishReason::Stop),
+            ],
+        );
+        let chunks = json_chunks(&out);
+        let last = chunks.last().expect("a usage chunk");
+        assert_eq!(last["choices"], json!([]));
+        assert_eq!(last["usage"]["prompt_tokens"], 12);
+        assert_eq!(chunks.iter().filter(|c| !c["usage"].is_null()).count(), 1);
+    }
+
+    #[test]
+    fn reasoning_streams_as_reasoning_content_before_the_text() {
+        let out = encode(
+            false,
+            &[
+                start(),
+                Chunk::Reasoning("Let me think".into()),
+                Chunk::ReasoningSignature("sig".into()),
+                Chunk::RedactedReasoning("opaque".into()),
+                Chunk::Text("Answer".into()),
+                Chunk::Finish(FinishReason::Stop),
+            ],
+        );
+        let chunks = json_chunks(&out);
+        chunks.iter().for_each(assert_sdk_shape);
+        assert_eq!(chunks.len(), 4);
+        assert_eq!(
+            chunks[1]["choices"][0]["delta"],
+            json!({"reasoning_content": "Let me think"})
+        );
+        let (message, _) = accumulated(&chunks);
+        assert_eq!(
+            message,
+            json!({"role": "assistant", "content": "Answer", "reasoning_content": "Let me think"})
+        );
+    }
+
+    #[test]
+    fn parallel_tool_calls_interleaved_by_index_accumulate_into_two_calls() {
+        let out = encode(
+            true,
+            &[
+                start(),
+                call(0, Some("call_a"), Some("get_weather"), ""),
+                call(1, Some("call_b"), Some("get_time"), "{\"tz\""),
+                call(0, None, None, "{\"city\":"),
+                call(1, None, None, ":\"UTC\"}"),
+                call(0, Some("call_a"), Some("get_weather"), "\"Paris\"}"),
+                call(0, None, None, ""),
+                Chunk::Finish(FinishReason::ToolCalls),
+                usage_chunk(),
+            ],
+        );
+        let chunks = json_chunks(&out);
+        chunks.iter().for_each(assert_sdk_shape);
+        // The empty fragment sends nothing.
+        assert_eq!(chunks.len(), 1 + 5 + 1 + 1);
+        assert_eq!(
+            chunks[1]["choices"][0]["delta"]["tool_calls"],
+            json!([{"index": 0, "id": "call_a", "type": "function",
+                    "function": {"name": "get_weather", "arguments": ""}}])
+        );
+        assert_eq!(
+            chunks[3]["choices"][0]["delta"]["tool_calls"],
+            json!([{"index": 0, "function": {"arguments": "{\"city\":"}}])
+        );
+        let (message, finish) = accumulated(&chunks);
+        assert_eq!(finish, "tool_calls");
+        assert_eq!(
+            message["tool_calls"],
+            json!([
+                {"index": 0, "id": "call_a", "type": "function",
+                 "function": {"name": "get_weather", "arguments": "{\"city\":\"Paris\"}"}},
+                {"index": 1, "id": "call_b", "type": "function",
+                 "function": {"name": "get_time", "arguments": "{\"tz\":\"UTC\"}"}},
+            ])
+        );
+    }
+
+    #[test]
+    fn a_stream_without_a_finish_gets_one_at_the_end() {
+        let text = json_chunks(&encode(false, &[start(), Chunk::Text("Hi".into())]));
+        assert_eq!(text.last().unwrap()["choices"][0]["finish_reason"], "stop");
+        let tools = json_chunks(&encode(
+            false,
+            &[start(), call(0, Some("c"), Some("f"), "{}")],
+        ));
+        assert_eq!(
+            tools.last().unwrap()["choices"][0]["finish_reason"],
+            "tool_calls"
+        );
+        // With no usage reported, the usage chunk says zero.
+        let counted = json_chunks(&encode(true, &[start()]));
+        assert_eq!(counted.last().unwrap()["usage"]["total_tokens"], 0);
+    }
+
+    #[test]
+    fn the_role_comes_once_even_without_a_start_and_finish_comes_once() {
+        let chunks = json_chunks(&encode(
+            false,
+            &[
+                Chunk::Text("a".into()),
+                start(),
+                Chunk::Text("b".into()),
+                Chunk::Finish(FinishReason::Stop),
+                Chunk::Finish(FinishReason::Length),
+            ],
+        ));
+        assert_eq!(chunks.len(), 3);
+        assert_eq!(
+            chunks[0]["choices"][0]["delta"],
+            json!({"role": "assistant", "content": "a"})
+        );
+        assert_eq!(chunks[1]["choices"][0]["delta"], json!({"content": "b"}));
+        assert_eq!(chunks[2]["choices"][0]["finish_reason"], "stop");
+    }
+
+    #[test]
+    fn errors_have_openais_shape_type_and_status() {
+        let cases = [
+            (
+                ApiError::invalid_request("bad").param("model"),
+                "invalid_request_error",
+                400,
+            ),
+            (ApiError::authentication("who"), "authentication_error", 401),
+            (ApiError::permission("no"), "permission_error", 403),
+            (ApiError::not_found("none"), "not_found_error", 404),
+            (ApiError::too_large("big"), "invalid_request_error", 413),
+            (ApiError::budget_exceeded("spent"), "rate_limit_error", 429),
+            (
+                ApiError::new(429, ErrorClass::RateLimit, "q").code("insufficient_quota"),
+                "insufficient_quota",
+                429,
+            ),
+            (ApiError::internal("oops"), "api_error", 500),
+            (
+                ApiError::new(529, ErrorClass::Overloaded, "busy"),
+                "overloaded_error",
+                503,
+            ),
+            (
+                ApiError::new(503, ErrorClass::Overloaded, "open"),
+                "overloaded_error",
+                503,
+            ),
+            (
+                ApiError::new(504, ErrorClass::Timeout, "slow"),
+                "timeout_error",
+                504,
+            ),
+        ];
+        for (err, kind, code) in cases {
+            let body = error_body(&err);
+            assert_eq!(keys(&body["error"]), ["code", "message", "param", "type"]);
+            assert_eq!(body["error"]["type"], kind, "{}", err.message);
+            assert_eq!(body["error"]["message"], err.message.as_str());
+            assert_eq!(status(&err), code, "{}", err.message);
+        }
+        let body = error_body(&ApiError::invalid_request("bad").param("model").code("c"));
+        assert_eq!(body["error"]["param"], "model");
+        assert_eq!(body["error"]["code"], "c");
+        assert_eq!(
+            error_body(&ApiError::internal("x"))["error"]["param"],
+            Value::Null
+        );
+    }
+
+    #[test]
+    fn a_failure_mid_stream_is_a_data_payload_with_an_error_member() {
+        let encoder = ChunkEncoder::new("abc", "m", 0, false);
+        let data: Value =
+            serde_json::from_str(&encoder.error(&ApiError::internal("upstream broke")))
+                .expect("JSON");
+        assert_eq!(data, error_body(&ApiError::internal("upstream broke")));
+    }
+
+    #[test]
+    fn models_list_as_the_sdk_reads_it() {
+        let body = render_models(
+            &[
+                ("openai/gpt-4o".into(), "openai".into()),
+                ("agent:helper".into(), "llmhost".into()),
+            ],
+            5,
+        );
+        assert_eq!(
+            body,
+            json!({"object": "list", "data": [
+                {"id": "openai/gpt-4o", "object": "model", "created": 5, "owned_by": "openai"},
+                {"id": "agent:helper", "object": "model", "created": 5, "owned_by": "llmhost"},
+            ]})
+        );
+    }
 }
