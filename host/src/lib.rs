@@ -21,6 +21,7 @@
 
 pub mod cli;
 mod error;
+pub mod gateway;
 mod host;
 pub mod resilience;
 pub mod router;
