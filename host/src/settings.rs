@@ -34,13 +34,19 @@
 //! threshold = 5                    # failures in a row; 0 turns it off
 //! cooldown_secs = 30
 //!
+//! [server]                       # `llmhost serve`
+//! listen = "127.0.0.1:4000"        # LLMHOST_LISTEN; --listen wins
+//! shutdown_grace_secs = 30         # in-flight requests may finish
+//! max_body_mb = 32                 # largest request body
+//!
 //! [providers.openai]
 //! base_url = "https://proxy.example.com/v1"   # OPENAI_BASE_URL wins over it
 //! allowed_hosts = ["proxy.example.com"]
 //! ```
 //!
 //! API keys are never read from this file: they come from the vendors'
-//! usual environment variables or from an agent's encrypted config.
+//! usual environment variables or from an agent's encrypted config. The
+//! gateway's master key likewise comes only from `LLMHOST_MASTER_KEY`.
 
 use crate::error::Error;
 use crate::resilience::Resilience;
@@ -94,7 +100,44 @@ struct FileSettings {
     #[serde(default)]
     breaker: FileBreaker,
     #[serde(default)]
+    server: FileServer,
+    #[serde(default)]
     providers: BTreeMap<String, ProviderSettings>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    listen: Option<String>,
+    shutdown_grace_secs: Option<f64>,
+    max_body_mb: Option<u64>,
+}
+
+/// Settings of `llmhost serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerSettings {
+    pub listen: std::net::SocketAddr,
+    /// How long in-flight requests may run after SIGTERM or Ctrl-C.
+    pub shutdown_grace: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: std::net::SocketAddr::from(([127, 0, 0, 1], 4000)),
+            shutdown_grace: Duration::from_secs(30),
+            max_body_bytes: 32 << 20,
+        }
+    }
+}
+
+fn listen_address(text: &str, what: &str) -> Result<std::net::SocketAddr, Error> {
+    text.parse().map_err(|_| {
+        Error::InvalidConfig(format!(
+            "{what}: `{text}` is not an address and port such as 127.0.0.1:4000"
+        ))
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +199,7 @@ pub struct Settings {
     /// Retries, breakers and attempt timeout of calls made for agents.
     pub resilience: Resilience,
     pub providers: BTreeMap<String, ProviderSettings>,
+    pub server: ServerSettings,
 }
 
 impl Default for Settings {
@@ -172,6 +216,7 @@ impl Default for Settings {
             limits: Limits::default(),
             resilience: Resilience::default(),
             providers: BTreeMap::new(),
+            server: ServerSettings::default(),
         }
     }
 }
@@ -336,6 +381,15 @@ impl Settings {
         if let Some(secs) = file.breaker.cooldown_secs {
             self.resilience.breaker.cooldown = seconds(secs, &what("breaker.cooldown_secs"))?;
         }
+        if let Some(listen) = &file.server.listen {
+            self.server.listen = listen_address(listen, &what("server.listen"))?;
+        }
+        if let Some(secs) = file.server.shutdown_grace_secs {
+            self.server.shutdown_grace = seconds(secs, &what("server.shutdown_grace_secs"))?;
+        }
+        if let Some(mb) = file.server.max_body_mb {
+            self.server.max_body_bytes = megabytes(mb, &what("server.max_body_mb"))?;
+        }
         for (id, provider) in &file.providers {
             if let Some(url) = &provider.base_url {
                 crate::host::authority_of(url).map_err(|err| {
@@ -354,6 +408,9 @@ impl Settings {
         }
         if let Some(dir) = env(crate::host::PLUGINS_ENV) {
             self.plugins = Some(PathBuf::from(dir));
+        }
+        if let Some(listen) = env("LLMHOST_LISTEN") {
+            self.server.listen = listen_address(&listen, "LLMHOST_LISTEN")?;
         }
         if let Some(dir) = env("LLMHOST_CACHE_DIR") {
             self.cache_dir = Some(PathBuf::from(dir));

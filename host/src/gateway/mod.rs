@@ -12,6 +12,9 @@
 pub mod anthropic;
 pub mod errors;
 pub mod openai;
+mod server;
+
+pub use server::{DEFAULT_LISTEN, Gateway, GatewayOptions, MASTER_KEY_ENV, shutdown_signal};
 
 pub use errors::{ApiError, ErrorClass};
 

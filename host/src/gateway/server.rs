@@ -1,0 +1,697 @@
+//! `llmhost serve`: the HTTP gateway. OpenAI's Chat Completions and
+//! Anthropic's Messages protocols in front of every loaded provider, each
+//! request routed by the one [`Router`] (retries, breakers, rate limits,
+//! usage in batches).
+//!
+//! `model` names a route: `PROVIDER/MODEL` (`claude/claude-sonnet-4-5`) or
+//! `agent:NAME` (the agent's configs with their fallbacks). Either
+//! protocol reaches every provider.
+
+use super::errors::ApiError;
+use super::{anthropic, openai};
+use crate::error::Error;
+use crate::host::{Host, Target};
+use crate::router::{CallTags, Plan, Route, Router};
+use crate::service::ConfigService;
+use crate::types::{ChatRequest, TokenInput};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+
+/// Default listen address: loopback only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4000";
+/// Environment variable holding the master key.
+pub const MASTER_KEY_ENV: &str = "LLMHOST_MASTER_KEY";
+/// Frames a stream may run ahead of a slow client.
+const STREAM_BUFFER: usize = 32;
+/// Silence after which an Anthropic stream gets a `ping`.
+const PING_EVERY: Duration = Duration::from_secs(10);
+
+/// How the gateway runs.
+#[derive(Clone)]
+pub struct GatewayOptions {
+    pub listen: SocketAddr,
+    /// Accepted as `Authorization: Bearer …` or `x-api-key`; with virtual
+    /// keys, the only keys. Neither configured: loopback only, no auth.
+    pub master_key: Option<SecretString>,
+    /// How long in-flight requests and streams may run after a shutdown
+    /// signal.
+    pub shutdown_grace: Duration,
+    /// Largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.parse().expect("a valid address"),
+            master_key: None,
+            shutdown_grace: Duration::from_secs(30),
+            max_body_bytes: 32 << 20,
+        }
+    }
+}
+
+impl std::fmt::Debug for GatewayOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GatewayOptions")
+            .field("listen", &self.listen)
+            .field("master_key", &self.master_key.as_ref().map(|_| "…"))
+            .field("shutdown_grace", &self.shutdown_grace)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish()
+    }
+}
+
+/// Who is calling, once authenticated.
+#[derive(Debug, Clone)]
+enum Caller {
+    /// The master key.
+    Master,
+    /// No key is configured: a loopback-only gateway without auth.
+    Open,
+}
+
+struct Shared {
+    service: ConfigService,
+    router: Router,
+    /// blake3 of the master key: compared in constant time, and the key
+    /// itself is not kept.
+    master: Option<blake3::Hash>,
+    max_body_bytes: usize,
+}
+
+/// The gateway over a [`ConfigService`] (its store, keys and router).
+#[derive(Clone)]
+pub struct Gateway {
+    shared: Arc<Shared>,
+    options: GatewayOptions,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// The protocol a route speaks, for the shape of its errors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    OpenAi,
+    Anthropic,
+}
+
+impl Gateway {
+    /// A gateway serving through `service`'s router. Refuses a
+    /// non-loopback address when no key is configured.
+    pub fn new(service: ConfigService, options: GatewayOptions) -> Result<Self, Error> {
+        if options.master_key.is_none() && !options.listen.ip().is_loopback() {
+            return Err(Error::InvalidConfig(format!(
+                "refusing to serve {} without authentication: set {MASTER_KEY_ENV} (or create \
+                 virtual keys), or listen on a loopback address such as {DEFAULT_LISTEN}",
+                options.listen
+            )));
+        }
+        let master = options
+            .master_key
+            .as_ref()
+            .map(|key| blake3::hash(key.expose_secret().as_bytes()));
+        let router = service.router().clone();
+        Ok(Self {
+            shared: Arc::new(Shared {
+                service,
+                router,
+                master,
+                max_body_bytes: options.max_body_bytes,
+            }),
+            options,
+        })
+    }
+
+    /// The routes, for serving or for tests.
+    pub fn app(&self) -> axum::Router {
+        axum::Router::new()
+            .route("/v1/chat/completions", post(openai_chat))
+            .route("/v1/messages", post(anthropic_messages))
+            .route("/v1/messages/count_tokens", post(anthropic_count_tokens))
+            .route("/v1/models", get(models))
+            .route("/healthz", get(healthz))
+            .route("/readyz", get(readyz))
+            .fallback(not_found)
+            .with_state(self.shared.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves; then stops
+    /// accepting, lets in-flight requests and streams finish within the
+    /// grace period, and flushes the usage sink.
+    pub async fn serve(
+        self,
+        listener: tokio::net::TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down: no new connections; finishing in-flight requests");
+            let _ = signalled_tx.send(());
+        };
+        let server = axum::serve(listener, self.app()).with_graceful_shutdown(graceful);
+        let grace = self.options.shutdown_grace;
+        let cut_off = async move {
+            if signalled_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            served = server => served.map_err(|err| Error::Internal(format!("server: {err}")))?,
+            () = cut_off => tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                "grace period over: cutting the requests still running"
+            ),
+        }
+        self.shared.router.flush_usage().await?;
+        tracing::info!("usage flushed; stopped");
+        Ok(())
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+// ----- requests -----
+
+/// What every handler starts from: the request id and the caller.
+struct Context {
+    request_id: String,
+    started: Instant,
+    protocol: Protocol,
+}
+
+impl Context {
+    fn new(protocol: Protocol) -> Self {
+        Self {
+            request_id: crate::host::new_request_id(),
+            started: Instant::now(),
+            protocol,
+        }
+    }
+
+    fn tags(&self, route: &str) -> CallTags {
+        CallTags {
+            request_id: Some(self.request_id.clone()),
+            route: Some(route.to_owned()),
+            ..CallTags::default()
+        }
+    }
+
+    /// `response` with the request id headers.
+    fn finish(&self, mut response: Response, route: Option<&str>) -> Response {
+        if let Ok(value) = HeaderValue::from_str(&self.request_id) {
+            let headers = response.headers_mut();
+            headers.insert(HeaderName::from_static("x-request-id"), value.clone());
+            headers.insert(HeaderName::from_static("request-id"), value);
+        }
+        tracing::info!(
+            target: "llmhost::access",
+            request_id = %self.request_id,
+            status = response.status().as_u16(),
+            route = route.unwrap_or("-"),
+            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            "request"
+        );
+        response
+    }
+
+    /// An error in the protocol's own shape, with its headers.
+    fn error(&self, err: &ApiError, route: Option<&str>) -> Response {
+        let (status, body) = match self.protocol {
+            Protocol::OpenAi => (openai::status(err), openai::error_body(err)),
+            Protocol::Anthropic => (
+                err.status,
+                anthropic::error_body(err, Some(&self.request_id)),
+            ),
+        };
+        let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut response = (status, axum::Json(body)).into_response();
+        for (name, value) in err.headers() {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(name), value);
+            }
+        }
+        tracing::debug!(request_id = %self.request_id, error = %err.message, "request failed");
+        self.finish(response, route)
+    }
+}
+
+/// The key a client presented: `Authorization: Bearer K` or `x-api-key: K`.
+fn presented_key(headers: &HeaderMap) -> Option<&str> {
+    if let Some(value) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+    {
+        let (scheme, key) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("bearer") && !key.trim().is_empty() {
+            return Some(key.trim());
+        }
+    }
+    headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+}
+
+impl Shared {
+    async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
+        let Some(master) = &self.master else {
+            return Ok(Caller::Open);
+        };
+        let Some(key) = presented_key(headers) else {
+            return Err(ApiError::authentication(
+                "missing API key: send `Authorization: Bearer KEY` or `x-api-key: KEY`",
+            ));
+        };
+        // blake3's `Hash` compares in constant time.
+        if blake3::hash(key.as_bytes()) == *master {
+            return Ok(Caller::Master);
+        }
+        Err(ApiError::authentication("invalid API key"))
+    }
+
+    /// The plan of a call to `model` (`PROVIDER/MODEL` or `agent:NAME`).
+    async fn plan(&self, model: &str, tags: CallTags) -> Result<Plan, ApiError> {
+        if let Some(agent) = model.strip_prefix("agent:") {
+            return match self.service.plan(agent, tags).await {
+                Ok((_, plan)) => Ok(plan),
+                Err(Error::NotFound { what: "agent", .. }) => Err(ApiError::not_found(format!(
+                    "no agent `{agent}` (see GET /v1/models)"
+                ))
+                .param("model")
+                .code("model_not_found")),
+                Err(err) => Err(ApiError::from(&err)),
+            };
+        }
+        let (provider, model_id) = self.split_model(model)?;
+        Ok(Plan::single(Route::new(Target::new(provider), model_id)).tags(tags))
+    }
+
+    /// `PROVIDER/MODEL` split at the first `/`, the provider checked.
+    fn split_model<'m>(&self, model: &'m str) -> Result<(&'m str, &'m str), ApiError> {
+        let Some((provider, model_id)) = model
+            .split_once('/')
+            .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+        else {
+            return Err(ApiError::not_found(format!(
+                "model `{model}` is not a route: use PROVIDER/MODEL (e.g. openai/gpt-4o-mini) \
+                 or agent:NAME (see GET /v1/models)"
+            ))
+            .param("model")
+            .code("model_not_found"));
+        };
+        if self.service.host().provider_info(provider).is_none() {
+            return Err(ApiError::not_found(format!(
+                "no provider `{provider}` is loaded (see GET /v1/models)"
+            ))
+            .param("model")
+            .code("model_not_found"));
+        }
+        Ok((provider, model_id))
+    }
+
+    fn host(&self) -> &Host {
+        self.service.host()
+    }
+}
+
+async fn body_bytes(shared: &Shared, request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
+    let (parts, body) = request.into_parts();
+    let limit = shared.max_body_bytes;
+    let bytes = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "the request body is larger than {} bytes, or could not be read",
+            limit
+        ))
+    })?;
+    Ok((parts.headers, bytes))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs()
+}
+
+/// `data: …` frames of an SSE stream, with an optional event name.
+fn sse_frame(event: Option<&str>, data: &str) -> Bytes {
+    let mut frame = String::with_capacity(data.len() + 32);
+    if let Some(event) = event {
+        frame.push_str("event: ");
+        frame.push_str(event);
+        frame.push('\n');
+    }
+    for line in data.split('\n') {
+        frame.push_str("data: ");
+        frame.push_str(line);
+        frame.push('\n');
+    }
+    frame.push('\n');
+    Bytes::from(frame)
+}
+
+fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|frame| (Ok::<_, Infallible>(frame), rx))
+    });
+    Response::builder()
+        .status(StatusCode::OK)
+        .header(header::CONTENT_TYPE, "text/event-stream")
+        .header(header::CACHE_CONTROL, "no-cache")
+        .body(Body::from_stream(stream))
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+}
+
+/// `provider/model` of what served a call.
+fn served_label(provider: &str, model: &str) -> String {
+    format!("{provider}/{model}")
+}
+
+// ----- OpenAI -----
+
+async fn openai_chat(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let cx = Context::new(Protocol::OpenAi);
+    let (headers, body) = match body_bytes(&shared, request).await {
+        Ok(read) => read,
+        Err(err) => return cx.error(&err, None),
+    };
+    if let Err(err) = shared.authenticate(&headers).await {
+        return cx.error(&err, None);
+    }
+    let parsed = match openai::parse_chat(&body) {
+        Ok(parsed) => parsed,
+        Err(err) => return cx.error(&err, None),
+    };
+    let route = parsed.model.clone();
+    let plan = match shared.plan(&route, cx.tags(&route)).await {
+        Ok(plan) => plan,
+        Err(err) => return cx.error(&err, Some(&route)),
+    };
+    let request = parsed.request;
+    if !parsed.stream {
+        return match shared.router.chat(&plan, &request).await {
+            Ok(routed) => {
+                let label = served_label(&routed.provider, &routed.model);
+                let body = openai::render_completion(&routed.outcome.response, &label, unix_now());
+                cx.finish(axum::Json(body).into_response(), Some(&route))
+            }
+            Err(err) => cx.error(&ApiError::from(&err), Some(&route)),
+        };
+    }
+    let mut stream = match shared.router.stream(&plan, &request).await {
+        Ok(stream) => stream,
+        Err(err) => return cx.error(&ApiError::from(&err), Some(&route)),
+    };
+    let label = served_label(stream.provider(), stream.model());
+    let id = format!("chatcmpl-{}", cx.request_id);
+    let mut encoder = openai::ChunkEncoder::new(&id, &label, unix_now(), parsed.include_usage);
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(async move {
+        while let Some(item) = stream.next().await {
+            let frames = match item {
+                Ok(chunk) => encoder.push(&chunk),
+                Err(err) => {
+                    let _ = tx
+                        .send(sse_frame(None, &encoder.error(&ApiError::from(&err))))
+                        .await;
+                    return;
+                }
+            };
+            for data in frames {
+                // The client left: dropping the stream records it as
+                // cancelled.
+                if tx.send(sse_frame(None, &data)).await.is_err() {
+                    return;
+                }
+            }
+        }
+        for data in encoder.finish() {
+            if tx.send(sse_frame(None, &data)).await.is_err() {
+                return;
+            }
+        }
+    });
+    cx.finish(sse_response(rx), Some(&route))
+}
+
+// ----- Anthropic -----
+
+async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let cx = Context::new(Protocol::Anthropic);
+    let (headers, body) = match body_bytes(&shared, request).await {
+        Ok(read) => read,
+        Err(err) => return cx.error(&err, None),
+    };
+    if let Err(err) = shared.authenticate(&headers).await {
+        return cx.error(&err, None);
+    }
+    let parsed = match anthropic::parse_messages(&body) {
+        Ok(parsed) => parsed,
+        Err(err) => return cx.error(&err, None),
+    };
+    let route = parsed.model.clone();
+    let plan = match shared.plan(&route, cx.tags(&route)).await {
+        Ok(plan) => plan,
+        Err(err) => return cx.error(&err, Some(&route)),
+    };
+    let request: ChatRequest = parsed.request;
+    if !parsed.stream {
+        return match shared.router.chat(&plan, &request).await {
+            Ok(routed) => {
+                let label = served_label(&routed.provider, &routed.model);
+                let body = anthropic::render_message(&routed.outcome.response, &label);
+                cx.finish(axum::Json(body).into_response(), Some(&route))
+            }
+            Err(err) => cx.error(&ApiError::from(&err), Some(&route)),
+        };
+    }
+    let mut stream = match shared.router.stream(&plan, &request).await {
+        Ok(stream) => stream,
+        Err(err) => return cx.error(&ApiError::from(&err), Some(&route)),
+    };
+    let label = served_label(stream.provider(), stream.model());
+    let id = format!("msg_{}", cx.request_id);
+    let mut encoder = anthropic::EventEncoder::new(&id, &label);
+    let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    tokio::spawn(async move {
+        let send = |event: anthropic::SseEvent| {
+            let tx = tx.clone();
+            async move { tx.send(sse_frame(Some(event.event), &event.data)).await }
+        };
+        let mut pinged = false;
+        loop {
+            let item = tokio::select! {
+                item = stream.next() => item,
+                () = tokio::time::sleep(PING_EVERY) => {
+                    if send(anthropic::ping()).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            };
+            let Some(item) = item else { break };
+            let events = match item {
+                Ok(chunk) => encoder.push(&chunk),
+                Err(err) => {
+                    let _ = send(anthropic::error_event(&ApiError::from(&err))).await;
+                    return;
+                }
+            };
+            for event in events {
+                let first = event.event == "message_start";
+                if send(event).await.is_err() {
+                    return;
+                }
+                // As the vendor does: a ping right after the start.
+                if first && !pinged {
+                    pinged = true;
+                    if send(anthropic::ping()).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        for event in encoder.finish() {
+            if send(event).await.is_err() {
+                return;
+            }
+        }
+    });
+    cx.finish(sse_response(rx), Some(&route))
+}
+
+async fn anthropic_count_tokens(State(shared): State<Arc<Shared>>, request: Request) -> Response {
+    let cx = Context::new(Protocol::Anthropic);
+    let (headers, body) = match body_bytes(&shared, request).await {
+        Ok(read) => read,
+        Err(err) => return cx.error(&err, None),
+    };
+    if let Err(err) = shared.authenticate(&headers).await {
+        return cx.error(&err, None);
+    }
+    let (model, messages) = match anthropic::parse_count_tokens(&body) {
+        Ok(parsed) => parsed,
+        Err(err) => return cx.error(&err, None),
+    };
+    let plan = match shared.plan(&model, cx.tags(&model)).await {
+        Ok(plan) => plan,
+        Err(err) => return cx.error(&err, Some(&model)),
+    };
+    // Counted by the first route: the model a call would try first.
+    let route = &plan.routes[0];
+    let counted = shared
+        .host()
+        .count_tokens(&route.target, &route.model, &TokenInput::Messages(messages))
+        .await;
+    match counted {
+        Ok(count) => cx.finish(
+            axum::Json(json!({"input_tokens": count.tokens})).into_response(),
+            Some(&model),
+        ),
+        Err(err) => cx.error(&ApiError::from(&err), Some(&model)),
+    }
+}
+
+// ----- models, health -----
+
+async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let anthropic_client = headers.contains_key("anthropic-version");
+    let cx = Context::new(if anthropic_client {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    });
+    if let Err(err) = shared.authenticate(&headers).await {
+        return cx.error(&err, None);
+    }
+    let host = shared.host();
+    let mut ids: Vec<(String, String, String)> = host
+        .catalogue()
+        .all()
+        .filter(|entry| host.provider_info(&entry.provider).is_some())
+        .map(|entry| {
+            (
+                format!("{}/{}", entry.provider, entry.id),
+                entry.provider.clone(),
+                entry.display_name.clone(),
+            )
+        })
+        .collect();
+    match shared.service.agents().await {
+        Ok(agents) => ids.extend(agents.into_iter().map(|agent| {
+            let id = format!("agent:{}", agent.name);
+            (id.clone(), "llmhost".to_owned(), id)
+        })),
+        Err(err) => return cx.error(&ApiError::from(&err), None),
+    }
+    let body = if anthropic_client {
+        let data: Vec<Value> = ids
+            .iter()
+            .map(|(id, _, name)| {
+                json!({
+                    "type": "model",
+                    "id": id,
+                    "display_name": name,
+                    "created_at": "1970-01-01T00:00:00Z",
+                })
+            })
+            .collect();
+        json!({
+            "data": data,
+            "has_more": false,
+            "first_id": ids.first().map(|m| &m.0),
+            "last_id": ids.last().map(|m| &m.0),
+        })
+    } else {
+        let pairs: Vec<(String, String)> =
+            ids.into_iter().map(|(id, owner, _)| (id, owner)).collect();
+        openai::render_models(&pairs, unix_now())
+    };
+    cx.finish(axum::Json(body).into_response(), None)
+}
+
+async fn healthz() -> Response {
+    axum::Json(json!({"status": "ok"})).into_response()
+}
+
+/// Ready when plugins are loaded and the database answers.
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let plugins = shared.host().plugins().len();
+    let database = shared.service.store().schema_version().await;
+    let ready = plugins > 0 && database.is_ok();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = json!({
+        "status": if ready { "ready" } else { "not_ready" },
+        "plugins": plugins,
+        "load_errors": shared.host().load_errors().len(),
+        "database": match &database {
+            Ok(_) => "ok".to_owned(),
+            Err(err) => err.to_string(),
+        },
+    });
+    (status, axum::Json(body)).into_response()
+}
+
+async fn not_found(request: Request) -> Response {
+    let protocol = if request.headers().contains_key("anthropic-version") {
+        Protocol::Anthropic
+    } else {
+        Protocol::OpenAi
+    };
+    let cx = Context::new(protocol);
+    let path = request.uri().path().to_owned();
+    cx.error(
+        &ApiError::not_found(format!("no route {} {path}", request.method())),
+        None,
+    )
+}
