@@ -41,7 +41,11 @@ pub use host::{
 pub use llmhost_registry as registry;
 pub use router::{Plan, Route, Routed, RoutedStream, Router};
 pub use runtime::{CONTRACT_PACKAGE, CONTRACT_VERSIONS, CompileSource, Limits, PluginOrigin};
-pub use service::{AgentOutcome, AgentStream, ConfigService, ConfigUpdate, LlmConfig, NewConfig};
+pub use service::{
+    AgentBudget, AgentOutcome, AgentStream, BudgetPeriod, BudgetUsage, Budgets, ConfigService,
+    ConfigUpdate, LlmConfig, NewConfig, NewVirtualKey, Spend, VirtualKey, VirtualKeyStatus,
+    VirtualKeys,
+};
 pub use settings::Settings;
 pub use store::Store;
 

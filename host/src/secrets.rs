@@ -159,6 +159,14 @@ impl EncryptionKey {
         Self { id, bytes }
     }
 
+    /// A 256-bit key for another purpose, derived from this one with
+    /// BLAKE3's key derivation under `context` (a fixed, globally unique
+    /// string naming the purpose). The raw key never leaves this type;
+    /// a sub-key reveals nothing of it or of other contexts' sub-keys.
+    pub(crate) fn derive_subkey(&self, context: &str) -> Zeroizing<[u8; KEY_LEN]> {
+        Zeroizing::new(blake3::derive_key(context, &self.bytes[..]))
+    }
+
     fn cipher(&self) -> Aes256Gcm {
         Aes256Gcm::new(Key::<Aes256Gcm>::cast_from_core(&self.bytes))
     }

@@ -2,9 +2,10 @@
 //! its secrets from the command line.
 
 use super::output::{Fail, print_json};
+use super::virtual_keys::{PeriodArg, budget_json, show_budget};
 use crate::secrets::{self, EncryptionKey, KeySource, Keyring};
-use crate::service::{ConfigUpdate, LlmConfig, NewConfig};
-use crate::store::Store;
+use crate::service::{AgentBudget, Budgets, ConfigUpdate, LlmConfig, NewConfig};
+use crate::store::{BudgetPeriod, Store};
 use crate::{ConfigService, Error, Host, Settings};
 use clap::{Args, Subcommand, ValueEnum};
 use llmhost_registry::rust_decimal::Decimal;
@@ -29,6 +30,27 @@ pub enum AgentsCommand {
     Show { name: String },
     /// Delete an agent and its configs (its usage history stays).
     Delete { name: String },
+    /// Show or change an agent's budget: most USD and/or tokens (input
+    /// plus output) per period, counting every call made for the agent.
+    /// Flags not given keep their current value; with none, the budget is
+    /// shown. `llmhost usage --agent NAME` shows what is spent.
+    Budget {
+        /// The agent.
+        name: String,
+        /// Most USD per period, more than 0 (a decimal, e.g. 25 or 0.50).
+        #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+        usd: Option<String>,
+        /// Most input plus output tokens per period, more than 0.
+        #[arg(long, value_name = "N")]
+        tokens: Option<u64>,
+        /// The window the budget applies to, in UTC [default: the current
+        /// period, else month].
+        #[arg(long, value_enum, value_name = "PERIOD")]
+        period: Option<PeriodArg>,
+        /// Remove the budget.
+        #[arg(long, conflicts_with_all = ["usd", "tokens", "period"])]
+        clear: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -165,9 +187,14 @@ pub enum KeysCommand {
 
 #[derive(Debug, Args)]
 pub struct UsageArgs {
-    /// Only this agent.
+    /// Only this agent, and its spend against its budget in the current
+    /// window.
     #[arg(long, value_name = "NAME")]
     agent: Option<String>,
+    /// Only the spend of this virtual key against its budget in the
+    /// current window: spent, budget, remaining, requests, tokens.
+    #[arg(long, value_name = "NAME", conflicts_with = "agent")]
+    virtual_key: Option<String>,
 }
 
 fn env(name: &str) -> Option<String> {
@@ -182,7 +209,7 @@ fn key_error(err: secrets::KeyError) -> Error {
 }
 
 /// The keyring configured by the environment or the key file.
-fn keyring(settings: &Settings) -> Result<Option<(Keyring, KeySource)>, Error> {
+pub(super) fn keyring(settings: &Settings) -> Result<Option<(Keyring, KeySource)>, Error> {
     secrets::load_keyring(&env, &settings.key_file).map_err(key_error)
 }
 
@@ -317,8 +344,57 @@ pub async fn agents(
                 outln!("deleted agent {name} and its configs");
             }
         }
+        AgentsCommand::Budget {
+            name,
+            usd: amount,
+            tokens,
+            period,
+            clear,
+        } => {
+            let budgets = Budgets::new(service.store().clone());
+            let agent = if clear {
+                budgets.clear_agent_budget(&name).await?
+            } else if amount.is_none() && tokens.is_none() && period.is_none() {
+                service.agent(&name).await?
+            } else {
+                let current = service.agent(&name).await?;
+                let budget = AgentBudget {
+                    usd: match amount {
+                        Some(text) => Some(usd(&text, "budget_usd")?),
+                        None => current.budget_usd,
+                    },
+                    tokens: tokens.or(current.budget_tokens),
+                    period: period
+                        .map(Into::into)
+                        .or(current.budget_period)
+                        .unwrap_or(BudgetPeriod::Month),
+                };
+                budgets.set_agent_budget(&name, budget).await?
+            };
+            if json {
+                print_json(&agent_json(&agent));
+            } else {
+                outln!("agent {}: {}", agent.name, agent_budget_text(&agent));
+            }
+        }
     }
     Ok(())
+}
+
+/// `budget $10 and 5000 tokens per month`, or `no budget`.
+fn agent_budget_text(agent: &crate::store::Agent) -> String {
+    let limits: Vec<String> = agent
+        .budget_usd
+        .map(|usd| format!("${usd}"))
+        .into_iter()
+        .chain(agent.budget_tokens.map(|t| format!("{t} tokens")))
+        .collect();
+    match agent.budget_period {
+        Some(period) if !limits.is_empty() => {
+            format!("budget {} per {period}", limits.join(" and "))
+        }
+        _ => "no budget".to_owned(),
+    }
 }
 
 fn config_table(configs: &[LlmConfig]) {
@@ -464,7 +540,7 @@ fn read_api_key(value: &str) -> Result<SecretString, Error> {
     read_secret(value, "the API key", "api_key")
 }
 
-fn usd(value: &str, field: &'static str) -> Result<Decimal, Error> {
+pub(super) fn usd(value: &str, field: &'static str) -> Result<Decimal, Error> {
     Decimal::from_str(value.trim()).map_err(|_| Error::Validation {
         field,
         message: format!("`{value}` is not a decimal amount of USD"),
@@ -694,6 +770,14 @@ pub async fn keys(
     };
     let new_id = new_key.id().to_owned();
     let store = Store::open(&settings.database).await?;
+    // Virtual keys cannot be re-hashed (only their hashes are stored), so
+    // the encryption keys whose hash keys made usable ones must stay.
+    let needed: Vec<(String, u64)> = store
+        .live_virtual_keys_by_hash_key(std::time::SystemTime::now())
+        .await?
+        .into_iter()
+        .filter(|(id, _)| keyring.keys().any(|k| k.id() == id))
+        .collect();
     let service = ConfigService::new(host, store, Some(keyring.clone()));
     match &source {
         KeySource::File(path) => {
@@ -719,26 +803,44 @@ pub async fn keys(
                     return Err(err.into());
                 }
             };
-            // Every row is under the new key: retire the old ones.
-            if let Err(err) = secrets::write_key_file(path, std::slice::from_ref(&new_key)) {
+            // Every API key is under the new key: retire the old keys but
+            // those virtual keys still need.
+            let mut kept = vec![new_key.clone()];
+            kept.extend(
+                keyring
+                    .keys()
+                    .filter(|k| needed.iter().any(|(id, _)| id == k.id()))
+                    .cloned(),
+            );
+            if let Err(err) = secrets::write_key_file(path, &kept) {
                 eprintln!(
                     "warning: rotation done, but the old key could not be removed from the key file: {err}"
                 );
             }
+            let kept_ids: Vec<&str> = needed.iter().map(|(id, _)| id.as_str()).collect();
             if json {
-                print_json(
-                    &json!({"rotated": rotated, "key_id": new_id, "key_file": path.display().to_string()}),
-                );
+                print_json(&json!({
+                    "rotated": rotated,
+                    "key_id": new_id,
+                    "key_file": path.display().to_string(),
+                    "kept_key_ids": kept_ids,
+                }));
             } else {
                 outln!(
                     "re-encrypted {rotated} API key(s) under key {new_id}; {} now holds the new key",
                     path.display()
                 );
             }
+            for (id, count) in &needed {
+                eprintln!(
+                    "kept key {id} in the key file: {count} virtual key(s) were made under it and stop working without it; revoke and recreate them to retire it"
+                );
+            }
         }
         KeySource::Env(name) => {
             let name = *name;
             let encoded = new_key.to_base64();
+            let needed_ids: Vec<String> = needed.iter().map(|(id, _)| id.clone()).collect();
             // Printed before the commit: if the key cannot be shown,
             // nothing is changed.
             service
@@ -746,7 +848,12 @@ pub async fn keys(
                     let text = if json {
                         format!(
                             "{}\n",
-                            json!({"rotated": rotated, "key_id": new_id, "new_key": encoded.expose_secret()})
+                            json!({
+                                "rotated": rotated,
+                                "key_id": new_id,
+                                "new_key": encoded.expose_secret(),
+                                "previous_keys_needed": needed_ids,
+                            })
                         )
                     } else {
                         format!(
@@ -771,6 +878,12 @@ pub async fn keys(
                     "Put new_key in {name} now (it replaces the current one); it is not shown again."
                 );
             }
+            for (id, count) in &needed {
+                eprintln!(
+                    "{count} virtual key(s) were made under key {id}: keep that key in {} or they stop working",
+                    secrets::PREVIOUS_KEYS_ENV
+                );
+            }
         }
     }
     Ok(())
@@ -778,9 +891,19 @@ pub async fn keys(
 
 /// `llmhost usage`.
 pub async fn usage(service: &ConfigService, args: UsageArgs, json: bool) -> Result<(), Fail> {
-    if let Some(agent) = &args.agent {
-        service.agent(agent).await?;
+    if let Some(name) = &args.virtual_key {
+        return super::virtual_keys::usage(service.store(), name, json).await;
     }
+    let budget = match &args.agent {
+        Some(agent) => {
+            let agent = service.agent(agent).await?;
+            let usage = Budgets::new(service.store().clone())
+                .of_agent(&agent, std::time::SystemTime::now())
+                .await?;
+            Some((agent, usage))
+        }
+        None => None,
+    };
     let rows = service.store().usage_summary(args.agent.as_deref()).await?;
     let total: Decimal = rows.iter().map(|r| r.cost_usd).sum();
     if json {
@@ -801,8 +924,16 @@ pub async fn usage(service: &ConfigService, args: UsageArgs, json: bool) -> Resu
                 })
             })
             .collect();
-        print_json(&json!({"usage": list, "total_cost_usd": total.normalize().to_string()}));
+        let mut object = json!({"usage": list, "total_cost_usd": total.normalize().to_string()});
+        if let Some((agent, usage)) = &budget {
+            object["agent"] = json!(agent.name);
+            object["budget"] = budget_json(usage);
+        }
+        print_json(&object);
         return Ok(());
+    }
+    if let Some((agent, usage)) = &budget {
+        show_budget(&format!("agent {}", agent.name), usage);
     }
     if rows.is_empty() {
         outln!("no usage recorded");

@@ -16,6 +16,7 @@ mod cache;
 mod demo;
 mod output;
 mod plugins;
+mod virtual_keys;
 
 use crate::types::{ChatRequest, Chunk, Message, TokenInput};
 use crate::{ConfigService, Error, Host, Settings, Target};
@@ -128,7 +129,11 @@ enum Command {
     /// Manage the encryption key of stored API keys.
     #[command(subcommand)]
     Keys(admin::KeysCommand),
-    /// Tokens and cost per agent, provider and model.
+    /// The gateway's virtual keys: create (shown once), list, revoke.
+    #[command(subcommand)]
+    VirtualKeys(virtual_keys::VirtualKeysCommand),
+    /// Tokens and cost per agent, provider and model; with --agent or
+    /// --virtual-key, the spend against the budget too.
     Usage(admin::UsageArgs),
     /// Serve the vendor simulator for offline tests and CI.
     Simulate(SimulateArgs),
@@ -406,6 +411,7 @@ impl Cli {
                 let host = Self::host(global, &settings).await?;
                 admin::keys(host, &settings, command, json).await
             }
+            Command::VirtualKeys(command) => virtual_keys::run(&settings, command, json).await,
             Command::Usage(args) => {
                 let service =
                     admin::service(Self::host(global, &settings).await?, &settings).await?;

@@ -1,14 +1,23 @@
 //! The config service: agents and their LLM configs, validated against
 //! the loaded providers and the model catalogue, with API keys encrypted
 //! at rest; and calls made on an agent's behalf, each recorded as a usage
-//! event.
+//! event. Beside it, the gateway's virtual keys ([`VirtualKeys`]) and the
+//! budgets of keys and agents ([`Budgets`]).
 //!
 //! No response, log line, error or `Debug` output of this module carries an
 //! API key: views say `has_api_key` and give at most a masked hint.
 
 mod agent_call;
+mod budgets;
+mod virtual_keys;
 
+pub use crate::store::{AgentBudget, BudgetPeriod, Spend};
 pub use agent_call::{AgentOutcome, AgentStream};
+pub use budgets::{BudgetUsage, Budgets};
+pub use virtual_keys::{
+    DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, KEY_PREFIX, NewVirtualKey, VirtualKey,
+    VirtualKeyStatus, VirtualKeys,
+};
 
 use crate::error::Error;
 use crate::host::{HealthOutcome, Host, Target};

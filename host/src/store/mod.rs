@@ -1,4 +1,5 @@
-//! The SQLite store of agents, their LLM configs and usage events.
+//! The SQLite store of agents, their LLM configs, virtual keys and usage
+//! events.
 //!
 //! One file, created with mode 0600 on Unix (its `-wal` and `-shm` side
 //! files too), WAL mode, foreign keys on, schema migrated on open. Every
@@ -12,13 +13,18 @@
 //! config is (a loaded provider, a known model, ranges) is the config
 //! service's business.
 
+mod calendar;
 mod migrations;
 mod records;
+mod virtual_keys;
 
+pub use calendar::BudgetPeriod;
+pub(crate) use calendar::{MAX_EXPIRY, utc_timestamp};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
     Agent, ConfigRow, NewConfigRow, UsageEvent, UsageOutcome, UsageRecord, UsageSummary,
 };
+pub use virtual_keys::{AgentBudget, NewVirtualKeyRow, Spend, VirtualKeyRow};
 
 use crate::error::Error;
 use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};

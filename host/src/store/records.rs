@@ -1,5 +1,7 @@
 //! Rows and the queries that read and write them.
 
+use super::calendar::BudgetPeriod;
+use super::virtual_keys::period_from;
 use super::{Store, db_error};
 use crate::error::Error;
 use llmhost_registry::rust_decimal::Decimal;
@@ -17,6 +19,12 @@ pub struct Agent {
     pub description: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Most USD to spend per `budget_period` (as a decimal string in JSON).
+    pub budget_usd: Option<Decimal>,
+    /// Most input plus output tokens per `budget_period`.
+    pub budget_tokens: Option<u64>,
+    /// Set exactly when `budget_usd` or `budget_tokens` is.
+    pub budget_period: Option<BudgetPeriod>,
 }
 
 /// An `agent_llm_configs` row as stored. The key is ciphertext.
@@ -204,7 +212,7 @@ pub struct UsageSummary {
     pub estimated: u64,
 }
 
-fn decimal(text: &str, column: &str) -> rusqlite::Result<Decimal> {
+pub(super) fn decimal(text: &str, column: &str) -> rusqlite::Result<Decimal> {
     Decimal::from_str(text).map_err(|err| {
         rusqlite::Error::FromSqlConversionFailure(
             0,
@@ -214,15 +222,22 @@ fn decimal(text: &str, column: &str) -> rusqlite::Result<Decimal> {
     })
 }
 
-const AGENT_COLUMNS: &str = "id, name, description, created_at, updated_at";
+pub(super) const AGENT_COLUMNS: &str =
+    "id, name, description, created_at, updated_at, budget_usd, budget_tokens, budget_period";
 
-fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
+pub(super) fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
+    let budget_usd: Option<String> = row.get(5)?;
     Ok(Agent {
         id: row.get(0)?,
         name: row.get(1)?,
         description: row.get(2)?,
         created_at: row.get(3)?,
         updated_at: row.get(4)?,
+        budget_usd: budget_usd
+            .map(|usd| decimal(&usd, "budget_usd"))
+            .transpose()?,
+        budget_tokens: row.get(6)?,
+        budget_period: period_from(row.get(7)?, "budget_period")?,
     })
 }
 
@@ -261,7 +276,7 @@ fn config_from(row: &Row<'_>) -> rusqlite::Result<ConfigRow> {
     })
 }
 
-fn is_unique_violation(err: &rusqlite::Error) -> bool {
+pub(super) fn is_unique_violation(err: &rusqlite::Error) -> bool {
     matches!(
         err,
         rusqlite::Error::SqliteFailure(e, _)
@@ -270,7 +285,7 @@ fn is_unique_violation(err: &rusqlite::Error) -> bool {
     )
 }
 
-fn saturating_i64(value: u64) -> i64 {
+pub(super) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
