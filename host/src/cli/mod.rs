@@ -16,6 +16,7 @@ mod cache;
 mod demo;
 mod output;
 mod plugins;
+mod serve;
 mod virtual_keys;
 
 use crate::types::{ChatRequest, Chunk, Message, TokenInput};
@@ -137,6 +138,11 @@ enum Command {
     Usage(admin::UsageArgs),
     /// Serve the vendor simulator for offline tests and CI.
     Simulate(SimulateArgs),
+    /// Run the gateway: OpenAI- and Anthropic-compatible HTTP endpoints
+    /// (POST /v1/chat/completions, POST /v1/messages, GET /v1/models, ...)
+    /// in front of every provider. `model` is PROVIDER/MODEL or agent:NAME.
+    /// Clients authenticate with LLMHOST_MASTER_KEY or a virtual key.
+    Serve(serve::ServeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -310,7 +316,16 @@ impl Cli {
 
     /// Runs the command; returns the process exit code.
     pub async fn run(self) -> i32 {
-        init_logging(self.global.verbose);
+        let json_logs = matches!(
+            &self.command,
+            Command::Serve(args) if args.log_format == serve::LogFormat::Json
+        );
+        // The gateway logs its requests at info.
+        let verbose = match self.command {
+            Command::Serve(_) => self.global.verbose.max(1),
+            _ => self.global.verbose,
+        };
+        init_logging(verbose, json_logs);
         let json = self.global.json;
         match self.dispatch().await {
             Ok(()) => 0,
@@ -411,6 +426,13 @@ impl Cli {
                 let host = Self::host(global, &settings).await?;
                 admin::keys(host, &settings, command, json).await
             }
+            Command::Serve(args) => {
+                let mut builder = Host::builder().settings(&settings)?;
+                if global.no_cache {
+                    builder = builder.cache_dir(None);
+                }
+                serve::run(builder, &settings, args).await
+            }
             Command::VirtualKeys(command) => virtual_keys::run(&settings, command, json).await,
             Command::Usage(args) => {
                 let service =
@@ -421,7 +443,7 @@ impl Cli {
     }
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, json: bool) {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -429,10 +451,14 @@ fn init_logging(verbose: u8) {
     };
     let filter = std::env::var("LLMHOST_LOG")
         .unwrap_or_else(|_| format!("{default},cranelift=warn,wasmtime=warn"));
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 fn build_request(args: &ChatArgs, model: &str) -> ChatRequest {

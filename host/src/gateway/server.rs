@@ -12,7 +12,7 @@ use super::{anthropic, openai};
 use crate::error::Error;
 use crate::host::{Host, Target};
 use crate::router::{CallTags, Plan, Route, Router};
-use crate::service::ConfigService;
+use crate::service::{ConfigService, VirtualKey, VirtualKeys};
 use crate::types::{ChatRequest, TokenInput};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
@@ -80,6 +80,39 @@ enum Caller {
     Master,
     /// No key is configured: a loopback-only gateway without auth.
     Open,
+    /// A virtual key, with its limits.
+    Virtual(Box<VirtualKey>),
+}
+
+impl Caller {
+    /// Refuses a route the key is not allowed: 403.
+    fn may_use(&self, route: &str) -> Result<(), ApiError> {
+        let Caller::Virtual(key) = self else {
+            return Ok(());
+        };
+        if let Some(agent) = &key.agent
+            && route.strip_prefix("agent:") != Some(agent.as_str())
+        {
+            return Err(ApiError::permission(format!(
+                "this key may only call agent:{agent}, not `{route}`"
+            ))
+            .param("model"));
+        }
+        if !key.allows_model(route) {
+            return Err(ApiError::permission(format!(
+                "this key may not call `{route}` (allowed: {})",
+                key.models.as_deref().unwrap_or_default().join(", ")
+            ))
+            .param("model"));
+        }
+        Ok(())
+    }
+
+    fn tag(&self, tags: &mut CallTags) {
+        if let Caller::Virtual(key) = self {
+            tags.virtual_key = Some((key.id, key.name.clone()));
+        }
+    }
 }
 
 struct Shared {
@@ -88,6 +121,10 @@ struct Shared {
     /// blake3 of the master key: compared in constant time, and the key
     /// itself is not kept.
     master: Option<blake3::Hash>,
+    /// Virtual keys, when the gateway has an encryption key to check them.
+    virtual_keys: Option<VirtualKeys>,
+    /// Whether any key is configured; without, no auth (loopback only).
+    open: bool,
     max_body_bytes: usize,
 }
 
@@ -114,10 +151,27 @@ enum Protocol {
 }
 
 impl Gateway {
-    /// A gateway serving through `service`'s router. Refuses a
-    /// non-loopback address when no key is configured.
-    pub fn new(service: ConfigService, options: GatewayOptions) -> Result<Self, Error> {
-        if options.master_key.is_none() && !options.listen.ip().is_loopback() {
+    /// A gateway serving through `service`'s router, accepting the master
+    /// key and `virtual_keys`. Refuses a non-loopback address when no key
+    /// is configured (no master key, no virtual key stored).
+    pub async fn new(
+        service: ConfigService,
+        virtual_keys: Option<VirtualKeys>,
+        options: GatewayOptions,
+    ) -> Result<Self, Error> {
+        let have_virtual = match &virtual_keys {
+            Some(keys) => !keys.list().await?.is_empty(),
+            None => !service.store().virtual_keys().await?.is_empty(),
+        };
+        if have_virtual && virtual_keys.is_none() {
+            return Err(Error::Encryption {
+                kind: "encryption_key_missing",
+                message: "virtual keys are stored but no encryption key is configured to check                           them: set LLMHOST_ENCRYPTION_KEY or the key file"
+                    .into(),
+            });
+        }
+        let open = options.master_key.is_none() && !have_virtual;
+        if open && !options.listen.ip().is_loopback() {
             return Err(Error::InvalidConfig(format!(
                 "refusing to serve {} without authentication: set {MASTER_KEY_ENV} (or create \
                  virtual keys), or listen on a loopback address such as {DEFAULT_LISTEN}",
@@ -134,6 +188,8 @@ impl Gateway {
                 service,
                 router,
                 master,
+                virtual_keys,
+                open,
                 max_body_bytes: options.max_body_bytes,
             }),
             options,
@@ -298,19 +354,42 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 
 impl Shared {
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        let Some(master) = &self.master else {
+        if self.open {
             return Ok(Caller::Open);
-        };
+        }
         let Some(key) = presented_key(headers) else {
             return Err(ApiError::authentication(
                 "missing API key: send `Authorization: Bearer KEY` or `x-api-key: KEY`",
             ));
         };
         // blake3's `Hash` compares in constant time.
-        if blake3::hash(key.as_bytes()) == *master {
+        if self
+            .master
+            .is_some_and(|master| blake3::hash(key.as_bytes()) == master)
+        {
             return Ok(Caller::Master);
         }
+        if let Some(keys) = &self.virtual_keys {
+            match keys.authenticate(key).await {
+                Ok(Some(key)) => return Ok(Caller::Virtual(Box::new(key))),
+                Ok(None) => {}
+                Err(err) => return Err(ApiError::from(&err)),
+            }
+        }
+        // Unknown, revoked and expired keys alike.
         Err(ApiError::authentication("invalid API key"))
+    }
+
+    /// The plan of `caller`'s call to `route`, if the caller may make it.
+    async fn admit(
+        &self,
+        caller: &Caller,
+        route: &str,
+        mut tags: CallTags,
+    ) -> Result<Plan, ApiError> {
+        caller.may_use(route)?;
+        caller.tag(&mut tags);
+        self.plan(route, tags).await
     }
 
     /// The plan of a call to `model` (`PROVIDER/MODEL` or `agent:NAME`).
@@ -421,15 +500,16 @@ async fn openai_chat(State(shared): State<Arc<Shared>>, request: Request) -> Res
         Ok(read) => read,
         Err(err) => return cx.error(&err, None),
     };
-    if let Err(err) = shared.authenticate(&headers).await {
-        return cx.error(&err, None);
-    }
+    let caller = match shared.authenticate(&headers).await {
+        Ok(caller) => caller,
+        Err(err) => return cx.error(&err, None),
+    };
     let parsed = match openai::parse_chat(&body) {
         Ok(parsed) => parsed,
         Err(err) => return cx.error(&err, None),
     };
     let route = parsed.model.clone();
-    let plan = match shared.plan(&route, cx.tags(&route)).await {
+    let plan = match shared.admit(&caller, &route, cx.tags(&route)).await {
         Ok(plan) => plan,
         Err(err) => return cx.error(&err, Some(&route)),
     };
@@ -488,15 +568,16 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request)
         Ok(read) => read,
         Err(err) => return cx.error(&err, None),
     };
-    if let Err(err) = shared.authenticate(&headers).await {
-        return cx.error(&err, None);
-    }
+    let caller = match shared.authenticate(&headers).await {
+        Ok(caller) => caller,
+        Err(err) => return cx.error(&err, None),
+    };
     let parsed = match anthropic::parse_messages(&body) {
         Ok(parsed) => parsed,
         Err(err) => return cx.error(&err, None),
     };
     let route = parsed.model.clone();
-    let plan = match shared.plan(&route, cx.tags(&route)).await {
+    let plan = match shared.admit(&caller, &route, cx.tags(&route)).await {
         Ok(plan) => plan,
         Err(err) => return cx.error(&err, Some(&route)),
     };
@@ -572,14 +653,15 @@ async fn anthropic_count_tokens(State(shared): State<Arc<Shared>>, request: Requ
         Ok(read) => read,
         Err(err) => return cx.error(&err, None),
     };
-    if let Err(err) = shared.authenticate(&headers).await {
-        return cx.error(&err, None);
-    }
+    let caller = match shared.authenticate(&headers).await {
+        Ok(caller) => caller,
+        Err(err) => return cx.error(&err, None),
+    };
     let (model, messages) = match anthropic::parse_count_tokens(&body) {
         Ok(parsed) => parsed,
         Err(err) => return cx.error(&err, None),
     };
-    let plan = match shared.plan(&model, cx.tags(&model)).await {
+    let plan = match shared.admit(&caller, &model, cx.tags(&model)).await {
         Ok(plan) => plan,
         Err(err) => return cx.error(&err, Some(&model)),
     };
