@@ -10,6 +10,7 @@
 //! [`ApiError`] whose `param` names the field at fault (`messages[2].content`).
 
 pub mod anthropic;
+mod budget;
 pub mod errors;
 pub mod openai;
 mod server;

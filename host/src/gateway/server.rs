@@ -7,6 +7,7 @@
 //! `agent:NAME` (the agent's configs with their fallbacks). Either
 //! protocol reaches every provider.
 
+use super::budget::{Ledger, Limit, Reservation, Scope, Worst};
 use super::errors::ApiError;
 use super::{anthropic, openai};
 use crate::error::Error;
@@ -19,6 +20,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use llmhost_registry::rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::convert::Infallible;
@@ -125,6 +127,7 @@ struct Shared {
     virtual_keys: Option<VirtualKeys>,
     /// Whether any key is configured; without, no auth (loopback only).
     open: bool,
+    budgets: Arc<Ledger>,
     max_body_bytes: usize,
 }
 
@@ -183,6 +186,7 @@ impl Gateway {
             .as_ref()
             .map(|key| blake3::hash(key.expose_secret().as_bytes()));
         let router = service.router().clone();
+        let budgets = Ledger::new(service.store().clone());
         Ok(Self {
             shared: Arc::new(Shared {
                 service,
@@ -190,6 +194,7 @@ impl Gateway {
                 master,
                 virtual_keys,
                 open,
+                budgets,
                 max_body_bytes: options.max_body_bytes,
             }),
             options,
@@ -380,23 +385,121 @@ impl Shared {
         Err(ApiError::authentication("invalid API key"))
     }
 
-    /// The plan of `caller`'s call to `route`, if the caller may make it.
+    /// The plan of `caller`'s call to `route`, if the caller may make it,
+    /// with the call's worst case reserved in every budget it falls under.
     async fn admit(
         &self,
         caller: &Caller,
         route: &str,
         mut tags: CallTags,
-    ) -> Result<Plan, ApiError> {
+        request: Option<&ChatRequest>,
+    ) -> Result<(Plan, Option<Reservation>), ApiError> {
         caller.may_use(route)?;
         caller.tag(&mut tags);
-        self.plan(route, tags).await
+        let (plan, agent) = self.plan(route, tags).await?;
+        let mut limits = Vec::new();
+        if let Caller::Virtual(key) = caller
+            && let (Some(usd), Some(period)) = (key.budget_usd, key.budget_period)
+        {
+            limits.push(Limit {
+                scope: Scope::VirtualKey(key.id),
+                period,
+                usd: Some(usd),
+                tokens: None,
+            });
+        }
+        if let Some(agent) = &agent
+            && let Some(period) = agent.budget_period
+            && (agent.budget_usd.is_some() || agent.budget_tokens.is_some())
+        {
+            limits.push(Limit {
+                scope: Scope::Agent(agent.id),
+                period,
+                usd: agent.budget_usd,
+                tokens: agent.budget_tokens,
+            });
+        }
+        let Some(request) = request.filter(|_| !limits.is_empty()) else {
+            return Ok((plan, None));
+        };
+        let worst = self.worst_case(&plan, request, limits.iter().any(|l| l.usd.is_some()))?;
+        match self
+            .budgets
+            .reserve(&limits, worst, SystemTime::now())
+            .await
+        {
+            Ok(Ok(reservation)) => Ok((plan, Some(reservation))),
+            Ok(Err(exceeded)) => Err(ApiError::budget_exceeded(exceeded.message)),
+            Err(err) => Err(ApiError::from(&err)),
+        }
     }
 
-    /// The plan of a call to `model` (`PROVIDER/MODEL` or `agent:NAME`).
-    async fn plan(&self, model: &str, tags: CallTags) -> Result<Plan, ApiError> {
+    /// The most `request` can cost along any of the plan's routes: its
+    /// prompt counted with each model's tokenizer, and its `max_tokens`
+    /// (else the route's, else the model's output limit) all used.
+    fn worst_case(
+        &self,
+        plan: &Plan,
+        request: &ChatRequest,
+        priced: bool,
+    ) -> Result<Worst, ApiError> {
+        let host = self.host();
+        let mut worst = Worst::default();
+        for route in &plan.routes {
+            let provider = &route.target.provider;
+            let entry = host.catalogue().get(provider, &route.model);
+            let encoding = entry.map_or("o200k_base", |e| e.tokenizer.as_str());
+            let prompt: u64 = request
+                .messages
+                .iter()
+                .map(|m| {
+                    let text = m.text_content();
+                    crate::tokenizer::count(encoding, &text).unwrap_or(text.len().div_ceil(4))
+                        as u64
+                        + 4
+                })
+                .sum();
+            let output = request
+                .max_tokens
+                .or(route.defaults.max_tokens)
+                .or(entry.map(|e| e.max_output_tokens).filter(|n| *n > 0))
+                .unwrap_or(4096);
+            let usage = crate::types::Usage::new(u32::try_from(prompt).unwrap_or(u32::MAX), output);
+            let usd = match route.prices {
+                Some((input, out)) => Some(
+                    (Decimal::from(usage.input_tokens) * input
+                        + Decimal::from(usage.output_tokens) * out)
+                        / Decimal::from(1000u32),
+                ),
+                None => host.cost(provider, &route.model, &usage),
+            };
+            let usd = match usd {
+                Some(usd) => usd,
+                None if priced => {
+                    return Err(ApiError::permission(format!(
+                        "`{provider}/{}` has no known price, so a USD budget cannot be enforced                          on it (add its price to the model overrides file)",
+                        route.model
+                    ))
+                    .param("model"));
+                }
+                None => Decimal::ZERO,
+            };
+            worst.usd = worst.usd.max(usd);
+            worst.tokens = worst.tokens.max(prompt + u64::from(output));
+        }
+        Ok(worst)
+    }
+
+    /// The plan of a call to `model` (`PROVIDER/MODEL` or `agent:NAME`),
+    /// and the agent's record for an agent route.
+    async fn plan(
+        &self,
+        model: &str,
+        tags: CallTags,
+    ) -> Result<(Plan, Option<crate::store::Agent>), ApiError> {
         if let Some(agent) = model.strip_prefix("agent:") {
             return match self.service.plan(agent, tags).await {
-                Ok((_, plan)) => Ok(plan),
+                Ok((agent, plan)) => Ok((plan, Some(agent))),
                 Err(Error::NotFound { what: "agent", .. }) => Err(ApiError::not_found(format!(
                     "no agent `{agent}` (see GET /v1/models)"
                 ))
@@ -406,7 +509,10 @@ impl Shared {
             };
         }
         let (provider, model_id) = self.split_model(model)?;
-        Ok(Plan::single(Route::new(Target::new(provider), model_id)).tags(tags))
+        Ok((
+            Plan::single(Route::new(Target::new(provider), model_id)).tags(tags),
+            None,
+        ))
     }
 
     /// `PROVIDER/MODEL` split at the first `/`, the provider checked.
@@ -487,6 +593,14 @@ fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// Charges a call's reservation with what its usage row records.
+fn settle(reservation: Option<Reservation>, cost: Option<Decimal>, usage: &crate::types::Usage) {
+    if let Some(reservation) = reservation {
+        let tokens = u64::from(usage.input_tokens) + u64::from(usage.output_tokens);
+        reservation.settle(cost, tokens);
+    }
+}
+
 /// `provider/model` of what served a call.
 fn served_label(provider: &str, model: &str) -> String {
     format!("{provider}/{model}")
@@ -509,14 +623,22 @@ async fn openai_chat(State(shared): State<Arc<Shared>>, request: Request) -> Res
         Err(err) => return cx.error(&err, None),
     };
     let route = parsed.model.clone();
-    let plan = match shared.admit(&caller, &route, cx.tags(&route)).await {
-        Ok(plan) => plan,
+    let request = parsed.request;
+    let (plan, reservation) = match shared
+        .admit(&caller, &route, cx.tags(&route), Some(&request))
+        .await
+    {
+        Ok(admitted) => admitted,
         Err(err) => return cx.error(&err, Some(&route)),
     };
-    let request = parsed.request;
     if !parsed.stream {
         return match shared.router.chat(&plan, &request).await {
             Ok(routed) => {
+                settle(
+                    reservation,
+                    routed.outcome.cost_usd,
+                    &routed.outcome.response.usage,
+                );
                 let label = served_label(&routed.provider, &routed.model);
                 let body = openai::render_completion(&routed.outcome.response, &label, unix_now());
                 cx.finish(axum::Json(body).into_response(), Some(&route))
@@ -532,11 +654,15 @@ async fn openai_chat(State(shared): State<Arc<Shared>>, request: Request) -> Res
     let id = format!("chatcmpl-{}", cx.request_id);
     let mut encoder = openai::ChunkEncoder::new(&id, &label, unix_now(), parsed.include_usage);
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let mut reservation = reservation;
     tokio::spawn(async move {
         while let Some(item) = stream.next().await {
             let frames = match item {
                 Ok(chunk) => encoder.push(&chunk),
                 Err(err) => {
+                    if let Some(usage) = stream.usage() {
+                        settle(reservation.take(), stream.cost_usd(), &usage);
+                    }
                     let _ = tx
                         .send(sse_frame(None, &encoder.error(&ApiError::from(&err))))
                         .await;
@@ -550,6 +676,9 @@ async fn openai_chat(State(shared): State<Arc<Shared>>, request: Request) -> Res
                     return;
                 }
             }
+        }
+        if let Some(usage) = stream.usage() {
+            settle(reservation.take(), stream.cost_usd(), &usage);
         }
         for data in encoder.finish() {
             if tx.send(sse_frame(None, &data)).await.is_err() {
@@ -577,14 +706,22 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request)
         Err(err) => return cx.error(&err, None),
     };
     let route = parsed.model.clone();
-    let plan = match shared.admit(&caller, &route, cx.tags(&route)).await {
-        Ok(plan) => plan,
+    let request: ChatRequest = parsed.request;
+    let (plan, reservation) = match shared
+        .admit(&caller, &route, cx.tags(&route), Some(&request))
+        .await
+    {
+        Ok(admitted) => admitted,
         Err(err) => return cx.error(&err, Some(&route)),
     };
-    let request: ChatRequest = parsed.request;
     if !parsed.stream {
         return match shared.router.chat(&plan, &request).await {
             Ok(routed) => {
+                settle(
+                    reservation,
+                    routed.outcome.cost_usd,
+                    &routed.outcome.response.usage,
+                );
                 let label = served_label(&routed.provider, &routed.model);
                 let body = anthropic::render_message(&routed.outcome.response, &label);
                 cx.finish(axum::Json(body).into_response(), Some(&route))
@@ -600,6 +737,7 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request)
     let id = format!("msg_{}", cx.request_id);
     let mut encoder = anthropic::EventEncoder::new(&id, &label);
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+    let mut reservation = reservation;
     tokio::spawn(async move {
         let send = |event: anthropic::SseEvent| {
             let tx = tx.clone();
@@ -620,6 +758,9 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request)
             let events = match item {
                 Ok(chunk) => encoder.push(&chunk),
                 Err(err) => {
+                    if let Some(usage) = stream.usage() {
+                        settle(reservation.take(), stream.cost_usd(), &usage);
+                    }
                     let _ = send(anthropic::error_event(&ApiError::from(&err))).await;
                     return;
                 }
@@ -637,6 +778,9 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request)
                     }
                 }
             }
+        }
+        if let Some(usage) = stream.usage() {
+            settle(reservation.take(), stream.cost_usd(), &usage);
         }
         for event in encoder.finish() {
             if send(event).await.is_err() {
@@ -661,8 +805,8 @@ async fn anthropic_count_tokens(State(shared): State<Arc<Shared>>, request: Requ
         Ok(parsed) => parsed,
         Err(err) => return cx.error(&err, None),
     };
-    let plan = match shared.admit(&caller, &model, cx.tags(&model)).await {
-        Ok(plan) => plan,
+    let plan = match shared.admit(&caller, &model, cx.tags(&model), None).await {
+        Ok((plan, _)) => plan,
         Err(err) => return cx.error(&err, Some(&model)),
     };
     // Counted by the first route: the model a call would try first.

@@ -1,0 +1,324 @@
+//! Budgets enforced before a call: each request reserves its worst-case
+//! cost (its prompt counted, `max_tokens` or the model's output limit) in
+//! every budget it falls under, and the reservation is settled with the
+//! real cost when the call ends. A request is admitted only if what is
+//! spent, what is reserved by requests in flight and its own worst case
+//! fit in the budget, so concurrent requests cannot overspend at all when
+//! the worst case holds; the real cost of an answer is never above it.
+//!
+//! Spend is kept in memory per budget and window, loaded once from the
+//! usage rows when a window is first used (or a new one starts), then
+//! advanced by every settlement: the ledger does not scan the usage table
+//! per request, and it does not wait for the batched usage writer.
+
+use crate::error::Error;
+use crate::store::{BudgetPeriod, Store};
+use llmhost_registry::rust_decimal::Decimal;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+/// Whose budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Scope {
+    VirtualKey(i64),
+    Agent(i64),
+}
+
+/// A budget a request falls under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Limit {
+    pub scope: Scope,
+    pub period: BudgetPeriod,
+    pub usd: Option<Decimal>,
+    pub tokens: Option<u64>,
+}
+
+/// The worst a request can cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) struct Worst {
+    pub usd: Decimal,
+    pub tokens: u64,
+}
+
+#[derive(Debug, Default)]
+struct Window {
+    /// Whether `spent_*` were read from the usage rows for `start`.
+    loaded: bool,
+    /// UTC start of the window the figures are for (`None`: all time).
+    start: Option<String>,
+    spent_usd: Decimal,
+    spent_tokens: u64,
+    reserved_usd: Decimal,
+    reserved_tokens: u64,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Exceeded {
+    pub scope: Scope,
+    pub message: String,
+}
+
+/// Budgets in memory over the usage rows of a [`Store`].
+pub(crate) struct Ledger {
+    store: Store,
+    windows: Mutex<HashMap<Scope, Window>>,
+}
+
+/// Reserved amounts, released or settled exactly once. Dropped unsettled
+/// (the request was cancelled before any cost was known), it releases the
+/// reservation and charges nothing, as its usage row records no cost.
+pub(crate) struct Reservation {
+    ledger: Arc<Ledger>,
+    held: Vec<(Scope, Option<String>)>,
+    worst: Worst,
+    settled: bool,
+}
+
+impl Ledger {
+    pub(crate) fn new(store: Store) -> Arc<Self> {
+        Arc::new(Self {
+            store,
+            windows: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// What was spent in `scope`'s window starting at `start`, from the
+    /// usage rows.
+    async fn load(&self, scope: Scope, start: Option<String>) -> Result<(Decimal, u64), Error> {
+        let spend = match scope {
+            Scope::VirtualKey(id) => self.store.spend_of_virtual_key(id, start).await?,
+            Scope::Agent(id) => self.store.spend_of_agent(id, start).await?,
+        };
+        Ok((spend.cost_usd, spend.tokens()))
+    }
+
+    /// Reserves `worst` under every limit, or refuses with the first that
+    /// it does not fit.
+    pub(crate) async fn reserve(
+        self: &Arc<Self>,
+        limits: &[Limit],
+        worst: Worst,
+        now: SystemTime,
+    ) -> Result<Result<Reservation, Exceeded>, Error> {
+        // Windows seen for the first time are loaded before the lock is
+        // taken; a race between two loads keeps the first.
+        for limit in limits {
+            let start = limit.period.window_start(now);
+            let known = {
+                let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+                windows
+                    .get(&limit.scope)
+                    .is_some_and(|w| w.loaded && w.start == start)
+            };
+            if !known {
+                let (usd, tokens) = self.load(limit.scope, start.clone()).await?;
+                let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+                let window = windows.entry(limit.scope).or_default();
+                if !(window.loaded && window.start == start) {
+                    // A new window: what is reserved stays reserved.
+                    window.loaded = true;
+                    window.start = start;
+                    window.spent_usd = usd;
+                    window.spent_tokens = tokens;
+                }
+            }
+        }
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        for limit in limits {
+            let window = windows.entry(limit.scope).or_default();
+            if let Some(budget) = limit.usd
+                && window.spent_usd + window.reserved_usd + worst.usd > budget
+            {
+                return Ok(Err(Exceeded {
+                    scope: limit.scope,
+                    message: format!(
+                        "budget exceeded: ${} of ${budget} per {} spent, ${} reserved by requests \
+                         in flight, and this request may cost up to ${}",
+                        window.spent_usd.normalize(),
+                        limit.period.as_str(),
+                        window.reserved_usd.normalize(),
+                        worst.usd.normalize()
+                    ),
+                }));
+            }
+            if let Some(budget) = limit.tokens
+                && window.spent_tokens + window.reserved_tokens + worst.tokens > budget
+            {
+                return Ok(Err(Exceeded {
+                    scope: limit.scope,
+                    message: format!(
+                        "token budget exceeded: {} of {budget} tokens per {} used, {} reserved by \
+                         requests in flight, and this request may use up to {}",
+                        window.spent_tokens,
+                        limit.period.as_str(),
+                        window.reserved_tokens,
+                        worst.tokens
+                    ),
+                }));
+            }
+        }
+        let mut held = Vec::with_capacity(limits.len());
+        for limit in limits {
+            let window = windows.entry(limit.scope).or_default();
+            window.reserved_usd += worst.usd;
+            window.reserved_tokens += worst.tokens;
+            held.push((limit.scope, window.start.clone()));
+        }
+        Ok(Ok(Reservation {
+            ledger: self.clone(),
+            held,
+            worst,
+            settled: false,
+        }))
+    }
+
+    fn release(&self, held: &[(Scope, Option<String>)], worst: Worst, usd: Decimal, tokens: u64) {
+        let mut windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        for (scope, start) in held {
+            let Some(window) = windows.get_mut(scope) else {
+                continue;
+            };
+            window.reserved_usd = (window.reserved_usd - worst.usd).max(Decimal::ZERO);
+            window.reserved_tokens = window.reserved_tokens.saturating_sub(worst.tokens);
+            // Spend of a window that has since ended is not carried over.
+            if window.start == *start {
+                window.spent_usd += usd;
+                window.spent_tokens += tokens;
+            }
+        }
+    }
+
+    /// What `scope` has spent in its current window, as the ledger holds
+    /// it (reported by the admin views).
+    #[cfg(test)]
+    fn spent(&self, scope: Scope) -> Option<(Decimal, Decimal)> {
+        let windows = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        windows.get(&scope).map(|w| (w.spent_usd, w.reserved_usd))
+    }
+}
+
+impl Reservation {
+    /// Charges the real cost and tokens, releasing the reservation.
+    pub(crate) fn settle(mut self, usd: Option<Decimal>, tokens: u64) {
+        self.settled = true;
+        self.ledger
+            .release(&self.held, self.worst, usd.unwrap_or_default(), tokens);
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.ledger
+                .release(&self.held, self.worst, Decimal::ZERO, 0);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn ledger() -> (tempfile::TempDir, Arc<Ledger>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("b.db")).await.unwrap();
+        (dir, Ledger::new(store))
+    }
+
+    fn limit(usd: &str) -> Limit {
+        Limit {
+            scope: Scope::VirtualKey(1),
+            period: BudgetPeriod::Total,
+            usd: Some(usd.parse().unwrap()),
+            tokens: None,
+        }
+    }
+
+    fn worst(usd: &str) -> Worst {
+        Worst {
+            usd: usd.parse().unwrap(),
+            tokens: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn reservations_in_flight_count_against_the_budget() {
+        let (_dir, ledger) = ledger().await;
+        let now = SystemTime::now();
+        let limits = [limit("1.00")];
+        let mut held = Vec::new();
+        for _ in 0..4 {
+            held.push(
+                ledger
+                    .reserve(&limits, worst("0.25"), now)
+                    .await
+                    .unwrap()
+                    .expect("fits"),
+            );
+        }
+        // Exactly at the budget: the fifth does not fit.
+        let Err(refused) = ledger.reserve(&limits, worst("0.25"), now).await.unwrap() else {
+            panic!("a fifth reservation fitted");
+        };
+        assert!(refused.message.contains("budget exceeded"), "{refused:?}");
+        // Settling below the worst case frees the difference.
+        held.pop().unwrap().settle(Some("0.05".parse().unwrap()), 3);
+        held.pop().unwrap().settle(Some("0.05".parse().unwrap()), 3);
+        assert_eq!(
+            ledger.spent(Scope::VirtualKey(1)),
+            Some(("0.10".parse().unwrap(), "0.50".parse().unwrap()))
+        );
+        assert!(
+            ledger
+                .reserve(&limits, worst("0.25"), now)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        // A dropped reservation releases without charging.
+        drop(held);
+        assert_eq!(
+            ledger.spent(Scope::VirtualKey(1)).unwrap().0,
+            "0.10".parse::<Decimal>().unwrap()
+        );
+    }
+
+    #[tokio::test]
+    async fn token_budgets_refuse_like_usd_budgets() {
+        let (_dir, ledger) = ledger().await;
+        let limits = [Limit {
+            scope: Scope::Agent(7),
+            period: BudgetPeriod::Day,
+            usd: None,
+            tokens: Some(25),
+        }];
+        let now = SystemTime::now();
+        let first = ledger
+            .reserve(&limits, worst("0"), now)
+            .await
+            .unwrap()
+            .unwrap();
+        let _second = ledger
+            .reserve(&limits, worst("0"), now)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            ledger
+                .reserve(&limits, worst("0"), now)
+                .await
+                .unwrap()
+                .is_err()
+        );
+        first.settle(None, 2);
+        assert!(
+            ledger
+                .reserve(&limits, worst("0"), now)
+                .await
+                .unwrap()
+                .is_ok()
+        );
+    }
+}

@@ -1,0 +1,138 @@
+//! Budgets at the gateway: concurrent requests against a virtual key whose
+//! budget covers ten of them. Each request reserves its worst case before
+//! it is sent, so the key never spends past its budget however many run
+//! at once; the refused ones get `budget_exceeded` with
+//! `x-should-retry: false`, and the usage rows add up to the spend the
+//! budget report gives.
+
+use llmhost::gateway::{Gateway, GatewayOptions};
+use llmhost::registry::rust_decimal::Decimal;
+use llmhost::router::StoreSink;
+use llmhost::secrets::{EncryptionKey, Keyring};
+use llmhost::{BudgetPeriod, Budgets, ConfigService, Host, NewVirtualKey, Store, VirtualKeys};
+use llmhost_simulator::{Simulator, Vendor};
+use serde_json::{Value, json};
+use std::time::SystemTime;
+
+const REQUESTS: usize = 50;
+const COVERED: u32 = 10;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_requests_cannot_overspend_a_budget() {
+    let sim = Simulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("gateway.db")).await.unwrap();
+    let base = sim.base_url(Vendor::OpenAi);
+    let env_base = base.clone();
+    // The gateway's plain targets find the vendor as in production: by the
+    // provider's environment variables.
+    let host = Host::builder()
+        .ignore_plugin_env()
+        .environment(move |name| match name {
+            "OPENAI_API_KEY" => Some("sk-budget".to_owned()),
+            "OPENAI_BASE_URL" => Some(env_base.clone()),
+            _ => None,
+        })
+        .usage_sink(StoreSink::new(store.clone()))
+        .build()
+        .await
+        .unwrap();
+    let keyring = Keyring::new(EncryptionKey::generate());
+    let service = ConfigService::new(host.clone(), store.clone(), Some(keyring.clone()))
+        .with_router(host.router());
+    let keys = VirtualKeys::new(store.clone(), Some(&keyring));
+
+    // What one answer costs: the simulator's usage for this prompt, at the
+    // catalogue's price.
+    let body = json!({
+        "model": "openai/gpt-4o-mini",
+        "max_tokens": 12,
+        "messages": [{"role": "user", "content": "hello"}],
+    });
+    let probe = host
+        .chat(
+            &llmhost::Target::new("openai"),
+            &llmhost::types::ChatRequest::simple("gpt-4o-mini", "hello"),
+        )
+        .await
+        .unwrap();
+    let one = probe.cost_usd.expect("priced");
+    let budget = one * Decimal::from(COVERED);
+
+    let mut new = NewVirtualKey::new("budgeted");
+    new.budget = Some((budget, BudgetPeriod::Month));
+    let (key, secret) = keys.create(new).await.unwrap();
+    let secret = secrecy::ExposeSecret::expose_secret(&secret).to_owned();
+
+    let options = GatewayOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..GatewayOptions::default()
+    };
+    let gateway = Gateway::new(service, Some(keys), options).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/v1/chat/completions");
+
+    let calls = (0..REQUESTS).map(|_| {
+        let client = client.clone();
+        let url = url.clone();
+        let body = body.clone();
+        let secret = secret.clone();
+        async move {
+            let response = client
+                .post(&url)
+                .bearer_auth(&secret)
+                .body(body.to_string())
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let retry = response
+                .headers()
+                .get("x-should-retry")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+            (status, retry, body)
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let ok = answers.iter().filter(|(status, ..)| *status == 200).count();
+    let refused: Vec<_> = answers
+        .iter()
+        .filter(|(status, ..)| *status == 429)
+        .collect();
+    assert_eq!(ok + refused.len(), REQUESTS, "{answers:?}");
+    eprintln!("{ok} of {REQUESTS} answered");
+    assert!(
+        (1..=COVERED as usize).contains(&ok),
+        "{ok} answered for a budget of {COVERED}"
+    );
+    for (_, retry, body) in &refused {
+        assert_eq!(body["error"]["code"], "budget_exceeded", "{body}");
+        assert_eq!(retry.as_deref(), Some("false"));
+    }
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    // The usage rows of the key add up to what its budget report says,
+    // and stay within the budget.
+    let rows = store.usage_events(None).await.unwrap();
+    let keyed: Vec<_> = rows
+        .iter()
+        .filter(|r| r.virtual_key_id == Some(key.id))
+        .collect();
+    assert_eq!(keyed.len(), ok);
+    let spent: Decimal = keyed.iter().filter_map(|r| r.cost_usd).sum();
+    assert!(spent <= budget, "spent {spent} of {budget}");
+    let report = Budgets::new(store.clone())
+        .of_virtual_key(&key, SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(report.spent.cost_usd, spent);
+    assert_eq!(spent, one * Decimal::from(ok as u32));
+}
