@@ -1,7 +1,13 @@
-//! Fault injection: retries, fallbacks, deadlines and usage accounting of
-//! calls made for agents, over every provider, through the vendor
-//! simulator. Each case asserts the requests the simulator saw, the time
-//! taken, the typed outcome and the usage rows written.
+//! Fault injection: retries, fallbacks, deadlines, client-side rate
+//! limits, circuit breakers and usage accounting, over every provider,
+//! through the vendor simulator. The retry, breaker and rate-limit cases
+//! run once for each [`Caller`]: an agent (a plan of its configs) and a
+//! plain target (a plan of one route, as `Host::chat` and the gateway make
+//! it), each expecting what is right for it (where an agent falls back, a
+//! plain target fails). The config fallback pair and the two hundred
+//! concurrent calls are the agent's alone. Each case asserts the requests
+//! the simulator saw, the time taken, the typed outcome and the usage rows
+//! written.
 
 mod common;
 #[path = "conformance/wire.rs"]
@@ -10,15 +16,18 @@ mod wire;
 
 use llmhost::registry::ModelOverrides;
 use llmhost::resilience::{BreakerPolicy, Resilience, RetryPolicy};
+use llmhost::router::{CallTags, StoreSink};
 use llmhost::store::UsageRecord;
 use llmhost::types::{ChatRequest, Chunk};
-use llmhost::{ConfigService, Error, NewConfig, Store};
+use llmhost::{ConfigService, Error, NewConfig, Plan, Route, RoutedStream, Router, Store, Target};
 use llmhost_simulator::{Reply, Simulator, Vendor};
 use secrecy::SecretString;
+use std::fmt;
 use std::time::{Duration, Instant};
 use wire::{PROVIDERS, Provider, Wire, error_reply, is_terminator, usage_stream};
 
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(1);
+const API_KEY: &str = "sk-fault-injection";
 
 fn resilience() -> Resilience {
     Resilience {
@@ -42,24 +51,180 @@ fn other(p: &Provider) -> &'static Provider {
     &PROVIDERS[(i + 1) % PROVIDERS.len()]
 }
 
+/// Who makes a case's calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// `ConfigService` for an agent whose first config is the provider
+    /// under test and whose second is the next provider.
+    Agent,
+    /// The host's router with the provider's target as the one route,
+    /// tagged with a route name as the gateway tags it.
+    Plain,
+}
+
+impl fmt::Display for Caller {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Caller::Agent => "agent",
+            Caller::Plain => "plain",
+        })
+    }
+}
+
+/// For each case, written as `async fn case(caller: Caller)`, a module of
+/// that name with one test per caller: `case::agent` and `case::plain`.
+macro_rules! for_each_caller {
+    ($($case:ident),* $(,)?) => {$(
+        mod $case {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn agent() {
+                super::$case(super::Caller::Agent).await
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn plain() {
+                super::$case(super::Caller::Plain).await
+            }
+        }
+    )*};
+}
+
+for_each_caller!(
+    rate_limited_with_retry_after_waits_then_succeeds,
+    rate_limit_reset_headers_set_the_wait_when_retry_after_is_missing,
+    permanent_errors_are_neither_retried_nor_fallen_back,
+    a_server_error_is_retried_once,
+    overloaded_three_times_falls_back_or_fails_without_another_route,
+    a_stall_before_the_first_byte_times_out_and_is_retried,
+    a_stall_mid_stream_ends_it_with_a_timeout_and_no_retry,
+    a_reset_after_the_first_chunk_is_an_error_with_partial_usage,
+    a_stream_is_retried_before_its_first_chunk_then_falls_back_or_fails,
+    the_deadline_bounds_retries_and_fallbacks_together,
+    an_open_circuit_skips_the_provider_until_its_cooldown,
+    a_half_open_probe_cancelled_mid_flight_does_not_wedge_the_circuit,
+    a_half_open_probe_stream_dropped_before_its_first_chunk_does_not_wedge_the_circuit,
+    a_half_open_probe_stream_dropped_after_its_first_chunk_closes_the_circuit,
+    client_side_rate_limits_space_calls_and_refuse_past_the_deadline,
+);
+
+/// How a callee is reached.
+#[derive(Debug, Clone)]
+enum Via {
+    /// The agent of this name.
+    Agent(String),
+    /// This plan of one route.
+    Plain(Plan),
+}
+
+/// What a case calls for `provider`: an agent, or a plain target. Its name
+/// is the agent's, or the route tag of the plain target's plan.
+#[derive(Debug, Clone)]
+struct Callee {
+    provider: &'static Provider,
+    name: String,
+    via: Via,
+}
+
+impl Callee {
+    fn caller(&self) -> Caller {
+        match self.via {
+            Via::Agent(_) => Caller::Agent,
+            Via::Plain(_) => Caller::Plain,
+        }
+    }
+}
+
+impl fmt::Display for Callee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.name, self.caller())
+    }
+}
+
+/// What either caller learns of a call that was answered.
+#[derive(Debug)]
+struct Answer {
+    provider: String,
+    model: String,
+    fallback: bool,
+    attempts: u32,
+    request_id: String,
+}
+
+/// The two ways to call, recording to one store: the service for agents,
+/// the host's router for plain targets. Clones share breakers, rate limits
+/// and usage sinks.
+#[derive(Clone)]
+struct Client {
+    service: ConfigService,
+    plain: Router,
+}
+
+impl Client {
+    /// Both callers with `resilience`, and fresh breakers and rate limits.
+    fn with_resilience(&self, resilience: Resilience) -> Self {
+        Self {
+            service: self.service.clone().with_resilience(resilience),
+            plain: self.plain.with_resilience(resilience),
+        }
+    }
+
+    async fn chat(&self, callee: &Callee) -> Result<Answer, Error> {
+        match &callee.via {
+            Via::Agent(name) => self.service.chat(name, request()).await.map(|a| Answer {
+                provider: a.provider,
+                model: a.model,
+                fallback: a.fallback,
+                attempts: a.attempts,
+                request_id: a.request_id,
+            }),
+            Via::Plain(plan) => self.plain.chat(plan, &request()).await.map(|r| Answer {
+                provider: r.provider,
+                model: r.model,
+                fallback: r.fallback,
+                attempts: r.attempts,
+                request_id: r.request_id,
+            }),
+        }
+    }
+
+    async fn stream(&self, callee: &Callee) -> Result<RoutedStream, Error> {
+        match &callee.via {
+            Via::Agent(name) => self.service.stream(name, request()).await,
+            Via::Plain(plan) => self.plain.stream(plan, &request()).await,
+        }
+    }
+
+    /// Waits until both callers' usage events are stored.
+    async fn flush(&self) {
+        self.service.flush_usage().await.unwrap();
+        self.plain.flush_usage().await.unwrap();
+    }
+}
+
 struct Bench {
     _dir: tempfile::TempDir,
     sim: Simulator,
-    service: ConfigService,
+    store: Store,
+    client: Client,
 }
 
 impl Bench {
+    /// One host with `resilience`, whose router records to the store the
+    /// service records to.
     async fn new(resilience: Resilience, overrides: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let mut builder = common::builder();
+        let store = Store::open(dir.path().join("usage.db")).await.unwrap();
+        let mut builder = common::builder()
+            .resilience(resilience)
+            .usage_sink(StoreSink::new(store.clone()));
         if let Some(text) = overrides {
             builder = builder.model_overrides(ModelOverrides::from_toml(text).unwrap());
         }
         let host = builder.build().await.unwrap();
-        let store = Store::open(dir.path().join("usage.db")).await.unwrap();
+        let plain = host.router();
         let service = ConfigService::new(
             host,
-            store,
+            store.clone(),
             Some(llmhost::secrets::Keyring::new(
                 llmhost::secrets::EncryptionKey::generate(),
             )),
@@ -68,36 +233,71 @@ impl Bench {
         Self {
             _dir: dir,
             sim: Simulator::start().await.unwrap(),
-            service,
+            store,
+            client: Client { service, plain },
         }
     }
 
     fn config(&self, p: &Provider, priority: i64) -> NewConfig {
         let mut config = NewConfig::new(p.id, p.model);
-        config.api_key = Some(SecretString::from("sk-fault-injection".to_owned()));
+        config.api_key = Some(SecretString::from(API_KEY.to_owned()));
         config.base_url = Some(self.sim.base_url(p.vendor));
         config.priority = priority;
         config
     }
 
-    /// An agent named after `p` whose first config is `p` and second the
-    /// next provider.
-    async fn agent(&self, p: &Provider) -> String {
-        self.agent_named(p, &format!("agent-{}", p.id)).await
+    /// `p` at the simulator, with the key agents' configs have.
+    fn target(&self, p: &Provider) -> Target {
+        let mut target = Target::new(p.id)
+            .base_url(self.sim.base_url(p.vendor))
+            .api_key(API_KEY);
+        target.use_env = false;
+        target
     }
 
-    async fn agent_named(&self, p: &Provider, name: &str) -> String {
+    /// The callee `caller` calls for `p`, named after both.
+    async fn callee(&self, caller: Caller, p: &'static Provider) -> Callee {
+        self.callee_named(caller, p, &format!("{caller}-{}", p.id))
+            .await
+    }
+
+    /// For an agent, creates it: its first config is `p` and its second
+    /// the next provider. For a plain target, tags its route `name`.
+    async fn callee_named(&self, caller: Caller, p: &'static Provider, name: &str) -> Callee {
         let name = name.to_owned();
-        self.service.create_agent(&name, None).await.unwrap();
-        self.service
-            .create_config(&name, self.config(p, 0))
-            .await
-            .unwrap();
-        self.service
-            .create_config(&name, self.config(other(p), 1))
-            .await
-            .unwrap();
-        name
+        let via = match caller {
+            Caller::Agent => {
+                self.client.service.create_agent(&name, None).await.unwrap();
+                for (i, q) in [p, other(p)].into_iter().enumerate() {
+                    self.client
+                        .service
+                        .create_config(&name, self.config(q, i as i64))
+                        .await
+                        .unwrap();
+                }
+                Via::Agent(name.clone())
+            }
+            Caller::Plain => {
+                let tags = CallTags {
+                    route: Some(name.clone()),
+                    ..CallTags::default()
+                };
+                Via::Plain(Plan::single(Route::new(self.target(p), p.model)).tags(tags))
+            }
+        };
+        Callee {
+            provider: p,
+            name,
+            via,
+        }
+    }
+
+    async fn chat(&self, callee: &Callee) -> Result<Answer, Error> {
+        self.client.chat(callee).await
+    }
+
+    async fn stream(&self, callee: &Callee) -> Result<RoutedStream, Error> {
+        self.client.stream(callee).await
     }
 
     fn requests(&self, vendor: Vendor) -> usize {
@@ -108,13 +308,42 @@ impl Bench {
             .count()
     }
 
-    async fn rows(&self, agent: &str) -> Vec<UsageRecord> {
-        self.service.flush_usage().await.unwrap();
-        self.service
-            .store()
-            .usage_events(Some(agent))
-            .await
-            .unwrap()
+    /// The callee's usage rows, oldest first, once everything recorded is
+    /// stored; checks what every row of the callee has in common.
+    async fn rows(&self, callee: &Callee) -> Vec<UsageRecord> {
+        self.client.flush().await;
+        let rows = match &callee.via {
+            Via::Agent(name) => self.store.usage_events(Some(name)).await.unwrap(),
+            Via::Plain(_) => self
+                .store
+                .usage_events(None)
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|r| r.route.as_deref() == Some(callee.name.as_str()))
+                .collect(),
+        };
+        for row in &rows {
+            assert!(row.request_id.is_some(), "{callee}: {row:?}");
+            match &callee.via {
+                Via::Agent(name) => {
+                    assert_eq!(row.route, Some(format!("agent:{name}")), "{callee}");
+                    assert!(row.config_id.is_some(), "{callee}: {row:?}");
+                }
+                Via::Plain(_) => assert_eq!(
+                    (
+                        row.agent_name.as_deref(),
+                        row.config_id,
+                        row.provider.as_str(),
+                        row.model.as_str(),
+                        row.fallback
+                    ),
+                    (None, None, callee.provider.id, callee.provider.model, false),
+                    "{callee}"
+                ),
+            }
+        }
+        rows
     }
 }
 
@@ -141,48 +370,56 @@ fn ok(attempt: u32, fallback: bool) -> (String, Option<String>, u32, bool) {
 }
 
 fn failed(kind: &str, attempt: u32) -> (String, Option<String>, u32, bool) {
-    ("error".into(), Some(kind.into()), attempt, false)
+    failed_on(kind, attempt, false)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rate_limited_with_retry_after_waits_then_succeeds() {
+fn failed_on(kind: &str, attempt: u32, fallback: bool) -> (String, Option<String>, u32, bool) {
+    ("error".into(), Some(kind.into()), attempt, fallback)
+}
+
+/// Whether all `rows` are attempts of the call `request_id`.
+fn of_call(rows: &[UsageRecord], request_id: &str) -> bool {
+    rows.iter()
+        .all(|r| r.request_id.as_deref() == Some(request_id))
+}
+
+async fn rate_limited_with_retry_after_waits_then_succeeds(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS {
-        let agent = b.agent(p).await;
+        let callee = b.callee(caller, p).await;
         b.sim.enqueue(
             p.vendor,
             error_reply(p, 429, "rate_limit_error", "Too many requests").header("retry-after", "1"),
         );
         let before = b.requests(p.vendor);
         let started = Instant::now();
-        let answer = b.service.chat(&agent, request()).await.unwrap();
+        let answer = b.chat(&callee).await.unwrap();
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(950) && took < Duration::from_secs(3),
-            "{}: {took:?}",
-            p.id
+            "{callee}: {took:?}"
         );
         assert_eq!(
             (answer.provider.as_str(), answer.fallback, answer.attempts),
-            (p.id, false, 2)
+            (p.id, false, 2),
+            "{callee}"
         );
-        assert_eq!(b.requests(p.vendor) - before, 2, "{}", p.id);
-        let rows = b.rows(&agent).await;
+        assert_eq!(b.requests(p.vendor) - before, 2, "{callee}");
+        let rows = b.rows(&callee).await;
         assert_eq!(
             shape(&rows),
             [failed("rate_limited", 1), ok(2, false)],
-            "{}",
-            p.id
+            "{callee}"
         );
-        assert!(rows[1].cost_usd.is_some());
+        assert!(of_call(&rows, &answer.request_id), "{callee}: {rows:?}");
+        assert!(rows[1].cost_usd.is_some(), "{callee}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn rate_limit_reset_headers_set_the_wait_when_retry_after_is_missing() {
+async fn rate_limit_reset_headers_set_the_wait_when_retry_after_is_missing(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS.iter().filter(|p| p.wire != Wire::Anthropic) {
-        let agent = b.agent(p).await;
+        let callee = b.callee(caller, p).await;
         b.sim.enqueue(
             p.vendor,
             error_reply(
@@ -196,15 +433,25 @@ async fn rate_limit_reset_headers_set_the_wait_when_retry_after_is_missing() {
             .header("x-ratelimit-remaining-tokens", "39000")
             .header("x-ratelimit-reset-tokens", "6m0s"),
         );
+        let before = b.requests(p.vendor);
         let started = Instant::now();
-        let answer = b.service.chat(&agent, request()).await.unwrap();
+        let answer = b.chat(&callee).await.unwrap();
         let took = started.elapsed();
         assert!(
             took >= Duration::from_millis(780) && took < Duration::from_millis(2500),
-            "{}: {took:?}",
-            p.id
+            "{callee}: {took:?}"
         );
-        assert_eq!(answer.attempts, 2, "{}", p.id);
+        assert_eq!(
+            (answer.provider.as_str(), answer.attempts),
+            (p.id, 2),
+            "{callee}"
+        );
+        assert_eq!(b.requests(p.vendor) - before, 2, "{callee}");
+        assert_eq!(
+            shape(&b.rows(&callee).await),
+            [failed("rate_limited", 1), ok(2, false)],
+            "{callee}"
+        );
     }
 }
 
@@ -229,8 +476,7 @@ fn quota_reply(p: &Provider) -> Reply {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn permanent_errors_are_neither_retried_nor_fallen_back() {
+async fn permanent_errors_are_neither_retried_nor_fallen_back(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS {
         for (reply, kind) in [
@@ -240,53 +486,61 @@ async fn permanent_errors_are_neither_retried_nor_fallen_back() {
                 "authentication",
             ),
         ] {
-            let agent = b.agent_named(p, &format!("{}-{kind}", p.id)).await;
+            let callee = b
+                .callee_named(caller, p, &format!("{caller}-{}-{kind}", p.id))
+                .await;
             let fallback_before = b.requests(other(p).vendor);
             let before = b.requests(p.vendor);
             b.sim.enqueue(p.vendor, reply);
             let started = Instant::now();
-            let err = b.service.chat(&agent, request()).await.unwrap_err();
-            assert_eq!(err.kind(), kind, "{}: {err}", p.id);
-            assert!(started.elapsed() < Duration::from_secs(2));
-            assert_eq!(b.requests(p.vendor) - before, 1, "{}: no retry", p.id);
+            let err = b.chat(&callee).await.unwrap_err();
+            assert_eq!(err.kind(), kind, "{callee}: {err}");
+            assert!(started.elapsed() < Duration::from_secs(2), "{callee}");
+            assert_eq!(b.requests(p.vendor) - before, 1, "{callee}: no retry");
             assert_eq!(
                 b.requests(other(p).vendor),
                 fallback_before,
-                "{}: no fallback",
-                p.id
+                "{callee}: nothing sent elsewhere"
             );
-            assert_eq!(shape(&b.rows(&agent).await), [failed(kind, 1)]);
+            assert_eq!(shape(&b.rows(&callee).await), [failed(kind, 1)], "{callee}");
         }
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_server_error_is_retried_once() {
+async fn a_server_error_is_retried_once(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS {
-        let agent = b.agent(p).await;
+        let callee = b.callee(caller, p).await;
         b.sim.enqueue(
             p.vendor,
             error_reply(p, 500, "api_error", "Internal server error"),
         );
         let before = b.requests(p.vendor);
         let started = Instant::now();
-        let answer = b.service.chat(&agent, request()).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(2));
-        assert_eq!(answer.attempts, 2);
-        assert_eq!(b.requests(p.vendor) - before, 2);
+        let answer = b.chat(&callee).await.unwrap();
+        assert!(started.elapsed() < Duration::from_secs(2), "{callee}");
         assert_eq!(
-            shape(&b.rows(&agent).await),
-            [failed("server_error", 1), ok(2, false)]
+            (answer.provider.as_str(), answer.fallback, answer.attempts),
+            (p.id, false, 2),
+            "{callee}"
         );
+        assert_eq!(b.requests(p.vendor) - before, 2, "{callee}");
+        let rows = b.rows(&callee).await;
+        assert_eq!(
+            shape(&rows),
+            [failed("server_error", 1), ok(2, false)],
+            "{callee}"
+        );
+        assert!(of_call(&rows, &answer.request_id), "{callee}: {rows:?}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn overloaded_three_times_falls_back_to_another_provider() {
+/// Three overloads spend the route's attempts: an agent goes on to its
+/// next provider; a plain target has none and fails with the last error.
+async fn overloaded_three_times_falls_back_or_fails_without_another_route(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS {
-        let agent = b.agent(p).await;
+        let callee = b.callee(caller, p).await;
         let q = other(p);
         for _ in 0..3 {
             b.sim.enqueue(
@@ -296,57 +550,71 @@ async fn overloaded_three_times_falls_back_to_another_provider() {
         }
         let (before_p, before_q) = (b.requests(p.vendor), b.requests(q.vendor));
         let started = Instant::now();
-        let answer = b.service.chat(&agent, request()).await.unwrap();
-        assert!(started.elapsed() < Duration::from_secs(3));
-        assert_eq!(answer.provider, q.id, "served by the fallback");
-        assert_eq!(answer.model, q.model);
-        assert!(answer.fallback);
-        assert_eq!(answer.attempts, 4);
-        assert_eq!(b.requests(p.vendor) - before_p, 3);
-        assert_eq!(b.requests(q.vendor) - before_q, 1);
-        let rows = b.rows(&agent).await;
-        assert_eq!(
-            shape(&rows),
-            [
-                failed("overloaded", 1),
-                failed("overloaded", 2),
-                failed("overloaded", 3),
-                ok(4, true)
-            ]
-        );
-        assert_eq!(rows[3].provider, q.id);
+        let outcome = b.chat(&callee).await;
+        assert!(started.elapsed() < Duration::from_secs(3), "{callee}");
+        assert_eq!(b.requests(p.vendor) - before_p, 3, "{callee}");
+        let overloaded = [
+            failed("overloaded", 1),
+            failed("overloaded", 2),
+            failed("overloaded", 3),
+        ];
+        let rows = b.rows(&callee).await;
+        match caller {
+            Caller::Agent => {
+                let answer = outcome.unwrap();
+                assert_eq!(answer.provider, q.id, "{callee}: served by the fallback");
+                assert_eq!(answer.model, q.model);
+                assert!(answer.fallback);
+                assert_eq!(answer.attempts, 4);
+                assert_eq!(b.requests(q.vendor) - before_q, 1, "{callee}");
+                assert_eq!(shape(&rows[..3]), overloaded, "{callee}");
+                assert_eq!(shape(&rows[3..]), [ok(4, true)], "{callee}");
+                assert_eq!(rows[3].provider, q.id);
+            }
+            Caller::Plain => {
+                let err = outcome.unwrap_err();
+                assert_eq!(err.kind(), "overloaded", "{callee}: {err}");
+                assert_eq!(b.requests(q.vendor), before_q, "{callee}: no fallback");
+                assert_eq!(shape(&rows), overloaded, "{callee}");
+            }
+        }
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stall_before_the_first_byte_times_out_and_is_retried() {
+async fn a_stall_before_the_first_byte_times_out_and_is_retried(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS {
-        let agent = b.agent(p).await;
+        let callee = b.callee(caller, p).await;
         b.sim.enqueue(
             p.vendor,
             Reply::raw(200, Vec::new()).delay_headers(Duration::from_secs(10)),
         );
         let before = b.requests(p.vendor);
         let started = Instant::now();
-        let answer = b.service.chat(&agent, request()).await.unwrap();
+        let answer = b.chat(&callee).await.unwrap();
         let took = started.elapsed();
         assert!(
             took >= ATTEMPT_TIMEOUT && took < ATTEMPT_TIMEOUT * 3,
-            "{}: {took:?}",
-            p.id
+            "{callee}: {took:?}"
         );
-        assert_eq!(answer.attempts, 2);
-        assert_eq!(b.requests(p.vendor) - before, 2);
         assert_eq!(
-            shape(&b.rows(&agent).await),
-            [failed("timeout", 1), ok(2, false)]
+            (answer.provider.as_str(), answer.attempts),
+            (p.id, 2),
+            "{callee}"
         );
+        assert_eq!(b.requests(p.vendor) - before, 2, "{callee}");
+        let rows = b.rows(&callee).await;
+        assert_eq!(
+            shape(&rows),
+            [failed("timeout", 1), ok(2, false)],
+            "{callee}"
+        );
+        assert!(of_call(&rows, &answer.request_id), "{callee}: {rows:?}");
     }
 }
 
 /// Reads a stream to its end: the text, then the error if it failed.
-async fn drain(stream: &mut llmhost::AgentStream) -> (String, Option<Error>) {
+async fn drain(stream: &mut RoutedStream) -> (String, Option<Error>) {
     let mut text = String::new();
     while let Some(chunk) = stream.next().await {
         match chunk {
@@ -358,11 +626,10 @@ async fn drain(stream: &mut llmhost::AgentStream) -> (String, Option<Error>) {
     (text, None)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stall_mid_stream_ends_it_with_a_timeout_and_no_retry() {
+async fn a_stall_mid_stream_ends_it_with_a_timeout_and_no_retry(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS {
-        let agent = b.agent(p).await;
+        let callee = b.callee(caller, p).await;
         let events = usage_stream(p, &["Hel", "lo"]);
         // Everything up to the first piece of text, then silence.
         let cut = events.iter().position(|e| e.contains("Hel")).unwrap() + 1;
@@ -370,51 +637,60 @@ async fn a_stall_mid_stream_ends_it_with_a_timeout_and_no_retry() {
             .enqueue(p.vendor, Reply::sse(events[..cut].to_vec()).hang());
         let before = b.requests(p.vendor);
         let started = Instant::now();
-        let mut stream = b.service.stream(&agent, request()).await.unwrap();
+        let mut stream = b.stream(&callee).await.unwrap();
         let (text, err) = drain(&mut stream).await;
         let took = started.elapsed();
-        assert_eq!(text, "Hel", "{}", p.id);
-        assert_eq!(err.expect("fails").kind(), "timeout", "{}", p.id);
+        assert_eq!(text, "Hel", "{callee}");
+        assert_eq!(err.expect("fails").kind(), "timeout", "{callee}");
         assert!(
             took >= ATTEMPT_TIMEOUT && took < ATTEMPT_TIMEOUT * 3,
-            "{took:?}"
+            "{callee}: {took:?}"
         );
-        assert_eq!(b.requests(p.vendor) - before, 1, "{}: no retry", p.id);
-        let rows = b.rows(&agent).await;
-        assert_eq!(shape(&rows), [failed("timeout", 1)]);
-        assert!(rows[0].streamed && rows[0].estimated && rows[0].output_tokens > 0);
+        assert_eq!(b.requests(p.vendor) - before, 1, "{callee}: no retry");
+        let rows = b.rows(&callee).await;
+        assert_eq!(shape(&rows), [failed("timeout", 1)], "{callee}");
+        assert!(
+            rows[0].streamed && rows[0].estimated && rows[0].output_tokens > 0,
+            "{callee}: {:?}",
+            rows[0]
+        );
+        assert!(of_call(&rows, stream.request_id()), "{callee}: {rows:?}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_reset_after_the_first_chunk_is_an_error_with_partial_usage() {
+async fn a_reset_after_the_first_chunk_is_an_error_with_partial_usage(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS {
-        let agent = b.agent(p).await;
+        let callee = b.callee(caller, p).await;
         let events: Vec<String> = usage_stream(p, &["Partial ", "answer"])
             .into_iter()
             .filter(|e| !is_terminator(p, e))
             .collect();
         b.sim.enqueue(p.vendor, Reply::sse(events));
         let before = b.requests(p.vendor);
-        let mut stream = b.service.stream(&agent, request()).await.unwrap();
+        let mut stream = b.stream(&callee).await.unwrap();
         let (text, err) = drain(&mut stream).await;
-        assert_eq!(text, "Partial answer");
-        assert_eq!(err.expect("fails").kind(), "protocol", "{}", p.id);
-        assert_eq!(b.requests(p.vendor) - before, 1, "{}: no retry", p.id);
-        let rows = b.rows(&agent).await;
-        assert_eq!(shape(&rows), [failed("protocol", 1)]);
+        assert_eq!(text, "Partial answer", "{callee}");
+        assert_eq!(err.expect("fails").kind(), "protocol", "{callee}");
+        assert_eq!(b.requests(p.vendor) - before, 1, "{callee}: no retry");
+        let rows = b.rows(&callee).await;
+        assert_eq!(shape(&rows), [failed("protocol", 1)], "{callee}");
         let row = &rows[0];
-        assert!(row.input_tokens > 0 && row.output_tokens > 0, "{row:?}");
-        assert!(row.streamed);
+        assert!(
+            row.input_tokens > 0 && row.output_tokens > 0,
+            "{callee}: {row:?}"
+        );
+        assert!(row.streamed, "{callee}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_stream_is_retried_and_falls_back_before_its_first_chunk() {
+/// Failures before a stream's first chunk are retried like a chat's: an
+/// agent whose first route is spent is served by its next provider; a
+/// plain target's stream fails to start with the last error.
+async fn a_stream_is_retried_before_its_first_chunk_then_falls_back_or_fails(caller: Caller) {
     let b = Bench::new(resilience(), None).await;
     for p in PROVIDERS {
-        let agent = b.agent(p).await;
+        let callee = b.callee(caller, p).await;
         let q = other(p);
         for _ in 0..3 {
             b.sim.enqueue(
@@ -422,43 +698,57 @@ async fn a_stream_is_retried_and_falls_back_before_its_first_chunk() {
                 error_reply(p, 503, "overloaded", "Service unavailable"),
             );
         }
-        let mut stream = b.service.stream(&agent, request()).await.unwrap();
-        let (text, err) = drain(&mut stream).await;
-        assert!(err.is_none(), "{err:?}");
-        assert!(text.contains("Hello there"), "{text}");
-        assert_eq!(
-            (stream.provider(), stream.fallback(), stream.attempts()),
-            (q.id, true, 4)
-        );
-        drop(stream);
-        let rows = b.rows(&agent).await;
-        assert_eq!(
-            shape(&rows),
-            [
-                failed("overloaded", 1),
-                failed("overloaded", 2),
-                failed("overloaded", 3),
-                ok(4, true)
-            ]
-        );
-        assert!(rows[3].cost_usd.is_some() && !rows[3].estimated);
+        let (before_p, before_q) = (b.requests(p.vendor), b.requests(q.vendor));
+        let overloaded = [
+            failed("overloaded", 1),
+            failed("overloaded", 2),
+            failed("overloaded", 3),
+        ];
+        match (caller, b.stream(&callee).await) {
+            (Caller::Agent, Ok(mut stream)) => {
+                let (text, err) = drain(&mut stream).await;
+                assert!(err.is_none(), "{callee}: {err:?}");
+                assert!(text.contains("Hello there"), "{callee}: {text}");
+                assert_eq!(
+                    (stream.provider(), stream.fallback(), stream.attempts()),
+                    (q.id, true, 4),
+                    "{callee}"
+                );
+                drop(stream);
+                assert_eq!(b.requests(q.vendor) - before_q, 1, "{callee}");
+                let rows = b.rows(&callee).await;
+                assert_eq!(shape(&rows[..3]), overloaded, "{callee}");
+                assert_eq!(shape(&rows[3..]), [ok(4, true)], "{callee}");
+                assert!(rows[3].cost_usd.is_some() && !rows[3].estimated);
+            }
+            (Caller::Plain, Err(err)) => {
+                assert_eq!(err.kind(), "overloaded", "{callee}: {err}");
+                assert_eq!(b.requests(q.vendor), before_q, "{callee}: no fallback");
+                let rows = b.rows(&callee).await;
+                assert_eq!(shape(&rows), overloaded, "{callee}");
+                assert!(rows.iter().all(|r| r.streamed), "{callee}");
+            }
+            (_, outcome) => panic!("{callee}: started: {}", outcome.is_ok()),
+        }
+        assert_eq!(b.requests(p.vendor) - before_p, 3, "{callee}");
     }
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_config_fallback_pair_is_tried_before_the_next_config() {
     let b = Bench::new(resilience(), None).await;
+    let service = &b.client.service;
     let p = &PROVIDERS[0];
-    b.service.create_agent("pair", None).await.unwrap();
+    service.create_agent("pair", None).await.unwrap();
     let mut config = b.config(p, 0);
     config.fallback_provider = Some(p.id.into());
     config.fallback_model = Some("gpt-4o".into());
-    b.service.create_config("pair", config).await.unwrap();
+    service.create_config("pair", config).await.unwrap();
     for _ in 0..3 {
         b.sim
             .enqueue(p.vendor, error_reply(p, 500, "server_error", "boom"));
     }
-    let answer = b.service.chat("pair", request()).await.unwrap();
+    let answer = service.chat("pair", request()).await.unwrap();
     assert_eq!(
         (
             answer.provider.as_str(),
@@ -471,64 +761,166 @@ async fn a_config_fallback_pair_is_tried_before_the_next_config() {
     assert_eq!(last["model"], "gpt-4o");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_deadline_bounds_retries_and_fallbacks_together() {
+async fn the_deadline_bounds_retries_and_fallbacks_together(caller: Caller) {
     let mut policy = resilience();
     policy.retry.deadline = Duration::from_millis(1500);
     policy.attempt_timeout = Some(Duration::from_secs(5));
     let b = Bench::new(policy, None).await;
     let p = &PROVIDERS[0];
-    let agent = b.agent(p).await;
-    // The vendor asks for 5 s; the call has 1.5 s: it goes to the
-    // fallback instead of waiting, which stalls until the deadline.
+    let q = other(p);
+    let callee = b.callee(caller, p).await;
+    let stall = || Reply::raw(200, Vec::new()).delay_headers(Duration::from_secs(10));
+    // The vendor asks for 5 s; the call has 1.5 s.
     b.sim.enqueue(
         p.vendor,
         error_reply(p, 429, "rate_limit_exceeded", "slow down").header("retry-after", "5"),
     );
-    b.sim.enqueue(
-        other(p).vendor,
-        Reply::raw(200, Vec::new()).delay_headers(Duration::from_secs(10)),
-    );
     let started = Instant::now();
-    let err = b.service.chat(&agent, request()).await.unwrap_err();
-    let took = started.elapsed();
-    assert_eq!(err.kind(), "timeout", "{err}");
-    assert!(
-        took >= Duration::from_millis(1400) && took < Duration::from_millis(2500),
-        "{took:?}"
-    );
-    let rows = b.rows(&agent).await;
-    assert_eq!(rows.len(), 2, "{:?}", shape(&rows));
+    match caller {
+        Caller::Agent => {
+            // It goes to the fallback instead of waiting, which stalls
+            // until the deadline.
+            b.sim.enqueue(q.vendor, stall());
+            let err = b.chat(&callee).await.unwrap_err();
+            let took = started.elapsed();
+            assert_eq!(err.kind(), "timeout", "{err}");
+            assert!(
+                took >= Duration::from_millis(1400) && took < Duration::from_millis(2500),
+                "{took:?}"
+            );
+            assert_eq!((b.requests(p.vendor), b.requests(q.vendor)), (1, 1));
+            let rows = b.rows(&callee).await;
+            assert_eq!(
+                shape(&rows),
+                [failed("rate_limited", 1), failed_on("timeout", 2, true)]
+            );
+        }
+        Caller::Plain => {
+            // With nowhere else to go it fails at once, with the vendor's
+            // error and when to come back.
+            let err = b.chat(&callee).await.unwrap_err();
+            let took = started.elapsed();
+            assert_eq!(err.kind(), "rate_limited", "{err}");
+            assert_eq!(err.retry_after(), Some(Duration::from_secs(5)), "{err}");
+            assert!(took < Duration::from_millis(1300), "{took:?}");
+            assert_eq!(b.requests(p.vendor), 1);
+            // A retry that stalls is cut at the deadline.
+            b.sim
+                .enqueue(p.vendor, error_reply(p, 500, "server_error", "boom"));
+            b.sim.enqueue(p.vendor, stall());
+            let started = Instant::now();
+            let err = b.chat(&callee).await.unwrap_err();
+            let took = started.elapsed();
+            assert_eq!(err.kind(), "timeout", "{err}");
+            assert!(
+                took >= Duration::from_millis(1400) && took < Duration::from_millis(2500),
+                "{took:?}"
+            );
+            assert_eq!(b.requests(p.vendor), 3, "no third attempt");
+            assert_eq!(b.requests(q.vendor), 0, "no fallback");
+            let rows = b.rows(&callee).await;
+            assert_eq!(
+                shape(&rows),
+                [
+                    failed("rate_limited", 1),
+                    failed("server_error", 1),
+                    failed("timeout", 2)
+                ]
+            );
+        }
+    }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn an_open_circuit_skips_the_provider_until_its_cooldown() {
+/// Asserts the outcome of a call to `callee` while its provider's circuit
+/// is open: an agent is served by its next provider, a plain target gets
+/// `circuit_open` with when to come back.
+fn assert_skipped(callee: &Callee, outcome: Result<Answer, Error>, cooldown: Duration) {
+    match callee.caller() {
+        Caller::Agent => {
+            let answer = outcome.unwrap();
+            assert_eq!(
+                (answer.provider.as_str(), answer.fallback, answer.attempts),
+                (other(callee.provider).id, true, 1),
+                "{callee}: served by the fallback"
+            );
+        }
+        Caller::Plain => {
+            let err = outcome.unwrap_err();
+            assert_eq!(err.kind(), "circuit_open", "{callee}: {err}");
+            let wait = err.retry_after().expect("when to come back");
+            assert!(
+                wait > Duration::ZERO && wait <= cooldown,
+                "{callee}: {wait:?}"
+            );
+        }
+    }
+}
+
+/// Asserts the outcome of a call to `callee` whose first route failed with
+/// `overloaded` in its only attempt.
+fn assert_overloaded(callee: &Callee, outcome: Result<Answer, Error>) {
+    match callee.caller() {
+        Caller::Agent => assert_eq!(
+            outcome.unwrap().provider,
+            other(callee.provider).id,
+            "{callee}: served by the fallback"
+        ),
+        Caller::Plain => assert_eq!(outcome.unwrap_err().kind(), "overloaded", "{callee}"),
+    }
+}
+
+async fn an_open_circuit_skips_the_provider_until_its_cooldown(caller: Caller) {
+    let cooldown = Duration::from_millis(600);
     let mut policy = resilience();
     policy.retry.max_attempts = 1;
     policy.breaker = BreakerPolicy {
         threshold: 2,
-        cooldown: Duration::from_millis(600),
+        cooldown,
     };
     let b = Bench::new(policy, None).await;
     let p = &PROVIDERS[0];
-    let q = other(p);
-    let agent = b.agent(p).await;
+    let callee = b.callee(caller, p).await;
     for _ in 0..2 {
         b.sim
             .enqueue(p.vendor, error_reply(p, 503, "overloaded", "unavailable"));
-        let answer = b.service.chat(&agent, request()).await.unwrap();
-        assert_eq!(answer.provider, q.id);
+        assert_overloaded(&callee, b.chat(&callee).await);
     }
     // Open: p is skipped without a request.
     let before = b.requests(p.vendor);
-    let answer = b.service.chat(&agent, request()).await.unwrap();
-    assert_eq!((answer.provider.as_str(), answer.attempts), (q.id, 1));
-    assert_eq!(b.requests(p.vendor), before);
+    assert_skipped(&callee, b.chat(&callee).await, cooldown);
+    assert_eq!(b.requests(p.vendor), before, "{callee}");
     // After the cooldown one probe goes through and closes it.
-    tokio::time::sleep(Duration::from_millis(650)).await;
-    let answer = b.service.chat(&agent, request()).await.unwrap();
-    assert_eq!(answer.provider, p.id);
-    assert_eq!(b.requests(p.vendor), before + 1);
+    tokio::time::sleep(cooldown + Duration::from_millis(50)).await;
+    let answer = b.chat(&callee).await.unwrap();
+    assert_eq!(
+        (answer.provider.as_str(), answer.fallback, answer.attempts),
+        (p.id, false, 1),
+        "{callee}"
+    );
+    assert_eq!(b.requests(p.vendor), before + 1, "{callee}");
+    let rows = b.rows(&callee).await;
+    match caller {
+        Caller::Agent => assert_eq!(
+            shape(&rows),
+            [
+                failed("overloaded", 1),
+                ok(2, true),
+                failed("overloaded", 1),
+                ok(2, true),
+                ok(1, true),
+                ok(1, false),
+            ]
+        ),
+        // The skipped call made no attempt, so has no row.
+        Caller::Plain => assert_eq!(
+            shape(&rows),
+            [
+                failed("overloaded", 1),
+                failed("overloaded", 1),
+                ok(1, false)
+            ]
+        ),
+    }
 }
 
 const COOLDOWN: Duration = Duration::from_millis(200);
@@ -558,54 +950,52 @@ async fn until(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
-/// An agent whose first route, `p`, has an open circuit whose cool-down
-/// has passed: the next call to it is the half-open probe.
-async fn circuit_ready_to_probe(b: &Bench, p: &Provider) -> String {
-    let agent = b.agent(p).await;
+/// A callee whose first route, `p`, has an open circuit whose cool-down has
+/// passed: the next call to it is the half-open probe.
+async fn circuit_ready_to_probe(b: &Bench, caller: Caller, p: &'static Provider) -> Callee {
+    let callee = b.callee(caller, p).await;
     for _ in 0..2 {
         b.sim
             .enqueue(p.vendor, error_reply(p, 503, "overloaded", "unavailable"));
-        let answer = b.service.chat(&agent, request()).await.unwrap();
-        assert_eq!(answer.provider, other(p).id, "{}", p.id);
+        assert_overloaded(&callee, b.chat(&callee).await);
     }
     // Sleeping never ends early, so this is past the cool-down however
     // busy the machine is.
     tokio::time::sleep(COOLDOWN + Duration::from_millis(100)).await;
-    agent
+    callee
 }
 
 /// After a probe was dropped unsettled: calls made within the cool-down
 /// skip `p` (the drop reopened the circuit), and the first call after it
 /// probes `p` and is served by it.
-async fn recovers_after_the_cooldown(b: &Bench, p: &Provider, agent: &str, dropped: Instant) {
+async fn recovers_after_the_cooldown(b: &Bench, callee: &Callee, dropped: Instant) {
+    let p = callee.provider;
     let sent = b.requests(p.vendor);
-    let answer = b.service.chat(agent, request()).await.unwrap();
+    let outcome = b.chat(callee).await;
     // Only checkable if this call was admitted within the cool-down; on a
-    // busy machine it may not have been.
+    // busy machine it may not have been, and then it was the probe.
     if dropped.elapsed() < COOLDOWN {
-        assert_eq!(answer.provider, other(p).id, "{}: reopened", p.id);
-        assert_eq!(b.requests(p.vendor), sent, "{}: skipped while open", p.id);
+        assert_skipped(callee, outcome, COOLDOWN);
+        assert_eq!(b.requests(p.vendor), sent, "{callee}: skipped while open");
     }
     tokio::time::sleep(COOLDOWN + Duration::from_millis(100)).await;
     let sent = b.requests(p.vendor);
-    let answer = b.service.chat(agent, request()).await.unwrap();
+    let answer = b.chat(callee).await.unwrap();
     assert_eq!(
         (answer.provider.as_str(), answer.fallback, answer.attempts),
         (p.id, false, 1),
-        "{}: the circuit was probed again and closed",
-        p.id
+        "{callee}: the circuit was probed again and closed"
     );
-    assert_eq!(b.requests(p.vendor), sent + 1, "{}", p.id);
+    assert_eq!(b.requests(p.vendor), sent + 1, "{callee}");
     // Closed: the next call goes to `p` too.
-    let answer = b.service.chat(agent, request()).await.unwrap();
-    assert_eq!(answer.provider, p.id, "{}", p.id);
+    let answer = b.chat(callee).await.unwrap();
+    assert_eq!(answer.provider, p.id, "{callee}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_half_open_probe_cancelled_mid_flight_does_not_wedge_the_circuit() {
+async fn a_half_open_probe_cancelled_mid_flight_does_not_wedge_the_circuit(caller: Caller) {
     let b = Bench::new(breaker_policy(), None).await;
     for p in PROVIDERS {
-        let agent = circuit_ready_to_probe(&b, p).await;
+        let callee = circuit_ready_to_probe(&b, caller, p).await;
         // The probe: a vendor slow to answer, and a caller that gives up
         // first (a client timeout, a disconnect, a `select!`).
         b.sim.enqueue(
@@ -613,80 +1003,117 @@ async fn a_half_open_probe_cancelled_mid_flight_does_not_wedge_the_circuit() {
             Reply::raw(200, Vec::new()).delay_headers(Duration::from_secs(30)),
         );
         let sent = b.requests(p.vendor);
-        let probe = b.service.chat(&agent, request());
+        let probe = b.chat(&callee);
         tokio::select! {
-            answer = probe => panic!("{}: the probe was answered: {answer:?}", p.id),
+            answer = probe => panic!("{callee}: the probe was answered: {answer:?}"),
             () = until("the probe to reach the vendor", || b.requests(p.vendor) > sent) => {}
         }
         // `select!` dropped the probe's future, mid-flight.
-        recovers_after_the_cooldown(&b, p, &agent, Instant::now()).await;
+        recovers_after_the_cooldown(&b, &callee, Instant::now()).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_half_open_probe_stream_dropped_before_its_first_chunk_does_not_wedge_the_circuit() {
+async fn a_half_open_probe_stream_dropped_before_its_first_chunk_does_not_wedge_the_circuit(
+    caller: Caller,
+) {
     let b = Bench::new(breaker_policy(), None).await;
     for p in PROVIDERS {
-        let agent = circuit_ready_to_probe(&b, p).await;
+        let callee = circuit_ready_to_probe(&b, caller, p).await;
         b.sim.enqueue(
             p.vendor,
             Reply::sse(usage_stream(p, &["Hel", "lo"])).delay_headers(Duration::from_secs(30)),
         );
         let sent = b.requests(p.vendor);
-        let probe = b.service.stream(&agent, request());
+        let probe = b.stream(&callee);
         tokio::select! {
-            started = probe => panic!("{}: the probe started: {}", p.id, started.is_ok()),
+            started = probe => panic!("{callee}: the probe started: {}", started.is_ok()),
             () = until("the probe to reach the vendor", || b.requests(p.vendor) > sent) => {}
         }
-        recovers_after_the_cooldown(&b, p, &agent, Instant::now()).await;
+        recovers_after_the_cooldown(&b, &callee, Instant::now()).await;
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_half_open_probe_stream_dropped_after_its_first_chunk_closes_the_circuit() {
+async fn a_half_open_probe_stream_dropped_after_its_first_chunk_closes_the_circuit(caller: Caller) {
     let b = Bench::new(breaker_policy(), None).await;
     for p in PROVIDERS {
-        let agent = circuit_ready_to_probe(&b, p).await;
+        let callee = circuit_ready_to_probe(&b, caller, p).await;
         // The probe's vendor answers, sends some text, then goes quiet;
         // the caller reads the first chunk and drops the stream.
         let events = usage_stream(p, &["Hel", "lo"]);
         let cut = events.iter().position(|e| e.contains("Hel")).unwrap() + 1;
         b.sim
             .enqueue(p.vendor, Reply::sse(events[..cut].to_vec()).hang());
-        let mut stream = b.service.stream(&agent, request()).await.unwrap();
-        assert_eq!(stream.provider(), p.id, "{}: the probe went to p", p.id);
+        let mut stream = b.stream(&callee).await.unwrap();
+        assert_eq!(stream.provider(), p.id, "{callee}: the probe went to p");
         let first = stream.next().await.expect("a chunk").unwrap();
         assert!(
             matches!(first, Chunk::Start(_) | Chunk::Text(_)),
-            "{first:?}"
+            "{callee}: {first:?}"
         );
+        let probe_id = stream.request_id().to_owned();
         drop(stream);
         // The vendor answered: the circuit is closed, at once.
         let sent = b.requests(p.vendor);
-        let answer = b.service.chat(&agent, request()).await.unwrap();
+        let answer = b.chat(&callee).await.unwrap();
         assert_eq!(
             (answer.provider.as_str(), answer.fallback),
             (p.id, false),
-            "{}: closed by the probe's first chunk",
-            p.id
+            "{callee}: closed by the probe's first chunk"
         );
-        assert_eq!(b.requests(p.vendor), sent + 1, "{}", p.id);
+        assert_eq!(b.requests(p.vendor), sent + 1, "{callee}");
         // The dropped stream's row is written in the background.
         let started = Instant::now();
-        while !b
-            .rows(&agent)
-            .await
-            .iter()
-            .any(|r| r.error_kind.as_deref() == Some("cancelled"))
-        {
-            assert!(started.elapsed() < Duration::from_secs(10), "no row");
+        let cancelled = loop {
+            let rows = b.rows(&callee).await;
+            if let Some(row) = rows
+                .into_iter()
+                .find(|r| r.error_kind.as_deref() == Some("cancelled"))
+            {
+                break row;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{callee}: no row"
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        };
+        assert_eq!(
+            (
+                cancelled.provider.as_str(),
+                cancelled.streamed,
+                cancelled.request_id.as_deref()
+            ),
+            (p.id, true, Some(probe_id.as_str())),
+            "{callee}"
+        );
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn client_side_rate_limits_space_calls_and_refuse_past_the_deadline() {
+/// Fills the rate limit of `callee`'s first route as `client` sees it, then
+/// checks that the next call fails with `rate_limited` and when to come
+/// back, having sent and recorded nothing.
+async fn assert_refused_unsent(b: &Bench, client: &Client, callee: &Callee) {
+    for _ in 0..3 {
+        let _ = client.chat(callee).await;
+    }
+    let sent = b.requests(callee.provider.vendor);
+    let rows = b.rows(callee).await.len();
+    let err = client.chat(callee).await.unwrap_err();
+    assert_eq!(err.kind(), "rate_limited", "{callee}: {err}");
+    let wait = err.retry_after().expect("when to come back");
+    assert!(
+        wait > Duration::ZERO && wait <= Duration::from_secs(1),
+        "{callee}: {wait:?}"
+    );
+    assert_eq!(
+        b.requests(callee.provider.vendor),
+        sent,
+        "{callee}: nothing sent"
+    );
+    assert_eq!(b.rows(callee).await.len(), rows, "{callee}: no attempt");
+}
+
+async fn client_side_rate_limits_space_calls_and_refuse_past_the_deadline(caller: Caller) {
     // 120 requests a minute: 2 a second, a burst of 2.
     let overrides = r#"
 [[model]]
@@ -696,65 +1123,134 @@ requests_per_minute = 120
 "#;
     let b = Bench::new(resilience(), Some(overrides)).await;
     let p = &PROVIDERS[0];
-    let agent = b.agent(p).await;
+    let callee = b.callee(caller, p).await;
     let started = Instant::now();
     let calls: Vec<_> = (0..6)
         .map(|_| {
-            let service = b.service.clone();
-            let agent = agent.clone();
-            tokio::spawn(async move { service.chat(&agent, request()).await })
+            let client = b.client.clone();
+            let callee = callee.clone();
+            tokio::spawn(async move { client.chat(&callee).await })
         })
         .collect();
     for call in calls {
         let answer = call.await.unwrap().unwrap();
-        assert_eq!(answer.provider, "openai");
+        assert_eq!((answer.provider.as_str(), answer.attempts), ("openai", 1));
     }
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(1900) && took < Duration::from_secs(4),
-        "{took:?}"
+        "{callee}: {took:?}"
+    );
+    assert_eq!(b.requests(p.vendor), 6, "{callee}");
+    assert_eq!(
+        shape(&b.rows(&callee).await),
+        vec![ok(1, false); 6],
+        "{callee}"
     );
 
     // A call whose deadline is shorter than the wait is refused, with when
-    // to come back (its fallback has no limit and serves it).
+    // to come back.
     let mut tight = resilience();
     tight.retry.deadline = Duration::from_millis(100);
-    let service = b.service.clone().with_resilience(tight);
-    for _ in 0..3 {
-        let _ = service.chat(&agent, request()).await;
+    let client = b.client.with_resilience(tight);
+    match caller {
+        Caller::Agent => {
+            // Its fallback has no limit and serves it.
+            for _ in 0..3 {
+                let _ = client.chat(&callee).await;
+            }
+            let rows_before = b.rows(&callee).await.len();
+            let answer = client.chat(&callee).await.unwrap();
+            assert_eq!(
+                answer.provider,
+                other(p).id,
+                "the limited route was skipped"
+            );
+            assert_eq!(
+                b.rows(&callee).await.len(),
+                rows_before + 1,
+                "no attempt on the limited route"
+            );
+            // With no other route, the call fails.
+            let service = &b.client.service;
+            service.create_agent("limited-only", None).await.unwrap();
+            service
+                .create_config("limited-only", b.config(p, 0))
+                .await
+                .unwrap();
+            let only = Callee {
+                provider: p,
+                name: "limited-only".into(),
+                via: Via::Agent("limited-only".into()),
+            };
+            assert_refused_unsent(&b, &client, &only).await;
+        }
+        Caller::Plain => assert_refused_unsent(&b, &client, &callee).await,
     }
-    let rows_before = b.rows(&agent).await.len();
-    let answer = service.chat(&agent, request()).await.unwrap();
-    assert_eq!(
-        answer.provider,
-        other(p).id,
-        "the limited route was skipped"
-    );
-    assert_eq!(
-        b.rows(&agent).await.len(),
-        rows_before + 1,
-        "no attempt on the limited route"
-    );
+}
 
-    // With no other route, the call fails with rate_limited and when to
-    // come back, without sending anything.
-    b.service.create_agent("limited-only", None).await.unwrap();
-    b.service
-        .create_config("limited-only", b.config(p, 0))
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        let _ = service.chat("limited-only", request()).await;
+#[tokio::test(flavor = "multi_thread")]
+async fn bare_host_calls_are_retried_and_recorded_untagged() {
+    let b = Bench::new(resilience(), None).await;
+    let host = b.client.plain.host();
+    for p in PROVIDERS {
+        let target = b.target(p);
+        let request = ChatRequest::simple(p.model, "Hello there");
+        let before = b.requests(p.vendor);
+        b.sim.enqueue(
+            p.vendor,
+            error_reply(p, 500, "api_error", "Internal server error"),
+        );
+        let answer = host.chat(&target, &request).await.unwrap();
+        assert_eq!(answer.provider, p.id);
+        assert_eq!(b.requests(p.vendor) - before, 2, "{}: retried", p.id);
+        b.sim.enqueue(
+            p.vendor,
+            error_reply(p, 500, "api_error", "Internal server error"),
+        );
+        let mut stream = host.stream(&target, &request).await.unwrap();
+        let (text, err) = drain(&mut stream).await;
+        assert!(err.is_none(), "{}: {err:?}", p.id);
+        assert!(text.contains("Hello there"), "{}: {text}", p.id);
+        assert_eq!(stream.attempts(), 2, "{}", p.id);
+        assert_eq!(b.requests(p.vendor) - before, 4, "{}: retried", p.id);
+        b.client.flush().await;
+        let rows: Vec<_> = b
+            .store
+            .usage_events(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|r| r.provider == p.id)
+            .collect();
+        assert_eq!(
+            shape(&rows),
+            [
+                failed("server_error", 1),
+                ok(2, false),
+                failed("server_error", 1),
+                ok(2, false)
+            ],
+            "{}",
+            p.id
+        );
+        assert!(
+            rows.iter()
+                .all(|r| r.agent_name.is_none() && r.route.is_none() && r.config_id.is_none()),
+            "{}: {rows:?}",
+            p.id
+        );
+        let chat_id = rows[0].request_id.clone().expect("a request id");
+        assert!(of_call(&rows[..2], &chat_id), "{}: {rows:?}", p.id);
+        assert!(
+            of_call(&rows[2..], stream.request_id()),
+            "{}: {rows:?}",
+            p.id
+        );
+        assert_ne!(chat_id, stream.request_id(), "{}", p.id);
+        let streamed: Vec<bool> = rows.iter().map(|r| r.streamed).collect();
+        assert_eq!(streamed, [false, false, true, true], "{}", p.id);
     }
-    let sent = b.requests(p.vendor);
-    let err = service.chat("limited-only", request()).await.unwrap_err();
-    assert_eq!(err.kind(), "rate_limited", "{err}");
-    let wait = err.retry_after().expect("when to come back");
-    assert!(
-        wait > Duration::ZERO && wait <= Duration::from_secs(1),
-        "{wait:?}"
-    );
-    assert_eq!(b.requests(p.vendor), sent);
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -767,7 +1263,7 @@ async fn two_hundred_concurrent_calls_with_faults_are_all_accounted_for() {
     policy.attempt_timeout = Some(Duration::from_secs(15));
     let b = Bench::new(policy, None).await;
     let p = &PROVIDERS[0];
-    let agent = b.agent(p).await;
+    let callee = b.callee(Caller::Agent, p).await;
     for i in 0..120 {
         let reply = match i % 4 {
             0 => error_reply(p, 500, "server_error", "boom"),
@@ -779,13 +1275,13 @@ async fn two_hundred_concurrent_calls_with_faults_are_all_accounted_for() {
     }
     let calls: Vec<_> = (0..200)
         .map(|i| {
-            let service = b.service.clone();
-            let agent = agent.clone();
+            let client = b.client.clone();
+            let callee = callee.clone();
             tokio::spawn(async move {
                 if i % 2 == 0 {
-                    service.chat(&agent, request()).await.map(|a| a.attempts)
+                    client.chat(&callee).await.map(|a| a.attempts)
                 } else {
-                    let mut stream = service.stream(&agent, request()).await?;
+                    let mut stream = client.stream(&callee).await?;
                     let (_, err) = drain(&mut stream).await;
                     match err {
                         Some(err) => Err(err),
@@ -808,7 +1304,7 @@ async fn two_hundred_concurrent_calls_with_faults_are_all_accounted_for() {
     }
     assert_eq!(outcomes + failures, 200);
     // Streams record when they end; all ended above.
-    let rows = b.rows(&agent).await;
+    let rows = b.rows(&callee).await;
     let posts = b.requests(p.vendor) + b.requests(other(p).vendor);
     assert_eq!(rows.len(), posts, "one usage row per attempt");
     assert_eq!(rows.iter().filter(|r| r.status == "ok").count(), outcomes);
