@@ -169,7 +169,8 @@ impl Gateway {
         if have_virtual && virtual_keys.is_none() {
             return Err(Error::Encryption {
                 kind: "encryption_key_missing",
-                message: "virtual keys are stored but no encryption key is configured to check                           them: set LLMHOST_ENCRYPTION_KEY or the key file"
+                message: "virtual keys are stored but no encryption key is configured to check \
+                          them: set LLMHOST_ENCRYPTION_KEY or the key file"
                     .into(),
             });
         }
@@ -477,7 +478,8 @@ impl Shared {
                 Some(usd) => usd,
                 None if priced => {
                     return Err(ApiError::permission(format!(
-                        "`{provider}/{}` has no known price, so a USD budget cannot be enforced                          on it (add its price to the model overrides file)",
+                        "`{provider}/{}` has no known price, so a USD budget cannot be enforced \
+                         on it (add its price to the model overrides file)",
                         route.model
                     ))
                     .param("model"));
