@@ -166,7 +166,8 @@ impl Gateway {
         if have_virtual && virtual_keys.is_none() {
             return Err(Error::Encryption {
                 kind: "encryption_key_missing",
-                message: "virtual keys are stored but no encryption key is configured to check                           them: set LLMHOST_ENCRYPTION_KEY or the key file"
+                message: "virtual keys are stored but no encryption key is configured to check \
+                          them: set LLMHOST_ENCRYPTION_KEY or the key file"
                     .into(),
             });
         }
