@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use serde_json::Value;
 use std::process::{Command, Output};
 
