@@ -527,3 +527,178 @@ async fn it_refuses_to_start_where_it_could_not_check_keys() {
         "{stderr}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn requests_still_running_when_the_grace_period_ends_are_cut_and_recorded() {
+    let sim = Simulator::start().await.expect("simulator");
+    // A six-second stream against a one-second grace period.
+    sim.set_stream_delay(Duration::from_millis(300));
+    let mut gateway = Setup::new(&sim)
+        .settings("[server]\nshutdown_grace_secs = 1\n")
+        .start()
+        .await;
+    let stream = start_stream(
+        &gateway,
+        "/v1/chat/completions",
+        ("authorization", &bearer(MASTER_KEY)),
+        json!({
+            "model": "openai/gpt-4o-mini",
+            "stream": true,
+            "messages": [{"role": "user", "content": LONG_TEXT}],
+        }),
+    )
+    .await;
+    // And an answer the vendor takes its time over.
+    sim.enqueue(
+        llmhost_simulator::Vendor::Anthropic,
+        llmhost_simulator::Reply::raw(200, Vec::new()).delay_headers(Duration::from_secs(30)),
+    );
+    let url = gateway.url();
+    let slow = tokio::spawn(async move {
+        let response = client()
+            .post(format!("{url}/v1/messages"))
+            .header("x-api-key", MASTER_KEY)
+            .header("anthropic-version", "2023-06-01")
+            .body(
+                json!({
+                    "model": "claude/claude-sonnet-4-5",
+                    "max_tokens": 50,
+                    "messages": [{"role": "user", "content": "slow"}],
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("an answer");
+        let status = response.status().as_u16();
+        let id = response
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let body = json_body(&response.bytes().await.expect("body"));
+        (status, id, body)
+    });
+    // The slow request is in flight before the signal.
+    let since = Instant::now();
+    while !sim
+        .requests()
+        .iter()
+        .any(|r| r.vendor == Some(llmhost_simulator::Vendor::Anthropic))
+    {
+        assert!(since.elapsed() < Duration::from_secs(20), "never sent");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    gateway.terminate();
+    let started = Instant::now();
+    let (text, _) = stream.task.await.expect("join");
+    let (status, slow_id, body) = slow.await.expect("join");
+    let exit = gateway.wait(Duration::from_secs(60)).await;
+    assert_eq!(exit.code(), Some(0), "{}", gateway.log());
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut after {:?}",
+        started.elapsed()
+    );
+
+    // The stream ends with an error event its client can act on, not a
+    // silent EOF; the slow request gets 503 in Anthropic's shape.
+    let last = events(&text).pop().expect("events");
+    let error = json_body(last.data.as_bytes());
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("shutting down")),
+        "{text}"
+    );
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["type"], "error", "{body}");
+    assert_eq!(body["error"]["type"], "overloaded_error", "{body}");
+
+    // Both attempts are in the usage table, as cancelled.
+    let rows = gateway.usage_rows();
+    let slow_id = slow_id.expect("a request id");
+    for id in [stream.request_id.as_str(), slow_id.as_str()] {
+        let row = rows
+            .iter()
+            .find(|row| row.request_id.as_deref() == Some(id))
+            .unwrap_or_else(|| panic!("no usage row for {id}: {rows:?}"));
+        assert_eq!(
+            (row.status.as_str(), row.error_kind.as_deref()),
+            ("error", Some("cancelled")),
+            "{row:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_open_gateway_closes_once_a_virtual_key_is_created() {
+    let sim = Simulator::start().await.expect("simulator");
+    let gateway = Setup::new(&sim).without_master_key().start().await;
+    let chat = |model: &str| {
+        json!({
+            "model": model,
+            "messages": [{"role": "user", "content": "open?"}],
+        })
+    };
+    // No key anywhere: loopback callers need none.
+    let (status, _, body) = post(
+        &gateway,
+        "/v1/chat/completions",
+        &[],
+        &chat("openai/gpt-4o-mini"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let created = gateway
+        .cli(&[
+            "virtual-keys",
+            "create",
+            "scoped",
+            "--allow-models",
+            "openai/gpt-4o-mini",
+            "--json",
+        ])
+        .await;
+    let key = bearer(created["key"].as_str().expect("key"));
+    // Within a second or so the gateway requires keys, and the new key's
+    // scope holds.
+    let since = Instant::now();
+    loop {
+        let (status, _, body) = post(
+            &gateway,
+            "/v1/chat/completions",
+            &[],
+            &chat("openai/gpt-4o-mini"),
+        )
+        .await;
+        if status == 401 {
+            break;
+        }
+        assert_eq!(status, 200, "{body}");
+        assert!(
+            since.elapsed() < Duration::from_secs(3),
+            "still open {:?} after a key was created",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (status, _, body) = post(
+        &gateway,
+        "/v1/chat/completions",
+        &[("authorization", &key)],
+        &chat("claude/claude-sonnet-4-5"),
+    )
+    .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _, body) = post(
+        &gateway,
+        "/v1/chat/completions",
+        &[("authorization", &key)],
+        &chat("openai/gpt-4o-mini"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}

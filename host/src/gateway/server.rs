@@ -24,7 +24,7 @@ use llmhost_registry::rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use std::convert::Infallible;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -125,8 +125,19 @@ struct Shared {
     master: Option<blake3::Hash>,
     /// Virtual keys, when the gateway has an encryption key to check them.
     virtual_keys: Option<VirtualKeys>,
-    /// Whether any key is configured; without, no auth (loopback only).
+    /// Whether no key was configured at start: then no auth (loopback
+    /// only) until a virtual key appears.
     open: bool,
+    /// Set once a virtual key exists in an `open` gateway's store.
+    keys_appeared: std::sync::atomic::AtomicBool,
+    /// When the store was last asked whether keys appeared.
+    keys_checked: std::sync::Mutex<Option<Instant>>,
+    /// Set when the grace period is over: requests and streams still
+    /// running stop, recording their usage.
+    cut: tokio::sync::watch::Sender<bool>,
+    /// Held by every request and stream task: the count says how many are
+    /// still running.
+    live: Arc<()>,
     budgets: Arc<Ledger>,
     max_body_bytes: usize,
 }
@@ -195,6 +206,10 @@ impl Gateway {
                 master,
                 virtual_keys,
                 open,
+                keys_appeared: std::sync::atomic::AtomicBool::new(false),
+                keys_checked: std::sync::Mutex::new(None),
+                cut: tokio::sync::watch::channel(false).0,
+                live: Arc::new(()),
                 budgets,
                 max_body_bytes: options.max_body_bytes,
             }),
@@ -229,7 +244,10 @@ impl Gateway {
             tracing::info!("shutting down: no new connections; finishing in-flight requests");
             let _ = signalled_tx.send(());
         };
-        let server = axum::serve(listener, self.app()).with_graceful_shutdown(graceful);
+        let server = axum::serve(listener, self.app())
+            .with_graceful_shutdown(graceful)
+            .into_future();
+        tokio::pin!(server);
         let grace = self.options.shutdown_grace;
         let cut_off = async move {
             if signalled_rx.await.is_ok() {
@@ -239,11 +257,26 @@ impl Gateway {
             }
         };
         tokio::select! {
-            served = server => served.map_err(|err| Error::Internal(format!("server: {err}")))?,
-            () = cut_off => tracing::warn!(
-                grace_secs = grace.as_secs_f64(),
-                "grace period over: cutting the requests still running"
-            ),
+            served = &mut server => served.map_err(|err| Error::Internal(format!("server: {err}")))?,
+            () = cut_off => {
+                let running = Arc::strong_count(&self.shared.live) - 1;
+                tracing::warn!(
+                    grace_secs = grace.as_secs_f64(),
+                    running,
+                    "grace period over: cutting the requests still running"
+                );
+                // Each ends with an error its client can see, and its
+                // usage is recorded before the flush below.
+                let _ = self.shared.cut.send(true);
+                let waited = Instant::now();
+                while Arc::strong_count(&self.shared.live) > 1
+                    && waited.elapsed() < Duration::from_secs(5)
+                {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+                // The connections write those last words and close.
+                let _ = tokio::time::timeout(Duration::from_secs(5), &mut server).await;
+            }
         }
         self.shared.router.flush_usage().await?;
         tracing::info!("usage flushed; stopped");
@@ -276,6 +309,7 @@ pub async fn shutdown_signal() {
 // ----- requests -----
 
 /// What every handler starts from: the request id and the caller.
+#[derive(Debug, Clone)]
 struct Context {
     request_id: String,
     started: Instant,
@@ -359,8 +393,42 @@ fn presented_key(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl Shared {
+    /// Whether an `open` gateway's store has gained a virtual key; asked
+    /// at most once a second, and true for good once it has.
+    async fn keys_appeared(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        if self.keys_appeared.load(Ordering::Relaxed) {
+            return true;
+        }
+        {
+            let mut checked = self.keys_checked.lock().unwrap_or_else(|e| e.into_inner());
+            if checked.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
+                return false;
+            }
+            *checked = Some(Instant::now());
+        }
+        // A store that cannot say is taken to hold keys: closed, not open.
+        let appeared = self
+            .service
+            .store()
+            .virtual_keys()
+            .await
+            .map_or(true, |keys| !keys.is_empty());
+        if appeared {
+            tracing::warn!("a virtual key was created: the gateway now requires keys");
+            self.keys_appeared.store(true, Ordering::Relaxed);
+        }
+        appeared
+    }
+
     async fn authenticate(&self, headers: &HeaderMap) -> Result<Caller, ApiError> {
-        if self.open {
+        if self.open && !self.keys_appeared().await {
+            // Open, but a valid virtual key still brings its limits.
+            if let (Some(key), Some(keys)) = (presented_key(headers), &self.virtual_keys)
+                && let Ok(Some(key)) = keys.authenticate(key).await
+            {
+                return Ok(Caller::Virtual(Box::new(key)));
+            }
             return Ok(Caller::Open);
         }
         let Some(key) = presented_key(headers) else {
@@ -595,6 +663,73 @@ fn sse_response(rx: mpsc::Receiver<Bytes>) -> Response {
         .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
 }
 
+/// What a stream task does next.
+enum Step {
+    Item(Option<Result<crate::types::Chunk, Error>>),
+    /// The grace period is over.
+    Cut,
+    /// The client left.
+    Gone,
+}
+
+/// The stream's next chunk, unless the gateway is cut first. With `pings`,
+/// a `ping` event goes out after each stretch of silence, while the same
+/// read of the stream goes on (a read is never abandoned half-way).
+async fn next_step(
+    stream: &mut crate::router::RoutedStream,
+    cut: &mut tokio::sync::watch::Receiver<bool>,
+    pings: Option<&mpsc::Sender<Bytes>>,
+) -> Step {
+    let next = stream.next();
+    tokio::pin!(next);
+    loop {
+        tokio::select! {
+            item = &mut next => return Step::Item(item),
+            () = cut_signal(cut) => return Step::Cut,
+            () = tokio::time::sleep(PING_EVERY), if pings.is_some() => {
+                let ping = anthropic::ping();
+                if let Some(tx) = pings
+                    && tx.send(sse_frame(Some(ping.event), &ping.data)).await.is_err()
+                {
+                    return Step::Gone;
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once the gateway is cut (or can no longer say).
+async fn cut_signal(cut: &mut tokio::sync::watch::Receiver<bool>) {
+    let cut = cut.wait_for(|cut| *cut).await.is_ok();
+    let _ = cut;
+}
+
+/// The error of a request cut when the shutdown grace period ran out.
+fn shutting_down() -> ApiError {
+    ApiError::new(
+        503,
+        super::errors::ErrorClass::Overloaded,
+        "the gateway is shutting down and its grace period ran out",
+    )
+    .should_retry(true)
+}
+
+/// Runs a handler unless the grace period runs out first; then the
+/// request ends with 503 (and its attempt records itself as cancelled).
+async fn until_cut<F: Future<Output = Response>>(
+    shared: &Shared,
+    protocol: Protocol,
+    handler: impl FnOnce(Context) -> F,
+) -> Response {
+    let _live = shared.live.clone();
+    let mut cut = shared.cut.subscribe();
+    let cx = Context::new(protocol);
+    tokio::select! {
+        response = handler(cx.clone()) => response,
+        () = cut_signal(&mut cut) => cx.error(&shutting_down(), None),
+    }
+}
+
 /// Charges a call's reservation with what its usage row records.
 fn settle(reservation: Option<Reservation>, cost: Option<Decimal>, usage: &crate::types::Usage) {
     if let Some(reservation) = reservation {
@@ -611,8 +746,14 @@ fn served_label(provider: &str, model: &str) -> String {
 // ----- OpenAI -----
 
 async fn openai_chat(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let cx = Context::new(Protocol::OpenAi);
-    let (headers, body) = match body_bytes(&shared, request).await {
+    until_cut(&shared, Protocol::OpenAi, |cx| {
+        openai_chat_inner(&shared, cx, request)
+    })
+    .await
+}
+
+async fn openai_chat_inner(shared: &Arc<Shared>, cx: Context, request: Request) -> Response {
+    let (headers, body) = match body_bytes(shared, request).await {
         Ok(read) => read,
         Err(err) => return cx.error(&err, None),
     };
@@ -657,8 +798,22 @@ async fn openai_chat(State(shared): State<Arc<Shared>>, request: Request) -> Res
     let mut encoder = openai::ChunkEncoder::new(&id, &label, unix_now(), parsed.include_usage);
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let mut reservation = reservation;
+    let live = shared.live.clone();
+    let mut cut = shared.cut.subscribe();
     tokio::spawn(async move {
-        while let Some(item) = stream.next().await {
+        let _live = live;
+        loop {
+            let item = match next_step(&mut stream, &mut cut, None).await {
+                Step::Item(Some(item)) => item,
+                Step::Item(None) => break,
+                Step::Gone => return,
+                Step::Cut => {
+                    let _ = tx
+                        .send(sse_frame(None, &encoder.error(&shutting_down())))
+                        .await;
+                    return;
+                }
+            };
             let frames = match item {
                 Ok(chunk) => encoder.push(&chunk),
                 Err(err) => {
@@ -694,8 +849,14 @@ async fn openai_chat(State(shared): State<Arc<Shared>>, request: Request) -> Res
 // ----- Anthropic -----
 
 async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let cx = Context::new(Protocol::Anthropic);
-    let (headers, body) = match body_bytes(&shared, request).await {
+    until_cut(&shared, Protocol::Anthropic, |cx| {
+        anthropic_messages_inner(&shared, cx, request)
+    })
+    .await
+}
+
+async fn anthropic_messages_inner(shared: &Arc<Shared>, cx: Context, request: Request) -> Response {
+    let (headers, body) = match body_bytes(shared, request).await {
         Ok(read) => read,
         Err(err) => return cx.error(&err, None),
     };
@@ -740,23 +901,25 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request)
     let mut encoder = anthropic::EventEncoder::new(&id, &label);
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let mut reservation = reservation;
+    let live = shared.live.clone();
+    let mut cut = shared.cut.subscribe();
     tokio::spawn(async move {
         let send = |event: anthropic::SseEvent| {
             let tx = tx.clone();
             async move { tx.send(sse_frame(Some(event.event), &event.data)).await }
         };
+        let _live = live;
         let mut pinged = false;
         loop {
-            let item = tokio::select! {
-                item = stream.next() => item,
-                () = tokio::time::sleep(PING_EVERY) => {
-                    if send(anthropic::ping()).await.is_err() {
-                        return;
-                    }
-                    continue;
+            let item = match next_step(&mut stream, &mut cut, Some(&tx)).await {
+                Step::Item(Some(item)) => item,
+                Step::Item(None) => break,
+                Step::Gone => return,
+                Step::Cut => {
+                    let _ = send(anthropic::error_event(&shutting_down())).await;
+                    return;
                 }
             };
-            let Some(item) = item else { break };
             let events = match item {
                 Ok(chunk) => encoder.push(&chunk),
                 Err(err) => {
@@ -794,8 +957,14 @@ async fn anthropic_messages(State(shared): State<Arc<Shared>>, request: Request)
 }
 
 async fn anthropic_count_tokens(State(shared): State<Arc<Shared>>, request: Request) -> Response {
-    let cx = Context::new(Protocol::Anthropic);
-    let (headers, body) = match body_bytes(&shared, request).await {
+    until_cut(&shared, Protocol::Anthropic, |cx| {
+        count_tokens_inner(&shared, cx, request)
+    })
+    .await
+}
+
+async fn count_tokens_inner(shared: &Arc<Shared>, cx: Context, request: Request) -> Response {
+    let (headers, body) = match body_bytes(shared, request).await {
         Ok(read) => read,
         Err(err) => return cx.error(&err, None),
     };

@@ -221,7 +221,15 @@ impl Router {
         let mut call = Call::start(self, plan, request, false)?;
         loop {
             let ready = call.next_attempt().await?;
-            let mut outcome = match self.host.chat_once(&ready.target, &ready.request).await {
+            // Dropped with the call's future while the vendor works on it
+            // (a client that left), the attempt still gets its row.
+            let in_flight = InFlight {
+                state: &self.state,
+                attempt: Some(ready.attempt.clone()),
+            };
+            let answered = self.host.chat_once(&ready.target, &ready.request).await;
+            in_flight.landed();
+            let mut outcome = match answered {
                 Ok(outcome) => outcome,
                 Err(err) => {
                     call.failed(ready, err).await?;
@@ -289,6 +297,36 @@ impl Router {
                 route,
                 attempts: call.attempts,
             });
+        }
+    }
+}
+
+/// An attempt on its way: recorded as `cancelled` if dropped before it
+/// lands.
+struct InFlight<'a> {
+    state: &'a RoutingState,
+    attempt: Option<Attempt>,
+}
+
+impl InFlight<'_> {
+    fn landed(mut self) {
+        self.attempt = None;
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            let sent = Usage {
+                input_tokens: u32::try_from(attempt.input_estimate).unwrap_or(u32::MAX),
+                ..Usage::unreported()
+            };
+            self.state.sink.record(attempt.event(
+                Some(&sent),
+                None,
+                None,
+                UsageOutcome::Error("cancelled".to_owned()),
+            ));
         }
     }
 }
