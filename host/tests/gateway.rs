@@ -702,3 +702,145 @@ async fn an_open_gateway_closes_once_a_virtual_key_is_created() {
     .await;
     assert_eq!(status, 200, "{body}");
 }
+
+/// The value of the sample `name{labels}` in a metrics text, with the
+/// labels given in any order.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| {
+            let (series, value) = line.rsplit_once(' ')?;
+            let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+            if metric != name {
+                return None;
+            }
+            let rest = rest.strip_suffix('}')?;
+            labels
+                .iter()
+                .all(|(k, v)| rest.split(',').any(|pair| pair == format!("{k}=\"{v}\"")))
+                .then(|| value.parse().ok())?
+        })
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_count_requests_attempts_retries_tokens_and_breakers() {
+    let sim = Simulator::start().await.expect("simulator");
+    let setup = Setup::new(&sim);
+    let created = setup
+        .cli(&["virtual-keys", "create", "watcher", "--json"])
+        .await;
+    let virtual_key = bearer(created["key"].as_str().expect("key"));
+    let gateway = setup.start().await;
+    let master = bearer(MASTER_KEY);
+    let chat = json!({
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "user", "content": "count me"}],
+    });
+    for _ in 0..2 {
+        let (status, _, body) = post(
+            &gateway,
+            "/v1/chat/completions",
+            &[("authorization", &master)],
+            &chat,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    // Three server errors: a call that fails after two retries.
+    for _ in 0..3 {
+        sim.enqueue(
+            llmhost_simulator::Vendor::OpenAi,
+            llmhost_simulator::Reply::openai_error(500, "server_error", None, "boom"),
+        );
+    }
+    let (status, _, body) = post(
+        &gateway,
+        "/v1/chat/completions",
+        &[("authorization", &master)],
+        &chat,
+    )
+    .await;
+    assert_eq!(status, 502, "{body}");
+    let (status, _, _) = post(
+        &gateway,
+        "/v1/chat/completions",
+        &[("authorization", &master)],
+        &json!({"model": "openai/gpt-4o-mini", "messages": []}),
+    )
+    .await;
+    assert_eq!(status, 400);
+
+    // Metrics are for the master key.
+    let (status, _) = get(&gateway, "/metrics", &[]).await;
+    assert_eq!(status, 401);
+    let (status, _) = get(&gateway, "/metrics", &[("authorization", &virtual_key)]).await;
+    assert_eq!(status, 403);
+    let response = client()
+        .get(format!("{}/metrics", gateway.url()))
+        .header("authorization", &master)
+        .send()
+        .await
+        .expect("metrics");
+    assert_eq!(response.status(), 200);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let text = response.text().await.expect("text");
+    let route = [("route", "openai/gpt-4o-mini")];
+    let requests = |status: &str| {
+        sample(
+            &text,
+            "llmhost_gateway_requests_total",
+            &[route[0], ("status", status), ("protocol", "openai")],
+        )
+    };
+    assert_eq!(requests("200"), Some(2.0), "{text}");
+    assert_eq!(requests("502"), Some(1.0), "{text}");
+    assert_eq!(
+        requests("400"),
+        None,
+        "an unparsed request has no route label"
+    );
+    let model = [("provider", "openai"), ("model", "gpt-4o-mini")];
+    let attempts = |outcome: &str| {
+        sample(
+            &text,
+            "llmhost_attempts_total",
+            &[model[0], model[1], ("outcome", outcome)],
+        )
+    };
+    assert_eq!(attempts("ok"), Some(2.0), "{text}");
+    assert_eq!(attempts("server_error"), Some(3.0), "{text}");
+    assert_eq!(sample(&text, "llmhost_retries_total", &model), Some(2.0));
+    let tokens = |kind: &str| {
+        sample(
+            &text,
+            "llmhost_tokens_total",
+            &[model[0], model[1], ("kind", kind)],
+        )
+    };
+    assert!(tokens("input").is_some_and(|n| n > 0.0), "{text}");
+    assert!(tokens("output").is_some_and(|n| n > 0.0), "{text}");
+    assert!(sample(&text, "llmhost_cost_usd_total", &model).is_some_and(|c| c > 0.0));
+    assert_eq!(
+        sample(&text, "llmhost_attempt_duration_seconds_count", &model),
+        Some(5.0)
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "llmhost_circuit_breaker_state",
+            &[("provider", "openai"), ("state", "closed")]
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(&text, "llmhost_plugin_instances_in_use", &[]),
+        Some(0.0)
+    );
+    assert!(sample(&text, "llmhost_plugin_instances_max", &[]).is_some_and(|n| n >= 1.0));
+}

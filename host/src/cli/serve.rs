@@ -1,7 +1,7 @@
 //! `llmhost serve`: the gateway.
 
 use super::output::Fail;
-use crate::gateway::{Gateway, GatewayOptions, MASTER_KEY_ENV, shutdown_signal};
+use crate::gateway::{Gateway, GatewayOptions, MASTER_KEY_ENV, Metrics, shutdown_signal};
 use crate::router::StoreSink;
 use crate::service::{ConfigService, VirtualKeys};
 use crate::{Error, Host, Settings, Store};
@@ -40,8 +40,9 @@ pub async fn run(
     let store = Store::open(&settings.database).await?;
     // One router for every call: plain targets and agents share its
     // breakers, rate limits and the batched usage writer.
+    let metrics = Metrics::new();
     let host: Host = host_builder
-        .usage_sink(StoreSink::new(store.clone()))
+        .usage_sink(metrics.sink(StoreSink::new(store.clone())))
         .build()
         .await?;
     for error in host.load_errors() {
@@ -62,6 +63,7 @@ pub async fn run(
         master_key,
         shutdown_grace: settings.server.shutdown_grace,
         max_body_bytes: settings.server.max_body_bytes,
+        metrics,
     };
     let listen = options.listen;
     let gateway = Gateway::new(service, virtual_keys, options).await?;

@@ -3,8 +3,9 @@
 //! and the host's answers, stream chunks and errors rendered back in each
 //! protocol's shape, as the official SDKs read them.
 //!
-//! Everything here is pure: bytes in, values out, no I/O. The HTTP server
-//! resolves models, authenticates keys and moves the bytes.
+//! The protocol modules are pure: bytes in, values out, no I/O. The HTTP
+//! server (`server.rs`) resolves models, authenticates keys, enforces
+//! budgets (`budget.rs`), counts (`metrics.rs`) and moves the bytes.
 //!
 //! Parsing never panics on client input; a body that does not fit is an
 //! [`ApiError`] whose `param` names the field at fault (`messages[2].content`).
@@ -12,9 +13,11 @@
 pub mod anthropic;
 mod budget;
 pub mod errors;
+mod metrics;
 pub mod openai;
 mod server;
 
+pub use metrics::Metrics;
 pub use server::{DEFAULT_LISTEN, Gateway, GatewayOptions, MASTER_KEY_ENV, shutdown_signal};
 
 pub use errors::{ApiError, ErrorClass};

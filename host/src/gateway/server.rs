@@ -9,6 +9,7 @@
 
 use super::budget::{Ledger, Limit, Reservation, Scope, Worst};
 use super::errors::ApiError;
+use super::metrics::Metrics;
 use super::{anthropic, openai};
 use crate::error::Error;
 use crate::host::{Host, Target};
@@ -51,6 +52,9 @@ pub struct GatewayOptions {
     pub shutdown_grace: Duration,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// What `GET /metrics` reports; give the host
+    /// `metrics.sink(…)` as its usage sink for the attempt figures.
+    pub metrics: Arc<Metrics>,
 }
 
 impl Default for GatewayOptions {
@@ -60,6 +64,7 @@ impl Default for GatewayOptions {
             master_key: None,
             shutdown_grace: Duration::from_secs(30),
             max_body_bytes: 32 << 20,
+            metrics: Metrics::new(),
         }
     }
 }
@@ -139,6 +144,7 @@ struct Shared {
     /// still running.
     live: Arc<()>,
     budgets: Arc<Ledger>,
+    metrics: Arc<Metrics>,
     max_body_bytes: usize,
 }
 
@@ -211,6 +217,7 @@ impl Gateway {
                 cut: tokio::sync::watch::channel(false).0,
                 live: Arc::new(()),
                 budgets,
+                metrics: options.metrics.clone(),
                 max_body_bytes: options.max_body_bytes,
             }),
             options,
@@ -226,6 +233,7 @@ impl Gateway {
             .route("/v1/models", get(models))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics))
             .fallback(not_found)
             .with_state(self.shared.clone())
     }
@@ -309,19 +317,21 @@ pub async fn shutdown_signal() {
 // ----- requests -----
 
 /// What every handler starts from: the request id and the caller.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 struct Context {
     request_id: String,
     started: Instant,
     protocol: Protocol,
+    shared: Arc<Shared>,
 }
 
 impl Context {
-    fn new(protocol: Protocol) -> Self {
+    fn new(protocol: Protocol, shared: &Arc<Shared>) -> Self {
         Self {
             request_id: crate::host::new_request_id(),
             started: Instant::now(),
             protocol,
+            shared: shared.clone(),
         }
     }
 
@@ -340,14 +350,24 @@ impl Context {
             headers.insert(HeaderName::from_static("x-request-id"), value.clone());
             headers.insert(HeaderName::from_static("request-id"), value);
         }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let status = response.status().as_u16();
         tracing::info!(
             target: "llmhost::access",
             request_id = %self.request_id,
-            status = response.status().as_u16(),
+            status,
             route = route.unwrap_or("-"),
-            latency_ms = self.started.elapsed().as_secs_f64() * 1000.0,
+            latency_ms = elapsed * 1000.0,
             "request"
         );
+        let protocol = match self.protocol {
+            Protocol::OpenAi => "openai",
+            Protocol::Anthropic => "anthropic",
+        };
+        let label = route.filter(|route| self.shared.known_route(route));
+        self.shared
+            .metrics
+            .request(protocol, label, status, elapsed);
         response
     }
 
@@ -611,6 +631,15 @@ impl Shared {
     fn host(&self) -> &Host {
         self.service.host()
     }
+
+    /// Whether `route` names a loaded provider or an agent: only those
+    /// become metric labels.
+    fn known_route(&self, route: &str) -> bool {
+        route.starts_with("agent:")
+            || route
+                .split_once('/')
+                .is_some_and(|(provider, _)| self.host().provider_info(provider).is_some())
+    }
 }
 
 async fn body_bytes(shared: &Shared, request: Request) -> Result<(HeaderMap, Bytes), ApiError> {
@@ -717,13 +746,13 @@ fn shutting_down() -> ApiError {
 /// Runs a handler unless the grace period runs out first; then the
 /// request ends with 503 (and its attempt records itself as cancelled).
 async fn until_cut<F: Future<Output = Response>>(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     protocol: Protocol,
     handler: impl FnOnce(Context) -> F,
 ) -> Response {
     let _live = shared.live.clone();
     let mut cut = shared.cut.subscribe();
-    let cx = Context::new(protocol);
+    let cx = Context::new(protocol, shared);
     tokio::select! {
         response = handler(cx.clone()) => response,
         () = cut_signal(&mut cut) => cx.error(&shutting_down(), None),
@@ -999,11 +1028,12 @@ async fn count_tokens_inner(shared: &Arc<Shared>, cx: Context, request: Request)
 
 async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let anthropic_client = headers.contains_key("anthropic-version");
-    let cx = Context::new(if anthropic_client {
+    let protocol = if anthropic_client {
         Protocol::Anthropic
     } else {
         Protocol::OpenAi
-    });
+    };
+    let cx = Context::new(protocol, &shared);
     if let Err(err) = shared.authenticate(&headers).await {
         return cx.error(&err, None);
     }
@@ -1053,6 +1083,31 @@ async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     cx.finish(axum::Json(body).into_response(), None)
 }
 
+/// The Prometheus figures: for the master key (they name every route and
+/// agent), or anyone on an open loopback gateway.
+async fn metrics(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
+    let cx = Context::new(Protocol::OpenAi, &shared);
+    match shared.authenticate(&headers).await {
+        Ok(Caller::Master | Caller::Open) => {}
+        Ok(Caller::Virtual(_)) => {
+            return cx.error(
+                &ApiError::permission("metrics are for the master key"),
+                None,
+            );
+        }
+        Err(err) => return cx.error(&err, None),
+    }
+    let text = shared.metrics.render(&shared.router);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
+
 async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
@@ -1079,13 +1134,13 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     (status, axum::Json(body)).into_response()
 }
 
-async fn not_found(request: Request) -> Response {
+async fn not_found(State(shared): State<Arc<Shared>>, request: Request) -> Response {
     let protocol = if request.headers().contains_key("anthropic-version") {
         Protocol::Anthropic
     } else {
         Protocol::OpenAi
     };
-    let cx = Context::new(protocol);
+    let cx = Context::new(protocol, &shared);
     let path = request.uri().path().to_owned();
     cx.error(
         &ApiError::not_found(format!("no route {} {path}", request.method())),

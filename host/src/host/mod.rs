@@ -924,6 +924,12 @@ impl Host {
         &self.inner.catalogue
     }
 
+    /// Plugin instances running now, and the most that may run at once
+    /// (`limits.max_concurrent_instances`; calls beyond it wait).
+    pub fn instances(&self) -> (usize, usize) {
+        self.inner.runtime.instances()
+    }
+
     /// Whether the pooling instance allocator is in use.
     pub fn uses_pooling_allocator(&self) -> bool {
         self.inner.runtime.pooling()

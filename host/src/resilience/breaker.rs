@@ -105,6 +105,25 @@ impl Breakers {
         self.circuits.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Every circuit seen so far: provider, base URL and state (`closed`,
+    /// `open`, `half_open`).
+    pub fn states(&self) -> Vec<(String, String, &'static str)> {
+        let now = Instant::now();
+        self.lock()
+            .states
+            .iter()
+            .map(|((provider, base_url), state)| {
+                let state = match state {
+                    State::Closed { .. } => "closed",
+                    State::Open { until } if now < *until => "open",
+                    // Cooled down: the next call probes it.
+                    State::Open { .. } | State::HalfOpen { .. } => "half_open",
+                };
+                (provider.clone(), base_url.clone(), state)
+            })
+            .collect()
+    }
+
     /// Whether a call may go to `provider` at `base_url`: a permit to
     /// settle with its outcome, or how long until the circuit is probed
     /// again.

@@ -294,6 +294,12 @@ impl Runtime {
     }
 
     /// Whether the pooling allocator is in use.
+    /// Instances running now, and the most that may.
+    pub fn instances(&self) -> (usize, usize) {
+        let max = self.limits.max_concurrent_instances as usize;
+        (max.saturating_sub(self.slots.available_permits()), max)
+    }
+
     pub fn pooling(&self) -> bool {
         self.pooling
     }
