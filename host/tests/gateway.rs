@@ -844,3 +844,56 @@ async fn metrics_count_requests_attempts_retries_tokens_and_breakers() {
     );
     assert!(sample(&text, "llmhost_plugin_instances_max", &[]).is_some_and(|n| n >= 1.0));
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_keys_rate_limit_refuses_at_once_with_the_wait() {
+    let sim = Simulator::start().await.expect("simulator");
+    let setup = Setup::new(&sim);
+    let created = setup
+        .cli(&["virtual-keys", "create", "paced", "--rpm", "2", "--json"])
+        .await;
+    let key = bearer(created["key"].as_str().expect("key"));
+    let gateway = setup.start().await;
+    let chat = json!({
+        "model": "openai/gpt-4o-mini",
+        "messages": [{"role": "user", "content": "paced"}],
+    });
+    for _ in 0..2 {
+        let (status, _, body) = post(
+            &gateway,
+            "/v1/chat/completions",
+            &[("authorization", &key)],
+            &chat,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let response = client()
+        .post(format!("{}/v1/chat/completions", gateway.url()))
+        .header("authorization", &key)
+        .body(chat.to_string())
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(response.status(), 429);
+    // Two a minute: the next one fits in about 30 s.
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((25..=31).contains(&retry_after), "{retry_after}");
+    let body = json_body(&response.bytes().await.unwrap());
+    assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    // The master key is not limited, and the refused call never went out.
+    let (status, _, _) = post(
+        &gateway,
+        "/v1/chat/completions",
+        &[("authorization", &bearer(MASTER_KEY))],
+        &chat,
+    )
+    .await;
+    assert_eq!(status, 200);
+    let posts = sim.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 3);
+}

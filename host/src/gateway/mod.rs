@@ -13,6 +13,7 @@
 pub mod anthropic;
 mod budget;
 pub mod errors;
+mod limits;
 mod metrics;
 pub mod openai;
 mod server;

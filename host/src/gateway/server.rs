@@ -9,6 +9,7 @@
 
 use super::budget::{Ledger, Limit, Reservation, Scope, Worst};
 use super::errors::ApiError;
+use super::limits::{KeyLimiter, Taken};
 use super::metrics::Metrics;
 use super::{anthropic, openai};
 use crate::error::Error;
@@ -144,6 +145,7 @@ struct Shared {
     /// still running.
     live: Arc<()>,
     budgets: Arc<Ledger>,
+    key_limits: Arc<KeyLimiter>,
     metrics: Arc<Metrics>,
     max_body_bytes: usize,
 }
@@ -217,6 +219,7 @@ impl Gateway {
                 cut: tokio::sync::watch::channel(false).0,
                 live: Arc::new(()),
                 budgets,
+                key_limits: Arc::default(),
                 metrics: options.metrics.clone(),
                 max_body_bytes: options.max_body_bytes,
             }),
@@ -482,10 +485,40 @@ impl Shared {
         route: &str,
         mut tags: CallTags,
         request: Option<&ChatRequest>,
-    ) -> Result<(Plan, Option<Reservation>), ApiError> {
+    ) -> Result<(Plan, Option<Admission>), ApiError> {
         caller.may_use(route)?;
         caller.tag(&mut tags);
         let (plan, agent) = self.plan(route, tags).await?;
+        let mut admission = Admission::default();
+        if let (Caller::Virtual(key), Some(request)) = (caller, request)
+            && (key.rpm.is_some() || key.tpm.is_some())
+        {
+            let tokens =
+                crate::router::estimate_input(request) + u64::from(request.max_tokens.unwrap_or(0));
+            match self.key_limits.take(key.id, key.rpm, key.tpm, tokens) {
+                Ok(taken) => admission.taken = Some((self.key_limits.clone(), taken)),
+                Err(wait) => {
+                    return Err(ApiError::new(
+                        429,
+                        super::errors::ErrorClass::RateLimit,
+                        format!(
+                            "this key's rate limit ({}) is reached; try again in {:.1}s",
+                            [
+                                key.rpm.map(|n| format!("{n} requests a minute")),
+                                key.tpm.map(|n| format!("{n} tokens a minute")),
+                            ]
+                            .into_iter()
+                            .flatten()
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                            wait.as_secs_f64()
+                        ),
+                    )
+                    .code("rate_limit_exceeded")
+                    .retry_after(wait));
+                }
+            }
+        }
         let mut limits = Vec::new();
         if let Caller::Virtual(key) = caller
             && let (Some(usd), Some(period)) = (key.budget_usd, key.budget_period)
@@ -509,7 +542,7 @@ impl Shared {
             });
         }
         let Some(request) = request.filter(|_| !limits.is_empty()) else {
-            return Ok((plan, None));
+            return Ok((plan, Some(admission)));
         };
         let worst = self.worst_case(&plan, request, limits.iter().any(|l| l.usd.is_some()))?;
         match self
@@ -517,7 +550,10 @@ impl Shared {
             .reserve(&limits, worst, SystemTime::now())
             .await
         {
-            Ok(Ok(reservation)) => Ok((plan, Some(reservation))),
+            Ok(Ok(reservation)) => {
+                admission.reservation = Some(reservation);
+                Ok((plan, Some(admission)))
+            }
             Ok(Err(exceeded)) => Err(ApiError::budget_exceeded(exceeded.message)),
             Err(err) => Err(ApiError::from(&err)),
         }
@@ -759,11 +795,26 @@ async fn until_cut<F: Future<Output = Response>>(
     }
 }
 
-/// Charges a call's reservation with what its usage row records.
-fn settle(reservation: Option<Reservation>, cost: Option<Decimal>, usage: &crate::types::Usage) {
-    if let Some(reservation) = reservation {
-        let tokens = u64::from(usage.input_tokens) + u64::from(usage.output_tokens);
+/// What a request holds until it ends: its budget reservation and what
+/// it took from its key's rate limits.
+#[derive(Default)]
+struct Admission {
+    reservation: Option<Reservation>,
+    taken: Option<(Arc<KeyLimiter>, Taken)>,
+}
+
+/// Charges a call's reservation and rate limit with what its usage row
+/// records.
+fn settle(admission: Option<Admission>, cost: Option<Decimal>, usage: &crate::types::Usage) {
+    let Some(admission) = admission else {
+        return;
+    };
+    let tokens = u64::from(usage.input_tokens) + u64::from(usage.output_tokens);
+    if let Some(reservation) = admission.reservation {
         reservation.settle(cost, tokens);
+    }
+    if let Some((limiter, taken)) = admission.taken {
+        limiter.settle(taken, tokens);
     }
 }
 
