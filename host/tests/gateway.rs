@@ -693,6 +693,11 @@ async fn an_open_gateway_closes_once_a_virtual_key_is_created() {
     )
     .await;
     assert_eq!(status, 403, "{body}");
+    // And it lists only what it may call.
+    let (status, listed) = get(&gateway, "/v1/models", &[("authorization", &key)]).await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["data"].as_array().map(Vec::len), Some(1), "{listed}");
+    assert_eq!(listed["data"][0]["id"], "openai/gpt-4o-mini");
     let (status, _, body) = post(
         &gateway,
         "/v1/chat/completions",
@@ -896,4 +901,48 @@ async fn a_keys_rate_limit_refuses_at_once_with_the_wait() {
     assert_eq!(status, 200);
     let posts = sim.requests().iter().filter(|r| r.method == "POST").count();
     assert_eq!(posts, 3);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn access_logs_are_json_lines_naming_each_request() {
+    let sim = Simulator::start().await.expect("simulator");
+    let gateway = Setup::new(&sim)
+        .serve_args(&["--log-format", "json"])
+        .start()
+        .await;
+    let (status, id, body) = post(
+        &gateway,
+        "/v1/chat/completions",
+        &[("authorization", &bearer(MASTER_KEY))],
+        &json!({
+            "model": "openai/gpt-4o-mini",
+            "messages": [{"role": "user", "content": "log me"}],
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id = id.expect("a request id");
+    let since = Instant::now();
+    let line = loop {
+        let log = gateway.log();
+        let found = log
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .find(|entry| entry["fields"]["request_id"] == id.as_str());
+        if let Some(entry) = found {
+            break entry;
+        }
+        assert!(since.elapsed() < Duration::from_secs(10), "{log}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(line["target"], "llmhost::access", "{line}");
+    assert_eq!(line["fields"]["status"], 200, "{line}");
+    assert_eq!(line["fields"]["route"], "openai/gpt-4o-mini", "{line}");
+    assert!(line["fields"]["latency_ms"].as_f64().is_some(), "{line}");
+    // The vendor's key and the client's never reach the log.
+    let log = gateway.log();
+    assert!(!log.contains(MASTER_KEY));
+    for (_, vendor, _) in PROVIDERS {
+        assert!(!log.contains(common::gateway::upstream_key(*vendor)));
+    }
 }

@@ -1085,9 +1085,10 @@ async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         Protocol::OpenAi
     };
     let cx = Context::new(protocol, &shared);
-    if let Err(err) = shared.authenticate(&headers).await {
-        return cx.error(&err, None);
-    }
+    let caller = match shared.authenticate(&headers).await {
+        Ok(caller) => caller,
+        Err(err) => return cx.error(&err, None),
+    };
     let host = shared.host();
     let mut ids: Vec<(String, String, String)> = host
         .catalogue()
@@ -1108,6 +1109,8 @@ async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
         })),
         Err(err) => return cx.error(&ApiError::from(&err), None),
     }
+    // A scoped key sees what it may call.
+    ids.retain(|(id, _, _)| caller.may_use(id).is_ok());
     let body = if anthropic_client {
         let data: Vec<Value> = ids
             .iter()

@@ -93,6 +93,8 @@ pub fn upstream_key(vendor: Vendor) -> &'static str {
 pub struct Setup {
     dir: tempfile::TempDir,
     env: Vec<(String, String)>,
+    /// More arguments of `llmhost serve`.
+    serve_args: Vec<String>,
 }
 
 impl Setup {
@@ -127,7 +129,18 @@ impl Setup {
             env.push(((*base_env).to_owned(), sim.base_url(*vendor)));
             env.push(((*key_env).to_owned(), (*key).to_owned()));
         }
-        Self { dir, env }
+        Self {
+            dir,
+            env,
+            serve_args: Vec::new(),
+        }
+    }
+
+    /// With `args` added to `llmhost serve`.
+    pub fn serve_args(mut self, args: &[&str]) -> Self {
+        self.serve_args
+            .extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
     }
 
     /// Without a master key: only virtual keys, or none (open, loopback
@@ -229,8 +242,10 @@ impl Setup {
 
     /// Starts `llmhost serve --listen LISTEN` and waits until it listens.
     pub async fn start_on(self, listen: &str) -> Gateway {
+        let mut args = vec!["serve", "--listen", listen];
+        args.extend(self.serve_args.iter().map(String::as_str));
         let mut child = self
-            .command(&["serve", "--listen", listen])
+            .command(&args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
