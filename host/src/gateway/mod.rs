@@ -10,8 +10,10 @@
 //! Parsing never panics on client input; a body that does not fit is an
 //! [`ApiError`] whose `param` names the field at fault (`messages[2].content`).
 
+mod admission;
 pub mod anthropic;
 mod budget;
+mod chat;
 pub mod errors;
 mod limits;
 mod metrics;
