@@ -3,7 +3,7 @@
 //!
 //! - `chat/<provider>/{native,wasm}`: one chat completion against an
 //!   in-process HTTP server that answers with a canned vendor response,
-//!   over a pooled keep-alive connection. `wasm` is `Host::chat`: a fresh
+//!   over a pooled keep-alive connection. `wasm` is `Host::chat_once` (one attempt, no router): a fresh
 //!   store and instance, the guest builds the JSON, sends it through the
 //!   HTTP gate, parses the answer, and the instance is dropped. `native`
 //!   builds the same body with serde_json, sends it with hyper and parses
@@ -399,7 +399,7 @@ fn target(case: &Case, addr: SocketAddr) -> Target {
 
 /// Reads a streamed answer through the host to the end.
 async fn host_stream(host: &Host, target: &Target, request: &ChatRequest) -> (usize, String) {
-    let mut stream = host.stream(target, request).await.expect("stream");
+    let mut stream = host.stream_once(target, request).await.expect("stream");
     let mut text = String::new();
     let mut chunks = 0;
     while let Some(chunk) = stream.next().await {
@@ -463,7 +463,7 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new(case.provider, "wasm"), |b| {
             b.to_async(&runtime).iter(|| async {
-                let outcome = host.chat(&target, &req).await.expect("chat");
+                let outcome = host.chat_once(&target, &req).await.expect("chat");
                 assert_eq!(outcome.response.usage.input_tokens, 19);
             })
         });
