@@ -3,9 +3,10 @@
 //!
 //! - `chat/<provider>/{native,wasm}`: one chat completion against an
 //!   in-process HTTP server that answers with a canned vendor response,
-//!   over a pooled keep-alive connection. `wasm` is `Host::chat_once` (one attempt, no router): a fresh
-//!   store and instance, the guest builds the JSON, sends it through the
-//!   HTTP gate, parses the answer, and the instance is dropped. `native`
+//!   over a pooled keep-alive connection. `wasm` is `Host::chat_once`
+//!   (one attempt, no router): a fresh store and instance, the guest
+//!   builds the JSON, sends it through the HTTP gate, parses the answer,
+//!   and the instance is dropped. `native`
 //!   builds the same body with serde_json, sends it with hyper and parses
 //!   the answer into a `serde_json::Value`.
 //! - `stream/<provider>/{native,wasm}`: a 500-event streamed answer, read
