@@ -136,3 +136,96 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
     assert_eq!(report.spent.cost_usd, spent);
     assert_eq!(spent, one * Decimal::from(ok as u32));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stream_the_client_leaves_is_charged_its_estimate() {
+    let sim = Simulator::start().await.unwrap();
+    sim.set_stream_delay(std::time::Duration::from_millis(200));
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path().join("gateway.db")).await.unwrap();
+    let base = sim.base_url(Vendor::OpenAi);
+    let host = Host::builder()
+        .ignore_plugin_env()
+        .environment(move |name| match name {
+            "OPENAI_API_KEY" => Some("sk-budget".to_owned()),
+            "OPENAI_BASE_URL" => Some(base.clone()),
+            _ => None,
+        })
+        .usage_sink(StoreSink::new(store.clone()))
+        .build()
+        .await
+        .unwrap();
+    let keyring = Keyring::new(EncryptionKey::generate());
+    let service = ConfigService::new(host.clone(), store.clone(), Some(keyring.clone()))
+        .with_router(host.router());
+    let keys = VirtualKeys::new(store.clone(), Some(&keyring));
+    let mut new = NewVirtualKey::new("leaver");
+    new.budget = Some((Decimal::from(1), BudgetPeriod::Day));
+    let (key, secret) = keys.create(new).await.unwrap();
+    let secret = secrecy::ExposeSecret::expose_secret(&secret).to_owned();
+    let options = GatewayOptions {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        ..GatewayOptions::default()
+    };
+    let gateway = Gateway::new(service, Some(keys), options).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(gateway.serve(listener, async move {
+        let _ = stopped.await;
+    }));
+
+    let long = "a fairly long prompt that the simulator echoes back word by word ".repeat(4);
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/v1/chat/completions"))
+        .bearer_auth(&secret)
+        .body(
+            json!({
+                "model": "openai/gpt-4o-mini",
+                "max_tokens": 100,
+                "stream": true,
+                "messages": [{"role": "user", "content": long}],
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.bytes_stream();
+    use futures::StreamExt;
+    let first = body.next().await.unwrap().unwrap();
+    assert!(!first.is_empty());
+    // The client leaves mid-stream.
+    drop(body);
+
+    // The gateway notices at its next frame; the row is then written.
+    let since = std::time::Instant::now();
+    let row = loop {
+        host.router().flush_usage().await.unwrap();
+        let rows = store.usage_events(None).await.unwrap();
+        if let Some(row) = rows.into_iter().find(|r| r.virtual_key_id == Some(key.id)) {
+            break row;
+        }
+        assert!(
+            since.elapsed() < std::time::Duration::from_secs(20),
+            "no row"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(row.error_kind.as_deref(), Some("cancelled"), "{row:?}");
+    assert!(row.estimated && row.input_tokens > 0, "{row:?}");
+    let cost = row.cost_usd.expect("an estimate is priced");
+    assert!(cost > Decimal::ZERO);
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let report = Budgets::new(store.clone())
+        .of_virtual_key(&key, SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        report.spent.cost_usd, cost,
+        "the budget counts what the row says"
+    );
+}

@@ -295,6 +295,45 @@ impl Encoder {
     }
 }
 
+/// Sends the stream's frames until it ends, fails, is cut or the client
+/// leaves.
+async fn relay(
+    stream: &mut crate::router::RoutedStream,
+    encoder: &mut Encoder,
+    tx: &mpsc::Sender<Bytes>,
+    cut: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let pings = encoder.pings().then_some(tx);
+        let item = match next_step(stream, cut, pings).await {
+            Step::Item(Some(item)) => item,
+            Step::Item(None) => break,
+            Step::Gone => return,
+            Step::Cut => {
+                let _ = tx.send(encoder.error(&shutting_down())).await;
+                return;
+            }
+        };
+        let frames = match item {
+            Ok(chunk) => encoder.push(&chunk),
+            Err(err) => {
+                let _ = tx.send(encoder.error(&ApiError::from(&err))).await;
+                return;
+            }
+        };
+        for frame in frames {
+            if tx.send(frame).await.is_err() {
+                return;
+            }
+        }
+    }
+    for frame in encoder.finish() {
+        if tx.send(frame).await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Reads `stream` on a task of its own into SSE frames for the response
 /// body. The client leaving drops the stream (its usage row says
 /// cancelled); a failure after the start ends the body with an error
@@ -308,44 +347,13 @@ pub(super) fn spawn_stream(
     let (tx, rx) = mpsc::channel(STREAM_BUFFER);
     let live = shared.live.clone();
     let mut cut = shared.cut.subscribe();
-    let mut admission = admission;
     tokio::spawn(async move {
         let _live = live;
-        loop {
-            let pings = encoder.pings().then_some(&tx);
-            let item = match next_step(&mut stream, &mut cut, pings).await {
-                Step::Item(Some(item)) => item,
-                Step::Item(None) => break,
-                Step::Gone => return,
-                Step::Cut => {
-                    let _ = tx.send(encoder.error(&shutting_down())).await;
-                    return;
-                }
-            };
-            let frames = match item {
-                Ok(chunk) => encoder.push(&chunk),
-                Err(err) => {
-                    if let Some(usage) = stream.usage() {
-                        settle(admission.take(), stream.cost_usd(), &usage);
-                    }
-                    let _ = tx.send(encoder.error(&ApiError::from(&err))).await;
-                    return;
-                }
-            };
-            for frame in frames {
-                if tx.send(frame).await.is_err() {
-                    return;
-                }
-            }
-        }
-        if let Some(usage) = stream.usage() {
-            settle(admission.take(), stream.cost_usd(), &usage);
-        }
-        for frame in encoder.finish() {
-            if tx.send(frame).await.is_err() {
-                return;
-            }
-        }
+        relay(&mut stream, &mut encoder, &tx, &mut cut).await;
+        // However it ended, the budget is charged what the usage row
+        // records (an estimate for a stream cut short).
+        let (usage, cost) = stream.spent();
+        settle(admission, cost, &usage);
     });
     rx
 }

@@ -148,6 +148,13 @@ impl ChatStream {
         })
     }
 
+    /// The exact cost of `usage` on this stream's model at the time of its
+    /// request: for estimates of a stream that reported none.
+    pub(crate) fn price(&self, usage: &Usage) -> Option<Decimal> {
+        self.host
+            .priced(&self.provider, &self.model, usage, self.started_at)
+    }
+
     /// Time from the request to the first content chunk.
     pub fn time_to_first_token(&self) -> Option<Duration> {
         self.first_token

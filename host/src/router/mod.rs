@@ -852,13 +852,23 @@ impl RoutedStream {
         })
     }
 
-    fn event(&self, outcome: UsageOutcome) -> UsageEvent {
+    /// What the stream has used so far and its cost: the reported usage,
+    /// else an estimate (flagged `estimated`) of what was sent and
+    /// received, priced like a reported one. Its usage event records the
+    /// same.
+    pub fn spent(&self) -> (Usage, Option<Decimal>) {
         let usage = self.accounted_usage();
-        let cost = if usage.estimated {
-            None
+        let catalogue = if usage.estimated {
+            self.stream.price(&usage)
         } else {
-            self.attempt.cost(&usage, self.stream.cost_usd())
+            self.stream.cost_usd()
         };
+        let cost = self.attempt.cost(&usage, catalogue);
+        (usage, cost)
+    }
+
+    fn event(&self, outcome: UsageOutcome) -> UsageEvent {
+        let (usage, cost) = self.spent();
         self.attempt.event(
             Some(&usage),
             cost,
