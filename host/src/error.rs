@@ -110,6 +110,12 @@ pub enum Error {
     /// key is configured.
     #[error("{message}")]
     Encryption { kind: &'static str, message: String },
+    /// A budget refused the call: `budget_exceeded` (spent, reserved by
+    /// calls in flight and this call's worst case do not fit) or
+    /// `budget_unpriced` (a USD budget cannot be kept on a model without
+    /// a price).
+    #[error("{message}")]
+    Budget { kind: &'static str, message: String },
     /// A failure inside the host itself (I/O, engine set-up).
     #[error("internal error: {0}")]
     Internal(String),
@@ -139,6 +145,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::Database(_) => "database",
             Error::Encryption { kind, .. } => kind,
+            Error::Budget { kind, .. } => kind,
             Error::Internal(_) => "internal",
         }
     }

@@ -891,3 +891,59 @@ async fn a_long_prompt_is_charged_at_its_tier_in_the_answer_and_the_usage_rows()
     assert_eq!(usage["usage"][0]["cost_usd"], "1.409");
     assert_eq!(usage["total_cost_usd"], "1.409");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agents_budget_stops_its_calls_from_the_cli_too() {
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+    s.ok(&["agents", "create", "thrifty", "--json"], &[]).await;
+    s.ok(
+        &[
+            "configs",
+            "add",
+            "--agent",
+            "thrifty",
+            "--provider",
+            "openai",
+            "--model",
+            "gpt-4o-mini",
+            "--base-url",
+            &base,
+            "--max-tokens",
+            "20",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    let env = [("OPENAI_API_KEY", "sk-from-env")];
+    // One answer's worth, about: 7 tokens in and 12 out cost 0.00000825.
+    s.ok(
+        &[
+            "agents", "budget", "thrifty", "--usd", "0.00002", "--period", "day", "--json",
+        ],
+        &[],
+    )
+    .await;
+    let first = s
+        .ok(&["chat", "--agent", "thrifty", "--json", "hello"], &env)
+        .await;
+    assert!(first["cost_usd"].is_string(), "{first}");
+    let refused = s
+        .fails(
+            &["chat", "--agent", "thrifty", "--json", "hello"],
+            &env,
+            "budget_exceeded",
+        )
+        .await;
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("budget exceeded")),
+        "{refused}"
+    );
+    let posts = sim.requests().iter().filter(|r| r.method == "POST").count();
+    assert_eq!(posts, 1, "the refused call never went out");
+}

@@ -2,18 +2,18 @@
 //! key's scope and rate limits, the budgets it falls under (its worst
 //! case reserved), and `model` turned into the router's [`Plan`].
 
-use super::budget::{Limit, Reservation, Scope, Worst};
 use super::errors::ApiError;
 use super::limits::{KeyLimiter, Taken};
 use super::server::{Caller, Shared, presented_key};
 use crate::error::Error;
 use crate::host::{Host, Target};
 use crate::router::{CallTags, Plan, Route};
+use crate::service::ledger::{Limit, Reservation, Scope};
 use crate::types::ChatRequest;
 use axum::http::HeaderMap;
 use llmhost_registry::rust_decimal::Decimal;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 impl Shared {
     /// Whether an `open` gateway's store has gained a virtual key; asked
@@ -130,90 +130,17 @@ impl Shared {
                 tokens: None,
             });
         }
-        if let Some(agent) = &agent
-            && let Some(period) = agent.budget_period
-            && (agent.budget_usd.is_some() || agent.budget_tokens.is_some())
-        {
-            limits.push(Limit {
-                scope: Scope::Agent(agent.id),
-                period,
-                usd: agent.budget_usd,
-                tokens: agent.budget_tokens,
-            });
-        }
-        let Some(request) = request.filter(|_| !limits.is_empty()) else {
+        limits.extend(agent.as_ref().and_then(Limit::of_agent));
+        let Some(request) = request else {
             return Ok((plan, Some(admission)));
         };
-        let worst = self.worst_case(&plan, request, limits.iter().any(|l| l.usd.is_some()))?;
-        match self
-            .budgets
-            .reserve(&limits, worst, SystemTime::now())
+        admission.reservation = self
+            .service
+            .ledger()
+            .admit(self.host(), &limits, &plan, request)
             .await
-        {
-            Ok(Ok(reservation)) => {
-                admission.reservation = Some(reservation);
-                Ok((plan, Some(admission)))
-            }
-            Ok(Err(exceeded)) => Err(ApiError::budget_exceeded(exceeded.message)),
-            Err(err) => Err(ApiError::from(&err)),
-        }
-    }
-
-    /// The most `request` can cost along any of the plan's routes: its
-    /// prompt counted with each model's tokenizer, and its `max_tokens`
-    /// (else the route's, else the model's output limit) all used.
-    pub(super) fn worst_case(
-        &self,
-        plan: &Plan,
-        request: &ChatRequest,
-        priced: bool,
-    ) -> Result<Worst, ApiError> {
-        let host = self.host();
-        let mut worst = Worst::default();
-        for route in &plan.routes {
-            let provider = &route.target.provider;
-            let entry = host.catalogue().get(provider, &route.model);
-            let encoding = entry.map_or("o200k_base", |e| e.tokenizer.as_str());
-            let prompt: u64 = request
-                .messages
-                .iter()
-                .map(|m| {
-                    let text = m.text_content();
-                    crate::tokenizer::count(encoding, &text).unwrap_or(text.len().div_ceil(4))
-                        as u64
-                        + 4
-                })
-                .sum();
-            let output = request
-                .max_tokens
-                .or(route.defaults.max_tokens)
-                .or(entry.map(|e| e.max_output_tokens).filter(|n| *n > 0))
-                .unwrap_or(4096);
-            let usage = crate::types::Usage::new(u32::try_from(prompt).unwrap_or(u32::MAX), output);
-            let usd = match route.prices {
-                Some((input, out)) => Some(
-                    (Decimal::from(usage.input_tokens) * input
-                        + Decimal::from(usage.output_tokens) * out)
-                        / Decimal::from(1000u32),
-                ),
-                None => host.cost(provider, &route.model, &usage),
-            };
-            let usd = match usd {
-                Some(usd) => usd,
-                None if priced => {
-                    return Err(ApiError::permission(format!(
-                        "`{provider}/{}` has no known price, so a USD budget cannot be enforced \
-                         on it (add its price to the model overrides file)",
-                        route.model
-                    ))
-                    .param("model"));
-                }
-                None => Decimal::ZERO,
-            };
-            worst.usd = worst.usd.max(usd);
-            worst.tokens = worst.tokens.max(prompt + u64::from(output));
-        }
-        Ok(worst)
+            .map_err(|err| ApiError::from(&err))?;
+        Ok((plan, Some(admission)))
     }
 
     /// The plan of a call to `model` (`PROVIDER/MODEL` or `agent:NAME`),

@@ -152,6 +152,11 @@ impl From<&Error> for ApiError {
             Error::Provider { error, .. } => from_provider(error, message),
             Error::Timeout { .. } => ApiError::new(504, ErrorClass::Timeout, message),
             Error::CircuitOpen { .. } => ApiError::new(503, ErrorClass::Overloaded, message),
+            Error::Budget {
+                kind: "budget_unpriced",
+                ..
+            } => ApiError::permission(message).param("model"),
+            Error::Budget { .. } => ApiError::budget_exceeded(message),
             Error::HostDenied { .. }
             | Error::CpuLimitExceeded { .. }
             | Error::MemoryLimitExceeded { .. }

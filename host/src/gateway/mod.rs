@@ -12,7 +12,6 @@
 
 mod admission;
 pub mod anthropic;
-mod budget;
 mod chat;
 pub mod errors;
 mod limits;

@@ -7,7 +7,6 @@
 //! `agent:NAME` (the agent's configs with their fallbacks). Either
 //! protocol reaches every provider.
 
-use super::budget::Ledger;
 use super::chat::{anthropic_messages, openai_chat, until_cut};
 use super::errors::ApiError;
 use super::limits::KeyLimiter;
@@ -137,7 +136,6 @@ pub(super) struct Shared {
     /// Held by every request and stream task: the count says how many are
     /// still running.
     pub(super) live: Arc<()>,
-    pub(super) budgets: Arc<Ledger>,
     pub(super) key_limits: Arc<KeyLimiter>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) max_body_bytes: usize,
@@ -199,7 +197,6 @@ impl Gateway {
             .as_ref()
             .map(|key| blake3::hash(key.expose_secret().as_bytes()));
         let router = service.router().clone();
-        let budgets = Ledger::new(service.store().clone());
         Ok(Self {
             shared: Arc::new(Shared {
                 service,
@@ -211,7 +208,6 @@ impl Gateway {
                 keys_checked: std::sync::Mutex::new(None),
                 cut: tokio::sync::watch::channel(false).0,
                 live: Arc::new(()),
-                budgets,
                 key_limits: Arc::default(),
                 metrics: options.metrics.clone(),
                 max_body_bytes: options.max_body_bytes,

@@ -296,6 +296,7 @@ impl Router {
                 text: String::new(),
                 route,
                 attempts: call.attempts,
+                on_end: Vec::new(),
             });
         }
     }
@@ -805,9 +806,30 @@ pub struct RoutedStream {
     text: String,
     route: usize,
     attempts: u32,
+    /// Run once with what the stream used, when it ends or is dropped.
+    on_end: Vec<EndHook>,
 }
 
+/// Told what a stream used (see [`RoutedStream::spent`]) when it ends.
+pub(crate) type EndHook = Box<dyn FnOnce(&Usage, Option<Decimal>) + Send>;
+
 impl RoutedStream {
+    /// Runs `hook` with what the stream used when it ends, fails or is
+    /// dropped.
+    pub(crate) fn on_end(&mut self, hook: EndHook) {
+        self.on_end.push(hook);
+    }
+
+    fn run_end_hooks(&mut self) {
+        if self.on_end.is_empty() {
+            return;
+        }
+        let (usage, cost) = self.spent();
+        for hook in self.on_end.drain(..) {
+            hook(&usage, cost);
+        }
+    }
+
     /// The next chunk; `None` at the end.
     pub async fn next(&mut self) -> Option<Result<Chunk, Error>> {
         if let Some(chunk) = self.buffered.pop_front() {
@@ -895,6 +917,7 @@ impl RoutedStream {
         }
         let event = self.event(outcome);
         self.state.sink.record(event);
+        self.run_end_hooks();
     }
 
     /// The underlying stream of the serving attempt.
@@ -990,6 +1013,7 @@ impl Drop for RoutedStream {
             self.state
                 .sink
                 .record(self.event(UsageOutcome::Error("cancelled".to_owned())));
+            self.run_end_hooks();
         }
     }
 }

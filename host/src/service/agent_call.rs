@@ -123,7 +123,15 @@ impl ConfigService {
         tags: CallTags,
     ) -> Result<AgentOutcome, Error> {
         let (agent, plan) = self.plan(agent, tags).await?;
+        let reservation = self.reserve(&agent, &plan, &request).await?;
         let routed = self.router.chat(&plan, &request).await?;
+        if let Some(reservation) = reservation {
+            let usage = &routed.outcome.response.usage;
+            reservation.settle(
+                routed.outcome.cost_usd,
+                u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
+            );
+        }
         Ok(AgentOutcome {
             agent: agent.name,
             config_id: routed.config_id.unwrap_or_default(),
@@ -153,7 +161,29 @@ impl ConfigService {
         request: ChatRequest,
         tags: CallTags,
     ) -> Result<AgentStream, Error> {
-        let (_, plan) = self.plan(agent, tags).await?;
-        self.router.stream(&plan, &request).await
+        let (agent, plan) = self.plan(agent, tags).await?;
+        let reservation = self.reserve(&agent, &plan, &request).await?;
+        let mut stream = self.router.stream(&plan, &request).await?;
+        if let Some(reservation) = reservation {
+            stream.on_end(Box::new(move |usage, cost| {
+                reservation.settle(
+                    cost,
+                    u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
+                );
+            }));
+        }
+        Ok(stream)
+    }
+
+    /// Reserves the call's worst case in the agent's budget, if it has
+    /// one; [`Error::Budget`] when it does not fit.
+    async fn reserve(
+        &self,
+        agent: &Agent,
+        plan: &Plan,
+        request: &ChatRequest,
+    ) -> Result<Option<super::ledger::Reservation>, Error> {
+        let limits: Vec<_> = super::ledger::Limit::of_agent(agent).into_iter().collect();
+        self.ledger.admit(&self.host, &limits, plan, request).await
     }
 }

@@ -9,6 +9,7 @@
 
 mod agent_call;
 mod budgets;
+pub(crate) mod ledger;
 mod virtual_keys;
 
 pub use crate::store::{AgentBudget, BudgetPeriod, Spend};
@@ -201,6 +202,8 @@ pub struct ConfigService {
     store: Store,
     keyring: Arc<RwLock<Option<Arc<Keyring>>>>,
     router: Router,
+    /// Budgets of agents (and, at the gateway, of virtual keys).
+    ledger: Arc<ledger::Ledger>,
 }
 
 impl std::fmt::Debug for ConfigService {
@@ -295,11 +298,13 @@ impl ConfigService {
     /// calls, and [`ConfigService::flush_usage`].
     pub fn new(host: Host, store: Store, keyring: Option<Keyring>) -> Self {
         let router = host.router().with_sink(StoreSink::new(store.clone()));
+        let ledger = ledger::Ledger::new(store.clone());
         Self {
             host,
             store,
             keyring: Arc::new(RwLock::new(keyring.map(Arc::new))),
             router,
+            ledger,
         }
     }
 
@@ -320,6 +325,12 @@ impl ConfigService {
     /// The router of agent calls.
     pub fn router(&self) -> &Router {
         &self.router
+    }
+
+    /// The budget ledger: spend per budget window, and the reservations
+    /// of calls in flight.
+    pub(crate) fn ledger(&self) -> &Arc<ledger::Ledger> {
+        &self.ledger
     }
 
     /// Waits until the usage of every call made so far is stored.

@@ -12,7 +12,10 @@
 //! per request, and it does not wait for the batched usage writer.
 
 use crate::error::Error;
-use crate::store::{BudgetPeriod, Store};
+use crate::host::Host;
+use crate::router::Plan;
+use crate::store::{Agent, BudgetPeriod, Store};
+use crate::types::{ChatRequest, Usage};
 use llmhost_registry::rust_decimal::Decimal;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,6 +54,78 @@ struct Window {
     spent_tokens: u64,
     reserved_usd: Decimal,
     reserved_tokens: u64,
+}
+
+impl Limit {
+    /// The agent's budget, if it has one.
+    pub(crate) fn of_agent(agent: &Agent) -> Option<Self> {
+        let period = agent.budget_period?;
+        (agent.budget_usd.is_some() || agent.budget_tokens.is_some()).then_some(Self {
+            scope: Scope::Agent(agent.id),
+            period,
+            usd: agent.budget_usd,
+            tokens: agent.budget_tokens,
+        })
+    }
+}
+
+/// The most `request` can cost along any of the plan's routes: its prompt
+/// counted with each model's tokenizer, and its `max_tokens` (else the
+/// route's, else the model's output limit) all used. With `priced`, a
+/// route without a known price is refused: a USD budget cannot be kept
+/// on it.
+pub(crate) fn worst_case(
+    host: &Host,
+    plan: &Plan,
+    request: &ChatRequest,
+    priced: bool,
+) -> Result<Worst, Error> {
+    let mut worst = Worst::default();
+    for route in &plan.routes {
+        let provider = &route.target.provider;
+        let entry = host.catalogue().get(provider, &route.model);
+        let encoding = entry.map_or("o200k_base", |e| e.tokenizer.as_str());
+        let prompt: u64 = request
+            .messages
+            .iter()
+            .map(|m| {
+                let text = m.text_content();
+                crate::tokenizer::count(encoding, &text).unwrap_or(text.len().div_ceil(4)) as u64
+                    + 4
+            })
+            .sum();
+        let output = request
+            .max_tokens
+            .or(route.defaults.max_tokens)
+            .or(entry.map(|e| e.max_output_tokens).filter(|n| *n > 0))
+            .unwrap_or(4096);
+        let usage = Usage::new(u32::try_from(prompt).unwrap_or(u32::MAX), output);
+        let usd = match route.prices {
+            Some((input, out)) => Some(
+                (Decimal::from(usage.input_tokens) * input
+                    + Decimal::from(usage.output_tokens) * out)
+                    / Decimal::from(1000u32),
+            ),
+            None => host.cost(provider, &route.model, &usage),
+        };
+        let usd = match usd {
+            Some(usd) => usd,
+            None if priced => {
+                return Err(Error::Budget {
+                    kind: "budget_unpriced",
+                    message: format!(
+                        "`{provider}/{}` has no known price, so a USD budget cannot be kept on \
+                         it (add its price to the model overrides file)",
+                        route.model
+                    ),
+                });
+            }
+            None => Decimal::ZERO,
+        };
+        worst.usd = worst.usd.max(usd);
+        worst.tokens = worst.tokens.max(prompt + u64::from(output));
+    }
+    Ok(worst)
 }
 
 /// Why a request was refused.
@@ -172,6 +247,30 @@ impl Ledger {
             worst,
             settled: false,
         }))
+    }
+
+    /// Reserves `request`'s worst case along `plan` under `limits`:
+    /// `Ok(None)` with no limits, an [`Error::Budget`] when it does not
+    /// fit.
+    pub(crate) async fn admit(
+        self: &Arc<Self>,
+        host: &Host,
+        limits: &[Limit],
+        plan: &Plan,
+        request: &ChatRequest,
+    ) -> Result<Option<Reservation>, Error> {
+        if limits.is_empty() {
+            return Ok(None);
+        }
+        let priced = limits.iter().any(|limit| limit.usd.is_some());
+        let worst = worst_case(host, plan, request, priced)?;
+        match self.reserve(limits, worst, SystemTime::now()).await? {
+            Ok(reservation) => Ok(Some(reservation)),
+            Err(exceeded) => Err(Error::Budget {
+                kind: "budget_exceeded",
+                message: exceeded.message,
+            }),
+        }
     }
 
     fn release(&self, held: &[(Scope, Option<String>)], worst: Worst, usd: Decimal, tokens: u64) {
