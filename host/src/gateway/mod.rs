@@ -5,7 +5,8 @@
 //!
 //! The protocol modules are pure: bytes in, values out, no I/O. The HTTP
 //! server (`server.rs`) resolves models, authenticates keys, enforces
-//! budgets (`admission.rs`, over the config service's ledger), counts (`metrics.rs`) and moves the bytes.
+//! budgets (`admission.rs`, over the config service's ledger), counts
+//! (`metrics.rs`) and moves the bytes (`chat.rs`).
 //!
 //! Parsing never panics on client input; a body that does not fit is an
 //! [`ApiError`] whose `param` names the field at fault (`messages[2].content`).
