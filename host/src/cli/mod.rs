@@ -28,6 +28,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 
 /// Serve LLM requests through provider plugins compiled to WebAssembly
 /// components.
@@ -320,12 +321,16 @@ impl Cli {
             &self.command,
             Command::Serve(args) if args.log_format == serve::LogFormat::Json
         );
-        // The gateway logs its requests at info.
-        let verbose = match self.command {
-            Command::Serve(_) => self.global.verbose.max(1),
-            _ => self.global.verbose,
+        // The gateway logs each request at info, from a writer thread of
+        // its own: a worker never waits on stderr.
+        let serving = matches!(self.command, Command::Serve(_));
+        let verbose = if serving {
+            self.global.verbose.max(1)
+        } else {
+            self.global.verbose
         };
-        init_logging(verbose, json_logs);
+        // Held to the end: dropping it writes out what is queued.
+        let _log_writer = init_logging(verbose, json_logs, serving);
         let json = self.global.json;
         match self.dispatch().await {
             Ok(()) => 0,
@@ -443,7 +448,14 @@ impl Cli {
     }
 }
 
-fn init_logging(verbose: u8, json: bool) {
+/// Logs to stderr; with `background`, through a writer thread (queued
+/// lines are never dropped: a full queue makes the logger wait), whose
+/// guard flushes it when dropped.
+fn init_logging(
+    verbose: u8,
+    json: bool,
+    background: bool,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let default = match verbose {
         0 => "warn",
         1 => "info",
@@ -451,14 +463,23 @@ fn init_logging(verbose: u8, json: bool) {
     };
     let filter = std::env::var("LLMHOST_LOG")
         .unwrap_or_else(|_| format!("{default},cranelift=warn,wasmtime=warn"));
+    let (writer, guard) = if background {
+        let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            .lossy(false)
+            .finish(std::io::stderr());
+        (BoxMakeWriter::new(writer), Some(guard))
+    } else {
+        (BoxMakeWriter::new(std::io::stderr), None)
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+    guard
 }
 
 fn build_request(args: &ChatArgs, model: &str) -> ChatRequest {
