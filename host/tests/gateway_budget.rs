@@ -9,7 +9,9 @@ use llmhost::gateway::{Gateway, GatewayOptions};
 use llmhost::registry::rust_decimal::Decimal;
 use llmhost::router::StoreSink;
 use llmhost::secrets::{EncryptionKey, Keyring};
-use llmhost::{BudgetPeriod, Budgets, ConfigService, Host, NewVirtualKey, Store, VirtualKeys};
+use llmhost::{
+    BudgetPeriod, Budgets, ConfigService, Host, NewVirtualKey, Store, VirtualKey, VirtualKeys,
+};
 use llmhost_simulator::{Simulator, Vendor};
 use serde_json::{Value, json};
 use std::time::SystemTime;
@@ -17,30 +19,98 @@ use std::time::SystemTime;
 const REQUESTS: usize = 50;
 const COVERED: u32 = 10;
 
+/// A host pointed at `sim` through the provider's environment variables
+/// (as in production), its store, and virtual keys on it; then the gateway
+/// over them on a free loopback port.
+struct Fixture {
+    _dir: tempfile::TempDir,
+    store: Store,
+    host: Host,
+    keyring: Keyring,
+}
+
+/// A gateway serving on a task until `stop`.
+struct Served {
+    addr: std::net::SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    server: tokio::task::JoinHandle<Result<(), llmhost::Error>>,
+}
+
+impl Fixture {
+    async fn new(sim: &Simulator) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path().join("gateway.db")).await.unwrap();
+        let base = sim.base_url(Vendor::OpenAi);
+        let host = Host::builder()
+            .ignore_plugin_env()
+            .environment(move |name| match name {
+                "OPENAI_API_KEY" => Some("sk-budget".to_owned()),
+                "OPENAI_BASE_URL" => Some(base.clone()),
+                _ => None,
+            })
+            .usage_sink(StoreSink::new(store.clone()))
+            .build()
+            .await
+            .unwrap();
+        Self {
+            _dir: dir,
+            store,
+            host,
+            keyring: Keyring::new(EncryptionKey::generate()),
+        }
+    }
+
+    fn keys(&self) -> VirtualKeys {
+        VirtualKeys::new(self.store.clone(), Some(&self.keyring))
+    }
+
+    /// A key named `name` with `budget`, and its secret.
+    async fn key(&self, name: &str, budget: (Decimal, BudgetPeriod)) -> (VirtualKey, String) {
+        let mut new = NewVirtualKey::new(name);
+        new.budget = Some(budget);
+        let (key, secret) = self.keys().create(new).await.unwrap();
+        (
+            key,
+            secrecy::ExposeSecret::expose_secret(&secret).to_owned(),
+        )
+    }
+
+    async fn serve(&self) -> Served {
+        let service = ConfigService::new(
+            self.host.clone(),
+            self.store.clone(),
+            Some(self.keyring.clone()),
+        )
+        .with_router(self.host.router());
+        let options = GatewayOptions {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..GatewayOptions::default()
+        };
+        let gateway = Gateway::new(service, Some(self.keys()), options)
+            .await
+            .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(gateway.serve(listener, async move {
+            let _ = stopped.await;
+        }));
+        Served { addr, stop, server }
+    }
+}
+
+impl Served {
+    /// Shuts the gateway down; its usage rows are flushed.
+    async fn stop(self) {
+        self.stop.send(()).unwrap();
+        self.server.await.unwrap().unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_requests_cannot_overspend_a_budget() {
     let sim = Simulator::start().await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("gateway.db")).await.unwrap();
-    let base = sim.base_url(Vendor::OpenAi);
-    let env_base = base.clone();
-    // The gateway's plain targets find the vendor as in production: by the
-    // provider's environment variables.
-    let host = Host::builder()
-        .ignore_plugin_env()
-        .environment(move |name| match name {
-            "OPENAI_API_KEY" => Some("sk-budget".to_owned()),
-            "OPENAI_BASE_URL" => Some(env_base.clone()),
-            _ => None,
-        })
-        .usage_sink(StoreSink::new(store.clone()))
-        .build()
-        .await
-        .unwrap();
-    let keyring = Keyring::new(EncryptionKey::generate());
-    let service = ConfigService::new(host.clone(), store.clone(), Some(keyring.clone()))
-        .with_router(host.router());
-    let keys = VirtualKeys::new(store.clone(), Some(&keyring));
+    let f = Fixture::new(&sim).await;
 
     // What one answer costs: the simulator's usage for this prompt, at the
     // catalogue's price.
@@ -49,7 +119,8 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
         "max_tokens": 12,
         "messages": [{"role": "user", "content": "hello"}],
     });
-    let probe = host
+    let probe = f
+        .host
         .chat(
             &llmhost::Target::new("openai"),
             &llmhost::types::ChatRequest::simple("gpt-4o-mini", "hello"),
@@ -59,24 +130,10 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
     let one = probe.cost_usd.expect("priced");
     let budget = one * Decimal::from(COVERED);
 
-    let mut new = NewVirtualKey::new("budgeted");
-    new.budget = Some((budget, BudgetPeriod::Month));
-    let (key, secret) = keys.create(new).await.unwrap();
-    let secret = secrecy::ExposeSecret::expose_secret(&secret).to_owned();
-
-    let options = GatewayOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..GatewayOptions::default()
-    };
-    let gateway = Gateway::new(service, Some(keys), options).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let (key, secret) = f.key("budgeted", (budget, BudgetPeriod::Month)).await;
+    let served = f.serve().await;
     let client = reqwest::Client::new();
-    let url = format!("http://{addr}/v1/chat/completions");
+    let url = format!("http://{}/v1/chat/completions", served.addr);
 
     let calls = (0..REQUESTS).map(|_| {
         let client = client.clone();
@@ -117,11 +174,10 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
         assert_eq!(retry.as_deref(), Some("false"));
     }
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
+    served.stop().await;
     // The usage rows of the key add up to what its budget report says,
     // and stay within the budget.
-    let rows = store.usage_events(None).await.unwrap();
+    let rows = f.store.usage_events(None).await.unwrap();
     let keyed: Vec<_> = rows
         .iter()
         .filter(|r| r.virtual_key_id == Some(key.id))
@@ -129,7 +185,7 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
     assert_eq!(keyed.len(), ok);
     let spent: Decimal = keyed.iter().filter_map(|r| r.cost_usd).sum();
     assert!(spent <= budget, "spent {spent} of {budget}");
-    let report = Budgets::new(store.clone())
+    let report = Budgets::new(f.store.clone())
         .of_virtual_key(&key, SystemTime::now())
         .await
         .unwrap();
@@ -141,43 +197,13 @@ async fn concurrent_requests_cannot_overspend_a_budget() {
 async fn a_stream_the_client_leaves_is_charged_its_estimate() {
     let sim = Simulator::start().await.unwrap();
     sim.set_stream_delay(std::time::Duration::from_millis(200));
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path().join("gateway.db")).await.unwrap();
-    let base = sim.base_url(Vendor::OpenAi);
-    let host = Host::builder()
-        .ignore_plugin_env()
-        .environment(move |name| match name {
-            "OPENAI_API_KEY" => Some("sk-budget".to_owned()),
-            "OPENAI_BASE_URL" => Some(base.clone()),
-            _ => None,
-        })
-        .usage_sink(StoreSink::new(store.clone()))
-        .build()
-        .await
-        .unwrap();
-    let keyring = Keyring::new(EncryptionKey::generate());
-    let service = ConfigService::new(host.clone(), store.clone(), Some(keyring.clone()))
-        .with_router(host.router());
-    let keys = VirtualKeys::new(store.clone(), Some(&keyring));
-    let mut new = NewVirtualKey::new("leaver");
-    new.budget = Some((Decimal::from(1), BudgetPeriod::Day));
-    let (key, secret) = keys.create(new).await.unwrap();
-    let secret = secrecy::ExposeSecret::expose_secret(&secret).to_owned();
-    let options = GatewayOptions {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        ..GatewayOptions::default()
-    };
-    let gateway = Gateway::new(service, Some(keys), options).await.unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(gateway.serve(listener, async move {
-        let _ = stopped.await;
-    }));
+    let f = Fixture::new(&sim).await;
+    let (key, secret) = f.key("leaver", (Decimal::from(1), BudgetPeriod::Day)).await;
+    let served = f.serve().await;
 
     let long = "a fairly long prompt that the simulator echoes back word by word ".repeat(4);
     let response = reqwest::Client::new()
-        .post(format!("http://{addr}/v1/chat/completions"))
+        .post(format!("http://{}/v1/chat/completions", served.addr))
         .bearer_auth(&secret)
         .body(
             json!({
@@ -202,8 +228,8 @@ async fn a_stream_the_client_leaves_is_charged_its_estimate() {
     // The gateway notices at its next frame; the row is then written.
     let since = std::time::Instant::now();
     let row = loop {
-        host.router().flush_usage().await.unwrap();
-        let rows = store.usage_events(None).await.unwrap();
+        f.host.router().flush_usage().await.unwrap();
+        let rows = f.store.usage_events(None).await.unwrap();
         if let Some(row) = rows.into_iter().find(|r| r.virtual_key_id == Some(key.id)) {
             break row;
         }
@@ -218,9 +244,8 @@ async fn a_stream_the_client_leaves_is_charged_its_estimate() {
     let cost = row.cost_usd.expect("an estimate is priced");
     assert!(cost > Decimal::ZERO);
 
-    stop.send(()).unwrap();
-    server.await.unwrap().unwrap();
-    let report = Budgets::new(store.clone())
+    served.stop().await;
+    let report = Budgets::new(f.store.clone())
         .of_virtual_key(&key, SystemTime::now())
         .await
         .unwrap();

@@ -246,6 +246,27 @@ fn key_hint(key: &str) -> String {
     }
 }
 
+/// Checks an agent or virtual-key name: 1 to 64 letters, digits, `-`,
+/// `_`, `.`.
+pub(crate) fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
+        return Err(invalid(
+            "name",
+            format!("must be 1 to {MAX_NAME_LEN} characters"),
+        ));
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    {
+        return Err(invalid(
+            "name",
+            format!("`{name}` may only contain letters, digits, `-`, `_` and `.`"),
+        ));
+    }
+    Ok(())
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> Error {
     Error::Validation {
         field,
@@ -367,21 +388,7 @@ impl ConfigService {
         name: &str,
         description: Option<&str>,
     ) -> Result<Agent, Error> {
-        if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-            return Err(invalid(
-                "name",
-                format!("must be 1 to {MAX_NAME_LEN} characters"),
-            ));
-        }
-        if !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        {
-            return Err(invalid(
-                "name",
-                format!("`{name}` may only contain letters, digits, `-`, `_` and `.`"),
-            ));
-        }
+        check_name(name)?;
         if description.is_some_and(|d| d.len() > 4096) {
             return Err(invalid("description", "longer than 4096 bytes"));
         }

@@ -12,6 +12,7 @@
 //! No key, hash key or hash appears in a log line, error, `Debug` output or
 //! view; views carry the key's first 8 characters (`lhk-AbCd…`) at most.
 
+use super::check_name;
 use crate::error::Error;
 use crate::secrets::Keyring;
 use crate::store::{
@@ -38,8 +39,6 @@ const HINT_CHARS: usize = 8;
 /// BLAKE3 key-derivation context of the hash key; changing it invalidates
 /// every stored key.
 const HASH_KEY_CONTEXT: &str = "llmhost 2026-11-01 virtual-key hash";
-/// Longest key name.
-const MAX_NAME_LEN: usize = 64;
 /// Longest model id of a key's model list, and most entries.
 const MAX_MODEL_LEN: usize = 256;
 const MAX_MODELS: usize = 256;
@@ -281,26 +280,6 @@ fn no_keyring() -> Error {
                   random bytes"
             .into(),
     }
-}
-
-/// Checks a key or agent name: 1 to 64 letters, digits, `-`, `_`, `.`.
-fn check_name(name: &str) -> Result<(), Error> {
-    if name.is_empty() || name.chars().count() > MAX_NAME_LEN {
-        return Err(invalid(
-            "name",
-            format!("must be 1 to {MAX_NAME_LEN} characters"),
-        ));
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-    {
-        return Err(invalid(
-            "name",
-            format!("`{name}` may only contain letters, digits, `-`, `_` and `.`"),
-        ));
-    }
-    Ok(())
 }
 
 /// The model list trimmed and without repeats, or why it is refused.
