@@ -14,6 +14,7 @@
 mod admission;
 pub mod anthropic;
 mod chat;
+mod console;
 pub mod errors;
 mod limits;
 mod metrics;

@@ -226,6 +226,7 @@ impl Gateway {
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics))
+            .merge(super::console::routes())
             .fallback(not_found)
             .with_state(self.shared.clone())
     }
