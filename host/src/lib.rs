@@ -31,6 +31,7 @@ pub mod service;
 pub mod settings;
 pub mod store;
 pub mod types;
+pub mod views;
 
 pub use error::{Error, provider_error_kind};
 pub use host::grants;

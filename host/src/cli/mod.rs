@@ -12,6 +12,7 @@ macro_rules! outln {
 }
 
 mod admin;
+mod admin_tokens;
 mod cache;
 mod demo;
 mod output;
@@ -134,6 +135,10 @@ enum Command {
     /// The gateway's virtual keys: create (shown once), list, revoke.
     #[command(subcommand)]
     VirtualKeys(virtual_keys::VirtualKeysCommand),
+    /// Tokens of the admin API and the web console: create (shown once),
+    /// list, revoke.
+    #[command(subcommand)]
+    AdminTokens(admin_tokens::AdminTokensCommand),
     /// Tokens and cost per agent, provider and model; with --agent or
     /// --virtual-key, the spend against the budget too.
     Usage(admin::UsageArgs),
@@ -439,6 +444,7 @@ impl Cli {
                 serve::run(builder, &settings, args).await
             }
             Command::VirtualKeys(command) => virtual_keys::run(&settings, command, json).await,
+            Command::AdminTokens(command) => admin_tokens::run(&settings, command, json).await,
             Command::Usage(args) => {
                 let service =
                     admin::service(Self::host(global, &settings).await?, &settings).await?;

@@ -2,7 +2,7 @@
 //! people, and the error report.
 
 use crate::types::{ChatResponse, Usage};
-use crate::{CompileSource, Error, Host, PluginOrigin};
+use crate::{Error, Host};
 use llmhost_registry::Pricing;
 use llmhost_registry::rust_decimal::Decimal;
 use serde_json::{Value, json};
@@ -123,37 +123,7 @@ pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), sup
         .filter(|m| provider.is_none_or(|p| m.provider == p))
         .collect();
     if json {
-        let list: Vec<Value> = entries
-            .iter()
-            .map(|m| {
-                json!({
-                    "provider": m.provider,
-                    "model": m.id,
-                    "display_name": m.display_name,
-                    "context_window": m.context_window,
-                    "max_output_tokens": m.max_output_tokens,
-                    "input_usd_per_mtok": price(m.pricing.base.input),
-                    "output_usd_per_mtok": price(m.pricing.base.output),
-                    "cache_read_usd_per_mtok": m.pricing.base.cache_read.map(price),
-                    "cache_write_usd_per_mtok": m.pricing.base.cache_write.map(price),
-                    "cache_write_hour_usd_per_mtok": m.pricing.base.cache_write_hour.map(price),
-                    "tiers": m.pricing.tiers.iter().map(|tier| json!({
-                        "above_input_tokens": tier.above_input_tokens,
-                        "prices": prices_json(&tier.prices, price),
-                    })).collect::<Vec<_>>(),
-                    "off_peak": m.pricing.off_peak.iter().map(|window| json!({
-                        "start_utc": clock(window.start_minute),
-                        "end_utc": clock(window.end_minute),
-                        "prices": prices_json(&window.prices, price),
-                    })).collect::<Vec<_>>(),
-                    "capabilities": m.capabilities,
-                    "tokenizer": m.tokenizer,
-                    "tokenizer_exact": m.tokenizer_exact,
-                    "requests_per_minute": m.rate_limits.requests_per_minute,
-                    "tokens_per_minute": m.rate_limits.tokens_per_minute,
-                })
-            })
-            .collect();
+        let list = crate::views::models_json(host, provider);
         print_json(&Value::Array(list));
         return Ok(());
     }
@@ -184,41 +154,11 @@ pub fn models(host: &Host, provider: Option<&str>, json: bool) -> Result<(), sup
 /// `llmhost plugins`.
 pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
     let plugins = host.plugins();
-    let origin = |o: &PluginOrigin| match o {
-        PluginOrigin::BuiltIn => "built-in".to_owned(),
-        PluginOrigin::File(path) => path.display().to_string(),
-    };
-    let compile = |c: CompileSource| match c {
-        CompileSource::Cache => "cache",
-        CompileSource::Compiled => "compiled",
-    };
     if json {
-        let list: Vec<Value> = plugins
-            .iter()
-            .map(|p| {
-                json!({
-                    "id": p.id,
-                    "name": p.name,
-                    "version": p.version,
-                    "origin": origin(&p.origin),
-                    "loaded_from": compile(p.compile),
-                    "load_ms": p.load_time.as_secs_f64() * 1000.0,
-                    "models": p.models,
-                    "wit_version": format!("{}@{}", crate::CONTRACT_PACKAGE, p.wit_version),
-                    "hosts": p.hosts,
-                    "installed": p.installed,
-                    "env": p.env,
-                })
-            })
-            .collect();
-        let errors: Vec<Value> = host
-            .load_errors()
-            .iter()
-            .map(|e| json!({"kind": e.kind(), "message": e.to_string()}))
-            .collect();
-        print_json(&json!({"plugins": list, "errors": errors}));
+        print_json(&crate::views::plugins_json(host));
         return Ok(());
     }
+    let (origin, compile) = (crate::views::origin, crate::views::compile);
     for p in &plugins {
         outln!(
             "{:<12} {:<8} {:<28} {} models, {} in {:.1} ms ({}), contract {}, hosts: {}",
@@ -240,20 +180,4 @@ pub fn plugins(host: &Host, json: bool) -> Result<(), super::Fail> {
         );
     }
     Ok(())
-}
-
-/// One price set of a model, as `models --json` prints it.
-fn prices_json(prices: &llmhost_registry::Prices, price: impl Fn(u64) -> String) -> Value {
-    json!({
-        "input_usd_per_mtok": price(prices.input),
-        "output_usd_per_mtok": price(prices.output),
-        "cache_read_usd_per_mtok": prices.cache_read.map(&price),
-        "cache_write_usd_per_mtok": prices.cache_write.map(&price),
-        "cache_write_hour_usd_per_mtok": prices.cache_write_hour.map(&price),
-    })
-}
-
-/// Minutes after midnight as `HH:MM`.
-fn clock(minute: u16) -> String {
-    format!("{:02}:{:02}", minute / 60, minute % 60)
 }

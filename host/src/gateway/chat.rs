@@ -5,7 +5,7 @@
 
 use super::admission::settle;
 use super::errors::ApiError;
-use super::server::{Context, Protocol, Shared, body_bytes, unix_now};
+use super::server::{Caller, Context, Protocol, Shared, body_bytes, unix_now};
 use super::{admission::Admission, anthropic, openai};
 use crate::error::Error;
 use crate::types::ChatRequest;
@@ -185,7 +185,18 @@ pub(super) async fn chat(shared: &Arc<Shared>, cx: Context, request: Request) ->
         Ok(caller) => caller,
         Err(err) => return cx.error(&err, None),
     };
-    let parsed = match parse_call(cx.protocol, &body) {
+    chat_as(shared, cx, &body, caller).await
+}
+
+/// The chat flow for a caller already authenticated (the console's
+/// playground is an admin's, as the master key's).
+pub(super) async fn chat_as(
+    shared: &Arc<Shared>,
+    cx: Context,
+    body: &[u8],
+    caller: Caller,
+) -> Response {
+    let parsed = match parse_call(cx.protocol, body) {
         Ok(parsed) => parsed,
         Err(err) => return cx.error(&err, None),
     };

@@ -11,6 +11,7 @@
 //! Parsing never panics on client input; a body that does not fit is an
 //! [`ApiError`] whose `param` names the field at fault (`messages[2].content`).
 
+mod admin;
 mod admission;
 pub mod anthropic;
 mod chat;

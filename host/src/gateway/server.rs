@@ -14,7 +14,7 @@ use super::metrics::Metrics;
 use super::{anthropic, openai};
 use crate::error::Error;
 use crate::router::{CallTags, Router};
-use crate::service::{ConfigService, VirtualKey, VirtualKeys};
+use crate::service::{AdminTokens, ConfigService, VirtualKey, VirtualKeys};
 use crate::types::TokenInput;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -139,6 +139,10 @@ pub(super) struct Shared {
     pub(super) key_limits: Arc<KeyLimiter>,
     pub(super) metrics: Arc<Metrics>,
     pub(super) max_body_bytes: usize,
+    /// Admin tokens of the admin API and the console.
+    pub(super) admin_tokens: AdminTokens,
+    /// The console's signed-in sessions.
+    pub(super) sessions: super::admin::Sessions,
 }
 
 /// The gateway over a [`ConfigService`] (its store, keys and router).
@@ -199,7 +203,6 @@ impl Gateway {
         let router = service.router().clone();
         Ok(Self {
             shared: Arc::new(Shared {
-                service,
                 router,
                 master,
                 virtual_keys,
@@ -211,6 +214,9 @@ impl Gateway {
                 key_limits: Arc::default(),
                 metrics: options.metrics.clone(),
                 max_body_bytes: options.max_body_bytes,
+                admin_tokens: AdminTokens::new(service.store().clone()),
+                sessions: super::admin::Sessions::default(),
+                service,
             }),
             options,
         })
@@ -218,7 +224,15 @@ impl Gateway {
 
     /// The routes, for serving or for tests.
     pub fn app(&self) -> axum::Router {
+        let (admin, _) = super::admin::routes();
         axum::Router::new()
+            .merge(admin)
+            .route(
+                "/ui/api/session",
+                get(super::admin::auth::current)
+                    .post(super::admin::auth::sign_in)
+                    .delete(super::admin::auth::sign_out),
+            )
             .route("/v1/chat/completions", post(openai_chat))
             .route("/v1/messages", post(anthropic_messages))
             .route("/v1/messages/count_tokens", post(anthropic_count_tokens))

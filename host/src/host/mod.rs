@@ -355,6 +355,12 @@ impl HostBuilder {
                 runtime,
                 plugins,
                 builtin_env,
+                overridden: self
+                    .model_overrides
+                    .model
+                    .iter()
+                    .map(|m| (m.provider.clone(), m.id.clone()))
+                    .collect(),
                 catalogue,
                 load_errors,
                 strict_models: self.strict_models,
@@ -597,6 +603,9 @@ struct Inner {
     /// Each built-in provider's id and key variables.
     builtin_env: Vec<(String, Vec<String>)>,
     catalogue: Catalogue,
+    /// (provider, model) of the catalogue entries the operator's model
+    /// overrides file changed or added.
+    overridden: std::collections::BTreeSet<(String, String)>,
     load_errors: Vec<Error>,
     strict_models: bool,
     providers: BTreeMap<String, ProviderSettings>,
@@ -919,7 +928,16 @@ impl Host {
         &self.inner.load_errors
     }
 
-    /// The model catalogue built from every plugin's manifest.
+    /// Whether the operator's model overrides file changed or added
+    /// `provider`/`model`.
+    pub fn is_overridden(&self, provider: &str, model: &str) -> bool {
+        self.inner
+            .overridden
+            .contains(&(provider.to_owned(), model.to_owned()))
+    }
+
+    /// The model catalogue: the plugins' models with the operator's
+    /// overrides applied.
     pub fn catalogue(&self) -> &Catalogue {
         &self.inner.catalogue
     }

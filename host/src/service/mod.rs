@@ -7,12 +7,14 @@
 //! No response, log line, error or `Debug` output of this module carries an
 //! API key: views say `has_api_key` and give at most a masked hint.
 
+mod admin_tokens;
 mod agent_call;
 mod budgets;
 pub(crate) mod ledger;
 mod virtual_keys;
 
 pub use crate::store::{AgentBudget, BudgetPeriod, Spend};
+pub use admin_tokens::{ADMIN_TOKEN_PREFIX, AdminToken, AdminTokens};
 pub use agent_call::{AgentOutcome, AgentStream};
 pub use budgets::{BudgetUsage, Budgets};
 pub use virtual_keys::{
@@ -184,6 +186,20 @@ pub struct ConfigUpdate {
     pub max_attempts: Option<Option<u32>>,
     pub deadline: Option<Option<std::time::Duration>>,
     pub metadata: Option<Value>,
+}
+
+/// The encryption keys and what they encrypt; never a key itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct EncryptionStatus {
+    /// The id of the key new API keys are encrypted under; `None`: no key
+    /// is configured.
+    pub active_key: Option<String>,
+    /// Every key id of the keyring, the active one first.
+    pub keys: Vec<String>,
+    /// Stored API keys per encryption key id.
+    pub api_keys_by_key: std::collections::BTreeMap<String, u64>,
+    /// Whether every stored API key is under the active key.
+    pub rotation_complete: bool,
 }
 
 /// The result of `validate`: the config, and what the provider's health
@@ -830,6 +846,26 @@ impl ConfigService {
     }
 
     // ----- keys -----
+
+    /// Which encryption keys are configured and which of them the stored
+    /// API keys are encrypted under: a rotation is complete when every
+    /// row is under the active key.
+    pub async fn encryption_status(&self) -> Result<EncryptionStatus, Error> {
+        let keyring = self.keyring();
+        let rows = self.store.api_keys_by_encryption_key().await?;
+        let active = keyring.as_ref().map(|k| k.active().id().to_owned());
+        let complete = rows
+            .iter()
+            .all(|(id, _)| active.as_deref() == Some(id.as_str()));
+        Ok(EncryptionStatus {
+            keys: keyring
+                .map(|k| k.keys().map(|key| key.id().to_owned()).collect())
+                .unwrap_or_default(),
+            active_key: active,
+            api_keys_by_key: rows.into_iter().collect(),
+            rotation_complete: complete,
+        })
+    }
 
     /// Re-encrypts every stored API key under `new_key` in one
     /// transaction; afterwards the service uses `new_key` (the old keys

@@ -51,7 +51,7 @@ pub const DEFAULT_CACHE_TTL: Duration = Duration::from_millis(500);
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
 /// Whether a key can be used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VirtualKeyStatus {
     Active,
@@ -72,7 +72,7 @@ impl VirtualKeyStatus {
 
 /// A virtual key as shown to callers: everything but the key, of which
 /// only the hint is kept.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct VirtualKey {
     /// What usage rows name it by (`virtual_key_id`).
     pub id: i64,
@@ -84,6 +84,7 @@ pub struct VirtualKey {
     /// Model ids the key may use (`openai/gpt-4o-mini`); `None`: any.
     pub models: Option<Vec<String>>,
     /// Most USD to spend per `budget_period` (a decimal string in JSON).
+    #[schema(value_type = Option<String>)]
     pub budget_usd: Option<Decimal>,
     /// Set exactly when `budget_usd` is.
     pub budget_period: Option<BudgetPeriod>,

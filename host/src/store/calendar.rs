@@ -12,7 +12,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// The window a budget applies to: the current UTC calendar day, ISO week
 /// (from Monday 00:00), calendar month, or all time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum BudgetPeriod {
     Day,
@@ -94,6 +94,45 @@ pub(crate) fn utc_timestamp(time: SystemTime) -> String {
     format_millis(unix_millis(time))
 }
 
+/// `text`, an RFC 3339 UTC time (`2026-11-02T09:30:00Z`, with or without
+/// a fraction, `Z` or `+00:00`), in the store's format; `None` if it is
+/// not one.
+pub(crate) fn parse_utc_timestamp(text: &str) -> Option<String> {
+    let text = text.trim();
+    let body = text
+        .strip_suffix('Z')
+        .or_else(|| text.strip_suffix('z'))
+        .or_else(|| text.strip_suffix("+00:00"))?;
+    let (date, time) = body.split_once(['T', 't', ' '])?;
+    let mut date = date.split('-');
+    let year: i128 = date.next().filter(|y| y.len() == 4)?.parse().ok()?;
+    let month: u32 = date.next().filter(|m| m.len() == 2)?.parse().ok()?;
+    let day: u32 = date.next().filter(|d| d.len() == 2)?.parse().ok()?;
+    if date.next().is_some() || !(1..=12).contains(&month) || day == 0 {
+        return None;
+    }
+    let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
+    let mut clock = clock.split(':');
+    let mut part = |max: i128| -> Option<i128> {
+        let p = clock.next().filter(|p| p.len() == 2)?.parse().ok()?;
+        (0..=max).contains(&p).then_some(p)
+    };
+    let (hour, minute, second) = (part(23)?, part(59)?, part(59)?);
+    if clock.next().is_some() || fraction.len() > 9 || !fraction.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let days = days_from_civil(year, month, day);
+    // A day past the month's end comes back as another date.
+    if civil_from_days(days) != (year, month, day) {
+        return None;
+    }
+    let millis_of_fraction: i128 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    let millis =
+        days * MILLIS_PER_DAY + ((hour * 60 + minute) * 60 + second) * 1000 + millis_of_fraction;
+    Some(format_millis(millis))
+}
+
 fn format_millis(millis: i128) -> String {
     let days = millis.div_euclid(MILLIS_PER_DAY);
     let of_day = millis.rem_euclid(MILLIS_PER_DAY);
@@ -140,6 +179,27 @@ pub(crate) const MAX_EXPIRY: Duration = Duration::from_secs(100 * 366 * 86_400);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_times_are_read_into_the_store_format() {
+        let cases = [
+            ("2026-11-02T09:30:00Z", Some("2026-11-02T09:30:00.000Z")),
+            ("2026-11-02T09:30:00.5Z", Some("2026-11-02T09:30:00.500Z")),
+            (
+                "2026-11-02T09:30:00.123456+00:00",
+                Some("2026-11-02T09:30:00.123Z"),
+            ),
+            ("2024-02-29T00:00:00Z", Some("2024-02-29T00:00:00.000Z")),
+            ("2026-02-29T00:00:00Z", None),
+            ("2026-11-02T24:00:00Z", None),
+            ("2026-11-02T09:30:00+01:00", None),
+            ("2026-11-02", None),
+            ("yesterday", None),
+        ];
+        for (text, want) in cases {
+            assert_eq!(parse_utc_timestamp(text).as_deref(), want, "{text}");
+        }
+    }
     use proptest::prelude::*;
 
     fn at(millis: i128) -> SystemTime {

@@ -235,6 +235,21 @@ ALTER TABLE agents DROP COLUMN budget_usd;
 DROP TABLE virtual_keys;
 "#;
 
+/// Admin tokens: bearer credentials of the admin API and the console,
+/// made by the master key (or the CLI). Only a hash and a hint are kept.
+const ADMIN_TOKENS_UP: &str = r#"
+CREATE TABLE admin_tokens (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    token_hash  BLOB NOT NULL UNIQUE,
+    hint        TEXT NOT NULL,
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    revoked_at  TEXT
+) STRICT;
+"#;
+
+const ADMIN_TOKENS_DOWN: &str = "DROP TABLE admin_tokens;";
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -253,11 +268,14 @@ pub(crate) fn migrations() -> Migrations<'static> {
             .down(GATEWAY_DOWN)
             .foreign_key_check()
             .comment("virtual keys, agent budgets, usage of every call"),
+        M::up(ADMIN_TOKENS_UP)
+            .down(ADMIN_TOKENS_DOWN)
+            .comment("admin tokens"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 #[cfg(test)]
 mod tests {

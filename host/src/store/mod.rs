@@ -13,17 +13,22 @@
 //! config is (a loaded provider, a known model, ranges) is the config
 //! service's business.
 
+mod admin_tokens;
 mod calendar;
 mod migrations;
 mod records;
+mod status;
 mod virtual_keys;
 
+pub use admin_tokens::AdminTokenRow;
 pub use calendar::BudgetPeriod;
-pub(crate) use calendar::{MAX_EXPIRY, utc_timestamp};
+pub(crate) use calendar::{MAX_EXPIRY, parse_utc_timestamp, utc_timestamp};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
-    Agent, ConfigRow, NewConfigRow, UsageEvent, UsageOutcome, UsageRecord, UsageSummary,
+    Agent, ConfigRow, NewConfigRow, UsageEvent, UsageFilter, UsageOutcome, UsageRecord,
+    UsageSummary,
 };
+pub use status::UsagePoint;
 pub use virtual_keys::{AgentBudget, NewVirtualKeyRow, Spend, VirtualKeyRow};
 
 use crate::error::Error;

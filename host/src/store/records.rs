@@ -12,7 +12,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 /// An agent: a named consumer of LLMs with its own configs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct Agent {
     pub id: i64,
     pub name: String,
@@ -20,6 +20,7 @@ pub struct Agent {
     pub created_at: String,
     pub updated_at: String,
     /// Most USD to spend per `budget_period` (as a decimal string in JSON).
+    #[schema(value_type = Option<String>)]
     pub budget_usd: Option<Decimal>,
     /// Most input plus output tokens per `budget_period`.
     pub budget_tokens: Option<u64>,
@@ -161,7 +162,7 @@ pub struct UsageEvent {
 }
 
 /// A recorded usage event.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct UsageRecord {
     pub id: i64,
     pub agent_id: Option<i64>,
@@ -180,6 +181,8 @@ pub struct UsageRecord {
     pub cache_write_hour_tokens: u64,
     pub reasoning_tokens: u64,
     pub estimated: bool,
+    /// USD, a decimal string; `null` when the model has no price.
+    #[schema(value_type = Option<String>)]
     pub cost_usd: Option<Decimal>,
     pub latency_ms: u64,
     pub ttft_ms: Option<u64>,
@@ -189,6 +192,48 @@ pub struct UsageRecord {
     pub fallback: bool,
     pub streamed: bool,
     pub created_at: String,
+}
+
+/// Which usage rows to read; every field left `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UsageFilter {
+    pub agent: Option<String>,
+    pub request_id: Option<String>,
+    /// Store timestamps: rows created at or after `since`, before `until`.
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+fn usage_record_from(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
+    let cost: Option<String> = row.get("cost_usd")?;
+    Ok(UsageRecord {
+        id: row.get("id")?,
+        agent_id: row.get("agent_id")?,
+        agent_name: row.get("agent_name")?,
+        config_id: row.get("config_id")?,
+        virtual_key_id: row.get("virtual_key_id")?,
+        virtual_key_name: row.get("virtual_key_name")?,
+        request_id: row.get("request_id")?,
+        route: row.get("route")?,
+        provider: row.get("provider")?,
+        model: row.get("model")?,
+        input_tokens: row.get("input_tokens")?,
+        output_tokens: row.get("output_tokens")?,
+        cache_read_tokens: row.get("cache_read_tokens")?,
+        cache_write_tokens: row.get("cache_write_tokens")?,
+        cache_write_hour_tokens: row.get("cache_write_hour_tokens")?,
+        reasoning_tokens: row.get("reasoning_tokens")?,
+        estimated: row.get("estimated")?,
+        cost_usd: cost.map(|c| decimal(&c, "cost_usd")).transpose()?,
+        latency_ms: row.get("latency_ms")?,
+        ttft_ms: row.get("ttft_ms")?,
+        status: row.get("status")?,
+        error_kind: row.get("error_kind")?,
+        attempt: row.get("attempt")?,
+        fallback: row.get("fallback")?,
+        streamed: row.get("streamed")?,
+        created_at: row.get("created_at")?,
+    })
 }
 
 /// Totals for one agent, provider and model.
@@ -655,48 +700,27 @@ impl Store {
 
     /// Recorded attempts, oldest first; only `agent`'s when given.
     pub async fn usage_events(&self, agent: Option<&str>) -> Result<Vec<UsageRecord>, Error> {
-        let agent = agent.map(str::to_owned);
+        self.usage_records(UsageFilter {
+            agent: agent.map(str::to_owned),
+            ..UsageFilter::default()
+        })
+        .await
+    }
+
+    /// Recorded attempts that pass `filter`, oldest first.
+    pub async fn usage_records(&self, filter: UsageFilter) -> Result<Vec<UsageRecord>, Error> {
         self.read(move |conn| {
-            let mut statement = conn.prepare(
-                "SELECT id, agent_id, agent_name, config_id, provider, model, input_tokens, \
-                 output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens, \
-                 estimated, cost_usd, latency_ms, ttft_ms, status, error_kind, attempt, \
-                 fallback, streamed, created_at, virtual_key_id, virtual_key_name, \
-                 request_id, route, cache_write_hour_tokens FROM usage_events \
-                 WHERE ?1 IS NULL OR agent_name = ?1 ORDER BY id",
+            let mut statement = conn.prepare_cached(
+                "SELECT * FROM usage_events \
+                 WHERE (?1 IS NULL OR agent_name = ?1) AND (?2 IS NULL OR request_id = ?2) \
+                 AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4) \
+                 ORDER BY id",
             )?;
             statement
-                .query_map([agent], |row| {
-                    let cost: Option<String> = row.get(12)?;
-                    Ok(UsageRecord {
-                        id: row.get(0)?,
-                        agent_id: row.get(1)?,
-                        agent_name: row.get(2)?,
-                        config_id: row.get(3)?,
-                        provider: row.get(4)?,
-                        model: row.get(5)?,
-                        input_tokens: row.get(6)?,
-                        output_tokens: row.get(7)?,
-                        cache_read_tokens: row.get(8)?,
-                        cache_write_tokens: row.get(9)?,
-                        reasoning_tokens: row.get(10)?,
-                        estimated: row.get(11)?,
-                        cost_usd: cost.map(|c| decimal(&c, "cost_usd")).transpose()?,
-                        latency_ms: row.get(13)?,
-                        ttft_ms: row.get(14)?,
-                        status: row.get(15)?,
-                        error_kind: row.get(16)?,
-                        attempt: row.get(17)?,
-                        fallback: row.get(18)?,
-                        streamed: row.get(19)?,
-                        created_at: row.get(20)?,
-                        virtual_key_id: row.get(21)?,
-                        virtual_key_name: row.get(22)?,
-                        request_id: row.get(23)?,
-                        route: row.get(24)?,
-                        cache_write_hour_tokens: row.get(25)?,
-                    })
-                })?
+                .query_map(
+                    params![filter.agent, filter.request_id, filter.since, filter.until],
+                    usage_record_from,
+                )?
                 .collect()
         })
         .await
