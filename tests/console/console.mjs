@@ -120,6 +120,7 @@ const scenarios = {
     await secret.waitFor({timeout: TIMEOUT});
     const key = (await secret.textContent()).trim();
     await page.locator(tid(`key-row-${KEY}`)).waitFor({timeout: TIMEOUT});
+    const hint = (await page.locator(`${tid(`key-row-${KEY}`)} code`).textContent()).replace('…', '');
     await shot(page, 'virtual-key-created');
     const shown = (await page.content()).includes(key);
     await page.reload();
@@ -132,7 +133,8 @@ const scenarios = {
     const bar = await page.locator(`${tid(`key-budget-${KEY}`)} [role="meter"]`).count();
     await shot(page, 'virtual-keys');
     return {
-      key_prefix: key.slice(0, 11),
+      key_length: key.length,
+      key_matches_hint: hint.length > 3 && key.startsWith(hint),
       shown_once: shown,
       after_reload: afterReload,
       after_navigation: afterNavigation,
@@ -219,6 +221,7 @@ async function main() {
   try {
     const context = await browser.newContext({viewport: {width: 1280, height: 800}, colorScheme: 'dark'});
     const page = await context.newPage();
+    page.setDefaultTimeout(TIMEOUT);
     const problems = [];
     page.on('pageerror', (error) => problems.push(`page error: ${error.message}`));
     page.on('console', (message) => {

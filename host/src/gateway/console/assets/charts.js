@@ -7,7 +7,7 @@ import {h, s} from './dom.js';
 
 const WIDTH = 520;
 const HEIGHT = 190;
-const LEFT = 60;
+const LEFT = 70;
 const RIGHT = 12;
 const TOP = 12;
 const BOTTOM = 26;
@@ -20,12 +20,14 @@ export function colour(index) {
 
 const GRID_LINES = 4;
 
-/** A round step (1, 2 or 5 times a power of ten) such that four of them
- * reach `max`; whole numbers only when `whole`. */
-function niceStep(max, whole) {
-  const raw = max > 0 ? max / GRID_LINES : 0.25;
+/** A round step (1, 2, 2.5 or 5 times a power of ten) such that four of
+ * them reach `max` (`empty` when nothing is above zero); whole numbers
+ * only when `whole`. */
+function niceStep(max, whole, empty) {
+  const raw = (max > 0 ? max : empty) / GRID_LINES;
   const power = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * power).find((candidate) => candidate >= raw * (1 - 1e-9));
+  const multiples = whole && power < 10 ? [1, 2, 5, 10] : [1, 2, 2.5, 5, 10];
+  const step = multiples.map((m) => m * power).find((candidate) => candidate >= raw * (1 - 1e-9));
   return whole ? Math.max(1, Math.round(step)) : step;
 }
 
@@ -41,14 +43,14 @@ function decimalsOf(step) {
  * over the time from `since` to `until`; `format` writes a value, and
  * `axis(value, decimals)` an axis label.
  */
-export function lineChart({testid, title, lines, since, until, bucket, format, axis, whole = false}) {
+export function lineChart({testid, title, lines, since, until, bucket, format, axis, whole = false, empty = 1}) {
   const start = since.getTime();
   const span = Math.max(until.getTime() - start, 1);
   const plotWidth = WIDTH - LEFT - RIGHT;
   const plotHeight = HEIGHT - TOP - BOTTOM;
   const values = lines.flatMap((line) => line.points.map((point) => point.value))
     .filter((value) => Number.isFinite(value));
-  const step = niceStep(Math.max(0, ...values), whole);
+  const step = niceStep(Math.max(0, ...values), whole, empty);
   const decimals = decimalsOf(step);
   const top = step * GRID_LINES;
   const x = (time) => LEFT + Math.min(Math.max((time - start) / span, 0), 1) * plotWidth;

@@ -72,7 +72,7 @@ export function configForm({agent, config, plugins, saved, cancelled}) {
     } catch (error) {
       replace(message, notice('error', `Could not load the models: ${error.message}`));
     }
-    const ids = models.map((item) => item.id);
+    const ids = models.map((item) => item.model);
     if (chosen && !ids.includes(chosen)) ids.unshift(chosen);
     replace(model, h('option', {value: ''}, ids.length ? 'Choose a model…' : 'No models listed'),
       ids.map((id) => h('option', {value: id, selected: id === chosen}, id)));

@@ -117,9 +117,9 @@ export async function keysPage(main) {
     replace(list, table(['Name', 'Key', 'Scope', 'Budget', 'Limits', 'Expires', 'Status', ''],
       keys.map((key) => h('tr', {testid: `key-row-${key.name}`},
         h('th', {scope: 'row'}, key.name),
-        h('td', {}, h('code', {}, key.hint || '…')),
+        h('td', {}, h('code', {}, key.key_hint || '…')),
         h('td', {}, key.agent ? `agent:${key.agent}`
-          : key.allowed_models && key.allowed_models.length ? key.allowed_models.join(', ') : 'any'),
+          : key.models && key.models.length ? key.models.join(', ') : 'any'),
         h('td', {}, budgetBar(key)),
         h('td', {}, [key.rpm ? `${count(key.rpm)} rpm` : null, key.tpm ? `${count(key.tpm)} tpm` : null]
           .filter(Boolean).join(', ') || '—'),

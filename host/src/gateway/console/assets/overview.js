@@ -48,9 +48,9 @@ function section(group, data, since, until, bucket) {
   const common = {since, until, bucket};
   const charts = h('div', {class: 'charts'},
     lineChart({...common, testid: `${prefix}-spend`, title: 'Spend (USD)',
-      lines: lines((p) => number(p.cost_usd)), format: usd, axis: (v, d) => `$${v.toFixed(d)}`}),
+      lines: lines((p) => number(p.cost_usd)), format: usd, axis: (v, d) => `$${v.toFixed(d)}`, empty: 0.01}),
     lineChart({...common, testid: `${prefix}-requests`, title: 'Requests',
-      lines: lines((p) => p.requests), format: count, whole: true}),
+      lines: lines((p) => p.requests), format: count, whole: true, empty: 4}),
     lineChart({...common, testid: `${prefix}-errors`, title: 'Error rate',
       lines: lines((p) => number(p.error_rate)), format: rate,
       axis: (v, d) => `${(v * 100).toFixed(Math.max(d - 2, 0))}%`}),
@@ -59,7 +59,7 @@ function section(group, data, since, until, bucket) {
         ...lines((p) => number(p.p50_ms)).map((line) => ({...line, label: `${line.label} p50`, key: `${line.key}-p50`})),
         ...lines((p) => number(p.p99_ms)).map((line) => ({...line, label: `${line.label} p99`, key: `${line.key}-p99`, dashed: true})),
       ],
-      format: ms, axis: (v, d) => `${v.toFixed(d)} ms`}));
+      format: ms, axis: (v, d) => `${v.toFixed(d)} ms`, empty: 100}));
   const rows = series.map((item) => {
     const sum = totals(item);
     const cell = (name, text) => h('td', {class: 'num', testid: `total-${group.key}-${item.key}-${name}`}, text);

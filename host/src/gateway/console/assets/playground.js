@@ -63,7 +63,7 @@ export async function playgroundPage(main) {
   provider.addEventListener('change', async () => {
     replace(model, h('option', {value: ''}, 'Loading models…'));
     const {models} = await get(admin('/models', {provider: provider.value})).catch(() => ({models: []}));
-    replace(model, (models || []).map((item) => h('option', {value: item.id}, item.id)));
+    replace(model, (models || []).map((item) => h('option', {value: item.model}, item.model)));
   });
   stop.addEventListener('click', () => controller && controller.abort());
 
