@@ -564,7 +564,7 @@ async fn virtual_keys_and_admin_tokens_are_shown_once_and_stop_when_revoked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn console_sessions_need_their_csrf_token_and_end_with_their_token() {
     let sim = Simulator::start().await.expect("simulator");
-    let (_gateway, api) = start(&sim).await;
+    let (gateway, api) = start(&sim).await;
     let made = api
         .call(
             "POST",
@@ -688,6 +688,44 @@ async fn console_sessions_need_their_csrf_token_and_end_with_their_token() {
         "/admin/v1/agents",
         None,
         &[("cookie", &cookie)],
+        None,
+    )
+    .await
+    .failure(401, "unauthorized");
+
+    // The CLI makes, lists and revokes tokens in the same store.
+    let made = gateway
+        .cli(&["admin-tokens", "create", "from-cli", "--json"])
+        .await;
+    let cli_token = made["token"].as_str().expect("token").to_owned();
+    api.send(
+        "GET",
+        "/admin/v1/agents",
+        "/admin/v1/agents",
+        Some(&cli_token),
+        &[],
+        None,
+    )
+    .await
+    .expect(200);
+    let listed = gateway.cli(&["admin-tokens", "list", "--json"]).await;
+    let names: Vec<&str> = listed["admin_tokens"]
+        .as_array()
+        .expect("tokens")
+        .iter()
+        .filter_map(|t| t["name"].as_str())
+        .collect();
+    assert_eq!(names, ["from-cli", "web"]);
+    assert!(!listed.to_string().contains(&cli_token));
+    gateway
+        .cli(&["admin-tokens", "revoke", "from-cli", "--json"])
+        .await;
+    api.send(
+        "GET",
+        "/admin/v1/agents",
+        "/admin/v1/agents",
+        Some(&cli_token),
+        &[],
         None,
     )
     .await
