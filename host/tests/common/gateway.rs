@@ -448,7 +448,7 @@ impl Drop for Gateway {
 /// The interpreter with the official SDKs, installed by
 /// `scripts/sdk-clients` once per run, into the build's target directory
 /// unless `LLMHOST_SDK_VENV` names another place.
-fn sdk_python() -> &'static PathBuf {
+pub fn sdk_python() -> &'static PathBuf {
     static PYTHON: OnceLock<PathBuf> = OnceLock::new();
     PYTHON.get_or_init(|| {
         let mut command = Command::new("bash");

@@ -234,7 +234,7 @@ impl Modify for Security {
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, usage::GroupBy)),
     tags(
         (name = "agents", description = "Agents, their LLM configs and budgets"),
         (name = "keys", description = "Virtual keys, admin tokens and encryption"),
