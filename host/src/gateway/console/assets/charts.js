@@ -87,14 +87,14 @@ export function lineChart({testid, title, lines, since, until, bucket, format, a
       }, s('title', {}, `${line.label}, ${bucketLabel(point.start, bucket)}: ${format(point.value)}`))));
   });
 
-  const empty = values.length === 0
+  const placeholder = values.length === 0
     ? s('text', {class: 'axis empty', x: LEFT + plotWidth / 2, y: TOP + plotHeight / 2, 'text-anchor': 'middle'},
       'No requests in this range')
     : null;
   const svg = s('svg', {viewBox: `0 0 ${WIDTH} ${HEIGHT}`, role: 'img', class: 'chart',
     'aria-label': `${title}: ${lines.length} series`},
   s('line', {class: 'baseline', x1: LEFT, x2: WIDTH - RIGHT, y1: y(0), y2: y(0)}),
-  grid, ticks, drawn, empty);
+  grid, ticks, drawn, placeholder);
   return h('figure', {class: 'chart-card', testid},
     h('figcaption', {}, title), svg, legend(lines));
 }

@@ -38,10 +38,12 @@ function totals(series) {
 }
 
 function section(group, data, since, until, bucket) {
+  // Calls made without an agent (or key) are the group `(none)`.
+  const unnamed = group.key === 'agent' ? 'no agent' : 'none';
   const series = (data.series || []).map((item, index) => ({...item, colour: colour(index),
-    key: item.group ?? '(none)'}));
+    key: item.group ?? '(none)', label: item.group && item.group !== '(none)' ? item.group : unnamed}));
   const lines = (pick, extra = {}) => series.map((item) => ({
-    key: item.key, label: item.key, colour: item.colour, ...extra,
+    key: item.key, label: item.label, colour: item.colour, ...extra,
     points: item.points.map((point) => ({start: point.start, value: pick(point)})),
   }));
   const prefix = `chart-${group.key}`;
@@ -67,7 +69,7 @@ function section(group, data, since, until, bucket) {
     swatch.style.backgroundColor = item.colour;
     swatch.style.borderColor = item.colour;
     return h('tr', {testid: `total-${group.key}-${item.key}`},
-      h('th', {scope: 'row'}, swatch, item.key),
+      h('th', {scope: 'row'}, swatch, item.label),
       cell('requests', count(sum.requests)),
       cell('errors', sum.requests ? rate(sum.errors / sum.requests) : '—'),
       cell('spend', usd(sum.spend)),
