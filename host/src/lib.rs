@@ -32,7 +32,7 @@ pub mod settings;
 pub mod store;
 pub mod types;
 
-pub use error::{Error, provider_error_kind};
+pub use error::{Error, ErrorKind, provider_error_kind};
 pub use host::grants;
 pub use host::{
     Access, Asks, CacheEntry, CacheReport, ChatOutcome, ChatStream, Grant, HealthOutcome, Host,

@@ -3,6 +3,7 @@
 
 use super::output::{Fail, print_json};
 use super::virtual_keys::{PeriodArg, budget_json, show_budget};
+use crate::error::ErrorKind;
 use crate::secrets::{self, EncryptionKey, KeySource, Keyring};
 use crate::service::{AgentBudget, Budgets, ConfigUpdate, LlmConfig, NewConfig};
 use crate::store::{BudgetPeriod, Store};
@@ -203,7 +204,7 @@ fn env(name: &str) -> Option<String> {
 
 fn key_error(err: secrets::KeyError) -> Error {
     Error::Encryption {
-        kind: "encryption_key_invalid",
+        kind: ErrorKind::EncryptionKeyInvalid,
         message: err.to_string(),
     }
 }
@@ -756,7 +757,7 @@ pub async fn keys(
     let KeysCommand::Rotate { new_key } = command;
     let Some((keyring, source)) = keyring(settings)? else {
         return Err(Error::Encryption {
-            kind: "encryption_key_missing",
+            kind: ErrorKind::EncryptionKeyMissing,
             message: "no encryption key is configured, so there is nothing to rotate (run `llmhost init`)".into(),
         }
         .into());
@@ -787,7 +788,7 @@ pub async fn keys(
             both.extend(keyring.keys().cloned());
             if keyring.keys().any(|k| k.id() == new_id) {
                 return Err(Error::Encryption {
-                    kind: "key_reused",
+                    kind: ErrorKind::KeyReused,
                     message: format!("key {new_id} is already in use; rotate to a new key"),
                 }
                 .into());

@@ -13,7 +13,7 @@ mod sink;
 
 pub use sink::{DiscardSink, FlushFuture, StoreSink, UsageSink};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::host::{ChatOutcome, ChatStream, Host, Target};
 use crate::resilience::{
     BreakerPolicy, Breakers, BucketKey, Next, Permit, RateLimiter, Reservation, Resilience,
@@ -326,7 +326,7 @@ impl Drop for InFlight<'_> {
                 Some(&sent),
                 None,
                 None,
-                UsageOutcome::Error("cancelled".to_owned()),
+                UsageOutcome::Error(ErrorKind::Cancelled),
             ));
         }
     }
@@ -405,12 +405,7 @@ impl Attempt {
     }
 
     fn failed(&self, error: &Error) -> UsageEvent {
-        self.event(
-            None,
-            None,
-            None,
-            UsageOutcome::Error(error.kind().to_owned()),
-        )
+        self.event(None, None, None, UsageOutcome::Error(error.kind()))
     }
 }
 
@@ -902,7 +897,7 @@ impl RoutedStream {
     fn finish(&mut self, error: Option<&Error>) {
         self.recorded = true;
         let outcome = match error {
-            Some(err) => UsageOutcome::Error(err.kind().to_owned()),
+            Some(err) => UsageOutcome::Error(err.kind()),
             None => UsageOutcome::Ok,
         };
         let usage = self.accounted_usage();
@@ -1012,7 +1007,7 @@ impl Drop for RoutedStream {
         if !self.recorded {
             self.state
                 .sink
-                .record(self.event(UsageOutcome::Error("cancelled".to_owned())));
+                .record(self.event(UsageOutcome::Error(ErrorKind::Cancelled)));
             self.run_end_hooks();
         }
     }

@@ -11,7 +11,7 @@
 //! advanced by every settlement: the ledger does not scan the usage table
 //! per request, and it does not wait for the batched usage writer.
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::host::Host;
 use crate::router::Plan;
 use crate::store::{Agent, BudgetPeriod, Store};
@@ -112,7 +112,7 @@ pub(crate) fn worst_case(
             Some(usd) => usd,
             None if priced => {
                 return Err(Error::Budget {
-                    kind: "budget_unpriced",
+                    kind: ErrorKind::BudgetUnpriced,
                     message: format!(
                         "`{provider}/{}` has no known price, so a USD budget cannot be kept on \
                          it (add its price to the model overrides file)",
@@ -267,7 +267,7 @@ impl Ledger {
         match self.reserve(limits, worst, SystemTime::now()).await? {
             Ok(reservation) => Ok(Some(reservation)),
             Err(exceeded) => Err(Error::Budget {
-                kind: "budget_exceeded",
+                kind: ErrorKind::BudgetExceeded,
                 message: exceeded.message,
             }),
         }

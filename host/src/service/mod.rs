@@ -20,7 +20,7 @@ pub use virtual_keys::{
     VirtualKeyStatus, VirtualKeys,
 };
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::host::{HealthOutcome, Host, Target};
 use crate::resilience::Resilience;
 use crate::router::{Router, StoreSink};
@@ -227,7 +227,7 @@ pub(crate) fn crypto_error(err: CryptoError) -> Error {
 
 fn no_keyring() -> Error {
     Error::Encryption {
-        kind: "encryption_key_missing",
+        kind: ErrorKind::EncryptionKeyMissing,
         message: "no encryption key is configured, so API keys cannot be stored or read: run \
                   `llmhost init`, or set LLMHOST_ENCRYPTION_KEY to base64 of 32 random bytes"
             .into(),
@@ -844,7 +844,7 @@ impl ConfigService {
         let old = self.require_keyring()?;
         if old.keys().any(|k| k.id() == new_key.id()) {
             return Err(Error::Encryption {
-                kind: "key_reused",
+                kind: ErrorKind::KeyReused,
                 message: format!(
                     "key {} is already in the keyring; rotate to a new key",
                     new_key.id()

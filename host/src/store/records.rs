@@ -3,7 +3,7 @@
 use super::calendar::BudgetPeriod;
 use super::virtual_keys::period_from;
 use super::{Store, db_error};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use llmhost_registry::rust_decimal::Decimal;
 use rusqlite::{OptionalExtension, Row, params};
 use serde::Serialize;
@@ -119,7 +119,7 @@ impl ConfigRow {
 pub enum UsageOutcome {
     Ok,
     /// The error kind (`rate_limited`, `timeout`, …).
-    Error(String),
+    Error(ErrorKind),
 }
 
 /// One provider attempt, to be recorded.
