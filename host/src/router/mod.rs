@@ -21,6 +21,7 @@ use crate::resilience::{
 };
 use crate::store::{UsageEvent, UsageOutcome};
 use crate::types::{ChatRequest, Chunk, ErrorDetail, ProviderError, Usage};
+use llmhost_registry::Prices;
 use llmhost_registry::rust_decimal::Decimal;
 use secrecy::ExposeSecret;
 use sha2::Digest;
@@ -46,9 +47,9 @@ pub struct Route {
     /// Replaces the request's model.
     pub model: String,
     pub defaults: RouteDefaults,
-    /// USD per 1,000 input and output tokens that price this route instead
-    /// of the catalogue (an agent config's custom prices).
-    pub prices: Option<(Decimal, Decimal)>,
+    /// Prices that bill this route instead of the catalogue's (an agent
+    /// config's custom prices, cache prices resolved).
+    pub prices: Option<Prices>,
     /// The agent config this route comes from.
     pub config_id: Option<i64>,
     /// Not the call's first choice.
@@ -339,7 +340,7 @@ struct Attempt {
     config_id: Option<i64>,
     provider: String,
     model: String,
-    custom_prices: Option<(Decimal, Decimal)>,
+    custom_prices: Option<Prices>,
     started: Instant,
     number: u32,
     fallback: bool,
@@ -351,12 +352,8 @@ struct Attempt {
 impl Attempt {
     /// The route's own prices when it has them, else the catalogue's cost.
     fn cost(&self, usage: &Usage, catalogue: Option<Decimal>) -> Option<Decimal> {
-        match self.custom_prices {
-            Some((input, output)) => Some(
-                (Decimal::from(usage.input_tokens) * input
-                    + Decimal::from(usage.output_tokens) * output)
-                    / Decimal::from(1000u32),
-            ),
+        match &self.custom_prices {
+            Some(prices) => Some(prices.cost(&usage.billed())),
             None => catalogue,
         }
     }

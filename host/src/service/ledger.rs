@@ -100,12 +100,8 @@ pub(crate) fn worst_case(
             .or(entry.map(|e| e.max_output_tokens).filter(|n| *n > 0))
             .unwrap_or(4096);
         let usage = Usage::new(u32::try_from(prompt).unwrap_or(u32::MAX), output);
-        let usd = match route.prices {
-            Some((input, out)) => Some(
-                (Decimal::from(usage.input_tokens) * input
-                    + Decimal::from(usage.output_tokens) * out)
-                    / Decimal::from(1000u32),
-            ),
+        let usd = match &route.prices {
+            Some(prices) => Some(prices.cost(&usage.billed())),
             None => host.cost(provider, &route.model, &usage),
         };
         let usd = match usd {
