@@ -1185,3 +1185,76 @@ async fn the_database_and_its_side_files_are_private() {
     assert_eq!(mode(&shared), 0o640);
     assert_eq!(mode(&side(&shared, "-wal")), 0o640);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_compare_and_set_and_configs_are_reordered_at_once() {
+    let f = fixture().await;
+    let s = &f.service;
+    let agent = s.create_agent("ordered", Some("first")).await.unwrap();
+    let mut ids = Vec::new();
+    for model in ["gpt-4o-mini", "gpt-4o", "gpt-4.1"] {
+        let config = s
+            .create_config("ordered", NewConfig::new("openai", model))
+            .await
+            .unwrap();
+        ids.push(config.id);
+    }
+
+    // An update made against what was read succeeds once; the second,
+    // against the same (now stale) read, is a conflict.
+    let read = s.config(ids[0]).await.unwrap();
+    let update = || {
+        ConfigUpdate::from(ConfigPatch {
+            temperature: Some(Some(0.2)),
+            ..ConfigPatch::default()
+        })
+    };
+    s.update_config(ids[0], Some(&read.updated_at), update())
+        .await
+        .unwrap();
+    let err = s
+        .update_config(ids[0], Some(&read.updated_at), update())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "conflict", "{err}");
+
+    // Reordering sets priorities 0.. in the order given.
+    let order = [ids[2], ids[0], ids[1]];
+    let reordered = s.reorder_configs("ordered", &order).await.unwrap();
+    let got: Vec<(i64, i64)> = reordered
+        .iter()
+        .map(|c| (c.id, c.fields.priority))
+        .collect();
+    assert_eq!(got, [(ids[2], 0), (ids[0], 1), (ids[1], 2)]);
+    assert_eq!(s.primary_config("ordered").await.unwrap().id, ids[2]);
+    for bad in [
+        &[ids[0], ids[1]][..],
+        &[ids[0], ids[0], ids[1]],
+        &[ids[0], ids[1], ids[2], 999],
+    ] {
+        match s.reorder_configs("ordered", bad).await.unwrap_err() {
+            Error::Validation { field, .. } => assert_eq!(field, "ids"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+
+    // Agents: the description changes, or is cleared, under the same rule.
+    let changed = s
+        .update_agent(
+            "ordered",
+            Some(&agent.updated_at),
+            Some(Some("second".into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.description.as_deref(), Some("second"));
+    let err = s
+        .update_agent("ordered", Some(&agent.updated_at), Some(None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "conflict");
+    let cleared = s.update_agent("ordered", None, Some(None)).await.unwrap();
+    assert_eq!(cleared.description, None);
+    let err = s.update_agent("nobody", None, None).await.unwrap_err();
+    assert_eq!(err.kind(), "not_found");
+}
