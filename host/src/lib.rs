@@ -33,7 +33,7 @@ pub mod store;
 pub mod types;
 pub mod views;
 
-pub use error::{Error, provider_error_kind};
+pub use error::{Error, ErrorKind, provider_error_kind};
 pub use host::grants;
 pub use host::{
     Access, Asks, CacheEntry, CacheReport, ChatOutcome, ChatStream, Grant, HealthOutcome, Host,
@@ -43,9 +43,9 @@ pub use llmhost_registry as registry;
 pub use router::{Plan, Route, Routed, RoutedStream, Router};
 pub use runtime::{CONTRACT_PACKAGE, CONTRACT_VERSIONS, CompileSource, Limits, PluginOrigin};
 pub use service::{
-    AgentBudget, AgentOutcome, AgentStream, BudgetPeriod, BudgetUsage, Budgets, ConfigService,
-    ConfigUpdate, LlmConfig, NewConfig, NewVirtualKey, Spend, VirtualKey, VirtualKeyStatus,
-    VirtualKeys,
+    AgentBudget, AgentOutcome, AgentStream, BudgetPeriod, BudgetUsage, Budgets, ConfigFields,
+    ConfigPatch, ConfigPrices, ConfigService, ConfigUpdate, LlmConfig, NewConfig, NewVirtualKey,
+    Spend, VirtualKey, VirtualKeyStatus, VirtualKeys,
 };
 pub use settings::Settings;
 pub use store::Store;

@@ -466,15 +466,16 @@ pub enum CryptoError {
 impl CryptoError {
     /// A stable machine-readable name for the error, for logs and API
     /// responses.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> crate::error::ErrorKind {
+        use crate::error::ErrorKind;
         match self {
-            Self::Malformed => "malformed_ciphertext",
-            Self::UnsupportedVersion(_) => "unsupported_ciphertext_version",
-            Self::UnknownKey { .. } => "unknown_key",
+            Self::Malformed => ErrorKind::MalformedCiphertext,
+            Self::UnsupportedVersion(_) => ErrorKind::UnsupportedCiphertextVersion,
+            Self::UnknownKey { .. } => ErrorKind::UnknownKey,
             // Reported like a failed tag: in both cases the key is not
             // used, and giving it again is the way out.
-            Self::Authentication { .. } | Self::LegacyUnbound { .. } => "decryption_failed",
-            Self::Encrypt => "encryption_failed",
+            Self::Authentication { .. } | Self::LegacyUnbound { .. } => ErrorKind::DecryptionFailed,
+            Self::Encrypt => ErrorKind::EncryptionFailed,
         }
     }
 }

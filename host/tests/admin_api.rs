@@ -640,7 +640,7 @@ async fn console_sessions_need_their_csrf_token_and_end_with_their_token() {
         Some(&body),
     )
     .await
-    .failure(403, "csrf");
+    .failure(403, "forbidden");
     api.send(
         "POST",
         "/admin/v1/agents",
@@ -650,7 +650,7 @@ async fn console_sessions_need_their_csrf_token_and_end_with_their_token() {
         Some(&body),
     )
     .await
-    .failure(403, "csrf");
+    .failure(403, "forbidden");
     api.send(
         "POST",
         "/admin/v1/agents",
@@ -1009,6 +1009,319 @@ async fn usage_reports_plugins_health_and_the_playground() {
     .expect(404);
 }
 
+/// A vendor key as an operator would paste it; it must never come back.
+const SECRET_KEY: &str = "sk-test-NEVER-SHOWN-0123456789abcdWXYZ";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configs_are_checked_updated_with_compare_and_set_and_never_show_their_key() {
+    let sim = Simulator::start().await.expect("simulator");
+    let (_gateway, api) = start(&sim).await;
+    let agent = api
+        .call(
+            "POST",
+            "/admin/v1/agents",
+            "/admin/v1/agents",
+            Some(&json!({"name": "writer"})),
+        )
+        .await
+        .expect(201);
+    let route = "/admin/v1/agents/{name}/configs";
+    let path = "/admin/v1/agents/writer/configs";
+
+    // Refusals name their field.
+    for (body, field) in [
+        (
+            json!({"provider": "openai", "model": "gpt-4o-mini", "temperature": 5}),
+            "temperature",
+        ),
+        (
+            json!({"provider": "openai", "model": "gpt-4o-mini", "temperature": "warm"}),
+            "temperature",
+        ),
+        (
+            json!({"provider": "openai", "model": "gpt-4o-mini", "top_p": 1.5}),
+            "top_p",
+        ),
+        (
+            json!({"provider": "openai", "model": "gpt-4o-mini", "max_tokens": 0}),
+            "max_tokens",
+        ),
+        (
+            json!({"provider": "openai", "model": "no-such-model"}),
+            "model",
+        ),
+        (
+            json!({"provider": "nobody", "model": "gpt-4o-mini"}),
+            "provider",
+        ),
+        (json!({"provider": "openai"}), "model"),
+        (
+            json!({"provider": "openai", "model": "gpt-4o-mini", "temprature": 0.5}),
+            "temprature",
+        ),
+        (
+            json!({"provider": "openai", "model": "gpt-4o-mini",
+                "prices": {"input": "-1", "output": "2"}}),
+            "prices.input",
+        ),
+        (
+            json!({"provider": "openai", "model": "gpt-4o-mini", "base_url": "ftp://x"}),
+            "base_url",
+        ),
+        (
+            json!({"provider": "openai", "model": "gpt-4o-mini", "api_key": "has space"}),
+            "api_key",
+        ),
+    ] {
+        let err = api
+            .call("POST", route, path, Some(&body))
+            .await
+            .failure(422, "validation");
+        assert_eq!(err["field"], field, "{body}: {err}");
+    }
+    api.call(
+        "POST",
+        route,
+        "/admin/v1/agents/nobody/configs",
+        Some(&json!({"provider": "openai", "model": "gpt-4o-mini"})),
+    )
+    .await
+    .failure(404, "not_found");
+
+    let first = api
+        .call(
+            "POST",
+            route,
+            path,
+            Some(&json!({
+                "provider": "openai",
+                "model": "gpt-4o-mini",
+                "temperature": 0.3,
+                "api_key": SECRET_KEY,
+                "prices": {"input": "2.5", "output": "10"},
+            })),
+        )
+        .await
+        .expect(201);
+    assert_eq!(first["has_api_key"], true);
+    assert_eq!(first["api_key_hint"], "…WXYZ");
+    assert_eq!(first["agent"], "writer");
+    assert_eq!(first["prices"]["input"], "2.5");
+    assert!(first.get("api_key").is_none(), "{first}");
+    let id = first["id"].as_i64().expect("id");
+    let second = api
+        .call(
+            "POST",
+            route,
+            path,
+            Some(&json!({"provider": "claude", "model": "claude-sonnet-4-5", "priority": 1})),
+        )
+        .await
+        .expect(201);
+    let second_id = second["id"].as_i64().expect("id");
+
+    let one = "/admin/v1/configs/{id}";
+    let at = format!("/admin/v1/configs/{id}");
+    let read = api.get(one, &at).await.expect(200);
+    assert_eq!(read["temperature"], 0.3);
+    api.get(one, "/admin/v1/configs/999999")
+        .await
+        .failure(404, "not_found");
+    api.get(one, "/admin/v1/configs/abc")
+        .await
+        .failure(404, "not_found");
+
+    // Compare-and-set: the stamp read is required and must be current.
+    let stamp = read["updated_at"].as_str().expect("stamp").to_owned();
+    let err = api
+        .call("PATCH", one, &at, Some(&json!({"temperature": 0.9})))
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "updated_at");
+    let changed = api
+        .call(
+            "PATCH",
+            one,
+            &at,
+            Some(&json!({"updated_at": stamp, "temperature": null, "max_tokens": 256})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(changed["temperature"], Value::Null);
+    assert_eq!(changed["max_tokens"], 256);
+    assert_ne!(changed["updated_at"], stamp.as_str());
+    api.call(
+        "PATCH",
+        one,
+        &at,
+        Some(&json!({"updated_at": stamp, "temperature": 1.0})),
+    )
+    .await
+    .failure(409, "conflict");
+    let fresh = changed["updated_at"].as_str().expect("stamp").to_owned();
+    let err = api
+        .call(
+            "PATCH",
+            one,
+            &at,
+            Some(&json!({"updated_at": fresh, "temperature": 9})),
+        )
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "temperature");
+    // The stored key is bound to where it goes: moving it needs the key.
+    let err = api
+        .call(
+            "PATCH",
+            one,
+            &at,
+            Some(&json!({"updated_at": fresh, "base_url": "http://127.0.0.1:9/v1"})),
+        )
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "base_url");
+    api.call(
+        "PATCH",
+        one,
+        "/admin/v1/configs/999999",
+        Some(&json!({"updated_at": fresh, "temperature": 1.0})),
+    )
+    .await
+    .failure(404, "not_found");
+
+    let listed = api.get(route, path).await.expect(200);
+    let ids: Vec<i64> = listed["configs"]
+        .as_array()
+        .expect("configs")
+        .iter()
+        .filter_map(|c| c["id"].as_i64())
+        .collect();
+    assert_eq!(ids, [id, second_id]);
+    let order = "/admin/v1/agents/{name}/configs/order";
+    let reordered = api
+        .call(
+            "PUT",
+            order,
+            "/admin/v1/agents/writer/configs/order",
+            Some(&json!({"ids": [second_id, id]})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(reordered["configs"][0]["id"], second_id);
+    assert_eq!(reordered["configs"][0]["priority"], 0);
+    assert_eq!(reordered["configs"][1]["priority"], 1);
+    let err = api
+        .call(
+            "PUT",
+            order,
+            "/admin/v1/agents/writer/configs/order",
+            Some(&json!({"ids": [id]})),
+        )
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "ids");
+
+    // The health check runs with the stored key, against the simulator.
+    let checked = api
+        .call(
+            "POST",
+            "/admin/v1/configs/{id}/validate",
+            &format!("/admin/v1/configs/{id}/validate"),
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(checked["healthy"], true, "{checked}");
+    api.call(
+        "POST",
+        "/admin/v1/configs/{id}/validate",
+        "/admin/v1/configs/999999/validate",
+        None,
+    )
+    .await
+    .failure(404, "not_found");
+
+    let key_route = "/admin/v1/configs/{id}/api-key";
+    let key_path = format!("/admin/v1/configs/{second_id}/api-key");
+    let keyed = api
+        .call(
+            "PUT",
+            key_route,
+            &key_path,
+            Some(&json!({"api_key": format!("{SECRET_KEY}-2")})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(keyed["has_api_key"], true);
+    let err = api
+        .call("PUT", key_route, &key_path, Some(&json!({"api_key": ""})))
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "api_key");
+    let cleared = api
+        .call("DELETE", key_route, &key_path, None)
+        .await
+        .expect(200);
+    assert_eq!(cleared["has_api_key"], false);
+    assert_eq!(cleared["api_key_hint"], Value::Null);
+    api.call(
+        "DELETE",
+        key_route,
+        "/admin/v1/configs/999999/api-key",
+        None,
+    )
+    .await
+    .failure(404, "not_found");
+
+    // Agents: compare-and-set too.
+    let agent_route = "/admin/v1/agents/{name}";
+    let stamp = agent["updated_at"].as_str().expect("stamp").to_owned();
+    let renamed = api
+        .call(
+            "PATCH",
+            agent_route,
+            "/admin/v1/agents/writer",
+            Some(&json!({"updated_at": stamp, "description": "drafts"})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(renamed["description"], "drafts");
+    assert_eq!(renamed["configs"], 2);
+    api.call(
+        "PATCH",
+        agent_route,
+        "/admin/v1/agents/writer",
+        Some(&json!({"updated_at": stamp, "description": "stale"})),
+    )
+    .await
+    .failure(409, "conflict");
+    let err = api
+        .call(
+            "PATCH",
+            agent_route,
+            "/admin/v1/agents/writer",
+            Some(&json!({"description": "no stamp"})),
+        )
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "updated_at");
+    api.call(
+        "PATCH",
+        agent_route,
+        "/admin/v1/agents/nobody",
+        Some(&json!({"updated_at": stamp})),
+    )
+    .await
+    .failure(404, "not_found");
+
+    api.call("DELETE", one, &at, None).await.expect(204);
+    api.call("DELETE", one, &at, None)
+        .await
+        .failure(404, "not_found");
+
+    api.assert_never_shown(SECRET_KEY, 0);
+}
+
 /// The routes of the OpenAPI document, as `(method, path)`.
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
@@ -1162,7 +1475,17 @@ const TESTED: &[(&str, &str)] = &[
     ("get", "/admin/v1/agents"),
     ("post", "/admin/v1/agents"),
     ("get", "/admin/v1/agents/{name}"),
+    ("patch", "/admin/v1/agents/{name}"),
     ("delete", "/admin/v1/agents/{name}"),
+    ("get", "/admin/v1/agents/{name}/configs"),
+    ("post", "/admin/v1/agents/{name}/configs"),
+    ("put", "/admin/v1/agents/{name}/configs/order"),
+    ("get", "/admin/v1/configs/{id}"),
+    ("patch", "/admin/v1/configs/{id}"),
+    ("delete", "/admin/v1/configs/{id}"),
+    ("post", "/admin/v1/configs/{id}/validate"),
+    ("put", "/admin/v1/configs/{id}/api-key"),
+    ("delete", "/admin/v1/configs/{id}/api-key"),
     ("put", "/admin/v1/agents/{name}/budget"),
     ("delete", "/admin/v1/agents/{name}/budget"),
     ("get", "/admin/v1/virtual-keys"),

@@ -152,7 +152,7 @@ async fn operators_manage_agents_and_chat_as_them_without_leaking_keys() {
     let mut s = Session::new(dir.path());
 
     let init = s.ok(&["init", "--json"], &[]).await;
-    assert_eq!(init["schema_version"], 5);
+    assert_eq!(init["schema_version"], 6);
     assert_eq!(init["key_created"], true);
     assert_eq!(init["key_source"]["kind"], "file");
     use std::os::unix::fs::PermissionsExt;
@@ -216,7 +216,12 @@ async fn operators_manage_agents_and_chat_as_them_without_leaking_keys() {
     let id = added["id"].as_i64().unwrap().to_string();
     assert_eq!(added["has_api_key"], true);
     assert_eq!(added["base_url"], base.as_str());
-    assert_eq!(added["cost_per_1k_input_tokens"], "0.00015");
+    assert_eq!(added["model"], "gpt-4o-mini");
+    assert_eq!(
+        added["prices"],
+        serde_json::Value::Null,
+        "the catalogue's prices"
+    );
     assert!(!file_contains(
         &dir.path().join("agents.db"),
         "RECOGNISABLE"

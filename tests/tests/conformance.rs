@@ -188,7 +188,7 @@ async fn malformed_json_is_a_protocol_error() {
         events.insert(2, bad);
         b.sim.enqueue(p.vendor, Reply::sse(events));
         let (_, err, _) = b.stream(p, &request(p)).await;
-        assert_eq!(err.map(|e| e.kind()), Some("protocol"), "{}", p.id);
+        assert_eq!(err.map(|e| e.kind().as_str()), Some("protocol"), "{}", p.id);
     }
 }
 
@@ -248,7 +248,7 @@ async fn vendor_errors_map_to_exact_kinds() {
                 .enqueue(p.vendor, error_reply(p, *status, code, &message));
             let (_, err, _) = b.stream(p, &request(p)).await;
             assert_eq!(
-                err.map(|e| e.kind()),
+                err.map(|e| e.kind().as_str()),
                 Some(*kind),
                 "{} stream HTTP {status}",
                 p.id

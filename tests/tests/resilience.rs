@@ -241,8 +241,8 @@ impl Bench {
     fn config(&self, p: &Provider, priority: i64) -> NewConfig {
         let mut config = NewConfig::new(p.id, p.model);
         config.api_key = Some(SecretString::from(API_KEY.to_owned()));
-        config.base_url = Some(self.sim.base_url(p.vendor));
-        config.priority = priority;
+        config.fields.base_url = Some(self.sim.base_url(p.vendor));
+        config.fields.priority = priority;
         config
     }
 
@@ -741,8 +741,8 @@ async fn a_config_fallback_pair_is_tried_before_the_next_config() {
     let p = &PROVIDERS[0];
     service.create_agent("pair", None).await.unwrap();
     let mut config = b.config(p, 0);
-    config.fallback_provider = Some(p.id.into());
-    config.fallback_model = Some("gpt-4o".into());
+    config.fields.fallback_provider = Some(p.id.into());
+    config.fields.fallback_model = Some("gpt-4o".into());
     service.create_config("pair", config).await.unwrap();
     for _ in 0..3 {
         b.sim

@@ -8,7 +8,9 @@ use llmhost::secrets::{EncryptionKey, Keyring};
 use llmhost::settings::ProviderSettings;
 use llmhost::store::{UsageEvent, UsageOutcome};
 use llmhost::types::{ChatRequest, Chunk};
-use llmhost::{ConfigService, ConfigUpdate, Error, NewConfig, Store};
+use llmhost::{
+    ConfigFields, ConfigPatch, ConfigPrices, ConfigService, ConfigUpdate, Error, NewConfig, Store,
+};
 use llmhost_simulator::{RecordedRequest, Reply, Simulator, Vendor};
 use secrecy::SecretString;
 use std::collections::BTreeMap;
@@ -64,10 +66,11 @@ fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
 async fn migrations_go_up_down_and_up_again() {
     let f = fixture().await;
     let store = f.service.store();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    assert_eq!(store.schema_version().await.unwrap(), 6);
     assert_eq!(
         tables(&f.db),
         [
+            "admin_tokens",
             "agent_llm_configs",
             "agents",
             "usage_events",
@@ -107,11 +110,12 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(store.schema_version().await.unwrap(), 0);
     assert!(tables(&f.db).is_empty());
 
-    store.migrate_to(4).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 4);
+    store.migrate_to(6).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 6);
     assert_eq!(
         tables(&f.db),
         [
+            "admin_tokens",
             "agent_llm_configs",
             "agents",
             "usage_events",
@@ -145,29 +149,30 @@ async fn configs_crud_through_the_service() {
     assert_eq!(err.kind(), "conflict");
 
     let mut first = with_key("openai", "gpt-4o-mini", KEY);
-    first.temperature = Some(0.3);
-    first.max_tokens = Some(1000);
-    first.priority = 5;
+    first.fields.temperature = Some(0.3);
+    first.fields.max_tokens = Some(1000);
+    first.fields.priority = 5;
     let first = s.create_config("analyst", first).await.unwrap();
     assert!(first.has_api_key);
     assert_eq!(first.api_key_hint.as_deref(), Some("…6789"));
-    // Registry prices filled: gpt-4o-mini is $0.15 / $0.60 per Mtok.
-    assert_eq!(first.cost_per_1k_input_tokens, "0.00015");
-    assert_eq!(first.cost_per_1k_output_tokens, "0.0006");
-    assert_eq!(first.pricing_source, "registry");
+    // No custom prices: the catalogue's are used.
+    assert_eq!(first.fields.prices, None);
 
     let mut second = NewConfig::new("claude", "claude-sonnet-4-5");
-    second.priority = 1;
-    second.fallback_provider = Some("openai".into());
-    second.fallback_model = Some("gpt-4o".into());
-    second.cost_per_1k_input_tokens = Some(Decimal::new(2, 3));
+    second.fields.priority = 1;
+    second.fields.fallback_provider = Some("openai".into());
+    second.fields.fallback_model = Some("gpt-4o".into());
+    second.fields.prices = Some(ConfigPrices::new(2_000_000, 8_000_000));
     let second = s.create_config("analyst", second).await.unwrap();
     assert!(!second.has_api_key);
-    assert_eq!(second.pricing_source, "custom");
-    assert_eq!(second.cost_per_1k_input_tokens, "0.002");
+    assert_eq!(
+        serde_json::to_value(&second).unwrap()["prices"],
+        serde_json::json!({"input": "2", "output": "8", "cache_read": null,
+                           "cache_write": null, "cache_write_hour": null})
+    );
 
     let mut disabled = NewConfig::new("grok", "grok-3-mini");
-    disabled.enabled = false;
+    disabled.fields.enabled = false;
     let disabled = s.create_config("analyst", disabled).await.unwrap();
 
     let ids = |list: Vec<llmhost::LlmConfig>| list.iter().map(|c| c.id).collect::<Vec<_>>();
@@ -185,16 +190,20 @@ async fn configs_crud_through_the_service() {
     let updated = s
         .update_config(
             first.id,
+            None,
             ConfigUpdate {
-                temperature: Some(Some(1.1)),
-                priority: Some(0),
+                patch: ConfigPatch {
+                    temperature: Some(Some(1.1)),
+                    priority: Some(0),
+                    ..ConfigPatch::default()
+                },
                 ..ConfigUpdate::default()
             },
         )
         .await
         .unwrap();
-    assert_eq!(updated.temperature, Some(1.1));
-    assert_eq!(updated.max_tokens, Some(1000));
+    assert_eq!(updated.fields.temperature, Some(1.1));
+    assert_eq!(updated.fields.max_tokens, Some(1000));
     assert!(updated.has_api_key);
     assert_ne!(updated.updated_at, first.updated_at);
     assert_eq!(s.primary_config("analyst").await.unwrap().id, first.id);
@@ -203,16 +212,20 @@ async fn configs_crud_through_the_service() {
     let updated = s
         .update_config(
             first.id,
+            None,
             ConfigUpdate {
-                model: Some("gpt-4o".into()),
-                max_tokens: Some(None),
+                patch: ConfigPatch {
+                    model: Some("gpt-4o".into()),
+                    max_tokens: Some(None),
+                    ..ConfigPatch::default()
+                },
                 ..ConfigUpdate::default()
             },
         )
         .await
         .unwrap();
-    assert_eq!(updated.cost_per_1k_input_tokens, "0.0025");
-    assert_eq!(updated.max_tokens, None);
+    assert_eq!(updated.fields.model, "gpt-4o");
+    assert_eq!(updated.fields.max_tokens, None);
 
     s.delete_config(disabled.id).await.unwrap();
     assert_eq!(s.config(disabled.id).await.unwrap_err().kind(), "not_found");
@@ -228,117 +241,124 @@ async fn every_bad_field_gets_a_validation_error() {
     let f = fixture().await;
     let s = &f.service;
     s.create_agent("v", None).await.unwrap();
-    let base = || NewConfig::new("openai", "gpt-4o-mini");
+    let base = || ConfigFields::new("openai", "gpt-4o-mini");
     let cases: Vec<(&str, NewConfig)> = vec![
         ("provider", NewConfig::new("nosuch", "gpt-4o-mini")),
         ("model", NewConfig::new("openai", "gpt-nonexistent")),
         (
             "temperature",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 temperature: Some(2.5),
                 ..base()
-            },
+            }),
         ),
         (
             "temperature",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 temperature: Some(-0.1),
                 ..base()
-            },
+            }),
         ),
         (
             "temperature",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 temperature: Some(f64::NAN),
                 ..base()
-            },
+            }),
         ),
         (
             "top_p",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 top_p: Some(1.5),
                 ..base()
-            },
+            }),
         ),
         (
             "max_tokens",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 max_tokens: Some(0),
                 ..base()
-            },
+            }),
         ),
         (
             "max_tokens",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 max_tokens: Some(10_000_000),
                 ..base()
-            },
+            }),
         ),
         (
             "fallback",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 fallback_provider: Some("claude".into()),
                 ..base()
-            },
+            }),
         ),
         (
             "fallback_provider",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 fallback_provider: Some("nosuch".into()),
                 fallback_model: Some("x".into()),
                 ..base()
-            },
+            }),
         ),
         (
             "fallback_model",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 fallback_provider: Some("claude".into()),
                 fallback_model: Some("claude-nonexistent".into()),
                 ..base()
-            },
+            }),
         ),
         (
             "fallback_model",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 fallback_provider: Some("openai".into()),
                 fallback_model: Some("gpt-4o-mini".into()),
                 ..base()
-            },
+            }),
         ),
         (
             "base_url",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 base_url: Some("ftp://example.com".into()),
                 ..base()
-            },
+            }),
         ),
         (
             "base_url",
-            NewConfig {
+            NewConfig::from(ConfigFields {
                 base_url: Some("https://user:pw@example.com".into()),
                 ..base()
-            },
+            }),
         ),
         ("api_key", with_key("openai", "gpt-4o-mini", "   ")),
         (
             "api_key",
             with_key("openai", "gpt-4o-mini", "sk-with space"),
         ),
-        (
-            "cost_per_1k_input_tokens",
-            NewConfig {
-                cost_per_1k_input_tokens: Some(Decimal::new(-1, 3)),
-                ..base()
-            },
-        ),
-        (
-            "metadata",
-            NewConfig {
-                metadata: Some(serde_json::json!([1, 2])),
-                ..base()
-            },
-        ),
     ];
+    // Prices and metadata of the wrong shape are refused as they are read;
+    // a bad price is named (serde names no field of a flattened map).
+    for (json, field) in [
+        (
+            serde_json::json!({"prices": {"input": "-1", "output": "1"}}),
+            "prices.input",
+        ),
+        (
+            serde_json::json!({"prices": {"input": "1", "output": "lots"}}),
+            "prices.output",
+        ),
+        (serde_json::json!({"metadata": [1, 2]}), "expected a map"),
+    ] {
+        let mut config = serde_json::json!({"provider": "openai", "model": "gpt-4o-mini"});
+        config
+            .as_object_mut()
+            .unwrap()
+            .extend(json.as_object().unwrap().clone());
+        let err = serde_json::from_value::<NewConfig>(config).unwrap_err();
+        assert!(err.to_string().contains(field), "{field}: {err}");
+    }
     for (field, config) in cases {
         let err = s.create_config("v", config).await.unwrap_err();
         match &err {
@@ -352,12 +372,16 @@ async fn every_bad_field_gets_a_validation_error() {
         assert_eq!(err.kind(), "validation", "{bad:?}");
     }
     // Updates are checked as a whole too.
-    let ok = s.create_config("v", base()).await.unwrap();
+    let ok = s.create_config("v", base().into()).await.unwrap();
     let err = s
         .update_config(
             ok.id,
+            None,
             ConfigUpdate {
-                top_p: Some(Some(-1.0)),
+                patch: ConfigPatch {
+                    top_p: Some(Some(-1.0)),
+                    ..ConfigPatch::default()
+                },
                 ..ConfigUpdate::default()
             },
         )
@@ -443,7 +467,7 @@ async fn concurrent_writers_lose_nothing() {
         tasks.push(tokio::spawn(async move {
             for j in 0..25 {
                 let mut config = with_key("openai", "gpt-4o-mini", &format!("{KEY}-{i}-{j}"));
-                config.priority = j;
+                config.fields.priority = j;
                 service.create_config(&name, config).await.unwrap();
             }
         }));
@@ -505,7 +529,7 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
     s.create_agent("one", None).await.unwrap();
     s.create_agent("two", None).await.unwrap();
     let mut config = with_key("openai", "gpt-4o-mini", KEY);
-    config.base_url = Some(sim.base_url(Vendor::OpenAi));
+    config.fields.base_url = Some(sim.base_url(Vendor::OpenAi));
     let one = s.create_config("one", config.clone()).await.unwrap();
     config.api_key = Some(SecretString::from(format!("{KEY}-two")));
     let two = s.create_config("two", config).await.unwrap();
@@ -616,8 +640,8 @@ async fn agent_calls_use_the_stored_config_and_record_usage() {
     let s = &f.service;
     s.create_agent("writer", None).await.unwrap();
     let mut config = with_key("openai", "gpt-4o-mini", KEY);
-    config.base_url = Some(sim.base_url(Vendor::OpenAi));
-    config.temperature = Some(0.25);
+    config.fields.base_url = Some(sim.base_url(Vendor::OpenAi));
+    config.fields.temperature = Some(0.25);
     let config = s.create_config("writer", config).await.unwrap();
 
     let answer = s
@@ -701,9 +725,13 @@ async fn agent_calls_use_the_stored_config_and_record_usage() {
     // Custom prices price the config's usage.
     s.update_config(
         config.id,
+        None,
         ConfigUpdate {
-            cost_per_1k_input_tokens: Some(Some(Decimal::from(1))),
-            cost_per_1k_output_tokens: Some(Some(Decimal::from(2))),
+            patch: ConfigPatch {
+                // $1 and $2 per 1,000 tokens.
+                prices: Some(Some(ConfigPrices::new(1_000_000_000, 2_000_000_000))),
+                ..ConfigPatch::default()
+            },
             ..ConfigUpdate::default()
         },
     )
@@ -779,7 +807,7 @@ async fn a_base_url_changed_in_the_database_gets_no_key() {
     let s = &f.service;
     s.create_agent("victim", None).await.unwrap();
     let mut config = with_key("openai", "gpt-4o-mini", KEY);
-    config.base_url = Some(sim.base_url(Vendor::OpenAi));
+    config.fields.base_url = Some(sim.base_url(Vendor::OpenAi));
     let config = s.create_config("victim", config).await.unwrap();
     s.chat("victim", ChatRequest::simple("ignored", "before"))
         .await
@@ -789,7 +817,12 @@ async fn a_base_url_changed_in_the_database_gets_no_key() {
     let evil_url = evil.base_url(Vendor::OpenAi);
     set_base_url(&f.db, config.id, Some(&evil_url));
     assert_eq!(
-        s.config(config.id).await.unwrap().base_url.as_deref(),
+        s.config(config.id)
+            .await
+            .unwrap()
+            .fields
+            .base_url
+            .as_deref(),
         Some(evil_url.as_str())
     );
     let chat = s
@@ -848,7 +881,7 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
     s.create_agent("mover", None).await.unwrap();
     let here = sim.base_url(Vendor::OpenAi);
     let mut config = with_key("openai", "gpt-4o-mini", KEY);
-    config.base_url = Some(here.clone());
+    config.fields.base_url = Some(here.clone());
     let config = s.create_config("mover", config).await.unwrap();
     let before = stored_key(&f.db, config.id);
 
@@ -856,37 +889,49 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
         (
             "base_url",
             ConfigUpdate {
-                base_url: Some(Some(other.base_url(Vendor::OpenAi))),
+                patch: ConfigPatch {
+                    base_url: Some(Some(other.base_url(Vendor::OpenAi))),
+                    ..ConfigPatch::default()
+                },
                 ..ConfigUpdate::default()
             },
         ),
         (
             "base_url",
             ConfigUpdate {
-                base_url: Some(None),
+                patch: ConfigPatch {
+                    base_url: Some(None),
+                    ..ConfigPatch::default()
+                },
                 ..ConfigUpdate::default()
             },
         ),
         (
             "provider",
             ConfigUpdate {
-                provider: Some("deepseek".into()),
-                model: Some("deepseek-chat".into()),
+                patch: ConfigPatch {
+                    provider: Some("deepseek".into()),
+                    model: Some("deepseek-chat".into()),
+                    ..ConfigPatch::default()
+                },
                 ..ConfigUpdate::default()
             },
         ),
         (
             "provider",
             ConfigUpdate {
-                provider: Some("deepseek".into()),
-                model: Some("deepseek-chat".into()),
-                base_url: Some(Some(other.base_url(Vendor::DeepSeek))),
+                patch: ConfigPatch {
+                    provider: Some("deepseek".into()),
+                    model: Some("deepseek-chat".into()),
+                    base_url: Some(Some(other.base_url(Vendor::DeepSeek))),
+                    ..ConfigPatch::default()
+                },
                 ..ConfigUpdate::default()
             },
         ),
     ];
     for (field, update) in refused {
-        let err = s.update_config(config.id, update).await.unwrap_err();
+        let err = s.update_config(config.id, None, update).await.unwrap_err();
         match &err {
             Error::Validation {
                 field: got,
@@ -901,7 +946,10 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
     }
     let unchanged = s.config(config.id).await.unwrap();
     assert_eq!(
-        (unchanged.provider.as_str(), unchanged.base_url.as_deref()),
+        (
+            unchanged.fields.provider.as_str(),
+            unchanged.fields.base_url.as_deref()
+        ),
         ("openai", Some(here.as_str()))
     );
     assert_eq!(stored_key(&f.db, config.id), before, "key untouched");
@@ -909,8 +957,12 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
     // The same destination written differently is no move.
     s.update_config(
         config.id,
+        None,
         ConfigUpdate {
-            base_url: Some(Some(format!("{here}/"))),
+            patch: ConfigPatch {
+                base_url: Some(Some(format!("{here}/"))),
+                ..ConfigPatch::default()
+            },
             ..ConfigUpdate::default()
         },
     )
@@ -922,10 +974,13 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
     let moved = s
         .update_config(
             config.id,
+            None,
             ConfigUpdate {
-                base_url: Some(Some(other.base_url(Vendor::OpenAi))),
+                patch: ConfigPatch {
+                    base_url: Some(Some(other.base_url(Vendor::OpenAi))),
+                    ..ConfigPatch::default()
+                },
                 api_key: Some(Some(SecretString::from(other_key.clone()))),
-                ..ConfigUpdate::default()
             },
         )
         .await
@@ -939,12 +994,15 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
     let deepseek_key = format!("{KEY}-deepseek");
     s.update_config(
         config.id,
+        None,
         ConfigUpdate {
-            provider: Some("deepseek".into()),
-            model: Some("deepseek-chat".into()),
-            base_url: Some(Some(sim.base_url(Vendor::DeepSeek))),
+            patch: ConfigPatch {
+                provider: Some("deepseek".into()),
+                model: Some("deepseek-chat".into()),
+                base_url: Some(Some(sim.base_url(Vendor::DeepSeek))),
+                ..ConfigPatch::default()
+            },
             api_key: Some(Some(SecretString::from(deepseek_key.clone()))),
-            ..ConfigUpdate::default()
         },
     )
     .await
@@ -961,28 +1019,35 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
     let cleared = s
         .update_config(
             config.id,
+            None,
             ConfigUpdate {
-                base_url: Some(None),
+                patch: ConfigPatch {
+                    base_url: Some(None),
+                    ..ConfigPatch::default()
+                },
                 api_key: Some(None),
-                ..ConfigUpdate::default()
             },
         )
         .await
         .unwrap();
-    assert!(!cleared.has_api_key && cleared.base_url.is_none());
+    assert!(!cleared.has_api_key && cleared.fields.base_url.is_none());
     let free = s
         .update_config(
             config.id,
+            None,
             ConfigUpdate {
-                provider: Some("openai".into()),
-                model: Some("gpt-4o-mini".into()),
-                base_url: Some(Some(here.clone())),
+                patch: ConfigPatch {
+                    provider: Some("openai".into()),
+                    model: Some("gpt-4o-mini".into()),
+                    base_url: Some(Some(here.clone())),
+                    ..ConfigPatch::default()
+                },
                 ..ConfigUpdate::default()
             },
         )
         .await
         .unwrap();
-    assert_eq!(free.base_url.as_deref(), Some(here.as_str()));
+    assert_eq!(free.fields.base_url.as_deref(), Some(here.as_str()));
     assert!(!file_bytes(&f.db).is_empty() && !contains(&file_bytes(&f.db), "RECOGNISABLE"));
 }
 
@@ -1121,4 +1186,77 @@ async fn the_database_and_its_side_files_are_private() {
     store.create_agent("group", None).await.unwrap();
     assert_eq!(mode(&shared), 0o640);
     assert_eq!(mode(&side(&shared, "-wal")), 0o640);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn updates_compare_and_set_and_configs_are_reordered_at_once() {
+    let f = fixture().await;
+    let s = &f.service;
+    let agent = s.create_agent("ordered", Some("first")).await.unwrap();
+    let mut ids = Vec::new();
+    for model in ["gpt-4o-mini", "gpt-4o", "gpt-4.1"] {
+        let config = s
+            .create_config("ordered", NewConfig::new("openai", model))
+            .await
+            .unwrap();
+        ids.push(config.id);
+    }
+
+    // An update made against what was read succeeds once; the second,
+    // against the same (now stale) read, is a conflict.
+    let read = s.config(ids[0]).await.unwrap();
+    let update = || {
+        ConfigUpdate::from(ConfigPatch {
+            temperature: Some(Some(0.2)),
+            ..ConfigPatch::default()
+        })
+    };
+    s.update_config(ids[0], Some(&read.updated_at), update())
+        .await
+        .unwrap();
+    let err = s
+        .update_config(ids[0], Some(&read.updated_at), update())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "conflict", "{err}");
+
+    // Reordering sets priorities 0.. in the order given.
+    let order = [ids[2], ids[0], ids[1]];
+    let reordered = s.reorder_configs("ordered", &order).await.unwrap();
+    let got: Vec<(i64, i64)> = reordered
+        .iter()
+        .map(|c| (c.id, c.fields.priority))
+        .collect();
+    assert_eq!(got, [(ids[2], 0), (ids[0], 1), (ids[1], 2)]);
+    assert_eq!(s.primary_config("ordered").await.unwrap().id, ids[2]);
+    for bad in [
+        &[ids[0], ids[1]][..],
+        &[ids[0], ids[0], ids[1]],
+        &[ids[0], ids[1], ids[2], 999],
+    ] {
+        match s.reorder_configs("ordered", bad).await.unwrap_err() {
+            Error::Validation { field, .. } => assert_eq!(field, "ids"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+
+    // Agents: the description changes, or is cleared, under the same rule.
+    let changed = s
+        .update_agent(
+            "ordered",
+            Some(&agent.updated_at),
+            Some(Some("second".into())),
+        )
+        .await
+        .unwrap();
+    assert_eq!(changed.description.as_deref(), Some("second"));
+    let err = s
+        .update_agent("ordered", Some(&agent.updated_at), Some(None))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "conflict");
+    let cleared = s.update_agent("ordered", None, Some(None)).await.unwrap();
+    assert_eq!(cleared.description, None);
+    let err = s.update_agent("nobody", None, None).await.unwrap_err();
+    assert_eq!(err.kind(), "not_found");
 }

@@ -3,11 +3,15 @@
 
 use super::output::{Fail, print_json};
 use super::virtual_keys::{PeriodArg, budget_json, show_budget};
+use crate::error::ErrorKind;
 use crate::secrets::{self, EncryptionKey, KeySource, Keyring};
-use crate::service::{AgentBudget, Budgets, ConfigUpdate, LlmConfig, NewConfig};
+use crate::service::{
+    AgentBudget, Budgets, ConfigFields, ConfigPatch, ConfigPrices, ConfigUpdate, LlmConfig,
+    NewConfig,
+};
 use crate::store::{BudgetPeriod, Store};
 use crate::{ConfigService, Error, Host, Settings};
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 use llmhost_registry::rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -67,7 +71,7 @@ pub enum ConfigsCommand {
         #[arg(long, value_name = "M")]
         model: String,
         #[command(flatten)]
-        fields: ConfigFields,
+        flags: ConfigFlags,
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
@@ -89,16 +93,19 @@ pub enum ConfigsCommand {
         #[arg(long, value_name = "M")]
         model: Option<String>,
         #[command(flatten)]
-        fields: ConfigFields,
+        flags: ConfigFlags,
         /// Enable the config.
         #[arg(long, conflicts_with = "disabled")]
         enabled: bool,
         /// Disable the config.
         #[arg(long)]
         disabled: bool,
-        /// Empty a field (repeatable).
-        #[arg(long, value_enum, value_name = "FIELD")]
-        clear: Vec<Clearable>,
+        /// Empty a field (repeatable): `api-key`, `prices` (back to the
+        /// catalogue's), `fallback` (both fallback fields), `deadline`,
+        /// `base-url`, `temperature`, `max-tokens`, `top-p`, `max-attempts`,
+        /// or any other field that may be empty.
+        #[arg(long, value_name = "FIELD", value_parser = clearable)]
+        clear: Vec<String>,
     },
     /// Delete a config.
     Delete { id: i64 },
@@ -106,23 +113,26 @@ pub enum ConfigsCommand {
     Validate { id: i64 },
 }
 
-/// Fields `--clear` can empty.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Clearable {
-    ApiKey,
-    BaseUrl,
-    Temperature,
-    MaxTokens,
-    TopP,
-    Fallback,
-    /// Custom prices: back to the registry's.
-    Pricing,
-    MaxAttempts,
-    Deadline,
+/// A field `--clear` can empty: `api-key`, the CLI's names `fallback` and
+/// `deadline`, or any field a patch can clear (`base-url` or `base_url`).
+/// Returns it in snake case.
+fn clearable(name: &str) -> Result<String, String> {
+    let name = name.replace('-', "_");
+    if ["api_key", "fallback", "deadline"].contains(&name.as_str())
+        || ConfigPatch::NULLABLE.contains(&name.as_str())
+    {
+        Ok(name)
+    } else {
+        let mut names = vec!["api-key".to_owned(), "fallback".into(), "deadline".into()];
+        names.extend(ConfigPatch::NULLABLE.iter().map(|n| n.replace('_', "-")));
+        Err(format!("one of {}", names.join(", ")))
+    }
 }
 
+/// The config fields as flags; each given flag sets its field (see
+/// [`ConfigFlags::patch`]).
 #[derive(Debug, Args)]
-pub struct ConfigFields {
+pub struct ConfigFlags {
     /// API key, stored encrypted; `-` reads it from standard input (keeps
     /// it out of `ps` and shell history; recommended). Without one the
     /// provider's environment variable is used. Stored keys are bound to the
@@ -152,12 +162,27 @@ pub struct ConfigFields {
     /// Lower is tried first [default: 0].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     priority: Option<i64>,
-    /// USD per 1,000 input tokens [default: the registry's price].
-    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
-    cost_per_1k_input: Option<String>,
-    /// USD per 1,000 output tokens [default: the registry's price].
-    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
-    cost_per_1k_output: Option<String>,
+    /// Custom price of input tokens, USD per million (e.g. 2.5) [default:
+    /// the catalogue's pricing, tiers and off-peak hours included]. Custom
+    /// prices need input and output.
+    #[arg(long, value_name = "USD_PER_MTOK", allow_negative_numbers = true)]
+    price_input: Option<String>,
+    /// Custom price of output tokens, USD per million.
+    #[arg(long, value_name = "USD_PER_MTOK", allow_negative_numbers = true)]
+    price_output: Option<String>,
+    /// Custom price of input tokens read from the prompt cache, USD per
+    /// million [default: the catalogue model's cache-read-to-input ratio
+    /// applied to --price-input, else --price-input].
+    #[arg(long, value_name = "USD_PER_MTOK", allow_negative_numbers = true)]
+    price_cache_read: Option<String>,
+    /// Custom price of input tokens written to the prompt cache, USD per
+    /// million [default: as for --price-cache-read].
+    #[arg(long, value_name = "USD_PER_MTOK", allow_negative_numbers = true)]
+    price_cache_write: Option<String>,
+    /// Custom price of one-hour cache writes, USD per million [default: as
+    /// for --price-cache-read, else the cache write price].
+    #[arg(long, value_name = "USD_PER_MTOK", allow_negative_numbers = true)]
+    price_cache_write_hour: Option<String>,
     /// Attempts per route of a call, 1 to 10 [default: the global
     /// setting, 3].
     #[arg(long, value_name = "N")]
@@ -169,6 +194,68 @@ pub struct ConfigFields {
     /// A JSON object of your own data.
     #[arg(long, value_name = "JSON")]
     metadata: Option<String>,
+}
+
+impl ConfigFlags {
+    /// The patch the flags make. Price flags change the prices `current`
+    /// (the config's custom prices, if any) has; a config without custom
+    /// prices needs both `--price-input` and `--price-output`.
+    fn patch(&self, current: Option<ConfigPrices>) -> Result<ConfigPatch, Error> {
+        Ok(ConfigPatch {
+            base_url: self.base_url.clone().map(Some),
+            temperature: self.temperature.map(Some),
+            max_tokens: self.max_tokens.map(Some),
+            top_p: self.top_p.map(Some),
+            fallback_provider: self.fallback_provider.clone().map(Some),
+            fallback_model: self.fallback_model.clone().map(Some),
+            priority: self.priority,
+            prices: self.prices(current)?.map(Some),
+            max_attempts: self.max_attempts.map(Some),
+            deadline_ms: self.deadline.map(deadline_ms).transpose()?.map(Some),
+            metadata: self.metadata.as_deref().map(metadata).transpose()?,
+            ..ConfigPatch::default()
+        })
+    }
+
+    fn prices(&self, current: Option<ConfigPrices>) -> Result<Option<ConfigPrices>, Error> {
+        let flags = [
+            &self.price_input,
+            &self.price_output,
+            &self.price_cache_read,
+            &self.price_cache_write,
+            &self.price_cache_write_hour,
+        ];
+        if flags.iter().all(|flag| flag.is_none()) {
+            return Ok(None);
+        }
+        let parse = |flag: &Option<String>, field| {
+            flag.as_deref()
+                .map(|value| ConfigPrices::parse_usd(value, field))
+                .transpose()
+        };
+        let required = |flag: &Option<String>, field, own: Option<u64>| {
+            parse(flag, field)?
+                .or(own)
+                .ok_or_else(|| Error::Validation {
+                    field,
+                    message: "custom prices need both --price-input and --price-output".into(),
+                })
+        };
+        Ok(Some(ConfigPrices {
+            input: required(&self.price_input, "prices.input", current.map(|p| p.input))?,
+            output: required(
+                &self.price_output,
+                "prices.output",
+                current.map(|p| p.output),
+            )?,
+            cache_read: parse(&self.price_cache_read, "prices.cache_read")?
+                .or(current.and_then(|p| p.cache_read)),
+            cache_write: parse(&self.price_cache_write, "prices.cache_write")?
+                .or(current.and_then(|p| p.cache_write)),
+            cache_write_hour: parse(&self.price_cache_write_hour, "prices.cache_write_hour")?
+                .or(current.and_then(|p| p.cache_write_hour)),
+        }))
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -203,7 +290,7 @@ fn env(name: &str) -> Option<String> {
 
 fn key_error(err: secrets::KeyError) -> Error {
     Error::Encryption {
-        kind: "encryption_key_invalid",
+        kind: ErrorKind::EncryptionKeyInvalid,
         message: err.to_string(),
     }
 }
@@ -417,17 +504,18 @@ fn config_table(configs: &[LlmConfig]) {
             (true, None) => "stored".to_owned(),
             (false, _) => "env".to_owned(),
         };
-        let fallback = match (&c.fallback_provider, &c.fallback_model) {
+        let f = &c.fields;
+        let fallback = match (&f.fallback_provider, &f.fallback_model) {
             (Some(p), Some(m)) => format!("{p}/{m}"),
             _ => "-".to_owned(),
         };
         outln!(
             "{:<6} {:>4} {:<8} {:<10} {:<28} {:<8} {}",
             c.id,
-            c.priority,
-            if c.enabled { "yes" } else { "no" },
-            c.provider,
-            c.model_name,
+            f.priority,
+            if f.enabled { "yes" } else { "no" },
+            f.provider,
+            f.model,
             key,
             fallback
         );
@@ -436,11 +524,12 @@ fn config_table(configs: &[LlmConfig]) {
 
 fn show_config(config: &LlmConfig) {
     let opt = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+    let f = &config.fields;
     outln!("config {} of agent {}", config.id, config.agent);
-    outln!("  provider          {}", config.provider);
-    outln!("  model             {}", config.model_name);
-    outln!("  enabled           {}", config.enabled);
-    outln!("  priority          {}", config.priority);
+    outln!("  provider          {}", f.provider);
+    outln!("  model             {}", f.model);
+    outln!("  enabled           {}", f.enabled);
+    outln!("  priority          {}", f.priority);
     outln!(
         "  api key           {}",
         if config.has_api_key {
@@ -452,33 +541,59 @@ fn show_config(config: &LlmConfig) {
             "none (the provider's environment variable is used)".to_owned()
         }
     );
-    outln!("  base url          {}", opt(config.base_url.clone()));
+    outln!("  base url          {}", opt(f.base_url.clone()));
     outln!(
         "  temperature       {}",
-        opt(config.temperature.map(|t| t.to_string()))
+        opt(f.temperature.map(|t| t.to_string()))
     );
     outln!(
         "  max tokens        {}",
-        opt(config.max_tokens.map(|t| t.to_string()))
+        opt(f.max_tokens.map(|t| t.to_string()))
     );
     outln!(
         "  top p             {}",
-        opt(config.top_p.map(|t| t.to_string()))
+        opt(f.top_p.map(|t| t.to_string()))
     );
     outln!(
         "  fallback          {}",
-        match (&config.fallback_provider, &config.fallback_model) {
+        match (&f.fallback_provider, &f.fallback_model) {
             (Some(p), Some(m)) => format!("{p}/{m}"),
             _ => "-".to_owned(),
         }
     );
     outln!(
-        "  $ per 1k tokens   {} in, {} out ({})",
-        config.cost_per_1k_input_tokens,
-        config.cost_per_1k_output_tokens,
-        config.pricing_source
+        "  $ per Mtok        {}",
+        match &f.prices {
+            Some(prices) => {
+                let usd =
+                    |micros: u64| llmhost_registry::Pricing::per_million_usd(micros).normalize();
+                let cache = |name: &str, price: Option<u64>| {
+                    price.map_or_else(String::new, |p| format!(", {} {name}", usd(p)))
+                };
+                format!(
+                    "{} in, {} out{}{}{} (custom)",
+                    usd(prices.input),
+                    usd(prices.output),
+                    cache("cache read", prices.cache_read),
+                    cache("cache write", prices.cache_write),
+                    cache("1h cache write", prices.cache_write_hour)
+                )
+            }
+            None => "the catalogue's (see `llmhost models`)".to_owned(),
+        }
     );
-    outln!("  metadata          {}", config.metadata);
+    outln!(
+        "  max attempts      {}",
+        opt(f.max_attempts.map(|n| n.to_string()))
+    );
+    outln!(
+        "  deadline          {}",
+        opt(f.deadline_ms.map(|ms| format!("{ms} ms")))
+    );
+    outln!(
+        "  metadata          {}",
+        serde_json::Value::Object(f.metadata.clone())
+    );
     outln!(
         "  created {}, updated {}",
         config.created_at,
@@ -547,9 +662,10 @@ pub(super) fn usd(value: &str, field: &'static str) -> Result<Decimal, Error> {
     })
 }
 
-fn deadline(seconds: f64) -> Result<std::time::Duration, Error> {
+/// `--deadline SECONDS` in milliseconds, at least 1.
+fn deadline_ms(seconds: f64) -> Result<u64, Error> {
     if seconds.is_finite() && seconds > 0.0 && seconds <= 86_400.0 {
-        Ok(std::time::Duration::from_secs_f64(seconds))
+        Ok(((seconds * 1000.0).round() as u64).max(1))
     } else {
         Err(Error::Validation {
             field: "deadline",
@@ -558,11 +674,18 @@ fn deadline(seconds: f64) -> Result<std::time::Duration, Error> {
     }
 }
 
-fn metadata(value: &str) -> Result<Value, Error> {
-    serde_json::from_str(value).map_err(|err| Error::Validation {
-        field: "metadata",
-        message: format!("not JSON: {err}"),
-    })
+fn metadata(value: &str) -> Result<serde_json::Map<String, Value>, Error> {
+    match serde_json::from_str(value) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(Error::Validation {
+            field: "metadata",
+            message: "must be a JSON object".into(),
+        }),
+        Err(err) => Err(Error::Validation {
+            field: "metadata",
+            message: format!("not JSON: {err}"),
+        }),
+    }
 }
 
 /// `llmhost configs …`.
@@ -581,8 +704,8 @@ pub async fn configs(
                 "{verb} config {} of agent {}: {} {}",
                 config.id,
                 config.agent,
-                config.provider,
-                config.model_name
+                config.fields.provider,
+                config.fields.model
             );
         }
     };
@@ -591,32 +714,16 @@ pub async fn configs(
             agent,
             provider,
             model,
-            fields,
+            flags,
             disabled,
         } => {
-            let mut config = NewConfig::new(provider, model);
-            config.api_key = fields.api_key.as_deref().map(read_api_key).transpose()?;
-            config.base_url = fields.base_url;
-            config.temperature = fields.temperature;
-            config.max_tokens = fields.max_tokens;
-            config.top_p = fields.top_p;
-            config.fallback_provider = fields.fallback_provider;
-            config.fallback_model = fields.fallback_model;
-            config.priority = fields.priority.unwrap_or(0);
-            config.enabled = !disabled;
-            config.cost_per_1k_input_tokens = fields
-                .cost_per_1k_input
-                .as_deref()
-                .map(|v| usd(v, "cost_per_1k_input_tokens"))
-                .transpose()?;
-            config.cost_per_1k_output_tokens = fields
-                .cost_per_1k_output
-                .as_deref()
-                .map(|v| usd(v, "cost_per_1k_output_tokens"))
-                .transpose()?;
-            config.metadata = fields.metadata.as_deref().map(metadata).transpose()?;
-            config.max_attempts = fields.max_attempts;
-            config.deadline = fields.deadline.map(deadline).transpose()?;
+            let mut fields = ConfigFields::new(provider, model);
+            flags.patch(None)?.apply(&mut fields);
+            fields.enabled = !disabled;
+            let config = NewConfig {
+                fields,
+                api_key: flags.api_key.as_deref().map(read_api_key).transpose()?,
+            };
             let config = service.create_config(&agent, config).await?;
             print(&config, "added");
         }
@@ -636,75 +743,42 @@ pub async fn configs(
             id,
             provider,
             model,
-            fields,
+            flags,
             enabled,
             disabled,
             clear,
         } => {
-            let cleared = |field: Clearable| clear.contains(&field);
-            let mut update = ConfigUpdate {
-                provider,
-                model,
-                ..ConfigUpdate::default()
-            };
-            if let Some(key) = &fields.api_key {
-                update.api_key = Some(Some(read_api_key(key)?));
-            } else if cleared(Clearable::ApiKey) {
-                update.api_key = Some(None);
+            let current = service.config(id).await?;
+            let mut patch = flags.patch(current.fields.prices)?;
+            patch.provider = provider;
+            patch.model = model;
+            patch.enabled = (enabled || disabled).then_some(enabled);
+            let mut api_key = flags
+                .api_key
+                .as_deref()
+                .map(read_api_key)
+                .transpose()?
+                .map(Some);
+            for field in &clear {
+                match field.as_str() {
+                    "api_key" if api_key.is_none() => api_key = Some(None),
+                    "api_key" => {}
+                    "fallback" => {
+                        patch.fallback_provider.get_or_insert(None);
+                        patch.fallback_model.get_or_insert(None);
+                    }
+                    "deadline" => {
+                        patch.deadline_ms.get_or_insert(None);
+                    }
+                    name => {
+                        patch.clear(name);
+                    }
+                }
             }
-            update.base_url = match fields.base_url {
-                Some(url) => Some(Some(url)),
-                None => cleared(Clearable::BaseUrl).then_some(None),
-            };
-            update.temperature = match fields.temperature {
-                Some(t) => Some(Some(t)),
-                None => cleared(Clearable::Temperature).then_some(None),
-            };
-            update.max_tokens = match fields.max_tokens {
-                Some(n) => Some(Some(n)),
-                None => cleared(Clearable::MaxTokens).then_some(None),
-            };
-            update.top_p = match fields.top_p {
-                Some(p) => Some(Some(p)),
-                None => cleared(Clearable::TopP).then_some(None),
-            };
-            update.fallback = match (fields.fallback_provider, fields.fallback_model) {
-                (Some(p), Some(m)) => Some(Some((p, m))),
-                _ => cleared(Clearable::Fallback).then_some(None),
-            };
-            if cleared(Clearable::Pricing) {
-                update.cost_per_1k_input_tokens = Some(None);
-                update.cost_per_1k_output_tokens = Some(None);
-            } else {
-                update.cost_per_1k_input_tokens = fields
-                    .cost_per_1k_input
-                    .as_deref()
-                    .map(|v| usd(v, "cost_per_1k_input_tokens").map(Some))
-                    .transpose()?;
-                update.cost_per_1k_output_tokens = fields
-                    .cost_per_1k_output
-                    .as_deref()
-                    .map(|v| usd(v, "cost_per_1k_output_tokens").map(Some))
-                    .transpose()?;
-            }
-            update.priority = fields.priority;
-            update.max_attempts = match fields.max_attempts {
-                Some(n) => Some(Some(n)),
-                None => cleared(Clearable::MaxAttempts).then_some(None),
-            };
-            update.deadline = match fields.deadline {
-                Some(s) => Some(Some(deadline(s)?)),
-                None => cleared(Clearable::Deadline).then_some(None),
-            };
-            update.enabled = if enabled {
-                Some(true)
-            } else if disabled {
-                Some(false)
-            } else {
-                None
-            };
-            update.metadata = fields.metadata.as_deref().map(metadata).transpose()?;
-            let config = service.update_config(id, update).await?;
+            let update = ConfigUpdate { patch, api_key };
+            let config = service
+                .update_config(id, Some(&current.updated_at), update)
+                .await?;
             print(&config, "updated");
         }
         ConfigsCommand::Delete { id } => {
@@ -724,8 +798,8 @@ pub async fn configs(
                         print_json(&json!({
                             "id": config.id,
                             "valid": true,
-                            "provider": config.provider,
-                            "model": config.model_name,
+                            "provider": config.fields.provider,
+                            "model": config.fields.model,
                             "latency_ms": outcome.latency.as_millis() as u64,
                             "detail": outcome.report.detail,
                         }));
@@ -733,7 +807,7 @@ pub async fn configs(
                         outln!(
                             "config {}: {} answers and accepts the key ({} ms) - {}",
                             config.id,
-                            config.provider,
+                            config.fields.provider,
                             outcome.latency.as_millis(),
                             outcome.report.detail
                         );
@@ -756,7 +830,7 @@ pub async fn keys(
     let KeysCommand::Rotate { new_key } = command;
     let Some((keyring, source)) = keyring(settings)? else {
         return Err(Error::Encryption {
-            kind: "encryption_key_missing",
+            kind: ErrorKind::EncryptionKeyMissing,
             message: "no encryption key is configured, so there is nothing to rotate (run `llmhost init`)".into(),
         }
         .into());
@@ -787,7 +861,7 @@ pub async fn keys(
             both.extend(keyring.keys().cloned());
             if keyring.keys().any(|k| k.id() == new_id) {
                 return Err(Error::Encryption {
-                    kind: "key_reused",
+                    kind: ErrorKind::KeyReused,
                     message: format!("key {new_id} is already in use; rotate to a new key"),
                 }
                 .into());

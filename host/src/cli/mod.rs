@@ -312,7 +312,9 @@ impl Cli {
                             first.trim_start_matches("error: ").to_owned()
                         },
                     );
-                    print_json(&json!({"error": {"kind": "usage", "message": message}}));
+                    print_json(
+                        &json!({"error": {"kind": crate::ErrorKind::Usage, "message": message}}),
+                    );
                     std::process::exit(2);
                 }
                 err.exit()

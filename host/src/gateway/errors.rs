@@ -7,6 +7,7 @@
 //! overload, see [`super::openai::status`]).
 
 use crate::Error;
+use crate::error::ErrorKind;
 use crate::types::ProviderError;
 use std::time::Duration;
 
@@ -93,7 +94,7 @@ impl ApiError {
     /// retry cannot succeed until it is raised or renewed.
     pub fn budget_exceeded(message: impl Into<String>) -> Self {
         Self::new(429, ErrorClass::RateLimit, message)
-            .code("budget_exceeded")
+            .code(ErrorKind::BudgetExceeded.as_str())
             .should_retry(false)
     }
 
@@ -153,7 +154,7 @@ impl From<&Error> for ApiError {
             Error::Timeout { .. } => ApiError::new(504, ErrorClass::Timeout, message),
             Error::CircuitOpen { .. } => ApiError::new(503, ErrorClass::Overloaded, message),
             Error::Budget {
-                kind: "budget_unpriced",
+                kind: ErrorKind::BudgetUnpriced,
                 ..
             } => ApiError::permission(message).param("model"),
             Error::Budget { .. } => ApiError::budget_exceeded(message),
@@ -168,6 +169,8 @@ impl From<&Error> for ApiError {
             Error::Validation { field, .. } => ApiError::invalid_request(message).param(*field),
             Error::NotFound { .. } => ApiError::not_found(message),
             Error::Conflict(_) => ApiError::new(409, ErrorClass::InvalidRequest, message),
+            Error::Unauthorized(_) => ApiError::authentication(message),
+            Error::Forbidden(_) => ApiError::permission(message),
             Error::InvalidConfig(_) => ApiError::invalid_request(message),
             Error::Database(_)
             | Error::Encryption { .. }
@@ -516,6 +519,22 @@ mod tests {
                 None,
             ),
             (
+                Error::Unauthorized("no key".into()),
+                401,
+                Authentication,
+                None,
+                None,
+                None,
+            ),
+            (
+                Error::Forbidden("not yours".into()),
+                403,
+                Permission,
+                None,
+                None,
+                None,
+            ),
+            (
                 Error::InvalidConfig("bad".into()),
                 400,
                 InvalidRequest,
@@ -526,7 +545,7 @@ mod tests {
             (Error::Database("locked".into()), 500, Api, None, None, None),
             (
                 Error::Encryption {
-                    kind: "no_encryption_key",
+                    kind: ErrorKind::EncryptionKeyMissing,
                     message: "no key".into(),
                 },
                 500,

@@ -229,7 +229,7 @@ impl Metrics {
         };
         let outcome = match &event.outcome {
             UsageOutcome::Ok => "ok".to_owned(),
-            UsageOutcome::Error(kind) => kind.clone(),
+            UsageOutcome::Error(kind) => kind.as_str().to_owned(),
         };
         let ok = matches!(event.outcome, UsageOutcome::Ok);
         self.attempts

@@ -12,7 +12,7 @@ use super::errors::ApiError;
 use super::limits::KeyLimiter;
 use super::metrics::Metrics;
 use super::{anthropic, openai};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::router::{CallTags, Router};
 use crate::service::{AdminTokens, ConfigService, VirtualKey, VirtualKeys};
 use crate::types::TokenInput;
@@ -182,7 +182,7 @@ impl Gateway {
         };
         if have_virtual && virtual_keys.is_none() {
             return Err(Error::Encryption {
-                kind: "encryption_key_missing",
+                kind: ErrorKind::EncryptionKeyMissing,
                 message: "virtual keys are stored but no encryption key is configured to check \
                           them: set LLMHOST_ENCRYPTION_KEY or the key file"
                     .into(),

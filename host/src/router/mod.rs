@@ -13,7 +13,7 @@ mod sink;
 
 pub use sink::{DiscardSink, FlushFuture, StoreSink, UsageSink};
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::host::{ChatOutcome, ChatStream, Host, Target};
 use crate::resilience::{
     BreakerPolicy, Breakers, BucketKey, Next, Permit, RateLimiter, Reservation, Resilience,
@@ -21,6 +21,7 @@ use crate::resilience::{
 };
 use crate::store::{UsageEvent, UsageOutcome};
 use crate::types::{ChatRequest, Chunk, ErrorDetail, ProviderError, Usage};
+use llmhost_registry::Prices;
 use llmhost_registry::rust_decimal::Decimal;
 use secrecy::ExposeSecret;
 use sha2::Digest;
@@ -46,9 +47,9 @@ pub struct Route {
     /// Replaces the request's model.
     pub model: String,
     pub defaults: RouteDefaults,
-    /// USD per 1,000 input and output tokens that price this route instead
-    /// of the catalogue (an agent config's custom prices).
-    pub prices: Option<(Decimal, Decimal)>,
+    /// Prices that bill this route instead of the catalogue's (an agent
+    /// config's custom prices, cache prices resolved).
+    pub prices: Option<Prices>,
     /// The agent config this route comes from.
     pub config_id: Option<i64>,
     /// Not the call's first choice.
@@ -326,7 +327,7 @@ impl Drop for InFlight<'_> {
                 Some(&sent),
                 None,
                 None,
-                UsageOutcome::Error("cancelled".to_owned()),
+                UsageOutcome::Error(ErrorKind::Cancelled),
             ));
         }
     }
@@ -339,7 +340,7 @@ struct Attempt {
     config_id: Option<i64>,
     provider: String,
     model: String,
-    custom_prices: Option<(Decimal, Decimal)>,
+    custom_prices: Option<Prices>,
     started: Instant,
     number: u32,
     fallback: bool,
@@ -351,12 +352,8 @@ struct Attempt {
 impl Attempt {
     /// The route's own prices when it has them, else the catalogue's cost.
     fn cost(&self, usage: &Usage, catalogue: Option<Decimal>) -> Option<Decimal> {
-        match self.custom_prices {
-            Some((input, output)) => Some(
-                (Decimal::from(usage.input_tokens) * input
-                    + Decimal::from(usage.output_tokens) * output)
-                    / Decimal::from(1000u32),
-            ),
+        match &self.custom_prices {
+            Some(prices) => Some(prices.cost(&usage.billed())),
             None => catalogue,
         }
     }
@@ -405,12 +402,7 @@ impl Attempt {
     }
 
     fn failed(&self, error: &Error) -> UsageEvent {
-        self.event(
-            None,
-            None,
-            None,
-            UsageOutcome::Error(error.kind().to_owned()),
-        )
+        self.event(None, None, None, UsageOutcome::Error(error.kind()))
     }
 }
 
@@ -902,7 +894,7 @@ impl RoutedStream {
     fn finish(&mut self, error: Option<&Error>) {
         self.recorded = true;
         let outcome = match error {
-            Some(err) => UsageOutcome::Error(err.kind().to_owned()),
+            Some(err) => UsageOutcome::Error(err.kind()),
             None => UsageOutcome::Ok,
         };
         let usage = self.accounted_usage();
@@ -1012,7 +1004,7 @@ impl Drop for RoutedStream {
         if !self.recorded {
             self.state
                 .sink
-                .record(self.event(UsageOutcome::Error("cancelled".to_owned())));
+                .record(self.event(UsageOutcome::Error(ErrorKind::Cancelled)));
             self.run_end_hooks();
         }
     }

@@ -48,24 +48,25 @@ impl ConfigService {
                 key: agent.name.clone(),
             });
         };
-        let max_attempts = first.max_attempts;
-        let deadline = first.deadline_ms.map(Duration::from_millis);
+        let max_attempts = first.fields.max_attempts;
+        let deadline = first.fields.deadline_ms.map(Duration::from_millis);
         let mut routes = Vec::new();
-        for config in &configs {
+        for row in &configs {
+            let config = &row.fields;
             let defaults = RouteDefaults {
                 temperature: config.temperature.map(|t| t as f32),
                 max_tokens: config.max_tokens,
                 top_p: config.top_p.map(|p| p as f32),
             };
             routes.push(Route {
-                target: self.target(config)?,
-                model: config.model_name.clone(),
+                target: self.target(row)?,
+                model: config.model.clone(),
                 defaults,
-                prices: config.custom_pricing.then_some((
-                    config.cost_per_1k_input_tokens,
-                    config.cost_per_1k_output_tokens,
-                )),
-                config_id: Some(config.id),
+                prices: config.prices.map(|prices| {
+                    let catalogue = self.host.catalogue().get(&config.provider, &config.model);
+                    prices.billing(catalogue.map(|model| &model.pricing))
+                }),
+                config_id: Some(row.id),
                 fallback: !routes.is_empty(),
             });
             if let (Some(provider), Some(model)) =
@@ -75,7 +76,7 @@ impl ConfigService {
                 // keeps its key and base URL; another provider is reached
                 // with its environment variables and settings.
                 let target = if *provider == config.provider {
-                    self.target(config)?
+                    self.target(row)?
                 } else {
                     Target::new(provider)
                 };
@@ -84,7 +85,7 @@ impl ConfigService {
                     model: model.clone(),
                     defaults,
                     prices: None,
-                    config_id: Some(config.id),
+                    config_id: Some(row.id),
                     fallback: true,
                 });
             }

@@ -11,7 +11,7 @@
 //! advanced by every settlement: the ledger does not scan the usage table
 //! per request, and it does not wait for the batched usage writer.
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::host::Host;
 use crate::router::Plan;
 use crate::store::{Agent, BudgetPeriod, Store};
@@ -100,19 +100,15 @@ pub(crate) fn worst_case(
             .or(entry.map(|e| e.max_output_tokens).filter(|n| *n > 0))
             .unwrap_or(4096);
         let usage = Usage::new(u32::try_from(prompt).unwrap_or(u32::MAX), output);
-        let usd = match route.prices {
-            Some((input, out)) => Some(
-                (Decimal::from(usage.input_tokens) * input
-                    + Decimal::from(usage.output_tokens) * out)
-                    / Decimal::from(1000u32),
-            ),
+        let usd = match &route.prices {
+            Some(prices) => Some(prices.cost(&usage.billed())),
             None => host.cost(provider, &route.model, &usage),
         };
         let usd = match usd {
             Some(usd) => usd,
             None if priced => {
                 return Err(Error::Budget {
-                    kind: "budget_unpriced",
+                    kind: ErrorKind::BudgetUnpriced,
                     message: format!(
                         "`{provider}/{}` has no known price, so a USD budget cannot be kept on \
                          it (add its price to the model overrides file)",
@@ -267,7 +263,7 @@ impl Ledger {
         match self.reserve(limits, worst, SystemTime::now()).await? {
             Ok(reservation) => Ok(Some(reservation)),
             Err(exceeded) => Err(Error::Budget {
-                kind: "budget_exceeded",
+                kind: ErrorKind::BudgetExceeded,
                 message: exceeded.message,
             }),
         }

@@ -22,16 +22,16 @@ pub use virtual_keys::{
     VirtualKeyStatus, VirtualKeys,
 };
 
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::host::{HealthOutcome, Host, Target};
 use crate::resilience::Resilience;
 use crate::router::{Router, StoreSink};
 use crate::secrets::{Binding, CryptoError, EncryptionKey, Keyring};
+pub use crate::store::{ConfigFields, ConfigPatch, ConfigPrices};
+
 use crate::store::{Agent, ConfigRow, NewConfigRow, Store};
-use llmhost_registry::rust_decimal::Decimal;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Deserializer, Serialize};
 use std::sync::{Arc, RwLock};
 
 /// Longest agent name.
@@ -40,38 +40,21 @@ const MAX_NAME_LEN: usize = 64;
 const MAX_KEY_LEN: usize = 4096;
 
 /// A config as shown to callers: everything but the key, which is only
-/// `has_api_key` and a masked hint.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `has_api_key` and a masked hint. In JSON the fields are inline:
+/// `{"id", "agent_id", "agent", "provider", "model", …, "prices",
+/// "has_api_key", "api_key_hint", "created_at", "updated_at"}`.
+#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
 pub struct LlmConfig {
     pub id: i64,
     pub agent_id: i64,
+    /// The agent's name.
     pub agent: String,
-    pub provider: String,
-    pub model_name: String,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u32>,
-    pub top_p: Option<f64>,
+    #[serde(flatten)]
+    pub fields: ConfigFields,
     pub has_api_key: bool,
     pub api_key_hint: Option<String>,
-    pub base_url: Option<String>,
-    pub fallback_provider: Option<String>,
-    pub fallback_model: Option<String>,
-    /// USD per 1,000 input tokens, as a decimal string.
-    pub cost_per_1k_input_tokens: String,
-    /// USD per 1,000 output tokens, as a decimal string.
-    pub cost_per_1k_output_tokens: String,
-    /// `registry` (filled from the catalogue) or `custom` (set by the
-    /// operator; then it prices this config's usage).
-    pub pricing_source: &'static str,
-    pub priority: i64,
-    pub enabled: bool,
-    /// Attempts per route of a call; `None`: the global setting.
-    pub max_attempts: Option<u32>,
-    /// Budget of a whole call in milliseconds; `None`: the global setting.
-    pub deadline_ms: Option<u64>,
     pub created_at: String,
     pub updated_at: String,
-    pub metadata: Value,
 }
 
 impl LlmConfig {
@@ -80,112 +63,82 @@ impl LlmConfig {
             id: row.id,
             agent_id: row.agent_id,
             agent: agent.to_owned(),
-            provider: row.provider.clone(),
-            model_name: row.model_name.clone(),
-            temperature: row.temperature,
-            max_tokens: row.max_tokens,
-            top_p: row.top_p,
+            fields: row.fields.clone(),
             has_api_key: row.api_key_encrypted.is_some(),
             api_key_hint: row.api_key_hint.clone(),
-            base_url: row.base_url.clone(),
-            fallback_provider: row.fallback_provider.clone(),
-            fallback_model: row.fallback_model.clone(),
-            cost_per_1k_input_tokens: row.cost_per_1k_input_tokens.normalize().to_string(),
-            cost_per_1k_output_tokens: row.cost_per_1k_output_tokens.normalize().to_string(),
-            pricing_source: if row.custom_pricing {
-                "custom"
-            } else {
-                "registry"
-            },
-            priority: row.priority,
-            enabled: row.enabled,
-            max_attempts: row.max_attempts,
-            deadline_ms: row.deadline_ms,
             created_at: row.created_at.clone(),
             updated_at: row.updated_at.clone(),
-            metadata: serde_json::from_str(&row.metadata_json).unwrap_or(Value::Null),
         }
     }
 }
 
-/// A new config. `Default` gives an enabled config of priority 0 with
-/// nothing else set; provider and model are required.
-#[derive(Debug, Clone)]
+/// `Some(key)` for a string, `None` for `null` or an absent field.
+fn secret<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<SecretString>, D::Error> {
+    Option::<String>::deserialize(deserializer).map(|key| key.map(SecretString::from))
+}
+
+/// `Some(Some(key))` for a string, `Some(None)` for `null`; with
+/// `#[serde(default)]`, `None` for an absent field.
+fn nullable_secret<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<Option<SecretString>>, D::Error> {
+    secret(deserializer).map(Some)
+}
+
+/// A new config: its fields, and the API key to store encrypted (without
+/// one, the provider's environment variable is used at call time). In
+/// JSON, the fields with `"api_key"` beside them.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 pub struct NewConfig {
-    pub provider: String,
-    pub model: String,
-    /// Stored encrypted; without it the provider's environment variable
-    /// is used at call time.
+    #[serde(flatten)]
+    pub fields: ConfigFields,
+    /// Write-only: stored encrypted, never returned.
+    #[serde(default, deserialize_with = "secret")]
+    #[schema(value_type = Option<String>)]
     pub api_key: Option<SecretString>,
-    pub base_url: Option<String>,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u32>,
-    pub top_p: Option<f64>,
-    pub fallback_provider: Option<String>,
-    pub fallback_model: Option<String>,
-    /// USD per 1,000 input tokens; filled from the registry when `None`.
-    pub cost_per_1k_input_tokens: Option<Decimal>,
-    /// USD per 1,000 output tokens; filled from the registry when `None`.
-    pub cost_per_1k_output_tokens: Option<Decimal>,
-    pub priority: i64,
-    pub enabled: bool,
-    /// Attempts per route of a call (1 to 10); `None`: the global setting.
-    pub max_attempts: Option<u32>,
-    /// Budget of a whole call; `None`: the global setting.
-    pub deadline: Option<std::time::Duration>,
-    /// A JSON object of the caller's own data.
-    pub metadata: Option<Value>,
 }
 
 impl NewConfig {
     /// An enabled config of `provider` and `model` with nothing else set.
     pub fn new(provider: impl Into<String>, model: impl Into<String>) -> Self {
         Self {
-            provider: provider.into(),
-            model: model.into(),
+            fields: ConfigFields::new(provider, model),
             api_key: None,
-            base_url: None,
-            temperature: None,
-            max_tokens: None,
-            top_p: None,
-            fallback_provider: None,
-            fallback_model: None,
-            cost_per_1k_input_tokens: None,
-            cost_per_1k_output_tokens: None,
-            priority: 0,
-            enabled: true,
-            max_attempts: None,
-            deadline: None,
-            metadata: None,
         }
     }
 }
 
-/// A partial update: `None` leaves a field as it is; for the fields that
-/// may be empty, `Some(None)` clears them.
-#[derive(Debug, Clone, Default)]
+impl From<ConfigFields> for NewConfig {
+    fn from(fields: ConfigFields) -> Self {
+        Self {
+            fields,
+            api_key: None,
+        }
+    }
+}
+
+/// A partial update: the fields `patch` sets, and the key. In JSON, the
+/// patch's fields with `"api_key"` beside them (absent: kept, `null`:
+/// cleared).
+#[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 pub struct ConfigUpdate {
-    pub provider: Option<String>,
-    pub model: Option<String>,
+    #[serde(flatten)]
+    pub patch: ConfigPatch,
     /// A stored key is bound to the config's provider and base URL:
     /// changing either while a key is stored requires `Some(Some(key))`
     /// (the key again) or `Some(None)` (cleared) here.
+    #[serde(default, deserialize_with = "nullable_secret")]
+    #[schema(value_type = Option<String>)]
     pub api_key: Option<Option<SecretString>>,
-    pub base_url: Option<Option<String>>,
-    pub temperature: Option<Option<f64>>,
-    pub max_tokens: Option<Option<u32>>,
-    pub top_p: Option<Option<f64>>,
-    /// Both together: `Some(Some((provider, model)))` sets, `Some(None)`
-    /// removes the fallback.
-    pub fallback: Option<Option<(String, String)>>,
-    /// Custom prices; `Some(None)` returns to the registry's.
-    pub cost_per_1k_input_tokens: Option<Option<Decimal>>,
-    pub cost_per_1k_output_tokens: Option<Option<Decimal>>,
-    pub priority: Option<i64>,
-    pub enabled: Option<bool>,
-    pub max_attempts: Option<Option<u32>>,
-    pub deadline: Option<Option<std::time::Duration>>,
-    pub metadata: Option<Value>,
+}
+
+impl From<ConfigPatch> for ConfigUpdate {
+    fn from(patch: ConfigPatch) -> Self {
+        Self {
+            patch,
+            api_key: None,
+        }
+    }
 }
 
 /// The encryption keys and what they encrypt; never a key itself.
@@ -243,7 +196,7 @@ pub(crate) fn crypto_error(err: CryptoError) -> Error {
 
 fn no_keyring() -> Error {
     Error::Encryption {
-        kind: "encryption_key_missing",
+        kind: ErrorKind::EncryptionKeyMissing,
         message: "no encryption key is configured, so API keys cannot be stored or read: run \
                   `llmhost init`, or set LLMHOST_ENCRYPTION_KEY to base64 of 32 random bytes"
             .into(),
@@ -283,6 +236,14 @@ pub(crate) fn check_name(name: &str) -> Result<(), Error> {
     Ok(())
 }
 
+/// A base URL without its trailing slashes.
+fn normalize(fields: &mut ConfigFields) {
+    if let Some(url) = &mut fields.base_url {
+        let trimmed = url.trim_end_matches('/').len();
+        url.truncate(trimmed);
+    }
+}
+
 fn invalid(field: &'static str, message: impl Into<String>) -> Error {
     Error::Validation {
         field,
@@ -294,16 +255,16 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Error {
 fn binding_of(row: &ConfigRow) -> Binding<'_> {
     Binding {
         agent_id: row.agent_id,
-        provider: &row.provider,
-        base_url: row.base_url.as_deref(),
+        provider: &row.fields.provider,
+        base_url: row.fields.base_url.as_deref(),
     }
 }
 
 /// Refuses an update that keeps the stored key of `current` but would send
 /// it to another provider or base URL (`next`).
-fn refuse_moving_the_key(current: &ConfigRow, next: &NewConfigRow) -> Result<(), Error> {
-    let provider_changed = next.provider != current.provider;
-    let base_url_changed = next.base_url != current.base_url;
+fn refuse_moving_the_key(current: &ConfigRow, next: &ConfigFields) -> Result<(), Error> {
+    let provider_changed = next.provider != current.fields.provider;
+    let base_url_changed = next.base_url != current.fields.base_url;
     let (field, what) = match (provider_changed, base_url_changed) {
         (false, false) => return Ok(()),
         (true, false) => ("provider", "provider"),
@@ -318,12 +279,6 @@ fn refuse_moving_the_key(current: &ConfigRow, next: &NewConfigRow) -> Result<(),
              standard input), or clear it (--clear api-key)"
         ),
     ))
-}
-
-/// Registry price in micro-USD per Mtok as USD per 1k tokens.
-fn per_1k(micros_per_mtok: u64) -> Decimal {
-    // micro-USD per 1e6 tokens = 1e-6 USD / 1e6 tokens = (x / 1e9) USD per 1k.
-    Decimal::from_i128_with_scale(i128::from(micros_per_mtok), 9).normalize()
 }
 
 impl ConfigService {
@@ -439,6 +394,25 @@ impl ConfigService {
         }
     }
 
+    /// Sets the agent's description when `description` is `Some`
+    /// (`Some(None)` clears it). With `expected_updated_at`, only if the
+    /// agent's `updated_at` is still that (else [`Error::Conflict`]).
+    pub async fn update_agent(
+        &self,
+        name: &str,
+        expected_updated_at: Option<&str>,
+        description: Option<Option<String>>,
+    ) -> Result<Agent, Error> {
+        if let Some(Some(d)) = &description
+            && d.len() > 4096
+        {
+            return Err(invalid("description", "longer than 4096 bytes"));
+        }
+        self.store
+            .update_agent(name, expected_updated_at, description)
+            .await
+    }
+
     // ----- configs -----
 
     async fn row(&self, id: i64) -> Result<(ConfigRow, Agent), Error> {
@@ -459,7 +433,7 @@ impl ConfigService {
     }
 
     /// Checks every field of a row about to be written.
-    fn check(&self, row: &NewConfigRow) -> Result<(), Error> {
+    fn check(&self, row: &ConfigFields) -> Result<(), Error> {
         let host = &self.host;
         if host.provider_info(&row.provider).is_none() {
             return Err(invalid(
@@ -475,12 +449,12 @@ impl ConfigService {
                 ),
             ));
         }
-        let Some(model) = host.catalogue().get(&row.provider, &row.model_name) else {
+        let Some(model) = host.catalogue().get(&row.provider, &row.model) else {
             return Err(invalid(
                 "model",
                 format!(
                     "`{}` is not a known model of `{}` (see `llmhost models -p {}`, or add it to the model overrides file)",
-                    row.model_name, row.provider, row.provider
+                    row.model, row.provider, row.provider
                 ),
             ));
         };
@@ -523,7 +497,7 @@ impl ConfigService {
                         format!("`{model}` is not a known model of `{provider}`"),
                     ));
                 }
-                if *provider == row.provider && *model == row.model_name {
+                if *provider == row.provider && *model == row.model {
                     return Err(invalid(
                         "fallback_model",
                         "the fallback is the config's own provider and model",
@@ -540,14 +514,6 @@ impl ConfigService {
         if let Some(url) = &row.base_url {
             crate::host::authority_of(url).map_err(|err| invalid("base_url", err.to_string()))?;
         }
-        for (field, cost) in [
-            ("cost_per_1k_input_tokens", row.cost_per_1k_input_tokens),
-            ("cost_per_1k_output_tokens", row.cost_per_1k_output_tokens),
-        ] {
-            if cost.is_sign_negative() && !cost.is_zero() {
-                return Err(invalid(field, "must not be negative"));
-            }
-        }
         if let Some(n) = row.max_attempts
             && !(1..=10).contains(&n)
         {
@@ -558,24 +524,7 @@ impl ConfigService {
         {
             return Err(invalid("deadline", "must be between 1 ms and 24 hours"));
         }
-        if !matches!(
-            serde_json::from_str::<Value>(&row.metadata_json),
-            Ok(Value::Object(_))
-        ) {
-            return Err(invalid("metadata", "must be a JSON object"));
-        }
         Ok(())
-    }
-
-    /// Fills registry prices unless custom ones are set.
-    fn fill_pricing(&self, row: &mut NewConfigRow) {
-        if row.custom_pricing {
-            return;
-        }
-        if let Some(model) = self.host.catalogue().get(&row.provider, &row.model_name) {
-            row.cost_per_1k_input_tokens = per_1k(model.pricing.base.input);
-            row.cost_per_1k_output_tokens = per_1k(model.pricing.base.output);
-        }
     }
 
     fn check_key(key: &SecretString) -> Result<(), Error> {
@@ -604,7 +553,7 @@ impl ConfigService {
         &self,
         key: &SecretString,
         agent_id: i64,
-        row: &NewConfigRow,
+        row: &ConfigFields,
     ) -> Result<(String, String), Error> {
         Self::check_key(key)?;
         let keyring = self.require_keyring()?;
@@ -620,47 +569,16 @@ impl ConfigService {
     /// Creates a config for the agent named `agent`.
     pub async fn create_config(&self, agent: &str, config: NewConfig) -> Result<LlmConfig, Error> {
         let agent = self.agent(agent).await?;
-        let custom_pricing =
-            config.cost_per_1k_input_tokens.is_some() || config.cost_per_1k_output_tokens.is_some();
-        let registry_price = self
-            .host
-            .catalogue()
-            .get(&config.provider, &config.model)
-            .map(|m| (per_1k(m.pricing.base.input), per_1k(m.pricing.base.output)));
+        let mut fields = config.fields;
+        normalize(&mut fields);
+        self.check(&fields)?;
         let mut row = NewConfigRow {
-            provider: config.provider,
-            model_name: config.model,
-            temperature: config.temperature,
-            max_tokens: config.max_tokens,
-            top_p: config.top_p,
+            fields,
             api_key_encrypted: None,
             api_key_hint: None,
-            base_url: config.base_url.map(|u| u.trim_end_matches('/').to_owned()),
-            fallback_provider: config.fallback_provider,
-            fallback_model: config.fallback_model,
-            cost_per_1k_input_tokens: config
-                .cost_per_1k_input_tokens
-                .or(registry_price.map(|p| p.0))
-                .unwrap_or_default(),
-            cost_per_1k_output_tokens: config
-                .cost_per_1k_output_tokens
-                .or(registry_price.map(|p| p.1))
-                .unwrap_or_default(),
-            custom_pricing,
-            priority: config.priority,
-            enabled: config.enabled,
-            max_attempts: config.max_attempts,
-            deadline_ms: config
-                .deadline
-                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
-            metadata_json: config
-                .metadata
-                .unwrap_or_else(|| Value::Object(Default::default()))
-                .to_string(),
         };
-        self.check(&row)?;
         if let Some(key) = &config.api_key {
-            let (ciphertext, hint) = self.encrypt(key, agent.id, &row)?;
+            let (ciphertext, hint) = self.encrypt(key, agent.id, &row.fields)?;
             row.api_key_encrypted = Some(ciphertext);
             row.api_key_hint = Some(hint);
         }
@@ -675,6 +593,9 @@ impl ConfigService {
     }
 
     /// Changes the fields `update` sets and checks the result as a whole.
+    /// With `expected_updated_at`, only if the config's `updated_at` is
+    /// still that (it was not changed since the caller read it; else
+    /// [`Error::Conflict`]).
     ///
     /// A stored key is bound to its provider and base URL, so changing
     /// either requires the same update to give the key again or clear it;
@@ -682,69 +603,28 @@ impl ConfigService {
     /// field. The stored key is never decrypted and re-encrypted for a new
     /// destination: that would let whoever may update a config send its key
     /// to a server of their choosing without knowing the key.
-    pub async fn update_config(&self, id: i64, update: ConfigUpdate) -> Result<LlmConfig, Error> {
+    pub async fn update_config(
+        &self,
+        id: i64,
+        expected_updated_at: Option<&str>,
+        update: ConfigUpdate,
+    ) -> Result<LlmConfig, Error> {
         let (current, agent) = self.row(id).await?;
-        let mut row = current.fields();
-        if let Some(provider) = update.provider {
-            row.provider = provider;
+        if let Some(expected) = expected_updated_at
+            && expected != current.updated_at
+        {
+            return Err(Error::Conflict(format!(
+                "config {id} was changed at {} (you read it at {expected}); read it again and retry",
+                current.updated_at
+            )));
         }
-        if let Some(model) = update.model {
-            row.model_name = model;
-        }
-        if let Some(url) = update.base_url {
-            row.base_url = url.map(|u| u.trim_end_matches('/').to_owned());
-        }
-        if let Some(t) = update.temperature {
-            row.temperature = t;
-        }
-        if let Some(n) = update.max_tokens {
-            row.max_tokens = n;
-        }
-        if let Some(p) = update.top_p {
-            row.top_p = p;
-        }
-        if let Some(fallback) = update.fallback {
-            (row.fallback_provider, row.fallback_model) = match fallback {
-                Some((provider, model)) => (Some(provider), Some(model)),
-                None => (None, None),
-            };
-        }
-        if let Some(priority) = update.priority {
-            row.priority = priority;
-        }
-        if let Some(enabled) = update.enabled {
-            row.enabled = enabled;
-        }
-        if let Some(n) = update.max_attempts {
-            row.max_attempts = n;
-        }
-        if let Some(deadline) = update.deadline {
-            row.deadline_ms = deadline.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
-        }
-        if let Some(metadata) = update.metadata {
-            row.metadata_json = metadata.to_string();
-        }
-        match (
-            update.cost_per_1k_input_tokens,
-            update.cost_per_1k_output_tokens,
-        ) {
-            (None, None) => {}
-            (Some(None), _) | (_, Some(None)) => row.custom_pricing = false,
-            (input, output) => {
-                row.custom_pricing = true;
-                if let Some(Some(input)) = input {
-                    row.cost_per_1k_input_tokens = input;
-                }
-                if let Some(Some(output)) = output {
-                    row.cost_per_1k_output_tokens = output;
-                }
-            }
-        }
-        self.fill_pricing(&mut row);
-        self.check(&row)?;
+        let mut row = current.to_new();
+        update.patch.apply(&mut row.fields);
+        normalize(&mut row.fields);
+        self.check(&row.fields)?;
         match update.api_key {
             Some(Some(key)) => {
-                let (ciphertext, hint) = self.encrypt(&key, agent.id, &row)?;
+                let (ciphertext, hint) = self.encrypt(&key, agent.id, &row.fields)?;
                 row.api_key_encrypted = Some(ciphertext);
                 row.api_key_hint = Some(hint);
             }
@@ -753,7 +633,7 @@ impl ConfigService {
                 row.api_key_hint = None;
             }
             None if current.api_key_encrypted.is_some() => {
-                refuse_moving_the_key(&current, &row)?;
+                refuse_moving_the_key(&current, &row.fields)?;
             }
             None => {}
         }
@@ -762,6 +642,19 @@ impl ConfigService {
             .update_config(id, &current.updated_at, row)
             .await?;
         Ok(LlmConfig::from_row(&stored, &agent.name))
+    }
+
+    /// Sets the priorities of the agent's configs to 0, 1, … in the order
+    /// of `ids`, in one transaction; `ids` must list each of the agent's
+    /// configs once (else a validation error of field `ids`). Returns the
+    /// configs in their new order.
+    pub async fn reorder_configs(&self, agent: &str, ids: &[i64]) -> Result<Vec<LlmConfig>, Error> {
+        let agent = self.agent(agent).await?;
+        let rows = self.store.reorder_configs(agent.id, ids.to_vec()).await?;
+        Ok(rows
+            .iter()
+            .map(|row| LlmConfig::from_row(row, &agent.name))
+            .collect())
     }
 
     /// Deletes config `id`.
@@ -821,8 +714,8 @@ impl ConfigService {
     /// the provider and base URL of the row, so a row whose base URL was
     /// changed outside llmhost fails here, before anything is sent.
     pub(crate) fn target(&self, row: &ConfigRow) -> Result<Target, Error> {
-        let mut target = Target::new(&row.provider);
-        if let Some(url) = &row.base_url {
+        let mut target = Target::new(&row.fields.provider);
+        if let Some(url) = &row.fields.base_url {
             target = target.base_url(url);
         }
         if let Some(ciphertext) = &row.api_key_encrypted {
@@ -880,7 +773,7 @@ impl ConfigService {
         let old = self.require_keyring()?;
         if old.keys().any(|k| k.id() == new_key.id()) {
             return Err(Error::Encryption {
-                kind: "key_reused",
+                kind: ErrorKind::KeyReused,
                 message: format!(
                     "key {} is already in the keyring; rotate to a new key",
                     new_key.id()
@@ -918,13 +811,6 @@ impl ConfigService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn per_1k_is_exact() {
-        assert_eq!(per_1k(2_500_000).to_string(), "0.0025");
-        assert_eq!(per_1k(150_000).to_string(), "0.00015");
-        assert_eq!(per_1k(0).to_string(), "0");
-    }
 
     #[test]
     fn hints_reveal_little() {

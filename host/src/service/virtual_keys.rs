@@ -13,7 +13,7 @@
 //! view; views carry the key's first 8 characters (`lhk-AbCd…`) at most.
 
 use super::check_name;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use crate::secrets::Keyring;
 use crate::store::{
     BudgetPeriod, MAX_EXPIRY, NewVirtualKeyRow, Store, VirtualKeyRow, utc_timestamp,
@@ -275,7 +275,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Error {
 
 fn no_keyring() -> Error {
     Error::Encryption {
-        kind: "encryption_key_missing",
+        kind: ErrorKind::EncryptionKeyMissing,
         message: "no encryption key is configured, so virtual keys cannot be created or \
                   checked: run `llmhost init`, or set LLMHOST_ENCRYPTION_KEY to base64 of 32 \
                   random bytes"

@@ -235,6 +235,125 @@ ALTER TABLE agents DROP COLUMN budget_usd;
 DROP TABLE virtual_keys;
 "#;
 
+/// The config columns of one price unit: the operator's prices as the
+/// JSON of `ConfigPrices` (USD per million tokens as decimal strings, cache
+/// prices left out), NULL for the catalogue's. `cost_per_1k_*` held USD per
+/// 1,000 tokens, filled from the registry unless `custom_pricing`; custom
+/// ones move over exactly (x 1000, to micro-dollars first, then printed as
+/// a decimal). The table is rebuilt because `custom_pricing` is in a CHECK.
+const ONE_PRICE_UNIT_UP: &str = r#"
+CREATE TABLE agent_llm_configs_v5 (
+    id                INTEGER PRIMARY KEY,
+    agent_id          INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    provider          TEXT NOT NULL,
+    model_name        TEXT NOT NULL,
+    temperature       REAL,
+    max_tokens        INTEGER,
+    top_p             REAL,
+    api_key_encrypted TEXT,
+    api_key_hint      TEXT,
+    base_url          TEXT,
+    fallback_provider TEXT,
+    fallback_model    TEXT,
+    prices_json       TEXT CHECK (prices_json IS NULL OR json_type(prices_json) = 'object'),
+    priority          INTEGER NOT NULL DEFAULT 0,
+    enabled           INTEGER NOT NULL DEFAULT 1,
+    created_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at        TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    metadata_json     TEXT NOT NULL DEFAULT '{}',
+    max_attempts      INTEGER CHECK (max_attempts BETWEEN 1 AND 10),
+    deadline_ms       INTEGER CHECK (deadline_ms > 0),
+    CHECK ((fallback_provider IS NULL) = (fallback_model IS NULL)),
+    CHECK ((api_key_encrypted IS NULL) = (api_key_hint IS NULL)),
+    CHECK (enabled IN (0, 1))
+) STRICT;
+
+WITH micros AS (
+    SELECT id,
+           CAST(round(CAST(cost_per_1k_input_tokens AS REAL) * 1e9) AS INTEGER) AS input,
+           CAST(round(CAST(cost_per_1k_output_tokens AS REAL) * 1e9) AS INTEGER) AS output
+    FROM agent_llm_configs
+)
+INSERT INTO agent_llm_configs_v5 (id, agent_id, provider, model_name, temperature, max_tokens,
+    top_p, api_key_encrypted, api_key_hint, base_url, fallback_provider, fallback_model,
+    prices_json, priority, enabled, created_at, updated_at, metadata_json, max_attempts,
+    deadline_ms)
+SELECT c.id, c.agent_id, c.provider, c.model_name, c.temperature, c.max_tokens, c.top_p,
+    c.api_key_encrypted, c.api_key_hint, c.base_url, c.fallback_provider, c.fallback_model,
+    CASE WHEN c.custom_pricing = 1 THEN json_object(
+        'input', rtrim(rtrim(printf('%d.%06d', m.input / 1000000, m.input % 1000000), '0'), '.'),
+        'output', rtrim(rtrim(printf('%d.%06d', m.output / 1000000, m.output % 1000000), '0'), '.'),
+        'cache_read', NULL, 'cache_write', NULL, 'cache_write_hour', NULL)
+    END,
+    c.priority, c.enabled, c.created_at, c.updated_at, c.metadata_json, c.max_attempts,
+    c.deadline_ms
+FROM agent_llm_configs c JOIN micros m ON m.id = c.id;
+
+DROP INDEX agent_llm_configs_by_agent;
+DROP TABLE agent_llm_configs;
+ALTER TABLE agent_llm_configs_v5 RENAME TO agent_llm_configs;
+CREATE INDEX agent_llm_configs_by_agent
+    ON agent_llm_configs (agent_id, enabled, priority, id);
+"#;
+
+/// Back to version 4: custom input and output prices return to USD per
+/// 1,000 tokens with `custom_pricing` set; their cache prices are dropped
+/// (version 4 has none). Configs on the catalogue's prices get 0 until
+/// their next update fills them from the registry.
+const ONE_PRICE_UNIT_DOWN: &str = r#"
+CREATE TABLE agent_llm_configs_v4 (
+    id                        INTEGER PRIMARY KEY,
+    agent_id                  INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    provider                  TEXT NOT NULL,
+    model_name                TEXT NOT NULL,
+    temperature               REAL,
+    max_tokens                INTEGER,
+    top_p                     REAL,
+    api_key_encrypted         TEXT,
+    api_key_hint              TEXT,
+    base_url                  TEXT,
+    fallback_provider         TEXT,
+    fallback_model            TEXT,
+    cost_per_1k_input_tokens  TEXT NOT NULL,
+    cost_per_1k_output_tokens TEXT NOT NULL,
+    custom_pricing            INTEGER NOT NULL DEFAULT 0,
+    priority                  INTEGER NOT NULL DEFAULT 0,
+    enabled                   INTEGER NOT NULL DEFAULT 1,
+    created_at                TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    updated_at                TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    metadata_json             TEXT NOT NULL DEFAULT '{}',
+    max_attempts              INTEGER CHECK (max_attempts BETWEEN 1 AND 10),
+    deadline_ms               INTEGER CHECK (deadline_ms > 0),
+    CHECK ((fallback_provider IS NULL) = (fallback_model IS NULL)),
+    CHECK ((api_key_encrypted IS NULL) = (api_key_hint IS NULL)),
+    CHECK (enabled IN (0, 1) AND custom_pricing IN (0, 1))
+) STRICT;
+
+WITH micros AS (
+    SELECT id,
+           CAST(round(CAST(json_extract(prices_json, '$.input') AS REAL) * 1e6) AS INTEGER) AS input,
+           CAST(round(CAST(json_extract(prices_json, '$.output') AS REAL) * 1e6) AS INTEGER) AS output
+    FROM agent_llm_configs WHERE prices_json IS NOT NULL
+)
+INSERT INTO agent_llm_configs_v4 (id, agent_id, provider, model_name, temperature, max_tokens,
+    top_p, api_key_encrypted, api_key_hint, base_url, fallback_provider, fallback_model,
+    cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing, priority, enabled,
+    created_at, updated_at, metadata_json, max_attempts, deadline_ms)
+SELECT c.id, c.agent_id, c.provider, c.model_name, c.temperature, c.max_tokens, c.top_p,
+    c.api_key_encrypted, c.api_key_hint, c.base_url, c.fallback_provider, c.fallback_model,
+    coalesce(rtrim(rtrim(printf('%d.%09d', m.input / 1000000000, m.input % 1000000000), '0'), '.'), '0'),
+    coalesce(rtrim(rtrim(printf('%d.%09d', m.output / 1000000000, m.output % 1000000000), '0'), '.'), '0'),
+    m.id IS NOT NULL,
+    c.priority, c.enabled, c.created_at, c.updated_at, c.metadata_json, c.max_attempts,
+    c.deadline_ms
+FROM agent_llm_configs c LEFT JOIN micros m ON m.id = c.id;
+
+DROP INDEX agent_llm_configs_by_agent;
+DROP TABLE agent_llm_configs;
+ALTER TABLE agent_llm_configs_v4 RENAME TO agent_llm_configs;
+CREATE INDEX agent_llm_configs_by_agent
+    ON agent_llm_configs (agent_id, enabled, priority, id);
+"#;
 /// Admin tokens: bearer credentials of the admin API and the console,
 /// made by the master key (or the CLI). Only a hash and a hint are kept.
 const ADMIN_TOKENS_UP: &str = r#"
@@ -268,6 +387,10 @@ pub(crate) fn migrations() -> Migrations<'static> {
             .down(GATEWAY_DOWN)
             .foreign_key_check()
             .comment("virtual keys, agent budgets, usage of every call"),
+        M::up(ONE_PRICE_UNIT_UP)
+            .down(ONE_PRICE_UNIT_DOWN)
+            .foreign_key_check()
+            .comment("config prices in micro-dollars per million tokens, with cache prices"),
         M::up(ADMIN_TOKENS_UP)
             .down(ADMIN_TOKENS_DOWN)
             .comment("admin tokens"),
@@ -275,7 +398,7 @@ pub(crate) fn migrations() -> Migrations<'static> {
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 #[cfg(test)]
 mod tests {
@@ -289,5 +412,72 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, super::SCHEMA_VERSION);
+    }
+
+    fn config_prices(conn: &rusqlite::Connection) -> Vec<(i64, Option<String>)> {
+        conn.prepare("SELECT id, prices_json FROM agent_llm_configs ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    #[test]
+    fn custom_prices_survive_the_move_to_one_unit_and_back() {
+        let migrations = super::migrations();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations.to_version(&mut conn, 4).unwrap();
+        // As the store migrates: with foreign keys off.
+        conn.pragma_update(None, "foreign_keys", false).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agents (id, name) VALUES (1, 'bot');
+             INSERT INTO agent_llm_configs (id, agent_id, provider, model_name,
+                 cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing)
+             VALUES (1, 1, 'openai', 'gpt-4o-mini', '0.0025', '0.01', 1),
+                    (2, 1, 'openai', 'gpt-4o', '0.00015', '0.0006', 0),
+                    (3, 1, 'openai', 'gpt-4o', '0.000000123', '12.5', 1);
+             INSERT INTO usage_events (agent_id, agent_name, config_id, provider, model,
+                 latency_ms, status)
+             VALUES (1, 'bot', 1, 'openai', 'gpt-4o-mini', 5, 'ok');",
+        )
+        .unwrap();
+
+        migrations.to_version(&mut conn, 5).unwrap();
+        let prices = config_prices(&conn);
+        let json = |text: &Option<String>| {
+            text.as_deref()
+                .map(|t| serde_json::from_str::<serde_json::Value>(t).unwrap())
+        };
+        assert_eq!(
+            json(&prices[0].1).unwrap(),
+            serde_json::json!({"input": "2.5", "output": "10", "cache_read": null,
+                               "cache_write": null, "cache_write_hour": null})
+        );
+        assert_eq!(prices[1].1, None, "registry prices become the catalogue's");
+        let third = json(&prices[2].1).unwrap();
+        assert_eq!(
+            (third["input"].as_str(), third["output"].as_str()),
+            (Some("0.000123"), Some("12500"))
+        );
+        let config_of_usage: Option<i64> = conn
+            .query_row("SELECT config_id FROM usage_events", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(config_of_usage, Some(1), "usage rows keep their config");
+
+        migrations.to_version(&mut conn, 4).unwrap();
+        let rows: Vec<(String, String, bool)> = conn
+            .prepare(
+                "SELECT cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing \
+                 FROM agent_llm_configs ORDER BY id",
+            )
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows[0], ("0.0025".into(), "0.01".into(), true));
+        assert_eq!(rows[1], ("0".into(), "0".into(), false));
+        assert_eq!(rows[2], ("0.000000123".into(), "12.5".into(), true));
     }
 }

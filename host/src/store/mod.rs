@@ -15,6 +15,7 @@
 
 mod admin_tokens;
 mod calendar;
+mod config;
 mod migrations;
 mod records;
 mod status;
@@ -23,6 +24,7 @@ mod virtual_keys;
 pub use admin_tokens::AdminTokenRow;
 pub use calendar::BudgetPeriod;
 pub(crate) use calendar::{MAX_EXPIRY, parse_utc_timestamp, utc_timestamp};
+pub use config::{Column, ConfigFields, ConfigPatch, ConfigPrices, nullable};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
     Agent, ConfigRow, NewConfigRow, UsageEvent, UsageFilter, UsageOutcome, UsageRecord,
@@ -68,6 +70,21 @@ pub(crate) fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |err| Error::Database(format!("{}: {err}", path.display()))
 }
 
+/// Migrates `conn` up or down to `version`. Foreign keys are off meanwhile,
+/// as SQLite requires for rebuilding a table others refer to (its DROP
+/// would otherwise act on their rows); the migrations that rebuild check
+/// the keys before they commit.
+fn migrate(conn: &mut Connection, path: &Path, version: u32) -> Result<(), Error> {
+    conn.pragma_update(None, "foreign_keys", false)
+        .map_err(db_error(path))?;
+    let migrated = migrations::migrations()
+        .to_version(conn, version as usize)
+        .map_err(|err| Error::Database(format!("{}: migration failed: {err}", path.display())));
+    conn.pragma_update(None, "foreign_keys", true)
+        .map_err(db_error(path))?;
+    migrated
+}
+
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.pragma_update(None, "foreign_keys", true)?;
@@ -108,11 +125,7 @@ impl Store {
                 path.display()
             )));
         }
-        migrations::migrations()
-            .to_latest(&mut conn)
-            .map_err(|err| {
-                Error::Database(format!("{}: migration failed: {err}", path.display()))
-            })?;
+        migrate(&mut conn, &path, SCHEMA_VERSION)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 path,
@@ -138,11 +151,7 @@ impl Store {
         let path = self.inner.path.clone();
         self.blocking(move |inner| {
             let mut conn = inner.writer.lock().unwrap_or_else(|e| e.into_inner());
-            migrations::migrations()
-                .to_version(&mut conn, version as usize)
-                .map_err(|err| {
-                    Error::Database(format!("{}: migration failed: {err}", path.display()))
-                })
+            migrate(&mut conn, &path, version)
         })
         .await
     }

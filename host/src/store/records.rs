@@ -1,14 +1,17 @@
 //! Rows and the queries that read and write them.
 
 use super::calendar::BudgetPeriod;
+use super::config::ConfigFields;
 use super::virtual_keys::period_from;
 use super::{Store, db_error};
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use llmhost_registry::rust_decimal::Decimal;
-use rusqlite::{OptionalExtension, Row, params};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 /// An agent: a named consumer of LLMs with its own configs.
@@ -33,84 +36,31 @@ pub struct Agent {
 pub struct ConfigRow {
     pub id: i64,
     pub agent_id: i64,
-    pub provider: String,
-    pub model_name: String,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u32>,
-    pub top_p: Option<f64>,
+    pub fields: ConfigFields,
     /// `llmhost:v2:<key id>:<base64>` (or `v1`, written before keys were
     /// bound to their base URL); see [`crate::secrets`].
     pub api_key_encrypted: Option<String>,
     /// A masked hint of the key (`…wxyz`), stored in the clear.
     pub api_key_hint: Option<String>,
-    pub base_url: Option<String>,
-    pub fallback_provider: Option<String>,
-    pub fallback_model: Option<String>,
-    /// USD per 1,000 input tokens.
-    pub cost_per_1k_input_tokens: Decimal,
-    /// USD per 1,000 output tokens.
-    pub cost_per_1k_output_tokens: Decimal,
-    /// Whether the costs were set by the operator rather than taken from
-    /// the registry.
-    pub custom_pricing: bool,
-    /// Lower runs first.
-    pub priority: i64,
-    pub enabled: bool,
-    /// Attempts per route of a call; `None`: the global setting.
-    pub max_attempts: Option<u32>,
-    /// Budget of a whole call; `None`: the global setting.
-    pub deadline_ms: Option<u64>,
     pub created_at: String,
     pub updated_at: String,
-    pub metadata_json: String,
 }
 
-/// The fields of a config that are written; ids and times are the
-/// store's.
+/// What a config write stores; ids and times are the store's.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NewConfigRow {
-    pub provider: String,
-    pub model_name: String,
-    pub temperature: Option<f64>,
-    pub max_tokens: Option<u32>,
-    pub top_p: Option<f64>,
+    pub fields: ConfigFields,
     pub api_key_encrypted: Option<String>,
     pub api_key_hint: Option<String>,
-    pub base_url: Option<String>,
-    pub fallback_provider: Option<String>,
-    pub fallback_model: Option<String>,
-    pub cost_per_1k_input_tokens: Decimal,
-    pub cost_per_1k_output_tokens: Decimal,
-    pub custom_pricing: bool,
-    pub priority: i64,
-    pub enabled: bool,
-    pub max_attempts: Option<u32>,
-    pub deadline_ms: Option<u64>,
-    pub metadata_json: String,
 }
 
 impl ConfigRow {
-    /// The writable fields.
-    pub fn fields(&self) -> NewConfigRow {
+    /// The row as it would be written again.
+    pub fn to_new(&self) -> NewConfigRow {
         NewConfigRow {
-            provider: self.provider.clone(),
-            model_name: self.model_name.clone(),
-            temperature: self.temperature,
-            max_tokens: self.max_tokens,
-            top_p: self.top_p,
+            fields: self.fields.clone(),
             api_key_encrypted: self.api_key_encrypted.clone(),
             api_key_hint: self.api_key_hint.clone(),
-            base_url: self.base_url.clone(),
-            fallback_provider: self.fallback_provider.clone(),
-            fallback_model: self.fallback_model.clone(),
-            cost_per_1k_input_tokens: self.cost_per_1k_input_tokens,
-            cost_per_1k_output_tokens: self.cost_per_1k_output_tokens,
-            custom_pricing: self.custom_pricing,
-            priority: self.priority,
-            enabled: self.enabled,
-            max_attempts: self.max_attempts,
-            deadline_ms: self.deadline_ms,
-            metadata_json: self.metadata_json.clone(),
         }
     }
 }
@@ -120,7 +70,7 @@ impl ConfigRow {
 pub enum UsageOutcome {
     Ok,
     /// The error kind (`rate_limited`, `timeout`, …).
-    Error(String),
+    Error(ErrorKind),
 }
 
 /// One provider attempt, to be recorded.
@@ -286,38 +236,77 @@ pub(super) fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
     })
 }
 
-const CONFIG_COLUMNS: &str = "id, agent_id, provider, model_name, temperature, max_tokens, top_p, \
-     api_key_encrypted, api_key_hint, base_url, fallback_provider, fallback_model, \
-     cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing, priority, enabled, \
-     created_at, updated_at, metadata_json, max_attempts, deadline_ms";
+/// The columns a config is written with beside its fields.
+const KEY_COLUMNS: [&str; 2] = ["api_key_encrypted", "api_key_hint"];
+
+/// Every column of a config row.
+static CONFIG_COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    ["id", "agent_id", "created_at", "updated_at"]
+        .iter()
+        .chain(&KEY_COLUMNS)
+        .chain(ConfigFields::COLUMNS)
+        .copied()
+        .collect::<Vec<_>>()
+        .join(", ")
+});
+
+/// `INSERT … VALUES (?1 = agent id, then the key and field columns)`.
+static INSERT_CONFIG: LazyLock<String> = LazyLock::new(|| {
+    let columns: Vec<&str> = KEY_COLUMNS
+        .iter()
+        .chain(ConfigFields::COLUMNS)
+        .copied()
+        .collect();
+    let placeholders: Vec<String> = (2..columns.len() + 2).map(|n| format!("?{n}")).collect();
+    format!(
+        "INSERT INTO agent_llm_configs (agent_id, {}) VALUES (?1, {}) RETURNING {}",
+        columns.join(", "),
+        placeholders.join(", "),
+        *CONFIG_COLUMNS
+    )
+});
+
+/// `UPDATE … WHERE id = ?1 AND updated_at = ?2`, setting the key and field
+/// columns from `?3` on.
+static UPDATE_CONFIG: LazyLock<String> = LazyLock::new(|| {
+    let sets: Vec<String> = KEY_COLUMNS
+        .iter()
+        .chain(ConfigFields::COLUMNS)
+        .enumerate()
+        .map(|(i, column)| format!("{column} = ?{}", i + 3))
+        .collect();
+    format!(
+        "UPDATE agent_llm_configs SET {}, updated_at = {NEXT_UPDATED_AT} \
+         WHERE id = ?1 AND updated_at = ?2 RETURNING {}",
+        sets.join(", "),
+        *CONFIG_COLUMNS
+    )
+});
+
+/// A later `updated_at` than the row's, even within one millisecond, so
+/// that compare-and-set sees every write.
+pub(super) const NEXT_UPDATED_AT: &str = "max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
+     strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds'))";
+
+/// The values of `row`'s key and field columns, in statement order.
+fn config_values(row: &NewConfigRow) -> Vec<SqlValue> {
+    let mut values = vec![
+        row.api_key_encrypted.clone().into(),
+        row.api_key_hint.clone().into(),
+    ];
+    values.extend(row.fields.sql_values());
+    values
+}
 
 fn config_from(row: &Row<'_>) -> rusqlite::Result<ConfigRow> {
     Ok(ConfigRow {
-        id: row.get(0)?,
-        agent_id: row.get(1)?,
-        provider: row.get(2)?,
-        model_name: row.get(3)?,
-        temperature: row.get(4)?,
-        max_tokens: row.get(5)?,
-        top_p: row.get(6)?,
-        api_key_encrypted: row.get(7)?,
-        api_key_hint: row.get(8)?,
-        base_url: row.get(9)?,
-        fallback_provider: row.get(10)?,
-        fallback_model: row.get(11)?,
-        cost_per_1k_input_tokens: decimal(&row.get::<_, String>(12)?, "cost_per_1k_input_tokens")?,
-        cost_per_1k_output_tokens: decimal(
-            &row.get::<_, String>(13)?,
-            "cost_per_1k_output_tokens",
-        )?,
-        custom_pricing: row.get(14)?,
-        priority: row.get(15)?,
-        enabled: row.get(16)?,
-        created_at: row.get(17)?,
-        updated_at: row.get(18)?,
-        metadata_json: row.get(19)?,
-        max_attempts: row.get(20)?,
-        deadline_ms: row.get(21)?,
+        id: row.get("id")?,
+        agent_id: row.get("agent_id")?,
+        fields: ConfigFields::from_row(row)?,
+        api_key_encrypted: row.get("api_key_encrypted")?,
+        api_key_hint: row.get("api_key_hint")?,
+        created_at: row.get("created_at")?,
+        updated_at: row.get("updated_at")?,
     })
 }
 
@@ -332,6 +321,32 @@ pub(super) fn is_unique_violation(err: &rusqlite::Error) -> bool {
 
 pub(super) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Why an UPDATE of config `id` matched no row: it changed since it was
+/// read ([`Error::Conflict`]), or it does not exist.
+fn missing_or_changed(
+    tx: &rusqlite::Transaction<'_>,
+    id: i64,
+    path: &std::path::Path,
+) -> Result<Error, Error> {
+    let exists: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM agent_llm_configs WHERE id = ?1)",
+            [id],
+            |r| r.get(0),
+        )
+        .map_err(db_error(path))?;
+    Ok(if exists {
+        Error::Conflict(format!(
+            "config {id} was changed by someone else meanwhile; read it again and retry"
+        ))
+    } else {
+        Error::NotFound {
+            what: "config",
+            key: id.to_string(),
+        }
+    })
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -417,6 +432,56 @@ impl Store {
         .await
     }
 
+    /// Sets the description of agent `name` when `description` is
+    /// `Some` (`Some(None)` clears it). With `expected_updated_at`, only if
+    /// the agent's `updated_at` is still that ([`Error::Conflict`] if not).
+    pub async fn update_agent(
+        &self,
+        name: &str,
+        expected_updated_at: Option<&str>,
+        description: Option<Option<String>>,
+    ) -> Result<Agent, Error> {
+        let name = name.to_owned();
+        let expected = expected_updated_at.map(str::to_owned);
+        let path = self.path().to_owned();
+        self.write(move |tx| {
+            let updated = tx
+                .query_row(
+                    &format!(
+                        "UPDATE agents SET description = CASE WHEN ?3 THEN ?4 ELSE description END, \
+                         updated_at = {NEXT_UPDATED_AT} \
+                         WHERE name = ?1 AND (?2 IS NULL OR updated_at = ?2) \
+                         RETURNING {AGENT_COLUMNS}"
+                    ),
+                    params![name, expected, description.is_some(), description.flatten()],
+                    agent_from,
+                )
+                .optional()
+                .map_err(db_error(&path))?;
+            if let Some(agent) = updated {
+                return Ok(agent);
+            }
+            let exists: bool = tx
+                .query_row(
+                    "SELECT EXISTS (SELECT 1 FROM agents WHERE name = ?1)",
+                    [&name],
+                    |r| r.get(0),
+                )
+                .map_err(db_error(&path))?;
+            Err(if exists {
+                Error::Conflict(format!(
+                    "agent `{name}` was changed by someone else meanwhile; read it again and retry"
+                ))
+            } else {
+                Error::NotFound {
+                    what: "agent",
+                    key: name,
+                }
+            })
+        })
+        .await
+    }
+
     /// Inserts a config for `agent_id`.
     pub async fn insert_config(
         &self,
@@ -425,40 +490,9 @@ impl Store {
     ) -> Result<ConfigRow, Error> {
         let path = self.path().to_owned();
         self.write(move |tx| {
-            tx.query_row(
-                &format!(
-                    "INSERT INTO agent_llm_configs (agent_id, provider, model_name, temperature, \
-                     max_tokens, top_p, api_key_encrypted, api_key_hint, base_url, \
-                     fallback_provider, fallback_model, cost_per_1k_input_tokens, \
-                     cost_per_1k_output_tokens, custom_pricing, priority, enabled, metadata_json, \
-                     max_attempts, deadline_ms) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19) \
-                     RETURNING {CONFIG_COLUMNS}"
-                ),
-                params![
-                    agent_id,
-                    row.provider,
-                    row.model_name,
-                    row.temperature,
-                    row.max_tokens,
-                    row.top_p,
-                    row.api_key_encrypted,
-                    row.api_key_hint,
-                    row.base_url,
-                    row.fallback_provider,
-                    row.fallback_model,
-                    row.cost_per_1k_input_tokens.normalize().to_string(),
-                    row.cost_per_1k_output_tokens.normalize().to_string(),
-                    row.custom_pricing,
-                    row.priority,
-                    row.enabled,
-                    row.metadata_json,
-                    row.max_attempts,
-                    row.deadline_ms,
-                ],
-                config_from,
-            )
-            .map_err(db_error(&path))
+            let values = std::iter::once(SqlValue::Integer(agent_id)).chain(config_values(&row));
+            tx.query_row(&INSERT_CONFIG, params_from_iter(values), config_from)
+                .map_err(db_error(&path))
         })
         .await
     }
@@ -475,67 +509,63 @@ impl Store {
         let path = self.path().to_owned();
         let expected = expected_updated_at.to_owned();
         self.write(move |tx| {
+            let values = [SqlValue::Integer(id), SqlValue::Text(expected)]
+                .into_iter()
+                .chain(config_values(&row));
             let updated = tx
-                .query_row(
-                    &format!(
-                        "UPDATE agent_llm_configs SET provider = ?2, model_name = ?3, \
-                         temperature = ?4, max_tokens = ?5, top_p = ?6, api_key_encrypted = ?7, \
-                         api_key_hint = ?8, base_url = ?9, fallback_provider = ?10, \
-                         fallback_model = ?11, cost_per_1k_input_tokens = ?12, \
-                         cost_per_1k_output_tokens = ?13, custom_pricing = ?14, priority = ?15, \
-                         enabled = ?16, metadata_json = ?17, max_attempts = ?19, deadline_ms = ?20, \
-                         updated_at = max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
-                                          strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds')) \
-                         WHERE id = ?1 AND updated_at = ?18 RETURNING {CONFIG_COLUMNS}"
-                    ),
-                    params![
-                        id,
-                        row.provider,
-                        row.model_name,
-                        row.temperature,
-                        row.max_tokens,
-                        row.top_p,
-                        row.api_key_encrypted,
-                        row.api_key_hint,
-                        row.base_url,
-                        row.fallback_provider,
-                        row.fallback_model,
-                        row.cost_per_1k_input_tokens.normalize().to_string(),
-                        row.cost_per_1k_output_tokens.normalize().to_string(),
-                        row.custom_pricing,
-                        row.priority,
-                        row.enabled,
-                        row.metadata_json,
-                        expected,
-                        row.max_attempts,
-                        row.deadline_ms,
-                    ],
-                    config_from,
-                )
+                .query_row(&UPDATE_CONFIG, params_from_iter(values), config_from)
                 .optional()
                 .map_err(db_error(&path))?;
             match updated {
                 Some(row) => Ok(row),
-                None => {
-                    let exists: bool = tx
-                        .query_row(
-                            "SELECT EXISTS (SELECT 1 FROM agent_llm_configs WHERE id = ?1)",
-                            [id],
-                            |r| r.get(0),
-                        )
-                        .map_err(db_error(&path))?;
-                    Err(if exists {
-                        Error::Conflict(format!(
-                            "config {id} was changed by someone else meanwhile; read it again and retry"
-                        ))
-                    } else {
-                        Error::NotFound {
-                            what: "config",
-                            key: id.to_string(),
-                        }
-                    })
-                }
+                None => Err(missing_or_changed(tx, id, &path)?),
             }
+        })
+        .await
+    }
+
+    /// Sets the priorities of `agent_id`'s configs to 0, 1, … in the order
+    /// of `ids`, in one transaction, and returns the configs in their new
+    /// order. `ids` must name each of the agent's configs exactly once
+    /// (else a validation error of field `ids`).
+    pub async fn reorder_configs(
+        &self,
+        agent_id: i64,
+        ids: Vec<i64>,
+    ) -> Result<Vec<ConfigRow>, Error> {
+        let path = self.path().to_owned();
+        self.write(move |tx| {
+            let mut stored: Vec<i64> = tx
+                .prepare("SELECT id FROM agent_llm_configs WHERE agent_id = ?1")
+                .and_then(|mut s| s.query_map([agent_id], |r| r.get(0))?.collect())
+                .map_err(db_error(&path))?;
+            let mut given = ids.clone();
+            stored.sort_unstable();
+            given.sort_unstable();
+            if stored != given {
+                return Err(Error::Validation {
+                    field: "ids",
+                    message: format!(
+                        "must list each of the agent's configs once (its configs: {stored:?})"
+                    ),
+                });
+            }
+            for (priority, id) in ids.iter().enumerate() {
+                tx.execute(
+                    &format!(
+                        "UPDATE agent_llm_configs SET priority = ?2, updated_at = {NEXT_UPDATED_AT} \
+                         WHERE id = ?1 AND priority IS NOT ?2"
+                    ),
+                    params![id, saturating_i64(priority as u64)],
+                )
+                .map_err(db_error(&path))?;
+            }
+            tx.prepare(&format!(
+                "SELECT {} FROM agent_llm_configs WHERE agent_id = ?1 ORDER BY priority, id",
+                *CONFIG_COLUMNS
+            ))
+            .and_then(|mut s| s.query_map([agent_id], config_from)?.collect())
+            .map_err(db_error(&path))
         })
         .await
     }
@@ -544,7 +574,10 @@ impl Store {
     pub async fn config(&self, id: i64) -> Result<Option<ConfigRow>, Error> {
         self.read(move |conn| {
             conn.query_row(
-                &format!("SELECT {CONFIG_COLUMNS} FROM agent_llm_configs WHERE id = ?1"),
+                &format!(
+                    "SELECT {} FROM agent_llm_configs WHERE id = ?1",
+                    *CONFIG_COLUMNS
+                ),
                 [id],
                 config_from,
             )
@@ -573,8 +606,9 @@ impl Store {
     ) -> Result<Vec<ConfigRow>, Error> {
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(&format!(
-                "SELECT {CONFIG_COLUMNS} FROM agent_llm_configs \
-                 WHERE agent_id = ?1 AND (enabled = 1 OR ?2 = 0) ORDER BY priority, id"
+                "SELECT {} FROM agent_llm_configs \
+                 WHERE agent_id = ?1 AND (enabled = 1 OR ?2 = 0) ORDER BY priority, id",
+                *CONFIG_COLUMNS
             ))?;
             statement
                 .query_map(params![agent_id, enabled_only], config_from)?
@@ -587,8 +621,9 @@ impl Store {
     pub async fn primary_config(&self, agent_id: i64) -> Result<Option<ConfigRow>, Error> {
         self.read(move |conn| {
             conn.prepare_cached(&format!(
-                "SELECT {CONFIG_COLUMNS} FROM agent_llm_configs \
-                 WHERE agent_id = ?1 AND enabled = 1 ORDER BY priority, id LIMIT 1"
+                "SELECT {} FROM agent_llm_configs \
+                 WHERE agent_id = ?1 AND enabled = 1 ORDER BY priority, id LIMIT 1",
+                *CONFIG_COLUMNS
             ))?
             .query_row([agent_id], config_from)
             .optional()
@@ -611,8 +646,9 @@ impl Store {
             let rows: Vec<ConfigRow> = {
                 let mut statement = tx
                     .prepare(&format!(
-                        "SELECT {CONFIG_COLUMNS} FROM agent_llm_configs \
-                         WHERE api_key_encrypted IS NOT NULL ORDER BY id"
+                        "SELECT {} FROM agent_llm_configs \
+                         WHERE api_key_encrypted IS NOT NULL ORDER BY id",
+                        *CONFIG_COLUMNS
                     ))
                     .map_err(db_error(&path))?;
                 statement

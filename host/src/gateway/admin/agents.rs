@@ -47,7 +47,7 @@ pub(crate) struct BudgetInput {
     period: BudgetPeriod,
 }
 
-async fn view(shared: &Shared, agent: Agent) -> AdminResult<AgentView> {
+pub(super) async fn view(shared: &Shared, agent: Agent) -> AdminResult<AgentView> {
     let configs = shared.service.store().configs(agent.id, false).await?.len();
     Ok(AgentView { agent, configs })
 }

@@ -11,6 +11,7 @@
 //! an admin token ends when the token is revoked.
 
 use super::{AdminError, AdminResult, parse};
+use crate::error::ErrorKind;
 use crate::gateway::server::{Shared, presented_key};
 use axum::Json;
 use axum::body::Bytes;
@@ -64,7 +65,7 @@ fn random_token() -> Result<String, AdminError> {
     getrandom::fill(&mut bytes).map_err(|err| {
         AdminError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorKind::Internal,
             format!("cannot draw random bytes: {err}"),
         )
     })?;
@@ -133,11 +134,11 @@ fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
 }
 
 fn unauthorized(message: &str) -> AdminError {
-    AdminError::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    AdminError::new(StatusCode::UNAUTHORIZED, ErrorKind::Unauthorized, message)
 }
 
 fn forbidden(message: &str) -> AdminError {
-    AdminError::new(StatusCode::FORBIDDEN, "forbidden", message)
+    AdminError::new(StatusCode::FORBIDDEN, ErrorKind::Forbidden, message)
 }
 
 /// Compares two strings in time independent of where they differ.
@@ -206,11 +207,10 @@ impl Shared {
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or_default();
             if !same(sent, &session.csrf) {
-                return Err(AdminError::new(
-                    StatusCode::FORBIDDEN,
-                    "csrf",
-                    format!("a change made with the session cookie needs its `{CSRF_HEADER}`"),
-                ));
+                return Err(forbidden(&format!(
+                    "CSRF check failed: a change made with the session cookie needs the \
+                     session's `{CSRF_HEADER}` header"
+                )));
             }
         }
         Ok(session.admin)

@@ -93,7 +93,7 @@ fn keys_of(shared: &Shared) -> AdminResult<&crate::service::VirtualKeys> {
     shared.virtual_keys.as_ref().ok_or_else(|| {
         AdminError::new(
             StatusCode::CONFLICT,
-            "encryption_key_missing",
+            crate::ErrorKind::EncryptionKeyMissing,
             "virtual keys need an encryption key: set LLMHOST_ENCRYPTION_KEY or run `llmhost init`",
         )
     })

@@ -11,12 +11,13 @@
 
 mod agents;
 pub(super) mod auth;
+mod configs;
 mod keys;
 mod system;
 mod usage;
 
 use super::server::Shared;
-use crate::error::Error;
+use crate::error::{Error, ErrorKind};
 use axum::Json;
 use axum::body::Bytes;
 use axum::http::StatusCode;
@@ -36,7 +37,7 @@ pub(super) use auth::Sessions;
 pub struct AdminError {
     pub status: StatusCode,
     /// The stable error kind (`validation`, `not_found`, …).
-    pub kind: String,
+    pub kind: ErrorKind,
     pub message: String,
     /// The input field at fault, for validation failures.
     pub field: Option<String>,
@@ -52,7 +53,7 @@ pub(crate) struct ErrorBody {
 struct ErrorObject {
     /// Stable snake_case kind: `validation`, `not_found`, `conflict`,
     /// `unauthorized`, `forbidden`, `invalid_request`, …
-    kind: String,
+    kind: ErrorKind,
     message: String,
     /// The input field at fault (`temperature`, `prices.input`).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -60,10 +61,10 @@ struct ErrorObject {
 }
 
 impl AdminError {
-    pub(crate) fn new(status: StatusCode, kind: &str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, kind: ErrorKind, message: impl Into<String>) -> Self {
         Self {
             status,
-            kind: kind.to_owned(),
+            kind,
             message: message.into(),
             field: None,
         }
@@ -74,20 +75,20 @@ impl AdminError {
         let field = field.into();
         Self {
             status: StatusCode::UNPROCESSABLE_ENTITY,
-            kind: "validation".to_owned(),
+            kind: ErrorKind::Validation,
             message: format!("invalid {field}: {}", message.into()),
             field: Some(field),
         }
     }
 
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
-        Self::new(StatusCode::BAD_REQUEST, "invalid_request", message)
+        Self::new(StatusCode::BAD_REQUEST, ErrorKind::InvalidRequest, message)
     }
 
     pub(crate) fn not_found(what: &str, key: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
-            "not_found",
+            ErrorKind::NotFound,
             format!("{what} `{key}` not found"),
         )
     }
@@ -105,6 +106,8 @@ impl From<&Error> for AdminError {
             Error::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound { .. } => StatusCode::NOT_FOUND,
             Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::InvalidConfig(_) | Error::UnknownProvider(_) | Error::UnknownModel { .. } => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
@@ -129,7 +132,7 @@ impl From<&Error> for AdminError {
         };
         Self {
             status,
-            kind: err.kind().to_string(),
+            kind: err.kind(),
             message,
             field,
         }
@@ -168,18 +171,30 @@ pub(crate) fn parse<T: DeserializeOwned>(body: &Bytes) -> AdminResult<T> {
                     "the body is not valid JSON: {inner}"
                 )))
             } else {
+                let message = strip_position(&inner.to_string());
                 let field = if path == "." {
-                    missing_field(&inner.to_string()).unwrap_or_else(|| "body".to_owned())
+                    missing_field(&message).unwrap_or_else(|| "body".to_owned())
                 } else {
                     path
                 };
-                Err(AdminError::validation(
-                    field,
-                    strip_position(&inner.to_string()),
-                ))
+                let (field, message) = deeper(&field, &message);
+                Err(AdminError::validation(field, message))
             }
         }
     }
+}
+
+/// A value's own check may name a field inside `field` (`invalid
+/// prices.input: …`): then that field, and the message without its name.
+pub(crate) fn deeper(field: &str, message: &str) -> (String, String) {
+    if let Some(rest) = message.strip_prefix(&format!("invalid {field}"))
+        && let Some((inner, detail)) = rest.split_once(": ")
+        && (inner.is_empty() || inner.starts_with('.'))
+        && !inner.contains(' ')
+    {
+        return (format!("{field}{inner}"), detail.to_owned());
+    }
+    (field.to_owned(), message.to_owned())
 }
 
 /// The field of serde's "missing field `x`" message.
@@ -248,7 +263,20 @@ struct ApiDoc;
 pub(super) fn routes() -> (axum::Router<Arc<Shared>>, utoipa::openapi::OpenApi) {
     let (router, mut api) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(agents::list_agents, agents::create_agent))
-        .routes(routes!(agents::get_agent, agents::delete_agent))
+        .routes(routes!(
+            agents::get_agent,
+            configs::patch_agent,
+            agents::delete_agent
+        ))
+        .routes(routes!(configs::list_configs, configs::create_config))
+        .routes(routes!(configs::reorder_configs))
+        .routes(routes!(
+            configs::get_config,
+            configs::patch_config,
+            configs::delete_config
+        ))
+        .routes(routes!(configs::validate_config))
+        .routes(routes!(configs::put_api_key, configs::delete_api_key))
         .routes(routes!(agents::put_budget, agents::delete_budget))
         .routes(routes!(keys::list_virtual_keys, keys::create_virtual_key))
         .routes(routes!(keys::get_virtual_key, keys::revoke_virtual_key))
