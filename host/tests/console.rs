@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::gateway::{MASTER_KEY, Setup};
+use common::gateway::Setup;
 use llmhost_simulator::Simulator;
 use reqwest::header;
 use serde_json::Value;
@@ -75,9 +75,18 @@ async fn browse(url: &str, token: &str, scenarios: &[&str]) -> serde_json::Map<S
             String::from_utf8_lossy(&output.stdout)
         )
     });
-    let mut scenarios = result["scenarios"].as_object().cloned().unwrap_or_default();
-    for (name, outcome) in &mut scenarios {
-        assert_eq!(outcome["ok"], true, "scenario {name}: {outcome}");
+    let scenarios = result["scenarios"].as_object().cloned().unwrap_or_default();
+    let failed: Vec<String> = scenarios
+        .iter()
+        .filter(|(_, outcome)| outcome["ok"] != true)
+        .map(|(name, outcome)| format!("{name}: {outcome}"))
+        .collect();
+    assert!(
+        failed.is_empty(),
+        "scenarios failed:\n{}",
+        failed.join("\n")
+    );
+    for (name, outcome) in &scenarios {
         let page_errors: Vec<&Value> = outcome["problems"]
             .as_array()
             .into_iter()
@@ -170,14 +179,120 @@ async fn the_console_is_served_with_a_strict_policy() {
     }
 }
 
+/// Every scenario in one browser, signed in with an admin token made by
+/// the CLI: agents and configs, a virtual key shown once, a streamed chat
+/// in the playground and the overview that counts it.
 #[tokio::test]
-async fn the_console_signs_in_and_shows_the_sign_in_page() {
+async fn the_console_manages_the_gateway_in_a_browser() {
     let sim = Simulator::start().await.expect("simulator");
+    // Pieces of the answer arrive apart, as from a real model.
     sim.set_stream_delay(Duration::from_millis(15));
-    let gateway = Setup::new(&sim).start().await;
-    let seen = browse(&gateway.url(), MASTER_KEY, &["sign_in_page"]).await;
-    let page = &seen["sign_in_page"];
+    let setup = Setup::new(&sim);
+    let created = setup
+        .cli(&["admin-tokens", "create", "console", "--json"])
+        .await;
+    let token = created["token"].as_str().expect("the token").to_owned();
+    let gateway = setup.start().await;
+    let seen = browse(&gateway.url(), &token, &[]).await;
+    let scenario = |name: &str| -> &Value {
+        seen.get(name)
+            .unwrap_or_else(|| panic!("scenario {name} did not run: {seen:?}"))
+    };
+
+    let page = scenario("sign_in_page");
     assert_eq!(page["status"], 200, "{page}");
     assert_eq!(page["token_label"], true, "{page}");
     assert_eq!(page["title"], "Sign in · llmhost console", "{page}");
+
+    let wrong = scenario("wrong_token");
+    let message = wrong["message"].as_str().unwrap_or_default();
+    assert!(message.contains("not valid"), "{wrong}");
+    assert_eq!(wrong["still_signing_in"], true, "{wrong}");
+
+    let signed_in = scenario("sign_in");
+    assert_eq!(signed_in["signed_in_as"], "console", "{signed_in}");
+    assert_eq!(signed_in["cookie"]["http_only"], true, "{signed_in}");
+    assert_eq!(signed_in["cookie"]["same_site"], "Strict", "{signed_in}");
+    assert_eq!(signed_in["token_in_page"], false, "{signed_in}");
+    assert_eq!(signed_in["web_storage_items"], 0, "{signed_in}");
+
+    let config = scenario("agent_and_config");
+    let error = config["error"].as_str().unwrap_or_default();
+    assert!(error.contains("temperature"), "{config}");
+    assert_eq!(config["error_beside"], "config-temperature", "{config}");
+    assert_eq!(config["aria_invalid"], "true", "{config}");
+    assert_eq!(config["configs"], 1, "{config}");
+    assert_eq!(config["shows_config"], true, "{config}");
+    // The config's API key is write-only: stored, shown as a hint only.
+    assert_eq!(config["api_key_in_page"], false, "{config}");
+    let key_cell = config["key_cell"].as_str().unwrap_or_default();
+    assert!(key_cell.starts_with("stored"), "{config}");
+    let validated = config["validated"].as_str().unwrap_or_default();
+    assert!(validated.starts_with("Healthy"), "{config}");
+
+    let stale = scenario("stale_edit");
+    assert_eq!(stale["patch_status"], 200, "{stale}");
+    let conflict = stale["conflict"].as_str().unwrap_or_default();
+    assert!(conflict.contains("changed by someone else"), "{stale}");
+    assert_eq!(stale["saved"], true, "{stale}");
+
+    let key = scenario("virtual_key");
+    assert_eq!(key["key_matches_hint"], true, "{key}");
+    assert!(key["key_length"].as_u64() > Some(20), "{key}");
+    assert_eq!(key["shown_once"], true, "{key}");
+    assert_eq!(key["after_reload"], false, "{key}");
+    assert_eq!(key["after_navigation"], false, "{key}");
+    assert_eq!(key["budget_bar"], true, "{key}");
+    assert_eq!(key["status_after_revoke"], "revoked", "{key}");
+    assert_eq!(key["stored"], 0, "{key}");
+
+    let chat = scenario("playground");
+    assert!(
+        !chat["text"].as_str().unwrap_or_default().is_empty(),
+        "{chat}"
+    );
+    assert!(
+        chat["distinct_lengths"].as_u64() >= Some(3),
+        "the answer arrived in too few pieces: {chat}"
+    );
+    let request_id = chat["request_id"].as_str().expect("a request id");
+    let rows = gateway.usage_of(request_id, 1).await;
+    let row = rows.last().expect("a usage row");
+    assert_eq!(
+        (row.provider.as_str(), row.model.as_str(), row.streamed),
+        ("openai", "gpt-4o-mini", true),
+        "{rows:?}"
+    );
+    assert_eq!(
+        chat["output_tokens"].as_str(),
+        Some(row.output_tokens.to_string().as_str()),
+        "{chat}"
+    );
+    assert_eq!(
+        chat["input_tokens"].as_str(),
+        Some(row.input_tokens.to_string().as_str()),
+        "{chat}"
+    );
+
+    let through_agent = scenario("playground_agent");
+    assert_eq!(
+        through_agent["served_by"], "openai/gpt-4o-mini",
+        "{through_agent}"
+    );
+    let request_id = through_agent["request_id"].as_str().expect("a request id");
+    let rows = gateway.usage_of(request_id, 1).await;
+    assert_eq!(rows[0].route.as_deref(), Some("agent:support"), "{rows:?}");
+
+    let overview = scenario("overview");
+    assert!(overview["agent_requests"].as_u64() >= Some(1), "{overview}");
+    assert!(overview["requests"].as_u64() >= Some(1), "{overview}");
+    assert!(overview["point_requests"].as_u64() >= Some(1), "{overview}");
+    assert_eq!(overview["agent_section"], true, "{overview}");
+
+    let plugins = scenario("plugins");
+    assert_eq!(plugins["plugins"], 4, "{plugins}");
+    assert_eq!(plugins["health"], 4, "{plugins}");
+
+    let signed_out = scenario("sign_out");
+    assert_eq!(signed_out["admin_status_after"], 401, "{signed_out}");
 }

@@ -14,7 +14,7 @@
 //   CONSOLE_NODE_MODULES   where playwright-core is installed
 //   CHROMIUM               the browser (default /usr/bin/chromium)
 
-import {mkdirSync} from 'node:fs';
+import {mkdirSync, rmSync} from 'node:fs';
 import {createRequire} from 'node:module';
 import path from 'node:path';
 
@@ -30,6 +30,9 @@ const AGENT = 'support';
 const KEY = 'console-key';
 const PROVIDER = 'openai';
 const MODEL = 'gpt-4o-mini';
+
+const UPSTREAM_KEY = 'sk-upstream-openai';
+const bearer = {authorization: `Bearer ${token}`};
 
 const tid = (id) => `[data-testid="${id}"]`;
 
@@ -101,13 +104,54 @@ const scenarios = {
     await shot(page, 'config-invalid-temperature');
     const message = await error.textContent();
     await form.locator(tid('config-temperature')).fill('0.7');
+    await form.locator(tid('config-api_key')).fill(UPSTREAM_KEY);
     await form.locator(tid('config-save')).click();
     await page.locator('[data-testid^="config-row-"]').first().waitFor({timeout: TIMEOUT});
     const rows = await page.locator('[data-testid^="config-row-"]').count();
     const text = await page.locator(tid('configs')).textContent();
+    const keyCell = await page.locator('[data-testid^="config-key-"]').first().textContent();
+    const id = (await page.locator('[data-testid^="config-row-"]').first().getAttribute('data-testid'))
+      .replace('config-row-', '');
+    await page.locator(tid(`config-validate-${id}`)).click();
+    const validated = page.locator(`${tid(`validate-result-${id}`)} .notice`);
+    await validated.waitFor();
     await shot(page, 'agent-configs');
     return {error: message, error_beside: beside, aria_invalid: invalid, configs: rows,
-      shows_config: text.includes(`${PROVIDER}/${MODEL}`) && text.includes('temperature 0.7')};
+      shows_config: text.includes(`${PROVIDER}/${MODEL}`) && text.includes('temperature 0.7'),
+      key_cell: keyCell, api_key_in_page: (await page.content()).includes(UPSTREAM_KEY),
+      validated: await validated.textContent()};
+  },
+
+  async stale_edit(page) {
+    await page.goto(`${base}/ui/#/agents/${AGENT}`);
+    const first = page.locator('[data-testid^="config-row-"]').first();
+    await first.waitFor();
+    const id = (await first.getAttribute('data-testid')).replace('config-row-', '');
+    await page.locator(tid(`config-edit-${id}`)).click();
+    const form = page.locator(tid('config-form'));
+    await form.waitFor();
+    // Someone else changes the config while the form is open.
+    const current = await (await fetch(`${base}/admin/v1/configs/${id}`, {headers: bearer})).json();
+    const changed = await fetch(`${base}/admin/v1/configs/${id}`, {
+      method: 'PATCH', headers: {...bearer, 'content-type': 'application/json'},
+      body: JSON.stringify({updated_at: current.updated_at, max_tokens: 300}),
+    });
+    await form.locator(tid('config-top_p')).fill('0.9');
+    await form.locator(tid('config-save')).click();
+    const conflict = page.locator(tid('config-conflict'));
+    await conflict.waitFor();
+    await shot(page, 'config-conflict');
+    const message = await conflict.textContent();
+    await page.locator(tid('config-reload')).click();
+    await page.locator(`${tid('config-form')} ${tid('config-max_tokens')}[value="300"]`).waitFor();
+    await page.locator(`${tid('config-form')} ${tid('config-top_p')}`).fill('0.9');
+    await page.locator(`${tid('config-form')} ${tid('config-save')}`).click();
+    await page.locator(`${tid('agent-message')} .notice.ok`).waitFor();
+    const row = page.locator(tid(`config-row-${id}`), {hasText: 'top_p 0.9'});
+    await row.waitFor();
+    await shot(page, 'config-saved');
+    return {patch_status: changed.status, conflict: message,
+      saved: (await row.textContent()).includes('max_tokens 300')};
   },
 
   async virtual_key(page) {
@@ -132,6 +176,10 @@ const scenarios = {
     const afterNavigation = (await page.content()).includes(key);
     const bar = await page.locator(`${tid(`key-budget-${KEY}`)} [role="meter"]`).count();
     await shot(page, 'virtual-keys');
+    // Revoking asks once more.
+    await page.locator(tid(`key-revoke-${KEY}`)).click();
+    await page.locator(tid(`key-revoke-${KEY}`)).click();
+    await page.locator(tid(`key-status-${KEY}`), {hasText: 'revoked'}).waitFor();
     return {
       key_length: key.length,
       key_matches_hint: hint.length > 3 && key.startsWith(hint),
@@ -139,6 +187,7 @@ const scenarios = {
       after_reload: afterReload,
       after_navigation: afterNavigation,
       budget_bar: bar > 0,
+      status_after_revoke: (await page.locator(tid(`key-status-${KEY}`)).textContent()).trim(),
       stored: await page.evaluate(() => localStorage.length + sessionStorage.length),
     };
   },
@@ -174,10 +223,26 @@ const scenarios = {
     };
   },
 
+  async playground_agent(page) {
+    await page.goto(`${base}/ui/#/playground`);
+    await page.locator(tid('play-mode')).selectOption('agent');
+    await page.locator(tid('play-agent')).selectOption(AGENT);
+    await page.locator(tid('play-prompt')).fill('Hello, agent.');
+    await page.locator(tid('play-send')).click();
+    await page.locator(tid('play-served-by')).waitFor();
+    return {
+      text: await page.locator(tid('play-output')).textContent(),
+      served_by: (await page.locator(tid('play-served-by')).textContent()).trim(),
+      request_id: (await page.locator(tid('play-request-id')).textContent()).trim(),
+    };
+  },
+
   async overview(page) {
     await page.goto(`${base}/ui/#/overview`);
     const cell = page.locator(tid(`total-provider-${PROVIDER}-requests`));
     await cell.waitFor({timeout: TIMEOUT});
+    const agentCell = page.locator(tid(`total-agent-${AGENT}-requests`));
+    const agentRequests = await agentCell.count() ? Number(await agentCell.textContent()) : 0;
     const points = page.locator(`[data-testid^="chart-provider-requests-point-${PROVIDER}-"]`);
     const values = await points.evaluateAll((nodes) => nodes.map((node) => Number(node.dataset.value)));
     await shot(page, 'overview');
@@ -186,6 +251,7 @@ const scenarios = {
       point_requests: values.reduce((a, b) => a + b, 0),
       points: values.length,
       agent_section: await page.locator(tid('overview-agent')).count() > 0,
+      agent_requests: agentRequests,
     };
   },
 
@@ -210,6 +276,8 @@ const scenarios = {
 };
 
 async function main() {
+  // Only this run's screenshots: none left from a run that failed.
+  rmSync(shots, {recursive: true, force: true});
   mkdirSync(shots, {recursive: true});
   // launch() gives the browser a fresh temporary profile of its own.
   const browser = await chromium.launch({

@@ -119,10 +119,10 @@ export async function agentPage(main, name) {
         replace(result, 'Checking…');
         try {
           const answer = await post(admin(`/configs/${seg(config.id)}/validate`));
-          const health = answer.health || {};
+          const latency = answer.latency_ms === null || answer.latency_ms === undefined ? '' : ` in ${ms(answer.latency_ms)}`;
           replace(result, answer.healthy
-            ? notice('ok', `Healthy${health.latency_ms !== undefined ? ` (${ms(health.latency_ms)})` : ''}`)
-            : notice('error', `Not healthy: ${(answer.error && answer.error.message) || health.error || 'no answer'}`));
+            ? notice('ok', `Healthy${latency}${answer.detail ? `: ${answer.detail}` : ''}`)
+            : notice('error', `Not healthy: ${answer.error || answer.error_kind || 'no answer'}`));
         } catch (error) {
           replace(result, notice('error', error.message));
         } finally {
