@@ -952,3 +952,74 @@ async fn an_agents_budget_stops_its_calls_from_the_cli_too() {
     let posts = sim.requests().iter().filter(|r| r.method == "POST").count();
     assert_eq!(posts, 1, "the refused call never went out");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn custom_prices_bill_cached_tokens_at_a_cache_price() {
+    use llmhost_simulator::Reply;
+    let sim = Simulator::start().await.expect("sim");
+    let base = sim.base_url(Vendor::OpenAi);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+    s.ok(&["init", "--json"], &[]).await;
+    s.ok(&["agents", "create", "priced", "--json"], &[]).await;
+    // gpt-6-sol's catalogue: $2 in, $0.20 cache reads (10 %), $10 out.
+    let args = [
+        "configs",
+        "add",
+        "--agent",
+        "priced",
+        "--provider",
+        "openai",
+        "--model",
+        "gpt-6-sol",
+        "--api-key",
+        KEY,
+        "--base-url",
+        base.as_str(),
+        "--price-input",
+        "1",
+        "--price-output",
+        "4",
+        "--json",
+    ];
+    let first = s.ok(&args, &[]).await;
+    assert_eq!(first["prices"]["input"], "1", "{first}");
+    assert_eq!(first["prices"]["cache_read"], Value::Null, "{first}");
+    let chat = ["chat", "--agent", "priced", "--json", "prompt"];
+    // 100K in of which 50K cached, 1K out. Without a cache price of its
+    // own, the custom input price at the catalogue's 10 %: 50_000 x $1 +
+    // 50_000 x $0.10 + 1_000 x $4, per million.
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::json(200, completion("gpt-6-sol", 100_000, 50_000, 1_000)),
+    );
+    let answer = s.ok(&chat, &[]).await;
+    assert_eq!(answer["cost_usd"], "0.059", "{answer}");
+
+    // With its own cache price: 50_000 x $1 + 50_000 x $0.50 + 1_000 x $4.
+    let id = first["id"].as_i64().unwrap().to_string();
+    s.ok(
+        &[
+            "configs",
+            "update",
+            &id,
+            "--price-input",
+            "1",
+            "--price-output",
+            "4",
+            "--price-cache-read",
+            "0.5",
+            "--json",
+        ],
+        &[],
+    )
+    .await;
+    sim.enqueue(
+        Vendor::OpenAi,
+        Reply::json(200, completion("gpt-6-sol", 100_000, 50_000, 1_000)),
+    );
+    let answer = s.ok(&chat, &[]).await;
+    assert_eq!(answer["cost_usd"], "0.079", "{answer}");
+    let usage = s.ok(&["usage", "--agent", "priced", "--json"], &[]).await;
+    assert_eq!(usage["total_cost_usd"], "0.138", "{usage}");
+}
