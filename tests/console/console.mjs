@@ -105,6 +105,8 @@ const scenarios = {
     const message = await error.textContent();
     await form.locator(tid('config-temperature')).fill('0.7');
     await form.locator(tid('config-api_key')).fill(UPSTREAM_KEY);
+    await form.locator(tid('config-price-input')).fill('2.5');
+    await form.locator(tid('config-price-output')).fill('10');
     await form.locator(tid('config-save')).click();
     await page.locator('[data-testid^="config-row-"]').first().waitFor({timeout: TIMEOUT});
     const rows = await page.locator('[data-testid^="config-row-"]').count();
@@ -117,7 +119,8 @@ const scenarios = {
     await validated.waitFor();
     await shot(page, 'agent-configs');
     return {error: message, error_beside: beside, aria_invalid: invalid, configs: rows,
-      shows_config: text.includes(`${PROVIDER}/${MODEL}`) && text.includes('temperature 0.7'),
+      shows_config: text.includes(`${PROVIDER}/${MODEL}`) && text.includes('temperature 0.7')
+        && text.includes('prices 2.5/10'),
       key_cell: keyCell, api_key_in_page: (await page.content()).includes(UPSTREAM_KEY),
       validated: await validated.textContent()};
   },

@@ -10,7 +10,8 @@ const PRICE_KINDS = [
   ['input', 'Input'],
   ['output', 'Output'],
   ['cache_read', 'Cache read'],
-  ['cache_write', 'Cache write'],
+  ['cache_write', 'Cache write (5 min)'],
+  ['cache_write_hour', 'Cache write (1 h)'],
 ];
 
 function text(value) {
@@ -139,7 +140,7 @@ export function configForm({agent, config, plugins, saved, cancelled}) {
     field('Enabled', enabled, {name: 'enabled'})),
   h('fieldset', {class: 'prices', 'data-field': 'prices'},
     h('legend', {}, 'Prices, USD per million tokens (empty: the catalogue\'s)'),
-    h('div', {class: 'grid four'}, PRICE_KINDS.map(([kind, label]) =>
+    h('div', {class: 'grid five'}, PRICE_KINDS.map(([kind, label]) =>
       field(label, prices[kind], {name: `prices.${kind}`}))),
     h('p', {class: 'field-error', role: 'alert', hidden: true})),
   h('div', {class: 'form-actions'}, submit,
