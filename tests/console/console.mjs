@@ -64,7 +64,11 @@ const scenarios = {
   },
 
   async sign_in(page, context) {
-    await signIn(page, token);
+    // By keyboard alone: the token field has the focus, Enter submits.
+    await page.goto(`${base}/ui/`);
+    await page.locator(tid('signin-form')).waitFor();
+    await page.keyboard.type(token);
+    await page.keyboard.press('Enter');
     await page.locator(tid('nav-overview')).waitFor({timeout: TIMEOUT});
     const cookies = await context.cookies(base);
     const session = cookies.find((cookie) => cookie.name === 'llmhost_session');
