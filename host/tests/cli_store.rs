@@ -1022,4 +1022,46 @@ async fn custom_prices_bill_cached_tokens_at_a_cache_price() {
     assert_eq!(answer["cost_usd"], "0.079", "{answer}");
     let usage = s.ok(&["usage", "--agent", "priced", "--json"], &[]).await;
     assert_eq!(usage["total_cost_usd"], "0.138", "{usage}");
+
+    // Any field by name, as the admin API takes it; a flag of its own wins.
+    let set = s
+        .ok(
+            &[
+                "configs",
+                "update",
+                &id,
+                "--set",
+                "top_p=0.5",
+                "--set",
+                "max_attempts=2",
+                "--set",
+                "temperature=0.1",
+                "--temperature",
+                "0.2",
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (&set["top_p"], &set["max_attempts"], &set["temperature"]),
+        (&Value::from(0.5), &Value::from(2), &Value::from(0.2)),
+        "{set}"
+    );
+    let refused = s
+        .fails(
+            &["configs", "update", &id, "--set", "colour=red", "--json"],
+            &[],
+            "invalid_config",
+        )
+        .await;
+    assert!(refused.to_string().contains("colour"), "{refused}");
+    let refused = s
+        .fails(
+            &["configs", "update", &id, "--set", "top_p=high", "--json"],
+            &[],
+            "invalid_config",
+        )
+        .await;
+    assert!(refused.to_string().contains("top_p"), "{refused}");
 }

@@ -194,6 +194,11 @@ pub struct ConfigFlags {
     /// A JSON object of your own data.
     #[arg(long, value_name = "JSON")]
     metadata: Option<String>,
+    /// Set any config field by its name, the value as JSON or a plain
+    /// string (repeatable): `--set top_p=0.9`, `--set base_url=http://…`.
+    /// Every field has a name here, those without a flag of their own too.
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    set: Vec<String>,
 }
 
 impl ConfigFlags {
@@ -201,20 +206,62 @@ impl ConfigFlags {
     /// (the config's custom prices, if any) has; a config without custom
     /// prices needs both `--price-input` and `--price-output`.
     fn patch(&self, current: Option<ConfigPrices>) -> Result<ConfigPatch, Error> {
-        Ok(ConfigPatch {
-            base_url: self.base_url.clone().map(Some),
-            temperature: self.temperature.map(Some),
-            max_tokens: self.max_tokens.map(Some),
-            top_p: self.top_p.map(Some),
-            fallback_provider: self.fallback_provider.clone().map(Some),
-            fallback_model: self.fallback_model.clone().map(Some),
-            priority: self.priority,
-            prices: self.prices(current)?.map(Some),
-            max_attempts: self.max_attempts.map(Some),
-            deadline_ms: self.deadline.map(deadline_ms).transpose()?.map(Some),
-            metadata: self.metadata.as_deref().map(metadata).transpose()?,
-            ..ConfigPatch::default()
-        })
+        /// A flag given wins over `--set` of the same field.
+        fn given<T>(flag: Option<T>, set: &mut Option<T>) {
+            if flag.is_some() {
+                *set = flag;
+            }
+        }
+        let mut patch = self.set_patch()?;
+        given(self.base_url.clone().map(Some), &mut patch.base_url);
+        given(self.temperature.map(Some), &mut patch.temperature);
+        given(self.max_tokens.map(Some), &mut patch.max_tokens);
+        given(self.top_p.map(Some), &mut patch.top_p);
+        given(
+            self.fallback_provider.clone().map(Some),
+            &mut patch.fallback_provider,
+        );
+        given(
+            self.fallback_model.clone().map(Some),
+            &mut patch.fallback_model,
+        );
+        given(self.priority, &mut patch.priority);
+        given(self.prices(current)?.map(Some), &mut patch.prices);
+        given(self.max_attempts.map(Some), &mut patch.max_attempts);
+        given(
+            self.deadline.map(deadline_ms).transpose()?.map(Some),
+            &mut patch.deadline_ms,
+        );
+        given(
+            self.metadata.as_deref().map(metadata).transpose()?,
+            &mut patch.metadata,
+        );
+        Ok(patch)
+    }
+
+    /// The patch of the `--set FIELD=VALUE` flags, read as the admin API
+    /// reads a JSON body.
+    fn set_patch(&self) -> Result<ConfigPatch, Error> {
+        let mut object = serde_json::Map::new();
+        for pair in &self.set {
+            let Some((name, value)) = pair.split_once('=') else {
+                return Err(Error::InvalidConfig(format!(
+                    "--set `{pair}`: expected FIELD=VALUE"
+                )));
+            };
+            let name = name.trim().replace('-', "_");
+            if !ConfigFields::NAMES.contains(&name.as_str()) {
+                return Err(Error::InvalidConfig(format!(
+                    "--set: no config field `{name}` (fields: {})",
+                    ConfigFields::NAMES.join(", ")
+                )));
+            }
+            let value = serde_json::from_str(value)
+                .unwrap_or_else(|_| serde_json::Value::String(value.to_owned()));
+            object.insert(name, value);
+        }
+        serde_path_to_error::deserialize(serde_json::Value::Object(object))
+            .map_err(|err| Error::InvalidConfig(format!("--set {}: {}", err.path(), err.inner())))
     }
 
     fn prices(&self, current: Option<ConfigPrices>) -> Result<Option<ConfigPrices>, Error> {

@@ -156,6 +156,10 @@ macro_rules! config_fields {
                 }
             }
 
+            /// The fields' names, as JSON and `--set` spell them.
+            pub const NAMES: &'static [&'static str] =
+                &[$(stringify!($req),)+ $(stringify!($def),)+ $(stringify!($opt),)+];
+
             /// The columns of the fields, in [`ConfigFields::sql_values`]
             /// order.
             pub const COLUMNS: &'static [&'static str] = &[$($rcol,)+ $($dcol,)+ $($ocol,)+];

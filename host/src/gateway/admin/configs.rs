@@ -76,17 +76,15 @@ fn refuse_unknown(body: &Bytes, extra: &[&str]) -> AdminResult<()> {
         // Not an object: the typed parse says what is wrong.
         return Ok(());
     };
-    let known: Map<String, Value> = match serde_json::to_value(ConfigFields::new("", "")) {
-        Ok(Value::Object(known)) => known,
-        _ => Map::new(),
-    };
+    let known = ConfigFields::NAMES;
     for name in given.keys() {
-        if !known.contains_key(name) && name != "api_key" && !extra.contains(&name.as_str()) {
+        let name_str = name.as_str();
+        if !known.contains(&name_str) && name_str != "api_key" && !extra.contains(&name_str) {
             return Err(AdminError::validation(
                 name.clone(),
                 format!(
                     "unknown field `{name}` (fields: {}, api_key{})",
-                    known.keys().cloned().collect::<Vec<_>>().join(", "),
+                    known.join(", "),
                     extra.iter().map(|e| format!(", {e}")).collect::<String>()
                 ),
             ));
