@@ -287,6 +287,10 @@ async fn the_console_manages_the_gateway_in_a_browser() {
     assert!(overview["agent_requests"].as_u64() >= Some(1), "{overview}");
     assert!(overview["requests"].as_u64() >= Some(1), "{overview}");
     assert!(overview["point_requests"].as_u64() >= Some(1), "{overview}");
+    assert_eq!(
+        overview["week_requests"], overview["requests"],
+        "{overview}"
+    );
     assert_eq!(overview["agent_section"], true, "{overview}");
 
     let plugins = scenario("plugins");

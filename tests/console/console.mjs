@@ -253,7 +253,14 @@ const scenarios = {
     const points = page.locator(`[data-testid^="chart-provider-requests-point-${PROVIDER}-"]`);
     const values = await points.evaluateAll((nodes) => nodes.map((node) => Number(node.dataset.value)));
     await shot(page, 'overview');
+    // The week, by day, counts the same requests.
+    await page.locator(tid('range-7d')).click();
+    await page.locator(`${tid('range-7d')}[aria-pressed="true"]`).waitFor();
+    await page.locator(`${tid('overview')}:not([aria-busy])`).waitFor();
+    const week = Number((await page.locator(tid(`total-provider-${PROVIDER}-requests`)).textContent())
+      .replace(/,/g, ''));
     return {
+      week_requests: week,
       requests: Number((await cell.textContent()).replace(/,/g, '')),
       point_requests: values.reduce((a, b) => a + b, 0),
       points: values.length,
