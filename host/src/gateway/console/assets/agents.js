@@ -36,7 +36,7 @@ export async function agentsPage(main) {
   replace(main, h('div', {class: 'page-head'}, h('h1', {}, 'Agents')), form, list);
 
   const {agents} = await get(admin('/agents'));
-  replace(list, table(['Name', 'Description', 'Configs', 'Budget', 'Updated'],
+  replace(list, table(['Name', 'Description', '#Configs', 'Budget', 'Updated'],
     agents.map((agent) => h('tr', {testid: `agent-row-${agent.name}`},
       h('th', {scope: 'row'}, h('a', {href: `#/agents/${encodeURIComponent(agent.name)}`}, agent.name)),
       h('td', {}, agent.description || ''),
@@ -107,7 +107,7 @@ export async function agentPage(main, name) {
 
   async function loadConfigs() {
     const {configs} = await get(admin(`/agents/${seg(name)}/configs`));
-    replace(configsNode, table(['Order', 'Provider / model', 'Settings', 'Fallback', 'API key', 'Enabled', 'Actions'],
+    replace(configsNode, table(['#Order', 'Provider / model', 'Settings', 'Fallback', 'API key', 'Enabled', 'Actions'],
       configs.map((config) => configRow(config))));
   }
 

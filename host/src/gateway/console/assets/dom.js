@@ -121,10 +121,13 @@ export function notice(kind, ...text) {
   return h('p', {class: `notice ${kind}`, role: kind === 'error' ? 'alert' : 'status'}, ...text);
 }
 
-/** A table with `headers` and `rows` (arrays of cells: text or nodes). */
+/** A table with `headers` (titles; `#` before one marks a column of
+ * numbers) and `rows` (`<tr>` nodes). */
 export function table(headers, rows, attrs = {}) {
   return h('table', attrs,
-    h('thead', {}, h('tr', {}, headers.map((title) => h('th', {scope: 'col'}, title)))),
+    h('thead', {}, h('tr', {}, headers.map((title) => (title.startsWith('#')
+      ? h('th', {scope: 'col', class: 'num'}, title.slice(1))
+      : h('th', {scope: 'col'}, title))))),
     h('tbody', {}, rows.length
       ? rows
       : h('tr', {}, h('td', {colspan: headers.length, class: 'empty'}, 'Nothing yet.'))));

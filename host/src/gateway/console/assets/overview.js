@@ -82,7 +82,7 @@ function section(group, data, since, until, bucket) {
   h('div', {class: 'overview-body'},
     charts,
     h('div', {class: 'totals'},
-      table([group.key === 'agent' ? 'Agent' : 'Provider', 'Requests', 'Errors', 'Spend', 'p50', 'p99'], rows,
+      table([group.key === 'agent' ? 'Agent' : 'Provider', '#Requests', '#Errors', '#Spend', '#p50', '#p99'], rows,
         {testid: `totals-${group.key}`, class: 'compact'}),
       h('p', {class: 'hint'}, 'Over the range: p50 is the buckets\' medians weighted by their requests, '
         + 'p99 the highest bucket\'s.'))));

@@ -34,7 +34,7 @@ export async function pluginsPage(main) {
     replace(health, notice('info', 'Checking every provider…'));
     try {
       const answer = await get(admin('/providers/health'));
-      replace(health, table(['Provider', 'Health', 'Latency', 'Circuit', 'Detail'],
+      replace(health, table(['Provider', 'Health', '#Latency', 'Circuit', 'Detail'],
         (answer.providers || []).map((item) => {
           const state = circuit(item.circuits);
           const breakers = Object.entries(item.circuits || {});
@@ -58,7 +58,7 @@ export async function pluginsPage(main) {
 
   const answer = await get(admin('/plugins'));
   replace(plugins,
-    table(['Plugin', 'Version', 'Origin', 'Models', 'Hosts it may reach', 'Environment it may read', 'Contract'],
+    table(['Plugin', 'Version', 'Origin', '#Models', 'Hosts it may reach', 'Environment it may read', 'Contract'],
       (answer.plugins || []).map((plugin) => h('tr', {testid: `plugin-row-${plugin.id}`},
         h('th', {scope: 'row'}, plugin.name || plugin.id,
           plugin.name && plugin.name !== plugin.id ? h('div', {class: 'muted'}, plugin.id) : null),
