@@ -215,6 +215,8 @@ async fn the_console_manages_the_gateway_in_a_browser() {
     assert_eq!(signed_in["cookie"]["same_site"], "Strict", "{signed_in}");
     assert_eq!(signed_in["token_in_page"], false, "{signed_in}");
     assert_eq!(signed_in["web_storage_items"], 0, "{signed_in}");
+    assert_eq!(signed_in["skip_link"]["focus"], "main", "{signed_in}");
+    assert_eq!(signed_in["skip_link"]["hash"], "", "{signed_in}");
 
     let config = scenario("agent_and_config");
     let error = config["error"].as_str().unwrap_or_default();

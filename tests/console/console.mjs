@@ -77,11 +77,16 @@ const scenarios = {
     await page.locator(tid('nav-overview')).waitFor({timeout: TIMEOUT});
     const stored = await page.evaluate(() => localStorage.length + sessionStorage.length);
     const html = await page.content();
+    // The first Tab reaches the skip link; it moves the focus, not the route.
+    await page.keyboard.press('Tab');
+    await page.keyboard.press('Enter');
+    const skipped = await page.evaluate(() => ({focus: document.activeElement.id, hash: location.hash}));
     return {
       signed_in_as: await page.locator(tid('signed-in-as')).textContent(),
       cookie: session ? {http_only: session.httpOnly, same_site: session.sameSite, path: session.path} : null,
       token_in_page: html.includes(token),
       web_storage_items: stored,
+      skip_link: skipped,
     };
   },
 

@@ -104,6 +104,13 @@ onSignedOut(() => {
 
 window.addEventListener('hashchange', render);
 
+// The hash holds the route, so the skip link moves the focus itself.
+document.querySelector('.skip').addEventListener('click', (event) => {
+  event.preventDefault();
+  const main = document.getElementById('main');
+  if (main) main.focus();
+});
+
 async function start() {
   try {
     admin = await restoreSession();
