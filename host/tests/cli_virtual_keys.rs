@@ -658,6 +658,7 @@ fn spend(key: Option<(i64, &str)>, agent: Option<(i64, &str)>, cost: Option<&str
         attempt: 1,
         fallback: false,
         streamed: false,
+        served: Default::default(),
     }
 }
 

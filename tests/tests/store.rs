@@ -66,7 +66,7 @@ fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
 async fn migrations_go_up_down_and_up_again() {
     let f = fixture().await;
     let store = f.service.store();
-    assert_eq!(store.schema_version().await.unwrap(), 6);
+    assert_eq!(store.schema_version().await.unwrap(), 7);
     assert_eq!(
         tables(&f.db),
         [
@@ -110,8 +110,8 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(store.schema_version().await.unwrap(), 0);
     assert!(tables(&f.db).is_empty());
 
-    store.migrate_to(6).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 6);
+    store.migrate_to(7).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), 7);
     assert_eq!(
         tables(&f.db),
         [
@@ -446,6 +446,7 @@ fn event(agent_id: Option<i64>, agent: &str, config_id: Option<i64>) -> UsageEve
         attempt: 1,
         fallback: false,
         streamed: false,
+        served: Default::default(),
     }
 }
 

@@ -54,6 +54,10 @@ pub struct Route {
     pub config_id: Option<i64>,
     /// Not the call's first choice.
     pub fallback: bool,
+    /// How the planner put this route where it is: the strategy
+    /// (`weighted`, `least_in_flight`, …) and why; recorded in its usage
+    /// rows. `None`: the plan's own order.
+    pub choice: Option<(String, String)>,
 }
 
 impl Route {
@@ -66,6 +70,7 @@ impl Route {
             prices: None,
             config_id: None,
             fallback: false,
+            choice: None,
         }
     }
 }
@@ -81,6 +86,8 @@ pub struct CallTags {
     pub request_id: Option<String>,
     /// What the caller asked for (`openai/gpt-4o-mini`, `agent:NAME`).
     pub route: Option<String>,
+    /// The experiment the call is part of and its variant.
+    pub experiment: Option<(String, String)>,
 }
 
 /// A call: routes in the order they are tried, and its limits.
@@ -347,6 +354,7 @@ struct Attempt {
     streamed: bool,
     /// Input tokens estimated from the request, for failures.
     input_estimate: u64,
+    choice: Option<(String, String)>,
 }
 
 impl Attempt {
@@ -398,6 +406,13 @@ impl Attempt {
             attempt: self.number,
             fallback: self.fallback,
             streamed: self.streamed,
+            served: crate::store::Served {
+                choice: self.choice.as_ref().map(|c| c.0.clone()),
+                choice_reason: self.choice.as_ref().map(|c| c.1.clone()),
+                experiment: self.tags.experiment.as_ref().map(|e| e.0.clone()),
+                variant: self.tags.experiment.as_ref().map(|e| e.1.clone()),
+                ..Default::default()
+            },
         }
     }
 
@@ -703,6 +718,7 @@ impl<'a> Call<'a> {
             fallback: route.fallback,
             streamed: self.streamed,
             input_estimate,
+            choice: route.choice.clone(),
         };
         Ok(Ready {
             route: index,

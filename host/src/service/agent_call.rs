@@ -68,6 +68,7 @@ impl ConfigService {
                 }),
                 config_id: Some(row.id),
                 fallback: !routes.is_empty(),
+                choice: None,
             });
             if let (Some(provider), Some(model)) =
                 (&config.fallback_provider, &config.fallback_model)
@@ -87,6 +88,7 @@ impl ConfigService {
                     prices: None,
                     config_id: Some(row.id),
                     fallback: true,
+                    choice: None,
                 });
             }
         }

@@ -369,6 +369,29 @@ CREATE TABLE admin_tokens (
 
 const ADMIN_TOKENS_DOWN: &str = "DROP TABLE admin_tokens;";
 
+/// How a call was served: the response cache, the choice among routes,
+/// the experiment.
+const SERVED_UP: &str = r#"
+ALTER TABLE usage_events ADD COLUMN cache_hit INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE usage_events ADD COLUMN saved_usd TEXT;
+ALTER TABLE usage_events ADD COLUMN choice TEXT;
+ALTER TABLE usage_events ADD COLUMN choice_reason TEXT;
+ALTER TABLE usage_events ADD COLUMN experiment TEXT;
+ALTER TABLE usage_events ADD COLUMN variant TEXT;
+CREATE INDEX usage_events_by_experiment ON usage_events (experiment, variant, created_at)
+    WHERE experiment IS NOT NULL;
+"#;
+
+const SERVED_DOWN: &str = r#"
+DROP INDEX usage_events_by_experiment;
+ALTER TABLE usage_events DROP COLUMN variant;
+ALTER TABLE usage_events DROP COLUMN experiment;
+ALTER TABLE usage_events DROP COLUMN choice_reason;
+ALTER TABLE usage_events DROP COLUMN choice;
+ALTER TABLE usage_events DROP COLUMN saved_usd;
+ALTER TABLE usage_events DROP COLUMN cache_hit;
+"#;
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -394,11 +417,14 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(ADMIN_TOKENS_UP)
             .down(ADMIN_TOKENS_DOWN)
             .comment("admin tokens"),
+        M::up(SERVED_UP)
+            .down(SERVED_DOWN)
+            .comment("usage rows say how a call was served"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 #[cfg(test)]
 mod tests {

@@ -73,6 +73,25 @@ pub enum UsageOutcome {
     Error(ErrorKind),
 }
 
+/// How a call was served beyond the provider's answer: from the response
+/// cache, by which choice among routes, in which experiment.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, utoipa::ToSchema)]
+pub struct Served {
+    /// Served from the response cache: no provider was called.
+    pub cache_hit: bool,
+    /// For a cache hit, what the stored answer cost when it was made.
+    #[schema(value_type = Option<String>)]
+    pub saved_usd: Option<Decimal>,
+    /// How the route was chosen: `priority`, `weighted`, `least_in_flight`,
+    /// `lowest_latency` or `context_window`.
+    pub choice: Option<String>,
+    /// Why it was (`weight 3 of 4`, `2 in flight, the fewest`).
+    pub choice_reason: Option<String>,
+    /// The agent's experiment and the variant the call was assigned.
+    pub experiment: Option<String>,
+    pub variant: Option<String>,
+}
+
 /// One provider attempt, to be recorded.
 #[derive(Debug, Clone, PartialEq)]
 pub struct UsageEvent {
@@ -109,6 +128,7 @@ pub struct UsageEvent {
     /// Whether a fallback (not the call's first choice) served it.
     pub fallback: bool,
     pub streamed: bool,
+    pub served: Served,
 }
 
 /// A recorded usage event.
@@ -142,6 +162,8 @@ pub struct UsageRecord {
     pub fallback: bool,
     pub streamed: bool,
     pub created_at: String,
+    #[serde(flatten)]
+    pub served: Served,
 }
 
 /// Which usage rows to read; every field left `None` matches all.
@@ -183,6 +205,17 @@ fn usage_record_from(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
         fallback: row.get("fallback")?,
         streamed: row.get("streamed")?,
         created_at: row.get("created_at")?,
+        served: Served {
+            cache_hit: row.get("cache_hit")?,
+            saved_usd: row
+                .get::<_, Option<String>>("saved_usd")?
+                .map(|c| decimal(&c, "saved_usd"))
+                .transpose()?,
+            choice: row.get("choice")?,
+            choice_reason: row.get("choice_reason")?,
+            experiment: row.get("experiment")?,
+            variant: row.get("variant")?,
+        },
     })
 }
 
@@ -688,9 +721,10 @@ impl Store {
                      input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
                      reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, status, \
                      error_kind, attempt, fallback, streamed, virtual_key_id, \
-                     virtual_key_name, request_id, route, cache_write_hour_tokens) \
+                     virtual_key_name, request_id, route, cache_write_hour_tokens, cache_hit, \
+                     saved_usd, choice, choice_reason, experiment, variant) \
                      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24)",
+                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
                 )
                 .map_err(db_error(&path))?;
             let mut ids = Vec::with_capacity(events.len());
@@ -725,6 +759,12 @@ impl Store {
                         e.request_id,
                         e.route,
                         saturating_i64(e.cache_write_hour_tokens),
+                        e.served.cache_hit,
+                        e.served.saved_usd.map(|c| c.normalize().to_string()),
+                        e.served.choice,
+                        e.served.choice_reason,
+                        e.served.experiment,
+                        e.served.variant,
                     ])
                     .map_err(db_error(&path))?;
                 ids.push(tx.last_insert_rowid());

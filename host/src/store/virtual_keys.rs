@@ -422,6 +422,7 @@ mod tests {
             attempt: 1,
             fallback: false,
             streamed: false,
+            served: Default::default(),
         }
     }
 
