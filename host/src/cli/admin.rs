@@ -4,6 +4,7 @@
 use super::output::{Fail, print_json};
 use super::virtual_keys::{PeriodArg, budget_json, show_budget};
 use crate::error::ErrorKind;
+use crate::router::Strategy;
 use crate::secrets::{self, EncryptionKey, KeySource, Keyring};
 use crate::service::{
     AgentBudget, Budgets, ConfigFields, ConfigPatch, ConfigPrices, ConfigUpdate, LlmConfig,
@@ -27,6 +28,29 @@ pub enum AgentsCommand {
         /// What the agent is for.
         #[arg(long, value_name = "TEXT")]
         description: Option<String>,
+        /// How a call picks among the agent's configs of the same
+        /// priority: `priority` (their order, no balancing), `weighted`
+        /// (random by each config's --weight), `least-in-flight` (fewest
+        /// calls running now), `lowest-latency` (lowest moving average of
+        /// time to first token). Configs whose circuit is open or whose
+        /// rate limit is spent are passed over [default: priority].
+        #[arg(long, value_name = "STRATEGY")]
+        balance: Option<Strategy>,
+    },
+    /// Change an agent's description or balancing strategy.
+    Update {
+        /// The agent.
+        name: String,
+        /// What the agent is for.
+        #[arg(long, value_name = "TEXT", conflicts_with = "clear_description")]
+        description: Option<String>,
+        /// Remove the description.
+        #[arg(long)]
+        clear_description: bool,
+        /// `priority`, `weighted`, `least-in-flight` or `lowest-latency`
+        /// (see `agents create --help`).
+        #[arg(long, value_name = "STRATEGY")]
+        balance: Option<Strategy>,
     },
     /// List the agents.
     List,
@@ -113,17 +137,22 @@ pub enum ConfigsCommand {
     Validate { id: i64 },
 }
 
-/// A field `--clear` can empty: `api-key`, the CLI's names `fallback` and
-/// `deadline`, or any field a patch can clear (`base-url` or `base_url`).
+/// A field `--clear` can empty: `api-key`, the CLI's names `fallback`,
+/// `context-fallback` and `deadline`, or any field a patch can clear (`base-url` or `base_url`).
 /// Returns it in snake case.
 fn clearable(name: &str) -> Result<String, String> {
     let name = name.replace('-', "_");
-    if ["api_key", "fallback", "deadline"].contains(&name.as_str())
+    if ["api_key", "fallback", "context_fallback", "deadline"].contains(&name.as_str())
         || ConfigPatch::NULLABLE.contains(&name.as_str())
     {
         Ok(name)
     } else {
-        let mut names = vec!["api-key".to_owned(), "fallback".into(), "deadline".into()];
+        let mut names = vec![
+            "api-key".to_owned(),
+            "fallback".into(),
+            "context-fallback".into(),
+            "deadline".into(),
+        ];
         names.extend(ConfigPatch::NULLABLE.iter().map(|n| n.replace('_', "-")));
         Err(format!("one of {}", names.join(", ")))
     }
@@ -162,6 +191,17 @@ pub struct ConfigFlags {
     /// Lower is tried first [default: 0].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     priority: Option<i64>,
+    /// Share of the calls among the agent's configs of the same priority
+    /// when the agent balances by `weighted`, at least 1 [default: 1].
+    #[arg(long, value_name = "N")]
+    weight: Option<u32>,
+    /// Provider of a model with a larger context window, for requests
+    /// that do not fit this config's model (input plus max_tokens).
+    #[arg(long, value_name = "ID", requires = "context_fallback_model")]
+    context_fallback_provider: Option<String>,
+    /// Model with a larger context window (see --context-fallback-provider).
+    #[arg(long, value_name = "M", requires = "context_fallback_provider")]
+    context_fallback_model: Option<String>,
     /// Custom price of input tokens, USD per million (e.g. 2.5) [default:
     /// the catalogue's pricing, tiers and off-peak hours included]. Custom
     /// prices need input and output.
@@ -226,6 +266,15 @@ impl ConfigFlags {
             &mut patch.fallback_model,
         );
         given(self.priority, &mut patch.priority);
+        given(self.weight, &mut patch.weight);
+        given(
+            self.context_fallback_provider.clone().map(Some),
+            &mut patch.context_fallback_provider,
+        );
+        given(
+            self.context_fallback_model.clone().map(Some),
+            &mut patch.context_fallback_model,
+        );
         given(self.prices(current)?.map(Some), &mut patch.prices);
         given(self.max_attempts.map(Some), &mut patch.max_attempts);
         given(
@@ -423,12 +472,38 @@ pub async fn agents(
     json: bool,
 ) -> Result<(), Fail> {
     match command {
-        AgentsCommand::Create { name, description } => {
-            let agent = service.create_agent(&name, description.as_deref()).await?;
+        AgentsCommand::Create {
+            name,
+            description,
+            balance,
+        } => {
+            let agent = service
+                .create_balanced_agent(&name, description.as_deref(), balance.unwrap_or_default())
+                .await?;
             if json {
                 print_json(&agent_json(&agent));
             } else {
                 outln!("created agent {} (id {})", agent.name, agent.id);
+            }
+        }
+        AgentsCommand::Update {
+            name,
+            description,
+            clear_description,
+            balance,
+        } => {
+            let description = if clear_description {
+                Some(None)
+            } else {
+                description.map(Some)
+            };
+            let agent = service
+                .update_agent(&name, None, description, balance)
+                .await?;
+            if json {
+                print_json(&agent_json(&agent));
+            } else {
+                outln!("updated agent {} (balance {})", agent.name, agent.balance);
             }
         }
         AgentsCommand::List => {
@@ -467,6 +542,7 @@ pub async fn agents(
                     agent.created_at,
                     agent.updated_at
                 );
+                outln!("  balance {}", agent.balance);
                 config_table(&configs);
             }
         }
@@ -604,6 +680,14 @@ fn show_config(config: &LlmConfig) {
     outln!(
         "  fallback          {}",
         match (&f.fallback_provider, &f.fallback_model) {
+            (Some(p), Some(m)) => format!("{p}/{m}"),
+            _ => "-".to_owned(),
+        }
+    );
+    outln!("  weight            {}", f.weight);
+    outln!(
+        "  context fallback  {}",
+        match (&f.context_fallback_provider, &f.context_fallback_model) {
             (Some(p), Some(m)) => format!("{p}/{m}"),
             _ => "-".to_owned(),
         }
@@ -813,6 +897,10 @@ pub async fn configs(
                     "fallback" => {
                         patch.fallback_provider.get_or_insert(None);
                         patch.fallback_model.get_or_insert(None);
+                    }
+                    "context_fallback" => {
+                        patch.context_fallback_provider.get_or_insert(None);
+                        patch.context_fallback_model.get_or_insert(None);
                     }
                     "deadline" => {
                         patch.deadline_ms.get_or_insert(None);

@@ -132,6 +132,26 @@ impl RateLimiter {
         })
     }
 
+    /// Whether a call under `limits` would have to wait now: the bucket's
+    /// requests or tokens are spent. Reserves nothing; a bucket not used
+    /// yet is full.
+    pub fn is_spent(&self, key: &BucketKey, limits: RateLimits) -> bool {
+        if limits.requests_per_minute.is_none() && limits.tokens_per_minute.is_none() {
+            return false;
+        }
+        let now = Instant::now();
+        let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(buckets) = all.get_mut(key) else {
+            return false;
+        };
+        sync(&mut buckets.requests, limits.requests_per_minute, now);
+        sync(&mut buckets.tokens, limits.tokens_per_minute, now);
+        [&buckets.requests, &buckets.tokens]
+            .into_iter()
+            .flatten()
+            .any(|b| !b.wait_for(1.0).is_zero())
+    }
+
     /// Charges the difference between the tokens reserved and those used.
     pub fn settle(&self, reservation: &Reservation, used_tokens: u64) {
         let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -203,6 +223,26 @@ mod tests {
                 "call {i} at {t:?}"
             );
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_spent_bucket_says_so_without_reserving() {
+        let limiter = RateLimiter::default();
+        let limits = RateLimits {
+            requests_per_minute: Some(60),
+            tokens_per_minute: None,
+        };
+        assert!(
+            !limiter.is_spent(&key(), limits),
+            "an unused bucket is full"
+        );
+        let deadline = Instant::now() + Duration::from_secs(5);
+        limiter.acquire(&key(), limits, 0, deadline).await.unwrap();
+        assert!(limiter.is_spent(&key(), limits));
+        assert!(limiter.is_spent(&key(), limits), "asking reserves nothing");
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(!limiter.is_spent(&key(), limits));
+        assert!(!limiter.is_spent(&key(), RateLimits::default()), "no limit");
     }
 
     #[tokio::test(start_paused = true)]

@@ -9,8 +9,11 @@
 //! attempt's usage event to a [`UsageSink`] without waiting for it to be
 //! stored.
 
+mod balance;
+mod fit;
 mod sink;
 
+pub use balance::{EWMA_WEIGHT, Group, MEASURE_AGAIN_AFTER, Member, Strategy};
 pub use sink::{DiscardSink, FlushFuture, StoreSink, UsageSink};
 
 use crate::error::{Error, ErrorKind};
@@ -58,6 +61,9 @@ pub struct Route {
     /// (`weighted`, `least_in_flight`, …) and why; recorded in its usage
     /// rows. `None`: the plan's own order.
     pub choice: Option<(String, String)>,
+    /// Taken instead of this route when the request does not fit its
+    /// model's context window (see the `fit` module).
+    pub context_fallback: Option<Box<Route>>,
 }
 
 impl Route {
@@ -71,6 +77,7 @@ impl Route {
             config_id: None,
             fallback: false,
             choice: None,
+            context_fallback: None,
         }
     }
 }
@@ -99,6 +106,9 @@ pub struct Plan {
     /// Budget of the whole call; `None`: the retry policy's.
     pub deadline: Option<Duration>,
     pub tags: CallTags,
+    /// Groups of routes of one priority that the router orders by their
+    /// strategy when the call starts; empty: the routes' own order.
+    pub balance: Vec<Group>,
 }
 
 impl Plan {
@@ -109,6 +119,7 @@ impl Plan {
             max_attempts: None,
             deadline: None,
             tags: CallTags::default(),
+            balance: Vec::new(),
         }
     }
 
@@ -145,6 +156,7 @@ pub(crate) struct RoutingState {
     limiter: RateLimiter,
     breakers: Arc<Breakers>,
     sink: Arc<dyn UsageSink>,
+    loads: balance::Loads,
 }
 
 impl RoutingState {
@@ -154,6 +166,7 @@ impl RoutingState {
             limiter: RateLimiter::default(),
             breakers: Arc::new(Breakers::new(resilience.breaker)),
             sink,
+            loads: balance::Loads::default(),
         })
     }
 }
@@ -226,7 +239,8 @@ impl Router {
 
     /// One answer, along the plan's routes with retries and fallbacks.
     pub async fn chat(&self, plan: &Plan, request: &ChatRequest) -> Result<Routed, Error> {
-        let mut call = Call::start(self, plan, request, false)?;
+        let plan = self.arrange(plan, false);
+        let mut call = Call::start(self, &plan, request, false)?;
         loop {
             let ready = call.next_attempt().await?;
             // Dropped with the call's future while the vendor works on it
@@ -244,6 +258,7 @@ impl Router {
                     continue;
                 }
             };
+            ready.load.answered(ready.attempt.started.elapsed());
             let route = ready.route;
             let attempt = call.settle(ready, Some(&outcome.response.usage), None);
             outcome.cost_usd = attempt.cost(&outcome.response.usage, outcome.cost_usd);
@@ -272,7 +287,8 @@ impl Router {
     /// serving attempt's usage event is recorded when the stream ends,
     /// fails or is dropped.
     pub async fn stream(&self, plan: &Plan, request: &ChatRequest) -> Result<RoutedStream, Error> {
-        let mut call = Call::start(self, plan, request, true)?;
+        let plan = self.arrange(plan, true);
+        let mut call = Call::start(self, &plan, request, true)?;
         loop {
             let ready = call.next_attempt().await?;
             let (stream, buffered) = match first_chunk(&self.host, &ready).await {
@@ -282,11 +298,17 @@ impl Router {
                     continue;
                 }
             };
+            ready.load.first_token(
+                stream
+                    .time_to_first_token()
+                    .unwrap_or_else(|| ready.attempt.started.elapsed()),
+            );
             let Ready {
                 attempt,
                 reservation,
                 mut permit,
                 route,
+                load,
                 ..
             } = ready;
             // The vendor is answering: a probe closes its circuit now
@@ -305,6 +327,7 @@ impl Router {
                 route,
                 attempts: call.attempts,
                 on_end: Vec::new(),
+                load: Some(load),
             });
         }
     }
@@ -459,6 +482,20 @@ fn client_rate_limited(provider: &str, wait: Duration) -> Error {
     }
 }
 
+/// The rate-limit bucket of `route` reached with `target`'s key.
+fn bucket_key(route: &Route, target: &Target) -> BucketKey {
+    let key_id = target
+        .api_key
+        .as_ref()
+        .map(|k| hex::encode(&sha2::Sha256::digest(k.expose_secret().as_bytes())[..8]))
+        .unwrap_or_default();
+    BucketKey {
+        provider: route.target.provider.clone(),
+        model: route.model.clone(),
+        key_id,
+    }
+}
+
 /// Whether an error says the vendor is unwell (counts for its breaker).
 fn unwell(error: &Error) -> bool {
     match error {
@@ -492,6 +529,8 @@ struct Call<'a> {
     last_error: Option<Error>,
     /// Sent as the idempotency key of every attempt of the call.
     idempotency_key: String,
+    /// The request's input tokens, counted once for the context windows.
+    input_counts: fit::InputCounts,
 }
 
 /// An attempt ready to go: its target, shaped request and accounting.
@@ -504,6 +543,8 @@ struct Ready {
     attempt: Attempt,
     reservation: Option<Reservation>,
     permit: Permit,
+    /// Counts the attempt in flight on its route until dropped.
+    load: balance::Load,
 }
 
 /// Opens a stream and reads up to its first chunk with content; what came
@@ -577,6 +618,7 @@ impl<'a> Call<'a> {
             tries_on_route: 0,
             last_error: None,
             idempotency_key,
+            input_counts: fit::InputCounts::default(),
         })
     }
 
@@ -635,9 +677,17 @@ impl<'a> Call<'a> {
 
     /// Checks the breaker, the deadline and the rate limit, and builds the
     /// attempt.
-    async fn prepare(&mut self, index: usize, route: &Route) -> Result<Ready, Skip> {
+    async fn prepare(&mut self, index: usize, route: &'a Route) -> Result<Ready, Skip> {
         let state = &self.router.state;
         let host = &self.router.host;
+        let route = fit::fit(
+            host,
+            &state.loads,
+            route,
+            self.request,
+            &mut self.input_counts,
+        )
+        .map_err(Skip::NextRoute)?;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let provider = &route.target.provider;
         if remaining.is_zero() {
@@ -667,7 +717,7 @@ impl<'a> Call<'a> {
                 }));
             }
         };
-        let request = shape(route, self.request);
+        let request = shape(&route, self.request);
         let input_estimate = estimate_input(&request);
         let limits = host
             .catalogue()
@@ -676,16 +726,7 @@ impl<'a> Call<'a> {
             .unwrap_or_default();
         let reservation =
             if limits.requests_per_minute.is_some() || limits.tokens_per_minute.is_some() {
-                let key_id = target
-                    .api_key
-                    .as_ref()
-                    .map(|k| hex::encode(&sha2::Sha256::digest(k.expose_secret().as_bytes())[..8]))
-                    .unwrap_or_default();
-                let key = BucketKey {
-                    provider: provider.clone(),
-                    model: route.model.clone(),
-                    key_id,
-                };
+                let key = bucket_key(&route, &target);
                 let tokens = input_estimate + u64::from(request.max_tokens.unwrap_or(0));
                 match state
                     .limiter
@@ -720,6 +761,7 @@ impl<'a> Call<'a> {
             input_estimate,
             choice: route.choice.clone(),
         };
+        let load = state.loads.start(provider, &base_url, &route.model);
         Ok(Ready {
             route: index,
             target,
@@ -727,6 +769,7 @@ impl<'a> Call<'a> {
             attempt,
             reservation,
             permit,
+            load,
         })
     }
 
@@ -816,6 +859,9 @@ pub struct RoutedStream {
     attempts: u32,
     /// Run once with what the stream used, when it ends or is dropped.
     on_end: Vec<EndHook>,
+    /// Counts the stream in flight on its route until it ends or is
+    /// dropped.
+    load: Option<balance::Load>,
 }
 
 /// Told what a stream used (see [`RoutedStream::spent`]) when it ends.
@@ -909,6 +955,7 @@ impl RoutedStream {
 
     fn finish(&mut self, error: Option<&Error>) {
         self.recorded = true;
+        self.load = None;
         let outcome = match error {
             Some(err) => UsageOutcome::Error(err.kind()),
             None => UsageOutcome::Ok,

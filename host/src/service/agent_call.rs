@@ -1,11 +1,13 @@
 //! Calls made on an agent's behalf. The agent's enabled configs, in
 //! priority order, each followed by its fallback pair, are the routes of
-//! the call's [`Plan`]; the router does the rest.
+//! the call's [`Plan`]; configs of one priority form a balanced group
+//! when the agent has a strategy other than `priority`, and each config's
+//! context fallback rides on its route. The router does the rest.
 
 use super::ConfigService;
 use crate::error::Error;
 use crate::host::{ChatOutcome, Target};
-use crate::router::{CallTags, Plan, Route, RouteDefaults, RoutedStream};
+use crate::router::{CallTags, Group, Member, Plan, Route, RouteDefaults, RoutedStream, Strategy};
 use crate::store::Agent;
 use crate::types::ChatRequest;
 use std::time::Duration;
@@ -50,7 +52,8 @@ impl ConfigService {
         };
         let max_attempts = first.fields.max_attempts;
         let deadline = first.fields.deadline_ms.map(Duration::from_millis);
-        let mut routes = Vec::new();
+        let mut routes: Vec<Route> = Vec::new();
+        let mut groups: Vec<(i64, Group)> = Vec::new();
         for row in &configs {
             let config = &row.fields;
             let defaults = RouteDefaults {
@@ -58,6 +61,33 @@ impl ConfigService {
                 max_tokens: config.max_tokens,
                 top_p: config.top_p.map(|p| p as f32),
             };
+            // A fallback to the config's own provider (another model)
+            // keeps its key and base URL; another provider is reached
+            // with its environment variables and settings.
+            let target_of = |provider: &String| {
+                if *provider == config.provider {
+                    self.target(row)
+                } else {
+                    Ok(Target::new(provider))
+                }
+            };
+            let context_fallback = match (
+                &config.context_fallback_provider,
+                &config.context_fallback_model,
+            ) {
+                (Some(provider), Some(model)) => Some(Box::new(Route {
+                    target: target_of(provider)?,
+                    model: model.clone(),
+                    defaults,
+                    prices: None,
+                    config_id: Some(row.id),
+                    fallback: true,
+                    choice: None,
+                    context_fallback: None,
+                })),
+                _ => None,
+            };
+            let index = routes.len();
             routes.push(Route {
                 target: self.target(row)?,
                 model: config.model.clone(),
@@ -69,29 +99,51 @@ impl ConfigService {
                 config_id: Some(row.id),
                 fallback: !routes.is_empty(),
                 choice: None,
+                context_fallback: context_fallback.clone(),
             });
+            let mut pair = None;
             if let (Some(provider), Some(model)) =
                 (&config.fallback_provider, &config.fallback_model)
             {
-                // A fallback to the config's own provider (another model)
-                // keeps its key and base URL; another provider is reached
-                // with its environment variables and settings.
-                let target = if *provider == config.provider {
-                    self.target(row)?
-                } else {
-                    Target::new(provider)
-                };
+                pair = Some(routes.len());
                 routes.push(Route {
-                    target,
+                    target: target_of(provider)?,
                     model: model.clone(),
                     defaults,
                     prices: None,
                     config_id: Some(row.id),
                     fallback: true,
                     choice: None,
+                    context_fallback: None,
                 });
             }
+            let member = Member {
+                route: index,
+                weight: config.weight,
+                pair,
+            };
+            match groups.last_mut() {
+                Some((priority, group)) if *priority == config.priority => {
+                    group.members.push(member)
+                }
+                _ => groups.push((
+                    config.priority,
+                    Group {
+                        strategy: agent.balance,
+                        members: vec![member],
+                    },
+                )),
+            }
         }
+        let balance = if agent.balance == Strategy::Priority {
+            Vec::new()
+        } else {
+            groups
+                .into_iter()
+                .map(|(_, group)| group)
+                .filter(|group| group.members.len() > 1)
+                .collect()
+        };
         let tags = CallTags {
             agent: Some((agent.id, agent.name.clone())),
             route: tags
@@ -105,6 +157,7 @@ impl ConfigService {
             max_attempts,
             deadline,
             tags,
+            balance,
         };
         Ok((agent, plan))
     }

@@ -25,7 +25,7 @@ pub use virtual_keys::{
 use crate::error::{Error, ErrorKind};
 use crate::host::{HealthOutcome, Host, Target};
 use crate::resilience::Resilience;
-use crate::router::{Router, StoreSink};
+use crate::router::{Router, StoreSink, Strategy};
 use crate::secrets::{Binding, CryptoError, EncryptionKey, Keyring};
 pub use crate::store::{ConfigFields, ConfigPatch, ConfigPrices};
 
@@ -359,11 +359,25 @@ impl ConfigService {
         name: &str,
         description: Option<&str>,
     ) -> Result<Agent, Error> {
+        self.create_balanced_agent(name, description, Strategy::Priority)
+            .await
+    }
+
+    /// [`ConfigService::create_agent`] with the strategy its calls pick
+    /// among its configs of one priority by.
+    pub async fn create_balanced_agent(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        balance: Strategy,
+    ) -> Result<Agent, Error> {
         check_name(name)?;
         if description.is_some_and(|d| d.len() > 4096) {
             return Err(invalid("description", "longer than 4096 bytes"));
         }
-        self.store.create_agent(name, description).await
+        self.store
+            .create_balanced_agent(name, description, balance)
+            .await
     }
 
     /// The agent named `name`.
@@ -395,13 +409,15 @@ impl ConfigService {
     }
 
     /// Sets the agent's description when `description` is `Some`
-    /// (`Some(None)` clears it). With `expected_updated_at`, only if the
-    /// agent's `updated_at` is still that (else [`Error::Conflict`]).
+    /// (`Some(None)` clears it) and its strategy when `balance` is. With
+    /// `expected_updated_at`, only if the agent's `updated_at` is still
+    /// that (else [`Error::Conflict`]).
     pub async fn update_agent(
         &self,
         name: &str,
         expected_updated_at: Option<&str>,
         description: Option<Option<String>>,
+        balance: Option<Strategy>,
     ) -> Result<Agent, Error> {
         if let Some(Some(d)) = &description
             && d.len() > 4096
@@ -409,7 +425,7 @@ impl ConfigService {
             return Err(invalid("description", "longer than 4096 bytes"));
         }
         self.store
-            .update_agent(name, expected_updated_at, description)
+            .update_agent(name, expected_updated_at, description, balance)
             .await
     }
 
@@ -508,6 +524,41 @@ impl ConfigService {
                 return Err(invalid(
                     "fallback",
                     "fallback provider and fallback model go together: give both or neither",
+                ));
+            }
+        }
+        if row.weight == 0 {
+            return Err(invalid("weight", "must be at least 1"));
+        }
+        match (&row.context_fallback_provider, &row.context_fallback_model) {
+            (None, None) => {}
+            (Some(provider), Some(fallback)) => {
+                if host.provider_info(provider).is_none() {
+                    return Err(invalid(
+                        "context_fallback_provider",
+                        format!("no loaded provider `{provider}`"),
+                    ));
+                }
+                let Some(larger) = host.catalogue().get(provider, fallback) else {
+                    return Err(invalid(
+                        "context_fallback_model",
+                        format!("`{fallback}` is not a known model of `{provider}`"),
+                    ));
+                };
+                if model.context_window > 0 && larger.context_window <= model.context_window {
+                    return Err(invalid(
+                        "context_fallback_model",
+                        format!(
+                            "`{fallback}` has a context window of {} tokens, not larger than the {} of `{}`",
+                            larger.context_window, model.context_window, model.id
+                        ),
+                    ));
+                }
+            }
+            _ => {
+                return Err(invalid(
+                    "context_fallback",
+                    "context fallback provider and model go together: give both or neither",
                 ));
             }
         }

@@ -52,7 +52,15 @@ macro_rules! plain_columns {
     )+};
 }
 
-plain_columns!(String, i64, bool, Option<String>, Option<f64>, Option<u32>);
+plain_columns!(
+    String,
+    i64,
+    u32,
+    bool,
+    Option<String>,
+    Option<f64>,
+    Option<u32>
+);
 
 impl Column for Option<u64> {
     fn to_sql(&self) -> SqlValue {
@@ -240,6 +248,9 @@ config_fields! {
         /// Lower is tried first.
         priority: i64 = 0 => "priority",
         enabled: bool = true => "enabled",
+        /// Share of the calls among the agent's configs of the same
+        /// priority when the agent balances by `weighted` (at least 1).
+        weight: u32 = 1 => "weight",
         /// A JSON object of the caller's own data.
         metadata: Map<String, Value> = Map::new() => "metadata_json",
     }
@@ -255,6 +266,11 @@ config_fields! {
         /// With `fallback_model`: where to go when this config fails.
         fallback_provider: String => "fallback_provider",
         fallback_model: String => "fallback_model",
+        /// With `context_fallback_model`: where a request goes that does
+        /// not fit this config's model's context window (a model with a
+        /// larger one).
+        context_fallback_provider: String => "context_fallback_provider",
+        context_fallback_model: String => "context_fallback_model",
         /// The operator's prices; `None`: the catalogue's (tiers, off-peak
         /// and all).
         prices: ConfigPrices => "prices_json",

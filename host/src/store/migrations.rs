@@ -392,6 +392,24 @@ ALTER TABLE usage_events DROP COLUMN saved_usd;
 ALTER TABLE usage_events DROP COLUMN cache_hit;
 "#;
 
+/// Load balancing among an agent's configs of one priority (the agent's
+/// strategy, each config's weight) and each config's larger-context
+/// fallback.
+const BALANCE_UP: &str = r#"
+ALTER TABLE agents ADD COLUMN balance TEXT NOT NULL DEFAULT 'priority'
+    CHECK (balance IN ('priority', 'weighted', 'least_in_flight', 'lowest_latency'));
+ALTER TABLE agent_llm_configs ADD COLUMN weight INTEGER NOT NULL DEFAULT 1 CHECK (weight >= 1);
+ALTER TABLE agent_llm_configs ADD COLUMN context_fallback_provider TEXT;
+ALTER TABLE agent_llm_configs ADD COLUMN context_fallback_model TEXT;
+"#;
+
+const BALANCE_DOWN: &str = r#"
+ALTER TABLE agent_llm_configs DROP COLUMN context_fallback_model;
+ALTER TABLE agent_llm_configs DROP COLUMN context_fallback_provider;
+ALTER TABLE agent_llm_configs DROP COLUMN weight;
+ALTER TABLE agents DROP COLUMN balance;
+"#;
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -420,11 +438,14 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(SERVED_UP)
             .down(SERVED_DOWN)
             .comment("usage rows say how a call was served"),
+        M::up(BALANCE_UP)
+            .down(BALANCE_DOWN)
+            .comment("load balancing and context-window fallback"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 #[cfg(test)]
 mod tests {
@@ -438,6 +459,41 @@ mod tests {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .unwrap();
         assert_eq!(version, super::SCHEMA_VERSION);
+    }
+
+    #[test]
+    fn balancing_columns_go_up_with_defaults_and_come_down() {
+        let migrations = super::migrations();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations.to_version(&mut conn, 7).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agents (id, name) VALUES (1, 'bot');
+             INSERT INTO agent_llm_configs (id, agent_id, provider, model_name)
+             VALUES (1, 1, 'openai', 'gpt-4o-mini');",
+        )
+        .unwrap();
+        migrations.to_version(&mut conn, 8).unwrap();
+        let (balance, weight): (String, i64) = conn
+            .query_row(
+                "SELECT balance, weight FROM agents, agent_llm_configs",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((balance.as_str(), weight), ("priority", 1));
+        assert!(
+            conn.execute("UPDATE agent_llm_configs SET weight = 0", [])
+                .is_err()
+        );
+        assert!(
+            conn.execute("UPDATE agents SET balance = 'random'", [])
+                .is_err()
+        );
+        migrations.to_version(&mut conn, 7).unwrap();
+        assert!(
+            conn.prepare("SELECT weight FROM agent_llm_configs")
+                .is_err()
+        );
     }
 
     fn config_prices(conn: &rusqlite::Connection) -> Vec<(i64, Option<String>)> {

@@ -5,6 +5,7 @@ use super::config::ConfigFields;
 use super::virtual_keys::period_from;
 use super::{Store, db_error};
 use crate::error::{Error, ErrorKind};
+use crate::router::Strategy;
 use llmhost_registry::rust_decimal::Decimal;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{OptionalExtension, Row, params, params_from_iter};
@@ -29,6 +30,8 @@ pub struct Agent {
     pub budget_tokens: Option<u64>,
     /// Set exactly when `budget_usd` or `budget_tokens` is.
     pub budget_period: Option<BudgetPeriod>,
+    /// How a call picks among the agent's configs of one priority.
+    pub balance: Strategy,
 }
 
 /// An `agent_llm_configs` row as stored. The key is ciphertext.
@@ -250,8 +253,7 @@ pub(super) fn decimal(text: &str, column: &str) -> rusqlite::Result<Decimal> {
     })
 }
 
-pub(super) const AGENT_COLUMNS: &str =
-    "id, name, description, created_at, updated_at, budget_usd, budget_tokens, budget_period";
+pub(super) const AGENT_COLUMNS: &str = "id, name, description, created_at, updated_at, budget_usd, budget_tokens, budget_period, balance";
 
 pub(super) fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
     let budget_usd: Option<String> = row.get(5)?;
@@ -266,6 +268,16 @@ pub(super) fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
             .transpose()?,
         budget_tokens: row.get(6)?,
         budget_period: period_from(row.get(7)?, "budget_period")?,
+        balance: {
+            let name: String = row.get(8)?;
+            name.parse().map_err(|err: Error| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    8,
+                    rusqlite::types::Type::Text,
+                    err.to_string().into(),
+                )
+            })?
+        },
     })
 }
 
@@ -393,15 +405,26 @@ impl Store {
         name: &str,
         description: Option<&str>,
     ) -> Result<Agent, Error> {
+        self.create_balanced_agent(name, description, Strategy::Priority)
+            .await
+    }
+
+    /// [`Store::create_agent`] with its balancing strategy.
+    pub async fn create_balanced_agent(
+        &self,
+        name: &str,
+        description: Option<&str>,
+        balance: Strategy,
+    ) -> Result<Agent, Error> {
         let name = name.to_owned();
         let description = description.map(str::to_owned);
         let path = self.path().to_owned();
         self.write(move |tx| {
             let inserted = tx.query_row(
                 &format!(
-                    "INSERT INTO agents (name, description) VALUES (?1, ?2) RETURNING {AGENT_COLUMNS}"
+                    "INSERT INTO agents (name, description, balance) VALUES (?1, ?2, ?3) RETURNING {AGENT_COLUMNS}"
                 ),
-                params![name, description],
+                params![name, description, balance.as_str()],
                 agent_from,
             );
             match inserted {
@@ -466,13 +489,15 @@ impl Store {
     }
 
     /// Sets the description of agent `name` when `description` is
-    /// `Some` (`Some(None)` clears it). With `expected_updated_at`, only if
-    /// the agent's `updated_at` is still that ([`Error::Conflict`] if not).
+    /// `Some` (`Some(None)` clears it), and its strategy when `balance` is.
+    /// With `expected_updated_at`, only if the agent's `updated_at` is
+    /// still that ([`Error::Conflict`] if not).
     pub async fn update_agent(
         &self,
         name: &str,
         expected_updated_at: Option<&str>,
         description: Option<Option<String>>,
+        balance: Option<Strategy>,
     ) -> Result<Agent, Error> {
         let name = name.to_owned();
         let expected = expected_updated_at.map(str::to_owned);
@@ -482,11 +507,18 @@ impl Store {
                 .query_row(
                     &format!(
                         "UPDATE agents SET description = CASE WHEN ?3 THEN ?4 ELSE description END, \
+                         balance = COALESCE(?5, balance), \
                          updated_at = {NEXT_UPDATED_AT} \
                          WHERE name = ?1 AND (?2 IS NULL OR updated_at = ?2) \
                          RETURNING {AGENT_COLUMNS}"
                     ),
-                    params![name, expected, description.is_some(), description.flatten()],
+                    params![
+                        name,
+                        expected,
+                        description.is_some(),
+                        description.flatten(),
+                        balance.map(Strategy::as_str)
+                    ],
                     agent_from,
                 )
                 .optional()

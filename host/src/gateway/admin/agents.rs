@@ -3,6 +3,7 @@
 use super::auth::Admin;
 use super::{AdminResult, ErrorBody, parse};
 use crate::gateway::server::Shared;
+use crate::router::Strategy;
 use crate::service::Budgets;
 use crate::store::{Agent, AgentBudget, BudgetPeriod};
 use axum::Json;
@@ -34,6 +35,10 @@ pub(crate) struct NewAgent {
     /// 1 to 64 letters, digits, `-`, `_` or `.`.
     name: String,
     description: Option<String>,
+    /// How calls pick among the agent's configs of one priority
+    /// [default: `priority`, no balancing].
+    #[serde(default)]
+    balance: Strategy,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -78,7 +83,7 @@ pub(super) async fn create_agent(
     let new: NewAgent = parse(&body)?;
     let agent = shared
         .service
-        .create_agent(&new.name, new.description.as_deref())
+        .create_balanced_agent(&new.name, new.description.as_deref(), new.balance)
         .await?;
     tracing::info!(target: "llmhost::admin", admin = %admin.name, agent = %agent.name, "agent created");
     Ok((StatusCode::CREATED, Json(view(&shared, agent).await?)))

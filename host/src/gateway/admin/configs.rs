@@ -5,6 +5,7 @@ use super::agents::AgentView;
 use super::auth::Admin;
 use super::{AdminError, AdminResult, ErrorBody, parse};
 use crate::gateway::server::Shared;
+use crate::router::Strategy;
 use crate::service::{ConfigUpdate, LlmConfig, NewConfig};
 use crate::store::ConfigFields;
 use axum::Json;
@@ -48,6 +49,8 @@ pub(crate) struct AgentPatch {
     #[serde(default, deserialize_with = "crate::store::nullable")]
     #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
+    /// How calls pick among the agent's configs of one priority.
+    balance: Option<Strategy>,
 }
 
 /// The health check's verdict on a config.
@@ -344,7 +347,12 @@ pub(super) async fn patch_agent(
     let patch: AgentPatch = parse(&body)?;
     let agent = shared
         .service
-        .update_agent(&name, Some(&patch.updated_at), patch.description)
+        .update_agent(
+            &name,
+            Some(&patch.updated_at),
+            patch.description,
+            patch.balance,
+        )
         .await?;
     tracing::info!(target: "llmhost::admin", admin = %admin.name, agent = %name, "agent updated");
     Ok(Json(super::agents::view(&shared, agent).await?))
