@@ -113,7 +113,7 @@ enum Via {
     /// The agent of this name.
     Agent(String),
     /// This plan of one route.
-    Plain(Plan),
+    Plain(Box<Plan>),
 }
 
 /// What a case calls for `provider`: an agent, or a plain target. Its name
@@ -282,7 +282,9 @@ impl Bench {
                     route: Some(name.clone()),
                     ..CallTags::default()
                 };
-                Via::Plain(Plan::single(Route::new(self.target(p), p.model)).tags(tags))
+                Via::Plain(Box::new(
+                    Plan::single(Route::new(self.target(p), p.model)).tags(tags),
+                ))
             }
         };
         Callee {

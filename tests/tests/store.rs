@@ -66,7 +66,10 @@ fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
 async fn migrations_go_up_down_and_up_again() {
     let f = fixture().await;
     let store = f.service.store();
-    assert_eq!(store.schema_version().await.unwrap(), 7);
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        llmhost::store::SCHEMA_VERSION
+    );
     assert_eq!(
         tables(&f.db),
         [
@@ -110,8 +113,14 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(store.schema_version().await.unwrap(), 0);
     assert!(tables(&f.db).is_empty());
 
-    store.migrate_to(7).await.unwrap();
-    assert_eq!(store.schema_version().await.unwrap(), 7);
+    store
+        .migrate_to(llmhost::store::SCHEMA_VERSION)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.schema_version().await.unwrap(),
+        llmhost::store::SCHEMA_VERSION
+    );
     assert_eq!(
         tables(&f.db),
         [
@@ -1247,17 +1256,39 @@ async fn updates_compare_and_set_and_configs_are_reordered_at_once() {
             "ordered",
             Some(&agent.updated_at),
             Some(Some("second".into())),
+            None,
         )
         .await
         .unwrap();
     assert_eq!(changed.description.as_deref(), Some("second"));
     let err = s
-        .update_agent("ordered", Some(&agent.updated_at), Some(None))
+        .update_agent("ordered", Some(&agent.updated_at), Some(None), None)
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "conflict");
-    let cleared = s.update_agent("ordered", None, Some(None)).await.unwrap();
+    let cleared = s
+        .update_agent("ordered", None, Some(None), None)
+        .await
+        .unwrap();
     assert_eq!(cleared.description, None);
-    let err = s.update_agent("nobody", None, None).await.unwrap_err();
+    assert_eq!(cleared.balance, llmhost::router::Strategy::Priority);
+    // The strategy changes alone, the description kept.
+    let balanced = s
+        .update_agent(
+            "ordered",
+            None,
+            None,
+            Some(llmhost::router::Strategy::LeastInFlight),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (balanced.balance, balanced.description),
+        (llmhost::router::Strategy::LeastInFlight, None)
+    );
+    let err = s
+        .update_agent("nobody", None, None, None)
+        .await
+        .unwrap_err();
     assert_eq!(err.kind(), "not_found");
 }

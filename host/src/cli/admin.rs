@@ -95,7 +95,7 @@ pub enum ConfigsCommand {
         #[arg(long, value_name = "M")]
         model: String,
         #[command(flatten)]
-        flags: ConfigFlags,
+        flags: Box<ConfigFlags>,
         /// Create it disabled.
         #[arg(long)]
         disabled: bool,
@@ -117,7 +117,7 @@ pub enum ConfigsCommand {
         #[arg(long, value_name = "M")]
         model: Option<String>,
         #[command(flatten)]
-        flags: ConfigFlags,
+        flags: Box<ConfigFlags>,
         /// Enable the config.
         #[arg(long, conflicts_with = "disabled")]
         enabled: bool,

@@ -62,6 +62,17 @@ struct TokenLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ChoiceLabels {
+    agent: String,
+    provider: String,
+    model: String,
+    /// `weighted`, `least_in_flight`, `lowest_latency`, `context_window`.
+    strategy: String,
+    /// See [`crate::router::reason_label`].
+    reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BreakerLabels {
     provider: String,
     base_url: String,
@@ -94,6 +105,7 @@ pub struct Metrics {
     attempt_seconds: Family<ModelLabels, Histogram, fn() -> Histogram>,
     first_token_seconds: Family<ModelLabels, Histogram, fn() -> Histogram>,
     breakers: Family<BreakerLabels, Gauge>,
+    choices: Family<ChoiceLabels, Counter>,
     instances_in_use: Gauge,
     instances_max: Gauge,
 }
@@ -164,6 +176,12 @@ impl Metrics {
             "1 for the state each provider and base URL's circuit is in",
             breakers.clone(),
         );
+        let choices = Family::<ChoiceLabels, Counter>::default();
+        registry.register(
+            "route_choices",
+            "Attempts on a route a balancing strategy or the context window chose, by agent, provider, model, strategy and reason",
+            choices.clone(),
+        );
         let instances_in_use = Gauge::default();
         registry.register(
             "plugin_instances_in_use",
@@ -188,6 +206,7 @@ impl Metrics {
             attempt_seconds,
             first_token_seconds,
             breakers,
+            choices,
             instances_in_use,
             instances_max,
         })
@@ -241,6 +260,18 @@ impl Metrics {
                 streamed: event.streamed,
             })
             .inc();
+        if let (Some(strategy), Some(reason)) = (&event.served.choice, &event.served.choice_reason)
+        {
+            self.choices
+                .get_or_create(&ChoiceLabels {
+                    agent: event.agent_name.clone().unwrap_or_else(|| "-".to_owned()),
+                    provider: event.provider.clone(),
+                    model: event.model.clone(),
+                    strategy: strategy.clone(),
+                    reason: crate::router::reason_label(strategy, reason),
+                })
+                .inc();
+        }
         if event.attempt > 1 {
             self.retries.get_or_create(&model).inc();
         }

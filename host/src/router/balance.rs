@@ -14,7 +14,7 @@
 use super::{Plan, Route, Router, RoutingState, bucket_key};
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -83,6 +83,41 @@ impl std::str::FromStr for Strategy {
     }
 }
 
+/// A short, stable name for why a route was chosen, for metrics labels:
+/// the `choice_reason` text of usage rows carries figures (weights, calls
+/// in flight, milliseconds) that would make a label per value.
+///
+/// `circuit_open` / `rate_limit_spent`: another route of the group was
+/// passed over for that; `unusable`: this route was, and is tried last;
+/// `fallback_pair`: the fallback pair of a chosen config; then by
+/// strategy `weight` / `weight_left`, `fewest_in_flight` / `in_flight`,
+/// `lowest_latency` / `not_measured` / `probe_in_flight` / `slower`,
+/// `window_too_small` (context window), else `priority`.
+pub fn reason_label(choice: &str, reason: &str) -> &'static str {
+    if reason.starts_with("fallback pair") {
+        "fallback_pair"
+    } else if reason.contains("tried last") {
+        "unusable"
+    } else if reason.contains("skipped: circuit open") {
+        "circuit_open"
+    } else if reason.contains("skipped: rate limit spent") {
+        "rate_limit_spent"
+    } else {
+        match choice {
+            "weighted" if reason.contains(" left") => "weight_left",
+            "weighted" => "weight",
+            "least_in_flight" if reason.contains("the fewest") => "fewest_in_flight",
+            "least_in_flight" => "in_flight",
+            "lowest_latency" if reason.contains("the lowest") => "lowest_latency",
+            "lowest_latency" if reason.contains("tried first") => "not_measured",
+            "lowest_latency" if reason.contains("probe is in flight") => "probe_in_flight",
+            "lowest_latency" => "slower",
+            "context_window" => "window_too_small",
+            _ => "priority",
+        }
+    }
+}
+
 /// Weight of the newest sample in the moving averages.
 pub const EWMA_WEIGHT: f64 = 0.3;
 
@@ -147,12 +182,10 @@ fn current(cell: &Mutex<Option<Sample>>) -> Option<f64> {
         .map(|s| s.ewma_ms)
 }
 
-/// Calls in flight and learned latency of every route seen, and the count
-/// of choices made.
+/// Calls in flight and learned latency of every route seen.
 #[derive(Debug, Default)]
 pub(crate) struct Loads {
     routes: Mutex<HashMap<LoadKey, Arc<RouteLoad>>>,
-    choices: Mutex<BTreeMap<(String, String, String), u64>>,
 }
 
 impl Loads {
@@ -175,16 +208,6 @@ impl Loads {
         let route = self.entry(provider, base_url, model);
         route.in_flight.fetch_add(1, Ordering::SeqCst);
         Load { route }
-    }
-
-    /// Counts a choice of `strategy` for the route `provider`/`model`.
-    pub(super) fn count_choice(&self, strategy: &str, provider: &str, model: &str) {
-        *self
-            .choices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry((strategy.to_owned(), provider.to_owned(), model.to_owned()))
-            .or_default() += 1;
     }
 }
 
@@ -224,19 +247,6 @@ struct Candidate {
 }
 
 impl Router {
-    /// The routes of choices made so far: strategy, provider, model and
-    /// count, for the metrics.
-    pub fn route_choices(&self) -> Vec<(String, String, String, u64)> {
-        self.state
-            .loads
-            .choices
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|((s, p, m), n)| (s.clone(), p.clone(), m.clone(), *n))
-            .collect()
-    }
-
     /// The calls in flight now on `provider`'s `model` at `base_url`.
     pub fn in_flight(&self, provider: &str, base_url: &str, model: &str) -> u32 {
         self.state
@@ -256,7 +266,7 @@ impl Router {
             return Cow::Borrowed(plan);
         }
         let mut arranged = plan.clone();
-        for (number, group) in plan.balance.iter().enumerate() {
+        for group in &plan.balance {
             if group.strategy == Strategy::Priority || group.members.is_empty() {
                 continue;
             }
@@ -292,16 +302,6 @@ impl Router {
                 let mut route = plan.routes[from].clone();
                 route.choice = choice;
                 arranged.routes[*slot] = route;
-            }
-            if number == 0
-                && let Some((first, _)) = order.first()
-                && let Some(route) = plan.routes.get(first.route)
-            {
-                self.state.loads.count_choice(
-                    group.strategy.as_str(),
-                    &route.target.provider,
-                    &route.model,
-                );
             }
         }
         for (i, route) in arranged.routes.iter_mut().enumerate() {
@@ -476,12 +476,28 @@ fn lowest_latency(mut candidates: Vec<Candidate>, streamed: bool) -> Vec<(Member
         )
     });
     let measured: Vec<f64> = candidates.iter().filter_map(|c| c.latency_ms).collect();
+    let lowest = candidates.iter().position(|c| c.latency_ms.is_some());
     candidates
         .iter()
-        .map(|c| {
+        .enumerate()
+        .map(|(i, c)| {
             let reason = match c.latency_ms {
                 None if c.in_flight == 0 => format!("{measure} not measured yet: tried first"),
                 None => format!("{measure} not measured yet, a probe is in flight"),
+                Some(ms) if Some(i) == lowest && i == 0 => {
+                    let others: Vec<String> = measured[1..]
+                        .iter()
+                        .map(|other| format!("{other:.0} ms"))
+                        .collect();
+                    if others.is_empty() {
+                        format!("{measure} {ms:.0} ms, the lowest")
+                    } else {
+                        format!(
+                            "{measure} {ms:.0} ms, the lowest (others {})",
+                            others.join(", ")
+                        )
+                    }
+                }
                 Some(ms) => {
                     let others: Vec<String> = measured
                         .iter()

@@ -11,12 +11,14 @@
 //! not counted), and only when the request's bytes could pass the window:
 //! a byte-level BPE token is at least one byte, so a request of fewer
 //! bytes than the window has room for always fits. The most it may
-//! generate is the request's `max_tokens`, else the route's default, else
-//! the model's output limit. A model whose window the catalogue does not
-//! know (0, or not in the catalogue) is not checked.
+//! generate is the request's `max_tokens`, else the config's, else
+//! [`DEFAULT_OUTPUT_RESERVATION`] (or the model's output limit when that
+//! is lower): a request that leaves less room than that for the answer
+//! would be cut short. A model whose window the catalogue does not know
+//! (0, or not in the catalogue) is not checked: the request is sent as it
+//! is.
 
 use super::Route;
-use super::balance::Loads;
 use crate::error::Error;
 use crate::host::Host;
 use crate::types::{ChatRequest, ErrorDetail, ProviderError};
@@ -25,6 +27,11 @@ use std::borrow::Cow;
 
 /// Tokens a message costs beyond its text (roles, separators).
 const MESSAGE_OVERHEAD: u64 = 4;
+
+/// Output tokens reserved in the context window for a request without
+/// `max_tokens` (of its own or its config's), unless the model's output
+/// limit is lower.
+pub const DEFAULT_OUTPUT_RESERVATION: u32 = 4096;
 
 /// The request's input counted per tokenizer, so a call counts it at
 /// most once per encoding whatever its number of routes and attempts.
@@ -102,12 +109,12 @@ fn measure(
     counts: &mut InputCounts,
 ) -> Option<Measure> {
     let entry = entry.filter(|e| e.context_window > 0)?;
-    let max_tokens = u64::from(
-        request
-            .max_tokens
-            .or(route.defaults.max_tokens)
-            .unwrap_or(entry.max_output_tokens),
-    );
+    let max_tokens = u64::from(request.max_tokens.or(route.defaults.max_tokens).unwrap_or(
+        match entry.max_output_tokens {
+            0 => DEFAULT_OUTPUT_RESERVATION,
+            limit => limit.min(DEFAULT_OUTPUT_RESERVATION),
+        },
+    ));
     let window = u64::from(entry.context_window);
     if InputCounts::most(request) + max_tokens <= window {
         return None;
@@ -125,7 +132,7 @@ fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -149,7 +156,6 @@ fn counts_text(m: &Measure, route: &Route) -> String {
 /// that names the counts.
 pub(super) fn fit<'r>(
     host: &Host,
-    loads: &Loads,
     route: &'r Route,
     request: &ChatRequest,
     counts: &mut InputCounts,
@@ -185,7 +191,6 @@ pub(super) fn fit<'r>(
         ),
     ));
     chosen.fallback = true;
-    loads.count_choice("context_window", &chosen.target.provider, &chosen.model);
     Ok(Cow::Owned(chosen))
 }
 

@@ -13,7 +13,8 @@ mod balance;
 mod fit;
 mod sink;
 
-pub use balance::{EWMA_WEIGHT, Group, MEASURE_AGAIN_AFTER, Member, Strategy};
+pub use balance::{EWMA_WEIGHT, Group, MEASURE_AGAIN_AFTER, Member, Strategy, reason_label};
+pub use fit::DEFAULT_OUTPUT_RESERVATION;
 pub use sink::{DiscardSink, FlushFuture, StoreSink, UsageSink};
 
 use crate::error::{Error, ErrorKind};
@@ -680,14 +681,8 @@ impl<'a> Call<'a> {
     async fn prepare(&mut self, index: usize, route: &'a Route) -> Result<Ready, Skip> {
         let state = &self.router.state;
         let host = &self.router.host;
-        let route = fit::fit(
-            host,
-            &state.loads,
-            route,
-            self.request,
-            &mut self.input_counts,
-        )
-        .map_err(Skip::NextRoute)?;
+        let route =
+            fit::fit(host, route, self.request, &mut self.input_counts).map_err(Skip::NextRoute)?;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         let provider = &route.target.provider;
         if remaining.is_zero() {

@@ -193,6 +193,14 @@ impl Simulator {
         self.shared.set_stream_delay(delay);
     }
 
+    /// Sets the pause before the head of every chat answer from now on,
+    /// the simulator's own and scripted ones alike (on top of a scripted
+    /// reply's own [`Reply::delay_headers`]): a slow vendor, for time to
+    /// first token. Zero by default.
+    pub fn set_answer_delay(&self, delay: Duration) {
+        self.shared.set_answer_delay(delay);
+    }
+
     /// Sets the DeepSeek quirks the simulator's own DeepSeek answers show
     /// from now on (none by default). Scripted replies are unaffected; to
     /// script one answer with quirks, see [`deepseek_stream_events`] and

@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     recording_off: AtomicBool,
     pub(crate) connections: AtomicUsize,
     stream_delay: Mutex<Duration>,
+    /// Pause before the head of every chat answer, scripted or not.
+    answer_delay: Mutex<Duration>,
     deepseek_quirks: Mutex<DeepSeekQuirks>,
     /// Answer chunked request bodies with 411, as strict servers do.
     reject_chunked: AtomicBool,
@@ -122,6 +124,10 @@ impl Shared {
 
     fn stream_delay(&self) -> Duration {
         *lock(&self.stream_delay)
+    }
+
+    pub(crate) fn set_answer_delay(&self, delay: Duration) {
+        *lock(&self.answer_delay) = delay;
     }
 
     pub(crate) fn set_deepseek_quirks(&self, quirks: DeepSeekQuirks) {
@@ -221,11 +227,16 @@ async fn handle(State(shared): State<Arc<Shared>>, request: Request) -> Response
     let reply = match route {
         None => unknown_vendor(&path),
         Some((vendor, rest)) => {
-            let scripted = if vendor.is_chat_path(rest) {
+            let chat = vendor.is_chat_path(rest);
+            let scripted = if chat {
                 shared.take_scripted(vendor)
             } else {
                 None
             };
+            let delay = *lock(&shared.answer_delay);
+            if chat && !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             scripted.unwrap_or_else(|| {
                 let context = Context {
                     started,
