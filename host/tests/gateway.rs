@@ -946,3 +946,83 @@ async fn access_logs_are_json_lines_naming_each_request() {
         assert!(!log.contains(common::gateway::upstream_key(*vendor)));
     }
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_agents_balanced_choices_are_counted_in_the_metrics() {
+    let sim = Simulator::start().await.expect("simulator");
+    let setup = Setup::new(&sim);
+    let agent = setup
+        .cli(&[
+            "agents",
+            "create",
+            "pool",
+            "--balance",
+            "least-in-flight",
+            "--json",
+        ])
+        .await;
+    assert_eq!(agent["balance"], "least_in_flight");
+    for (model, weight) in [("gpt-4o-mini", "1"), ("gpt-4o", "2")] {
+        let config = setup
+            .cli(&[
+                "configs",
+                "add",
+                "--agent",
+                "pool",
+                "--provider",
+                "openai",
+                "--model",
+                model,
+                "--weight",
+                weight,
+                "--json",
+            ])
+            .await;
+        assert_eq!(config["weight"], weight.parse::<u64>().unwrap());
+    }
+    let gateway = setup.start().await;
+    let master = bearer(MASTER_KEY);
+    // One call at a time: both routes have none in flight, and a tie
+    // keeps the configs' order.
+    for _ in 0..3 {
+        let (status, _, body) = post(
+            &gateway,
+            "/v1/chat/completions",
+            &[("authorization", &master)],
+            &json!({
+                "model": "agent:pool",
+                "messages": [{"role": "user", "content": "balance me"}],
+            }),
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, text) = get_text(&gateway, "/metrics", &master).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        sample(
+            &text,
+            "llmhost_route_choices_total",
+            &[
+                ("agent", "pool"),
+                ("provider", "openai"),
+                ("model", "gpt-4o-mini"),
+                ("strategy", "least_in_flight"),
+                ("reason", "fewest_in_flight"),
+            ]
+        ),
+        Some(3.0),
+        "{text}"
+    );
+}
+
+async fn get_text(gateway: &Gateway, path: &str, auth: &str) -> (u16, String) {
+    let response = client()
+        .get(format!("{}{path}", gateway.url()))
+        .header("authorization", auth)
+        .send()
+        .await
+        .expect("get");
+    let status = response.status().as_u16();
+    (status, response.text().await.expect("text"))
+}

@@ -461,18 +461,23 @@ mod tests {
         assert_eq!(version, super::SCHEMA_VERSION);
     }
 
+    /// The schema version just before the balancing migration.
+    const BEFORE_BALANCE: usize = 7;
+
     #[test]
     fn balancing_columns_go_up_with_defaults_and_come_down() {
         let migrations = super::migrations();
         let mut conn = rusqlite::Connection::open_in_memory().unwrap();
-        migrations.to_version(&mut conn, 7).unwrap();
+        migrations.to_version(&mut conn, BEFORE_BALANCE).unwrap();
         conn.execute_batch(
             "INSERT INTO agents (id, name) VALUES (1, 'bot');
              INSERT INTO agent_llm_configs (id, agent_id, provider, model_name)
              VALUES (1, 1, 'openai', 'gpt-4o-mini');",
         )
         .unwrap();
-        migrations.to_version(&mut conn, 8).unwrap();
+        migrations
+            .to_version(&mut conn, BEFORE_BALANCE + 1)
+            .unwrap();
         let (balance, weight): (String, i64) = conn
             .query_row(
                 "SELECT balance, weight FROM agents, agent_llm_configs",
