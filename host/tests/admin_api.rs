@@ -183,6 +183,25 @@ async fn agents_budgets_and_their_failures() {
         .expect(201);
     assert_eq!(created["name"], "support");
     assert_eq!(created["configs"], 0);
+    assert_eq!(created["balance"], "priority");
+    let weighted = api
+        .call(
+            "POST",
+            "/admin/v1/agents",
+            "/admin/v1/agents",
+            Some(&json!({"name": "shared", "balance": "weighted"})),
+        )
+        .await
+        .expect(201);
+    assert_eq!(weighted["balance"], "weighted");
+    api.call(
+        "DELETE",
+        "/admin/v1/agents/{name}",
+        "/admin/v1/agents/shared",
+        None,
+    )
+    .await
+    .expect(204);
     assert!(created["updated_at"].is_string());
 
     api.call("POST", "/admin/v1/agents", "/admin/v1/agents", Some(&body))
@@ -1287,6 +1306,30 @@ async fn configs_are_checked_updated_with_compare_and_set_and_never_show_their_k
         .expect(200);
     assert_eq!(renamed["description"], "drafts");
     assert_eq!(renamed["configs"], 2);
+    assert_eq!(renamed["balance"], "priority", "unchanged");
+    let balanced = api
+        .call(
+            "PATCH",
+            agent_route,
+            "/admin/v1/agents/writer",
+            Some(&json!({"updated_at": renamed["updated_at"], "balance": "lowest_latency"})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (&balanced["balance"], &balanced["description"]),
+        (&json!("lowest_latency"), &json!("drafts"))
+    );
+    let err = api
+        .call(
+            "PATCH",
+            agent_route,
+            "/admin/v1/agents/writer",
+            Some(&json!({"updated_at": balanced["updated_at"], "balance": "random"})),
+        )
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "balance", "{err}");
     api.call(
         "PATCH",
         agent_route,

@@ -6,7 +6,7 @@ mod common;
 
 use common::{json_of, llmhost, run};
 use llmhost_simulator::{Simulator, Vendor};
-use serde_json::Value;
+use serde_json::{Value, json};
 use std::io::Write;
 use std::path::Path;
 use std::process::{Output, Stdio};
@@ -1064,4 +1064,130 @@ async fn custom_prices_bill_cached_tokens_at_a_cache_price() {
         )
         .await;
     assert!(refused.to_string().contains("top_p"), "{refused}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn agents_balance_and_configs_weigh_and_fall_back_on_the_context_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Session::new(dir.path());
+    let agent = s
+        .ok(
+            &[
+                "agents",
+                "create",
+                "pool",
+                "--balance",
+                "weighted",
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(agent["balance"], "weighted");
+    let agent = s
+        .ok(
+            &[
+                "agents",
+                "update",
+                "pool",
+                "--balance",
+                "lowest-latency",
+                "--description",
+                "shared",
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (&agent["balance"], &agent["description"]),
+        (&json!("lowest_latency"), &json!("shared"))
+    );
+    let add = |model: &'static str, more: &'static [&'static str]| {
+        let mut args = vec![
+            "configs",
+            "add",
+            "--agent",
+            "pool",
+            "--provider",
+            "openai",
+            "--model",
+            model,
+            "--json",
+        ];
+        args.extend_from_slice(more);
+        args
+    };
+    let config = s
+        .ok(
+            &add(
+                "gpt-4o",
+                &[
+                    "--weight",
+                    "3",
+                    "--context-fallback-provider",
+                    "openai",
+                    "--context-fallback-model",
+                    "gpt-4.1-mini",
+                ],
+            ),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (&config["weight"], &config["context_fallback_model"]),
+        (&json!(3), &json!("gpt-4.1-mini"))
+    );
+    let id = config["id"].to_string();
+    let err = s
+        .fails(&add("gpt-4o", &["--weight", "0"]), &[], "validation")
+        .await;
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("weight"),
+        "{err}"
+    );
+    // A context fallback must have a larger window.
+    let err = s
+        .fails(
+            &add(
+                "gpt-4.1-mini",
+                &[
+                    "--context-fallback-provider",
+                    "openai",
+                    "--context-fallback-model",
+                    "gpt-4o",
+                ],
+            ),
+            &[],
+            "validation",
+        )
+        .await;
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("not larger"),
+        "{err}"
+    );
+    let cleared = s
+        .ok(
+            &[
+                "configs",
+                "update",
+                &id,
+                "--clear",
+                "context-fallback",
+                "--json",
+            ],
+            &[],
+        )
+        .await;
+    assert_eq!(
+        (
+            &cleared["context_fallback_provider"],
+            &cleared["context_fallback_model"],
+            &cleared["weight"]
+        ),
+        (&Value::Null, &Value::Null, &json!(3))
+    );
 }

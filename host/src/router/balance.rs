@@ -515,3 +515,78 @@ fn lowest_latency(mut candidates: Vec<Candidate>, streamed: bool) -> Vec<(Member
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::{Strategy, reason_label};
+
+    #[test]
+    fn strategies_parse_with_dashes_or_underscores_and_refuse_others() {
+        for strategy in Strategy::ALL {
+            assert_eq!(strategy.as_str().parse::<Strategy>().unwrap(), strategy);
+            let dashed = strategy.as_str().replace('_', "-");
+            assert_eq!(dashed.parse::<Strategy>().unwrap(), strategy);
+        }
+        let err = "random".parse::<Strategy>().unwrap_err();
+        assert_eq!(err.kind(), "validation");
+        assert!(err.to_string().contains("least_in_flight"), "{err}");
+    }
+
+    #[test]
+    fn reasons_get_short_stable_labels() {
+        let cases = [
+            ("weighted", "weight 3 of 4", "weight"),
+            ("weighted", "weight 1 of 1 left", "weight_left"),
+            (
+                "least_in_flight",
+                "0 in flight, the fewest",
+                "fewest_in_flight",
+            ),
+            ("least_in_flight", "2 in flight", "in_flight"),
+            (
+                "least_in_flight",
+                "0 in flight, the fewest; openai/m at http://x skipped: circuit open",
+                "circuit_open",
+            ),
+            (
+                "weighted",
+                "weight 1 of 1; openai/m at http://x skipped: rate limit spent",
+                "rate_limit_spent",
+            ),
+            (
+                "weighted",
+                "weight 1 of 1; tried last: unusable when planned",
+                "unusable",
+            ),
+            (
+                "lowest_latency",
+                "ttft 12 ms, the lowest (others 80 ms)",
+                "lowest_latency",
+            ),
+            (
+                "lowest_latency",
+                "ttft not measured yet: tried first",
+                "not_measured",
+            ),
+            (
+                "lowest_latency",
+                "latency not measured yet, a probe is in flight",
+                "probe_in_flight",
+            ),
+            ("lowest_latency", "ttft 80 ms vs 12 ms", "slower"),
+            (
+                "weighted",
+                "fallback pair of a config chosen by: weight 3 of 4",
+                "fallback_pair",
+            ),
+            (
+                "context_window",
+                "3,000 input + 100 max_tokens > 1,000 …",
+                "window_too_small",
+            ),
+        ];
+        for (choice, reason, label) in cases {
+            assert_eq!(reason_label(choice, reason), label, "{reason}");
+        }
+    }
+}
