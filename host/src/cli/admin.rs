@@ -32,8 +32,9 @@ pub enum AgentsCommand {
         /// priority: `priority` (their order, no balancing), `weighted`
         /// (random by each config's --weight), `least-in-flight` (fewest
         /// calls running now), `lowest-latency` (lowest moving average of
-        /// time to first token). Configs whose circuit is open or whose
-        /// rate limit is spent are passed over [default: priority].
+        /// time to first token for streams, of latency otherwise). Configs
+        /// whose circuit is open or whose rate limit is spent are passed
+        /// over [default: priority].
         #[arg(long, value_name = "STRATEGY")]
         balance: Option<Strategy>,
     },
