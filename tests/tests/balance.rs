@@ -406,3 +406,17 @@ async fn a_request_too_large_without_a_context_fallback_fails_before_sending() {
     assert!((2_000..5_000).contains(&input), "{message}");
     assert!(b.a.requests().is_empty(), "the simulator saw no request");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_model_whose_window_is_unknown_is_sent_as_it_is() {
+    let unknown = "[[model]]\nprovider = \"openai\"\nid = \"gpt-4o-mini\"\ncontext_window = 0\n";
+    let b = Bench::new(resilience(5), Some(unknown)).await;
+    b.service.create_agent("unknowing", None).await.unwrap();
+    b.service
+        .create_config("unknowing", b.config(&b.a, MODEL_A, 1))
+        .await
+        .unwrap();
+    let answer = b.service.chat("unknowing", long_request()).await.unwrap();
+    assert_eq!(answer.model, MODEL_A);
+    assert_eq!(chats(&b.a), 1);
+}
