@@ -392,6 +392,45 @@ ALTER TABLE usage_events DROP COLUMN saved_usd;
 ALTER TABLE usage_events DROP COLUMN cache_hit;
 "#;
 
+/// A/B experiments of an agent: variants (provider, model, sampling
+/// settings) that share its traffic by weight. At most one experiment of
+/// an agent is active, which a partial unique index keeps.
+const EXPERIMENTS_UP: &str = r#"
+CREATE TABLE experiments (
+    id          INTEGER PRIMARY KEY,
+    agent_id    INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL UNIQUE,
+    sticky      TEXT NOT NULL CHECK (sticky IN ('user', 'request')),
+    status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'stopped')),
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    stopped_at  TEXT,
+    CHECK ((status = 'stopped') = (stopped_at IS NOT NULL))
+) STRICT;
+
+CREATE UNIQUE INDEX experiments_one_active_per_agent
+    ON experiments (agent_id) WHERE status = 'active';
+
+CREATE TABLE experiment_variants (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    weight        INTEGER NOT NULL CHECK (weight > 0),
+    provider      TEXT NOT NULL,
+    model         TEXT NOT NULL,
+    temperature   REAL,
+    max_tokens    INTEGER CHECK (max_tokens > 0),
+    top_p         REAL,
+    PRIMARY KEY (experiment_id, name),
+    UNIQUE (experiment_id, position)
+) STRICT;
+"#;
+
+const EXPERIMENTS_DOWN: &str = r#"
+DROP TABLE experiment_variants;
+DROP INDEX experiments_one_active_per_agent;
+DROP TABLE experiments;
+"#;
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -420,11 +459,15 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(SERVED_UP)
             .down(SERVED_DOWN)
             .comment("usage rows say how a call was served"),
+        M::up(EXPERIMENTS_UP)
+            .down(EXPERIMENTS_DOWN)
+            .foreign_key_check()
+            .comment("A/B experiments of agents"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 #[cfg(test)]
 mod tests {
