@@ -483,6 +483,64 @@ mod tests {
         assert_eq!(version, super::SCHEMA_VERSION);
     }
 
+    /// The schema version before the experiments migration (renumbered at
+    /// merges: change it here only).
+    const BEFORE_EXPERIMENTS: usize = 7;
+
+    #[test]
+    fn experiments_keep_one_active_per_agent_and_go_down_cleanly() {
+        let migrations = super::migrations();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations
+            .to_version(&mut conn, BEFORE_EXPERIMENTS + 1)
+            .unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agents (id, name) VALUES (1, 'bot');
+             INSERT INTO experiments (id, agent_id, name, sticky) VALUES (1, 1, 'a', 'user');
+             INSERT INTO experiment_variants (experiment_id, position, name, weight, provider,
+                 model) VALUES (1, 0, 'control', 80, 'openai', 'gpt-4o-mini');",
+        )
+        .unwrap();
+        let second = "INSERT INTO experiments (agent_id, name, sticky) VALUES (1, 'b', 'request')";
+        assert!(conn.execute(second, []).is_err(), "two active experiments");
+        conn.execute(
+            "UPDATE experiments SET status = 'stopped', stopped_at = 'now' WHERE id = 1",
+            [],
+        )
+        .unwrap();
+        conn.execute(second, []).unwrap();
+        assert!(
+            conn.execute(
+                "INSERT INTO experiment_variants (experiment_id, position, name, weight, \
+                 provider, model) VALUES (1, 1, 'zero', 0, 'openai', 'gpt-4o')",
+                [],
+            )
+            .is_err(),
+            "a weight of 0"
+        );
+        conn.execute("DELETE FROM agents", []).unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM experiment_variants", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "an agent's experiments go with it");
+
+        migrations
+            .to_version(&mut conn, BEFORE_EXPERIMENTS)
+            .unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'experiment%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
+        migrations
+            .to_version(&mut conn, BEFORE_EXPERIMENTS + 1)
+            .unwrap();
+    }
+
     fn config_prices(conn: &rusqlite::Connection) -> Vec<(i64, Option<String>)> {
         conn.prepare("SELECT id, prices_json FROM agent_llm_configs ORDER BY id")
             .unwrap()
