@@ -657,6 +657,8 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
         object["config_id"] = json!(stream.config_id());
         object["fallback"] = json!(stream.fallback());
         object["attempts"] = json!(stream.attempts());
+        object["experiment"] = json!(stream.experiment().map(|e| &e.0));
+        object["variant"] = json!(stream.experiment().map(|e| &e.1));
         print_json(&object);
     } else {
         outln!("");
