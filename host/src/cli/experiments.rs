@@ -176,23 +176,23 @@ fn show_report(report: &ExperimentReport) {
         let Some(comparison) = v.versus_control else {
             continue;
         };
-        let interval = |d: Option<crate::service::Difference>, digits: usize| {
+        let interval = |d: Option<crate::service::Difference>, digits: usize, unit: &str| {
             d.map_or_else(
-                || "too few calls".to_owned(),
+                || "too few calls to compare".to_owned(),
                 |d| {
                     format!(
-                        "{:+.digits$} (95% CI {:+.digits$} to {:+.digits$})",
+                        "{:+.digits$} {unit} (95% CI {:+.digits$} to {:+.digits$})",
                         d.difference, d.low, d.high
                     )
                 },
             )
         };
         outln!(
-            "{} vs {}: mean cost {} $, mean latency {} ms",
+            "{} vs {}: mean cost {}; mean latency {}",
             v.name,
             control.name,
-            interval(comparison.mean_cost_usd, 8),
-            interval(comparison.mean_latency_ms, 1)
+            interval(comparison.mean_cost_usd, 8, "USD"),
+            interval(comparison.mean_latency_ms, 1, "ms")
         );
     }
     if report.variants.iter().any(|v| v.unpriced > 0) {

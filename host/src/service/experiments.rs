@@ -507,6 +507,17 @@ mod tests {
     }
 
     #[test]
+    fn calls_without_a_user_are_drawn_by_weight() {
+        let exp = experiment(Sticky::User, &[3, 1]);
+        let second = (0..4000)
+            .filter(|_| assign(&exp, None).unwrap() == 1)
+            .count();
+        // Random draws: Binomial(4000, 1/4), σ ≈ 27.4; outside ±5σ with
+        // probability about 6·10⁻⁷.
+        assert!((863..=1137).contains(&second), "{second}");
+    }
+
+    #[test]
     fn welch_intervals_need_two_values_a_side() {
         assert_eq!(welch(&[1.0], &[1.0, 2.0]), None);
         let d = welch(&[1.0, 3.0], &[4.0, 6.0]).unwrap();
