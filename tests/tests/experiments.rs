@@ -9,7 +9,7 @@ use llmhost::registry::rust_decimal::Decimal;
 use llmhost::secrets::{EncryptionKey, Keyring};
 use llmhost::store::UsageRecord;
 use llmhost::types::ChatRequest;
-use llmhost::{ConfigService, NewConfig, NewExperiment, Sticky, Store, Variant};
+use llmhost::{ConfigPrices, ConfigService, NewConfig, NewExperiment, Sticky, Store, Variant};
 use llmhost_simulator::{Reply, Simulator, Vendor};
 use secrecy::SecretString;
 use std::collections::BTreeMap;
@@ -104,13 +104,11 @@ async fn an_experiment_splits_by_weight_sticks_to_users_and_reports_what_the_row
     let service = ConfigService::new(common::host().await, store, Some(keyring));
 
     service.create_agent("shop", None).await.unwrap();
-    service
-        .create_config(
-            "shop",
-            config(&sim, Vendor::OpenAi, "openai", "gpt-4o-mini"),
-        )
-        .await
-        .unwrap();
+    // Custom prices, $1 and $2 per million tokens, which the control
+    // variant (the same model) is billed at.
+    let mut openai = config(&sim, Vendor::OpenAi, "openai", "gpt-4o-mini");
+    openai.fields.prices = Some(ConfigPrices::new(1_000_000, 2_000_000));
+    service.create_config("shop", openai).await.unwrap();
     // Lends the treatment variant its key and base URL.
     let mut deepseek = config(&sim, Vendor::DeepSeek, "deepseek", "deepseek-chat");
     deepseek.fields.priority = 1;
@@ -220,6 +218,13 @@ async fn an_experiment_splits_by_weight_sticks_to_users_and_reports_what_the_row
         assert_eq!(v.latency_p50_ms, nearest_rank(&r.latencies, 50));
         assert_eq!(v.latency_p99_ms, nearest_rank(&r.latencies, 99));
     }
+    let control_rows = &recomputed["control"];
+    assert_eq!(
+        control_rows.cost_usd,
+        Decimal::from(control_rows.input_tokens + 2 * control_rows.output_tokens)
+            / Decimal::from(1_000_000),
+        "the control is billed at the lending config's prices"
+    );
     let comparison = report.variants[1].versus_control.unwrap();
     let cost = comparison.mean_cost_usd.unwrap();
     let mean = |v: &Recomputed| {

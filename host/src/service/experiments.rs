@@ -15,7 +15,8 @@
 //!
 //! **Routing.** The assigned variant's route goes first in the call's plan
 //! (with the key and base URL of the agent's first enabled config of the
-//! same provider, else the provider's environment), then the agent's
+//! same provider, else the provider's environment; that config's custom
+//! prices if it is of the same model, else the catalogue's), then the agent's
 //! configs as usual, as fallbacks; every usage row of the call names the
 //! experiment and the variant.
 //!
@@ -424,7 +425,9 @@ impl ConfigService {
     /// The route of the variant that `agent`'s active experiment assigns
     /// this call, and the (experiment, variant) tag; `None` without an
     /// active experiment. `configs` are the agent's enabled ones: the
-    /// first of the variant's provider lends it its key and base URL.
+    /// first of the variant's provider lends it its key and base URL, and
+    /// its custom prices when it is of the variant's model too (else the
+    /// catalogue prices the call).
     pub(super) async fn experiment_route(
         &self,
         agent: &Agent,
@@ -450,7 +453,14 @@ impl ConfigService {
                 max_tokens: variant.max_tokens,
                 top_p: variant.top_p.map(|p| p as f32),
             },
-            prices: None,
+            // The lending config's custom prices hold for its own model.
+            prices: config
+                .filter(|row| row.fields.model == variant.model)
+                .and_then(|row| row.fields.prices)
+                .map(|prices| {
+                    let catalogue = self.host.catalogue().get(&variant.provider, &variant.model);
+                    prices.billing(catalogue.map(|model| &model.pricing))
+                }),
             config_id: config.map(|row| row.id),
             fallback: false,
             choice: None,
