@@ -101,7 +101,9 @@ pub struct VariantReport {
     /// records, usually nothing).
     #[schema(value_type = String)]
     pub cost_usd: Decimal,
-    /// `cost_usd` over the priced calls.
+    /// `cost_usd` over the priced calls: those that answered from a model
+    /// with a price, and the failed ones at what their rows record
+    /// (usually nothing).
     #[schema(value_type = Option<String>)]
     pub mean_cost_usd: Option<Decimal>,
     /// Calls that answered from a model without a price: left out of the
