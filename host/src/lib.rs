@@ -44,8 +44,9 @@ pub use router::{Plan, Route, Routed, RoutedStream, Router};
 pub use runtime::{CONTRACT_PACKAGE, CONTRACT_VERSIONS, CompileSource, Limits, PluginOrigin};
 pub use service::{
     AgentBudget, AgentOutcome, AgentStream, BudgetPeriod, BudgetUsage, Budgets, ConfigFields,
-    ConfigPatch, ConfigPrices, ConfigService, ConfigUpdate, LlmConfig, NewConfig, NewVirtualKey,
-    Spend, VirtualKey, VirtualKeyStatus, VirtualKeys,
+    ConfigPatch, ConfigPrices, ConfigService, ConfigUpdate, Experiment, ExperimentReport,
+    LlmConfig, NewConfig, NewExperiment, NewVirtualKey, Spend, Sticky, Variant, VirtualKey,
+    VirtualKeyStatus, VirtualKeys,
 };
 pub use settings::Settings;
 pub use store::Store;

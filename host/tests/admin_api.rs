@@ -1365,6 +1365,189 @@ async fn configs_are_checked_updated_with_compare_and_set_and_never_show_their_k
     api.assert_never_shown(SECRET_KEY, 0);
 }
 
+/// The report of `name` once it counts `calls` calls (usage rows are
+/// written off the request path).
+async fn report_of(api: &Api, name: &str, calls: u64) -> Value {
+    let started = Instant::now();
+    loop {
+        let report = api
+            .get(
+                "/admin/v1/experiments/{name}/report",
+                &format!("/admin/v1/experiments/{name}/report"),
+            )
+            .await
+            .expect(200);
+        let counted: u64 = report["variants"]
+            .as_array()
+            .expect("variants")
+            .iter()
+            .map(|v| v["requests"].as_u64().expect("requests"))
+            .sum();
+        if counted >= calls {
+            return report;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{report}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn experiments_are_created_assign_users_across_protocols_stop_and_report() {
+    let sim = Simulator::start().await.expect("simulator");
+    let (_gateway, api) = start(&sim).await;
+    api.call(
+        "POST",
+        "/admin/v1/agents",
+        "/admin/v1/agents",
+        Some(&json!({"name": "shop"})),
+    )
+    .await
+    .expect(201);
+    api.call(
+        "POST",
+        "/admin/v1/agents/{name}/configs",
+        "/admin/v1/agents/shop/configs",
+        Some(&json!({"provider": "openai", "model": "gpt-4o-mini"})),
+    )
+    .await
+    .expect(201);
+    let route = "/admin/v1/experiments";
+    let body = json!({
+        "name": "haiku-trial",
+        "agent": "shop",
+        "sticky": "user",
+        "variants": [
+            {"name": "control", "weight": 1, "provider": "openai", "model": "gpt-4o-mini"},
+            {"name": "haiku", "weight": 1, "provider": "claude",
+             "model": "claude-haiku-4-5", "temperature": 0.2},
+        ],
+    });
+    let created = api
+        .call("POST", route, route, Some(&body))
+        .await
+        .expect(201);
+    assert_eq!(created["status"], "active");
+    assert_eq!(created["agent"], "shop");
+    assert_eq!(created["variants"][1]["temperature"], 0.2);
+
+    // Refusals: a taken name, a second active experiment of the agent, an
+    // unknown agent, a weight of 0, one variant, an unknown field.
+    api.call("POST", route, route, Some(&body))
+        .await
+        .failure(409, "conflict");
+    let mut other = body.clone();
+    other["name"] = json!("second");
+    api.call("POST", route, route, Some(&other))
+        .await
+        .failure(409, "conflict");
+    other["agent"] = json!("nobody");
+    api.call("POST", route, route, Some(&other))
+        .await
+        .failure(404, "not_found");
+    let mut bad = body.clone();
+    bad["name"] = json!("bad");
+    bad["variants"][1]["weight"] = json!(0);
+    let err = api
+        .call("POST", route, route, Some(&bad))
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "variants.weight");
+    bad["variants"] = json!([body["variants"][0]]);
+    let err = api
+        .call("POST", route, route, Some(&bad))
+        .await
+        .failure(422, "validation");
+    assert_eq!(err["field"], "variants");
+    bad["variants"] = body["variants"].clone();
+    bad["variants"][0]["colour"] = json!("red");
+    api.call("POST", route, route, Some(&bad))
+        .await
+        .failure(422, "validation");
+
+    // One user through the OpenAI route (`user`) and the Anthropic route
+    // (`metadata.user_id`): every call lands on the same variant.
+    for _ in 0..3 {
+        api.send(
+            "POST",
+            "/v1/chat/completions",
+            "/v1/chat/completions",
+            Some(MASTER_KEY),
+            &[],
+            Some(&json!({"model": "agent:shop", "user": "customer-7",
+                "messages": [{"role": "user", "content": "hello"}]})),
+        )
+        .await
+        .expect(200);
+        api.send(
+            "POST",
+            "/v1/messages",
+            "/v1/messages",
+            None,
+            &[
+                ("x-api-key", MASTER_KEY),
+                ("anthropic-version", "2023-06-01"),
+            ],
+            Some(&json!({"model": "agent:shop", "max_tokens": 64,
+                "metadata": {"user_id": "customer-7"},
+                "messages": [{"role": "user", "content": "hello"}]})),
+        )
+        .await
+        .expect(200);
+    }
+    let report = report_of(&api, "haiku-trial", 6).await;
+    let requests: Vec<u64> = report["variants"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["requests"].as_u64().unwrap())
+        .collect();
+    assert!(requests == [6, 0] || requests == [0, 6], "{report}");
+    assert_eq!(report["variants"][0]["errors"], 0);
+
+    let one = api
+        .get(
+            "/admin/v1/experiments/{name}",
+            "/admin/v1/experiments/haiku-trial",
+        )
+        .await
+        .expect(200);
+    assert_eq!(one["name"], "haiku-trial");
+    let list = api.get(route, route).await.expect(200);
+    assert_eq!(list["experiments"][0]["name"], "haiku-trial");
+    api.get("/admin/v1/experiments/{name}", "/admin/v1/experiments/nope")
+        .await
+        .failure(404, "not_found");
+    api.get(
+        "/admin/v1/experiments/{name}/report",
+        "/admin/v1/experiments/nope/report",
+    )
+    .await
+    .failure(404, "not_found");
+
+    let stop = "/admin/v1/experiments/{name}/stop";
+    let stopped = api
+        .call("POST", stop, "/admin/v1/experiments/haiku-trial/stop", None)
+        .await
+        .expect(200);
+    assert_eq!(stopped["status"], "stopped");
+    assert!(stopped["stopped_at"].is_string());
+    api.call("POST", stop, "/admin/v1/experiments/haiku-trial/stop", None)
+        .await
+        .failure(409, "conflict");
+    api.call("POST", stop, "/admin/v1/experiments/nope/stop", None)
+        .await
+        .failure(404, "not_found");
+    // The report stays; the agent may start another experiment.
+    assert_eq!(
+        report_of(&api, "haiku-trial", 6).await["variants"],
+        report["variants"]
+    );
+    other["agent"] = json!("shop");
+    api.call("POST", route, route, Some(&other))
+        .await
+        .expect(201);
+}
+
 /// The routes of the OpenAPI document, as `(method, path)`.
 fn documented(doc: &Value) -> BTreeSet<(String, String)> {
     let mut routes = BTreeSet::new();
@@ -1539,6 +1722,11 @@ const TESTED: &[(&str, &str)] = &[
     ("post", "/admin/v1/tokens"),
     ("delete", "/admin/v1/tokens/{name}"),
     ("get", "/admin/v1/encryption"),
+    ("get", "/admin/v1/experiments"),
+    ("post", "/admin/v1/experiments"),
+    ("get", "/admin/v1/experiments/{name}"),
+    ("post", "/admin/v1/experiments/{name}/stop"),
+    ("get", "/admin/v1/experiments/{name}/report"),
     ("get", "/admin/v1/usage"),
     ("get", "/admin/v1/usage/series"),
     ("get", "/admin/v1/usage/requests/{request_id}"),

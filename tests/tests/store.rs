@@ -6,7 +6,7 @@ mod common;
 use llmhost::registry::rust_decimal::Decimal;
 use llmhost::secrets::{EncryptionKey, Keyring};
 use llmhost::settings::ProviderSettings;
-use llmhost::store::{UsageEvent, UsageOutcome};
+use llmhost::store::{SCHEMA_VERSION, UsageEvent, UsageOutcome};
 use llmhost::types::{ChatRequest, Chunk};
 use llmhost::{
     ConfigFields, ConfigPatch, ConfigPrices, ConfigService, ConfigUpdate, Error, NewConfig, Store,
@@ -66,16 +66,15 @@ fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
 async fn migrations_go_up_down_and_up_again() {
     let f = fixture().await;
     let store = f.service.store();
-    assert_eq!(
-        store.schema_version().await.unwrap(),
-        llmhost::store::SCHEMA_VERSION
-    );
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
     assert_eq!(
         tables(&f.db),
         [
             "admin_tokens",
             "agent_llm_configs",
             "agents",
+            "experiment_variants",
+            "experiments",
             "usage_events",
             "virtual_keys"
         ]
@@ -113,20 +112,16 @@ async fn migrations_go_up_down_and_up_again() {
     assert_eq!(store.schema_version().await.unwrap(), 0);
     assert!(tables(&f.db).is_empty());
 
-    store
-        .migrate_to(llmhost::store::SCHEMA_VERSION)
-        .await
-        .unwrap();
-    assert_eq!(
-        store.schema_version().await.unwrap(),
-        llmhost::store::SCHEMA_VERSION
-    );
+    store.migrate_to(SCHEMA_VERSION).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
     assert_eq!(
         tables(&f.db),
         [
             "admin_tokens",
             "agent_llm_configs",
             "agents",
+            "experiment_variants",
+            "experiments",
             "usage_events",
             "virtual_keys"
         ]

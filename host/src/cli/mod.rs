@@ -15,6 +15,7 @@ mod admin;
 mod admin_tokens;
 mod cache;
 mod demo;
+mod experiments;
 mod output;
 mod plugins;
 mod serve;
@@ -139,6 +140,9 @@ enum Command {
     /// list, revoke.
     #[command(subcommand)]
     AdminTokens(admin_tokens::AdminTokensCommand),
+    /// A/B experiments of agents: create, list, stop, report.
+    #[command(subcommand)]
+    Experiments(experiments::ExperimentsCommand),
     /// Tokens and cost per agent, provider and model; with --agent or
     /// --virtual-key, the spend against the budget too.
     Usage(admin::UsageArgs),
@@ -240,6 +244,10 @@ struct ChatArgs {
     /// merged into the vendor's request body (e.g. '{"seed": 7}').
     #[arg(long, value_name = "JSON", value_parser = vendor_params)]
     vendor_params: Option<String>,
+    /// End-user id sent with the request; an agent's experiment with
+    /// sticky user gives each user the same variant every time.
+    #[arg(long, value_name = "ID")]
+    user: Option<String>,
     /// Stream the answer.
     #[arg(long)]
     stream: bool,
@@ -447,6 +455,11 @@ impl Cli {
             }
             Command::VirtualKeys(command) => virtual_keys::run(&settings, command, json).await,
             Command::AdminTokens(command) => admin_tokens::run(&settings, command, json).await,
+            Command::Experiments(command) => {
+                let service =
+                    admin::service(Self::host(global, &settings).await?, &settings).await?;
+                experiments::run(&service, command, json).await
+            }
             Command::Usage(args) => {
                 let service =
                     admin::service(Self::host(global, &settings).await?, &settings).await?;
@@ -501,6 +514,7 @@ fn build_request(args: &ChatArgs, model: &str) -> ChatRequest {
     request.max_tokens = args.max_tokens;
     request.top_p = args.top_p;
     request.vendor_params = args.vendor_params.clone();
+    request.user = args.user.clone();
     request
 }
 
@@ -610,6 +624,8 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
             "config_id": answer.config_id,
             "fallback": answer.fallback,
             "attempts": answer.attempts,
+            "experiment": answer.experiment.as_ref().map(|e| &e.0),
+            "variant": answer.experiment.as_ref().map(|e| &e.1),
         });
         show_answer(&answer.outcome, &answer.model, json, Some(extra));
         return Ok(());
@@ -641,6 +657,8 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
         object["config_id"] = json!(stream.config_id());
         object["fallback"] = json!(stream.fallback());
         object["attempts"] = json!(stream.attempts());
+        object["experiment"] = json!(stream.experiment().map(|e| &e.0));
+        object["variant"] = json!(stream.experiment().map(|e| &e.1));
         print_json(&object);
     } else {
         outln!("");

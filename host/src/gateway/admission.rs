@@ -88,7 +88,8 @@ impl Shared {
     ) -> Result<(Plan, Option<Admission>), ApiError> {
         caller.may_use(route)?;
         caller.tag(&mut tags);
-        let (plan, agent) = self.plan(route, tags).await?;
+        let user = request.and_then(|r| r.user.as_deref());
+        let (plan, agent) = self.plan(route, tags, user).await?;
         let mut admission = Admission::default();
         if let (Caller::Virtual(key), Some(request)) = (caller, request)
             && (key.rpm.is_some() || key.tpm.is_some())
@@ -143,15 +144,17 @@ impl Shared {
         Ok((plan, Some(admission)))
     }
 
-    /// The plan of a call to `model` (`PROVIDER/MODEL` or `agent:NAME`),
-    /// and the agent's record for an agent route.
+    /// The plan of a call to `model` (`PROVIDER/MODEL` or `agent:NAME`)
+    /// for end-user `user` (who an agent's experiment assigns by), and the
+    /// agent's record for an agent route.
     pub(super) async fn plan(
         &self,
         model: &str,
         tags: CallTags,
+        user: Option<&str>,
     ) -> Result<(Plan, Option<crate::store::Agent>), ApiError> {
         if let Some(agent) = model.strip_prefix("agent:") {
-            return match self.service.plan(agent, tags).await {
+            return match self.service.plan(agent, tags, user).await {
                 Ok((agent, plan)) => Ok((plan, Some(agent))),
                 Err(Error::NotFound { what: "agent", .. }) => Err(ApiError::not_found(format!(
                     "no agent `{agent}` (see GET /v1/models)"

@@ -1047,6 +1047,11 @@ impl RoutedStream {
         self.attempt.tags.request_id.as_deref().unwrap_or_default()
     }
 
+    /// The experiment the call is part of and its variant.
+    pub fn experiment(&self) -> Option<&(String, String)> {
+        self.attempt.tags.experiment.as_ref()
+    }
+
     /// Exact cost of the reported usage, at the route's own prices when it
     /// has them.
     pub fn cost_usd(&self) -> Option<Decimal> {

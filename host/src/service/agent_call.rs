@@ -1,8 +1,9 @@
 //! Calls made on an agent's behalf. The agent's enabled configs, in
 //! priority order, each followed by its fallback pair, are the routes of
-//! the call's [`Plan`]; configs of one priority form a balanced group
-//! when the agent has a strategy other than `priority`, and each config's
-//! context fallback rides on its route. The router does the rest.
+//! the call's [`Plan`], after the assigned variant's route when the agent
+//! has an active experiment; configs of one priority form a balanced
+//! group when the agent has a strategy other than `priority`, and each
+//! config's context fallback rides on its route. The router does the rest.
 
 use super::ConfigService;
 use crate::error::Error;
@@ -30,29 +31,47 @@ pub struct AgentOutcome {
     pub outcome: ChatOutcome,
     /// The call's request id, as its usage events record it.
     pub request_id: String,
+    /// The agent's experiment and the variant the call was assigned, when
+    /// it has an active one.
+    pub experiment: Option<(String, String)>,
 }
 
 /// An agent's streamed answer: see [`RoutedStream`].
 pub type AgentStream = RoutedStream;
 
 impl ConfigService {
-    /// The plan of a call for `agent`: each enabled config by priority,
-    /// then its fallback pair. Attempts and deadline are the first
-    /// config's. Stored keys are decrypted here, so a config whose key no
-    /// longer decrypts (its base URL was changed outside llmhost) fails
-    /// the call before anything is sent.
-    pub async fn plan(&self, agent: &str, tags: CallTags) -> Result<(Agent, Plan), Error> {
+    /// The plan of a call for `agent` made on behalf of end-user `user`
+    /// (the request's `user`): the route of the variant the agent's
+    /// active experiment assigns, if it has one; then each enabled config
+    /// by priority, then its fallback pair. Attempts and deadline are the
+    /// first config's. Stored keys are decrypted here, so a config whose
+    /// key no longer decrypts (its base URL was changed outside llmhost)
+    /// fails the call before anything is sent.
+    pub async fn plan(
+        &self,
+        agent: &str,
+        tags: CallTags,
+        user: Option<&str>,
+    ) -> Result<(Agent, Plan), Error> {
         let agent = self.agent(agent).await?;
         let configs = self.store.configs(agent.id, true).await?;
-        let Some(first) = configs.first() else {
+        let mut routes = Vec::new();
+        let mut experiment = None;
+        if let Some((route, tag)) = self.experiment_route(&agent, &configs, user).await? {
+            routes.push(route);
+            experiment = Some(tag);
+        }
+        if routes.is_empty() && configs.is_empty() {
             return Err(Error::NotFound {
                 what: "enabled config of agent",
                 key: agent.name.clone(),
             });
-        };
-        let max_attempts = first.fields.max_attempts;
-        let deadline = first.fields.deadline_ms.map(Duration::from_millis);
-        let mut routes: Vec<Route> = Vec::new();
+        }
+        let max_attempts = configs.first().and_then(|c| c.fields.max_attempts);
+        let deadline = configs
+            .first()
+            .and_then(|c| c.fields.deadline_ms)
+            .map(Duration::from_millis);
         let mut groups: Vec<(i64, Group)> = Vec::new();
         for row in &configs {
             let config = &row.fields;
@@ -150,6 +169,7 @@ impl ConfigService {
                 .route
                 .clone()
                 .or_else(|| Some(format!("agent:{}", agent.name))),
+            experiment: experiment.or(tags.experiment.clone()),
             ..tags
         };
         let plan = Plan {
@@ -178,7 +198,7 @@ impl ConfigService {
         request: ChatRequest,
         tags: CallTags,
     ) -> Result<AgentOutcome, Error> {
-        let (agent, plan) = self.plan(agent, tags).await?;
+        let (agent, plan) = self.plan(agent, tags, request.user.as_deref()).await?;
         let reservation = self.reserve(&agent, &plan, &request).await?;
         let routed = self.router.chat(&plan, &request).await?;
         if let Some(reservation) = reservation {
@@ -197,6 +217,7 @@ impl ConfigService {
             attempts: routed.attempts,
             outcome: routed.outcome,
             request_id: routed.request_id,
+            experiment: plan.tags.experiment,
         })
     }
 
@@ -217,7 +238,7 @@ impl ConfigService {
         request: ChatRequest,
         tags: CallTags,
     ) -> Result<AgentStream, Error> {
-        let (agent, plan) = self.plan(agent, tags).await?;
+        let (agent, plan) = self.plan(agent, tags, request.user.as_deref()).await?;
         let reservation = self.reserve(&agent, &plan, &request).await?;
         let mut stream = self.router.stream(&plan, &request).await?;
         if let Some(reservation) = reservation {

@@ -1,8 +1,9 @@
 //! The config service: agents and their LLM configs, validated against
 //! the loaded providers and the model catalogue, with API keys encrypted
 //! at rest; and calls made on an agent's behalf, each recorded as a usage
-//! event. Beside it, the gateway's virtual keys ([`VirtualKeys`]) and the
-//! budgets of keys and agents ([`Budgets`]).
+//! event. Beside it, the gateway's virtual keys ([`VirtualKeys`]), the
+//! budgets of keys and agents ([`Budgets`]) and the agents' A/B
+//! experiments ([`Experiment`]).
 //!
 //! No response, log line, error or `Debug` output of this module carries an
 //! API key: views say `has_api_key` and give at most a masked hint.
@@ -10,6 +11,7 @@
 mod admin_tokens;
 mod agent_call;
 mod budgets;
+mod experiments;
 pub(crate) mod ledger;
 mod virtual_keys;
 
@@ -17,6 +19,10 @@ pub use crate::store::{AgentBudget, BudgetPeriod, Spend};
 pub use admin_tokens::{ADMIN_TOKEN_PREFIX, AdminToken, AdminTokens};
 pub use agent_call::{AgentOutcome, AgentStream};
 pub use budgets::{BudgetUsage, Budgets};
+pub use experiments::{
+    Comparison, Difference, Experiment, ExperimentReport, ExperimentStatus, NewExperiment, Sticky,
+    Variant, VariantReport, assign,
+};
 pub use virtual_keys::{
     DEFAULT_CACHE_CAPACITY, DEFAULT_CACHE_TTL, KEY_PREFIX, NewVirtualKey, VirtualKey,
     VirtualKeyStatus, VirtualKeys,

@@ -410,6 +410,45 @@ ALTER TABLE agent_llm_configs DROP COLUMN weight;
 ALTER TABLE agents DROP COLUMN balance;
 "#;
 
+/// A/B experiments of an agent: variants (provider, model, sampling
+/// settings) that share its traffic by weight. At most one experiment of
+/// an agent is active, which a partial unique index keeps.
+const EXPERIMENTS_UP: &str = r#"
+CREATE TABLE experiments (
+    id          INTEGER PRIMARY KEY,
+    agent_id    INTEGER NOT NULL REFERENCES agents(id) ON DELETE CASCADE,
+    name        TEXT NOT NULL UNIQUE,
+    sticky      TEXT NOT NULL CHECK (sticky IN ('user', 'request')),
+    status      TEXT NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'stopped')),
+    created_at  TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    stopped_at  TEXT,
+    CHECK ((status = 'stopped') = (stopped_at IS NOT NULL))
+) STRICT;
+
+CREATE UNIQUE INDEX experiments_one_active_per_agent
+    ON experiments (agent_id) WHERE status = 'active';
+
+CREATE TABLE experiment_variants (
+    experiment_id INTEGER NOT NULL REFERENCES experiments(id) ON DELETE CASCADE,
+    position      INTEGER NOT NULL,
+    name          TEXT NOT NULL,
+    weight        INTEGER NOT NULL CHECK (weight > 0),
+    provider      TEXT NOT NULL,
+    model         TEXT NOT NULL,
+    temperature   REAL,
+    max_tokens    INTEGER CHECK (max_tokens > 0),
+    top_p         REAL,
+    PRIMARY KEY (experiment_id, name),
+    UNIQUE (experiment_id, position)
+) STRICT;
+"#;
+
+const EXPERIMENTS_DOWN: &str = r#"
+DROP TABLE experiment_variants;
+DROP INDEX experiments_one_active_per_agent;
+DROP TABLE experiments;
+"#;
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -441,11 +480,15 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(BALANCE_UP)
             .down(BALANCE_DOWN)
             .comment("load balancing and context-window fallback"),
+        M::up(EXPERIMENTS_UP)
+            .down(EXPERIMENTS_DOWN)
+            .foreign_key_check()
+            .comment("A/B experiments of agents"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 #[cfg(test)]
 mod tests {
@@ -494,11 +537,69 @@ mod tests {
             conn.execute("UPDATE agents SET balance = 'random'", [])
                 .is_err()
         );
-        migrations.to_version(&mut conn, 7).unwrap();
+        migrations.to_version(&mut conn, BEFORE_BALANCE).unwrap();
         assert!(
             conn.prepare("SELECT weight FROM agent_llm_configs")
                 .is_err()
         );
+    }
+
+    /// The schema version before the experiments migration (renumbered at
+    /// merges: change it here only).
+    const BEFORE_EXPERIMENTS: usize = 8;
+
+    #[test]
+    fn experiments_keep_one_active_per_agent_and_go_down_cleanly() {
+        let migrations = super::migrations();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations
+            .to_version(&mut conn, BEFORE_EXPERIMENTS + 1)
+            .unwrap();
+        conn.pragma_update(None, "foreign_keys", true).unwrap();
+        conn.execute_batch(
+            "INSERT INTO agents (id, name) VALUES (1, 'bot');
+             INSERT INTO experiments (id, agent_id, name, sticky) VALUES (1, 1, 'a', 'user');
+             INSERT INTO experiment_variants (experiment_id, position, name, weight, provider,
+                 model) VALUES (1, 0, 'control', 80, 'openai', 'gpt-4o-mini');",
+        )
+        .unwrap();
+        let second = "INSERT INTO experiments (agent_id, name, sticky) VALUES (1, 'b', 'request')";
+        assert!(conn.execute(second, []).is_err(), "two active experiments");
+        conn.execute(
+            "UPDATE experiments SET status = 'stopped', stopped_at = 'now' WHERE id = 1",
+            [],
+        )
+        .unwrap();
+        conn.execute(second, []).unwrap();
+        assert!(
+            conn.execute(
+                "INSERT INTO experiment_variants (experiment_id, position, name, weight, \
+                 provider, model) VALUES (1, 1, 'zero', 0, 'openai', 'gpt-4o')",
+                [],
+            )
+            .is_err(),
+            "a weight of 0"
+        );
+        conn.execute("DELETE FROM agents", []).unwrap();
+        let left: i64 = conn
+            .query_row("SELECT count(*) FROM experiment_variants", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(left, 0, "an agent's experiments go with it");
+
+        migrations
+            .to_version(&mut conn, BEFORE_EXPERIMENTS)
+            .unwrap();
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE name LIKE 'experiment%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(tables, 0);
+        migrations
+            .to_version(&mut conn, BEFORE_EXPERIMENTS + 1)
+            .unwrap();
     }
 
     fn config_prices(conn: &rusqlite::Connection) -> Vec<(i64, Option<String>)> {

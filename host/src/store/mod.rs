@@ -16,6 +16,7 @@
 mod admin_tokens;
 mod calendar;
 mod config;
+mod experiments;
 mod migrations;
 mod records;
 mod status;
@@ -25,6 +26,7 @@ pub use admin_tokens::AdminTokenRow;
 pub use calendar::BudgetPeriod;
 pub(crate) use calendar::{MAX_EXPIRY, parse_utc_timestamp, utc_timestamp};
 pub use config::{Column, ConfigFields, ConfigPatch, ConfigPrices, nullable};
+pub use experiments::{Experiment, ExperimentCall, ExperimentStatus, Sticky, Variant};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
     Agent, ConfigRow, NewConfigRow, Served, UsageEvent, UsageFilter, UsageOutcome, UsageRecord,

@@ -12,6 +12,7 @@
 mod agents;
 pub(super) mod auth;
 mod configs;
+mod experiments;
 mod keys;
 mod system;
 mod usage;
@@ -254,6 +255,7 @@ impl Modify for Security {
         (name = "agents", description = "Agents, their LLM configs and budgets"),
         (name = "keys", description = "Virtual keys, admin tokens and encryption"),
         (name = "usage", description = "Usage, spend and latency"),
+        (name = "experiments", description = "A/B experiments of agents and their reports"),
         (name = "system", description = "Plugins, the catalogue, provider health, the playground"),
     )
 )]
@@ -283,6 +285,13 @@ pub(super) fn routes() -> (axum::Router<Arc<Shared>>, utoipa::openapi::OpenApi) 
         .routes(routes!(keys::list_tokens, keys::create_token))
         .routes(routes!(keys::revoke_token))
         .routes(routes!(keys::encryption))
+        .routes(routes!(
+            experiments::list_experiments,
+            experiments::create_experiment
+        ))
+        .routes(routes!(experiments::get_experiment))
+        .routes(routes!(experiments::stop_experiment))
+        .routes(routes!(experiments::report))
         .routes(routes!(usage::totals))
         .routes(routes!(usage::series))
         .routes(routes!(usage::request))
