@@ -299,6 +299,38 @@ async fn agents_budgets_and_their_failures() {
     .await
     .failure(404, "not_found");
 
+    let cached = api
+        .call(
+            "PUT",
+            "/admin/v1/agents/{name}/cache",
+            "/admin/v1/agents/support/cache",
+            Some(&json!({"ttl_secs": 600, "sampled": true})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (&cached["cache_ttl_secs"], &cached["cache_sampled"]),
+        (&json!(600), &json!(true))
+    );
+    api.call(
+        "PUT",
+        "/admin/v1/agents/{name}/cache",
+        "/admin/v1/agents/support/cache",
+        Some(&json!({"ttl_secs": 0})),
+    )
+    .await
+    .failure(422, "validation");
+    let uncached = api
+        .call(
+            "DELETE",
+            "/admin/v1/agents/{name}/cache",
+            "/admin/v1/agents/support/cache",
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(uncached["cache_ttl_secs"], Value::Null);
+
     let list = api
         .get("/admin/v1/agents", "/admin/v1/agents")
         .await
@@ -1488,6 +1520,8 @@ const TESTED: &[(&str, &str)] = &[
     ("delete", "/admin/v1/configs/{id}/api-key"),
     ("put", "/admin/v1/agents/{name}/budget"),
     ("delete", "/admin/v1/agents/{name}/budget"),
+    ("put", "/admin/v1/agents/{name}/cache"),
+    ("delete", "/admin/v1/agents/{name}/cache"),
     ("get", "/admin/v1/virtual-keys"),
     ("post", "/admin/v1/virtual-keys"),
     ("get", "/admin/v1/virtual-keys/{name}"),

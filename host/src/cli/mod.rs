@@ -623,19 +623,18 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
         }
         collected.add(chunk);
     }
-    let inner = stream.inner();
-    let usage = inner
+    let usage = stream
         .usage()
         .unwrap_or_else(crate::types::Usage::unreported);
     let model = stream.model().to_owned();
     if json {
         let response = collected.into_response(&model, usage);
         let mut object = output::chat_json(
-            inner.provider(),
+            stream.provider(),
             &model,
             &response,
             stream.cost_usd(),
-            inner.elapsed(),
+            stream.elapsed(),
         );
         object["agent"] = json!(agent);
         object["config_id"] = json!(stream.config_id());
@@ -645,11 +644,11 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
     } else {
         outln!("");
         output::summary_line(
-            inner.provider(),
+            stream.provider(),
             &model,
             &usage,
             stream.cost_usd(),
-            inner.elapsed(),
+            stream.elapsed(),
         );
     }
     Ok(())

@@ -105,6 +105,7 @@ impl ConfigService {
             max_attempts,
             deadline,
             tags,
+            cache: agent.cache_policy(),
         };
         Ok((agent, plan))
     }
@@ -129,9 +130,10 @@ impl ConfigService {
         let reservation = self.reserve(&agent, &plan, &request).await?;
         let routed = self.router.chat(&plan, &request).await?;
         if let Some(reservation) = reservation {
-            let usage = &routed.outcome.response.usage;
+            // A cache hit spends nothing.
+            let (usage, cost) = routed.spent();
             reservation.settle(
-                routed.outcome.cost_usd,
+                cost,
                 u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
             );
         }

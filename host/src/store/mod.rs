@@ -27,8 +27,8 @@ pub(crate) use calendar::{MAX_EXPIRY, parse_utc_timestamp, utc_timestamp};
 pub use config::{Column, ConfigFields, ConfigPatch, ConfigPrices, nullable};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
-    Agent, ConfigRow, NewConfigRow, Served, UsageEvent, UsageFilter, UsageOutcome, UsageRecord,
-    UsageSummary,
+    Agent, AgentCache, ConfigRow, NewConfigRow, Served, UsageEvent, UsageFilter, UsageOutcome,
+    UsageRecord, UsageSummary,
 };
 pub use status::UsagePoint;
 pub use virtual_keys::{AgentBudget, NewVirtualKeyRow, Spend, VirtualKeyRow};
