@@ -253,7 +253,7 @@ pub(crate) struct Stored {
 /// A complete answer, or a stream's chunks in order.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Answer {
-    Complete(ChatResponse),
+    Complete(Box<ChatResponse>),
     Stream(Vec<Chunk>),
 }
 
@@ -291,7 +291,8 @@ impl Stored {
     pub(crate) fn bytes(&self) -> usize {
         let answer = match &self.answer {
             Answer::Complete(response) => {
-                response.id.len()
+                std::mem::size_of::<ChatResponse>()
+                    + response.id.len()
                     + response.model.len()
                     + response.content.len()
                     + response.reasoning_content.as_ref().map_or(0, String::len)
@@ -578,7 +579,7 @@ impl Lookup {
         Some(Routed {
             outcome: ChatOutcome {
                 provider: stored.provider.clone(),
-                response: response.clone(),
+                response: (**response).clone(),
                 cost_usd: Some(Decimal::ZERO),
                 latency: self.started.elapsed(),
             },
@@ -603,7 +604,7 @@ impl Lookup {
                     model: routed.model.clone(),
                     config_id: routed.config_id,
                     cost_usd: routed.outcome.cost_usd,
-                    answer: Answer::Complete(routed.outcome.response.clone()),
+                    answer: Answer::Complete(Box::new(routed.outcome.response.clone())),
                 },
                 ttl,
             );
@@ -669,6 +670,9 @@ impl Recorder {
 }
 
 /// Where a routed stream's chunks come from: a provider, or the cache.
+// One per routed stream, never in a collection: boxing the live stream
+// would cost an allocation per stream for nothing.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Source {
     Live(crate::host::ChatStream),
     /// A stored stream; its chunks are in the routed stream's buffer.
@@ -807,7 +811,7 @@ mod tests {
         assert!(store.get(&key_of(0), now).is_some());
         for n in 10..500 {
             // Distinct texts of distinct sizes.
-            let text = format!("{n}").repeat(20_000 + (n as usize % 7) * 1_000);
+            let text = format!("{n}").repeat(30_000 + (n as usize % 7) * 1_000);
             store.put(key_of(n), stream_of(&text), later, now);
             assert!(
                 store.bytes <= max,
@@ -825,7 +829,7 @@ mod tests {
         let newest = store.get(&key_of(499), now).unwrap();
         assert_eq!(
             *newest,
-            *stream_of(&"499".repeat(20_000 + (499 % 7) * 1_000))
+            *stream_of(&"499".repeat(30_000 + (499 % 7) * 1_000))
         );
     }
 
