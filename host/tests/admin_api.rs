@@ -365,6 +365,8 @@ async fn virtual_keys_and_admin_tokens_are_shown_once_and_stop_when_revoked() {
         "budget_usd": "5",
         "budget_period": "month",
         "rpm": 100,
+        "cache_ttl_secs": 300,
+        "cache_shared": true,
     });
     let created = api
         .call(
@@ -381,6 +383,8 @@ async fn virtual_keys_and_admin_tokens_are_shown_once_and_stop_when_revoked() {
     assert_eq!(created["virtual_key"]["status"], "active");
     assert_eq!(created["virtual_key"]["spend"]["spent_usd"], "0");
     assert_eq!(created["virtual_key"]["spend"]["remaining_usd"], "5");
+    assert_eq!(created["virtual_key"]["cache_ttl_secs"], 300);
+    assert_eq!(created["virtual_key"]["cache_shared"], true);
 
     // The key works at the gateway, and its spend shows.
     let answer = api
@@ -423,6 +427,11 @@ async fn virtual_keys_and_admin_tokens_are_shown_once_and_stop_when_revoked() {
         (json!({"name": "b", "budget_usd": "-3"}), "budget_usd"),
         (json!({"name": "b", "budget_usd": "abc"}), "budget_usd"),
         (json!({"name": "b", "rpm": 0}), "rpm"),
+        (json!({"name": "b", "cache_ttl_secs": 0}), "cache_ttl"),
+        (
+            json!({"name": "b", "cache_ttl_secs": 2_592_001}),
+            "cache_ttl",
+        ),
         (json!({"name": "b", "agent": "nobody"}), "agent"),
         (json!({"name": "b", "budget_period": "day"}), "budget_usd"),
         (json!({"name": "b c"}), "name"),

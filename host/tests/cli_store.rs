@@ -152,7 +152,7 @@ async fn operators_manage_agents_and_chat_as_them_without_leaking_keys() {
     let mut s = Session::new(dir.path());
 
     let init = s.ok(&["init", "--json"], &[]).await;
-    assert_eq!(init["schema_version"], 7);
+    assert_eq!(init["schema_version"], llmhost::store::SCHEMA_VERSION);
     assert_eq!(init["key_created"], true);
     assert_eq!(init["key_source"]["kind"], "file");
     use std::os::unix::fs::PermissionsExt;

@@ -420,6 +420,33 @@ async fn an_agent_caches_sampled_requests_when_its_operator_says_so() {
         (&shown["cache_ttl_secs"], &shown["cache_sampled"]),
         (&json!(600), &json!(false))
     );
+    // `chat --agent` goes through the same router and policy (its process
+    // has a cache of its own, so one run misses).
+    let answered = setup
+        .cli(&[
+            "chat",
+            "--agent",
+            "sampler",
+            "--temperature",
+            "0.9",
+            "--json",
+            "from the CLI",
+        ])
+        .await;
+    assert_eq!(answered["cache"], "miss", "{answered}");
+    let answered = setup
+        .cli(&[
+            "chat",
+            "--agent",
+            "strict",
+            "--temperature",
+            "0.9",
+            "--json",
+            "from the CLI",
+        ])
+        .await;
+    assert_eq!(answered["cache"], "bypass", "{answered}");
+    assert_eq!(upstream(&sim), 2);
     let gateway = setup.start().await;
     let master = bearer(MASTER_KEY);
     let mut body = chat("a creative answer", Some(0.9));
@@ -430,7 +457,7 @@ async fn an_agent_caches_sampled_requests_when_its_operator_says_so() {
     );
     let hit = post(&gateway, &master, &[], &body).await;
     assert_eq!(hit.cache.as_deref(), Some("hit"));
-    assert_eq!(upstream(&sim), 1);
+    assert_eq!(upstream(&sim), 3);
     body["model"] = json!("agent:strict");
     assert_eq!(
         post(&gateway, &master, &[], &body).await.cache.as_deref(),

@@ -605,12 +605,15 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
     let request = build_request(&args, "");
     if !args.stream {
         let answer = service.chat(&agent, request).await?;
-        let extra = json!({
+        let mut extra = json!({
             "agent": answer.agent,
             "config_id": answer.config_id,
             "fallback": answer.fallback,
             "attempts": answer.attempts,
         });
+        if let Some(status) = answer.cache {
+            extra["cache"] = json!(status.as_str());
+        }
         show_answer(&answer.outcome, &answer.model, json, Some(extra));
         return Ok(());
     }
@@ -640,6 +643,10 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
         object["config_id"] = json!(stream.config_id());
         object["fallback"] = json!(stream.fallback());
         object["attempts"] = json!(stream.attempts());
+        if let Some(status) = stream.cache_status() {
+            // The cache is the process's own: one `chat` run misses.
+            object["cache"] = json!(status.as_str());
+        }
         print_json(&object);
     } else {
         outln!("");

@@ -28,6 +28,8 @@ pub struct AgentOutcome {
     pub outcome: ChatOutcome,
     /// The call's request id, as its usage events record it.
     pub request_id: String,
+    /// What the response cache did; `None` when the agent has no cache.
+    pub cache: Option<crate::router::CacheStatus>,
 }
 
 /// An agent's streamed answer: see [`RoutedStream`].
@@ -146,6 +148,7 @@ impl ConfigService {
             attempts: routed.attempts,
             outcome: routed.outcome,
             request_id: routed.request_id,
+            cache: routed.cache,
         })
     }
 
