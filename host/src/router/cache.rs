@@ -869,6 +869,66 @@ mod tests {
     }
 
     #[test]
+    fn the_key_holds_what_changes_the_answer_and_nothing_else() {
+        use crate::host::Target;
+        use crate::types::Message;
+        let plan = |key: Option<i64>, shared: bool| {
+            let mut plan = Plan::single(Route::new(Target::new("openai"), "gpt-4o-mini"));
+            plan.tags.virtual_key = key.map(|id| (id, format!("k{id}")));
+            plan.tags.request_id = Some(format!("req-{}", key.unwrap_or_default()));
+            plan.cache = Some(CachePolicy {
+                shared,
+                ..CachePolicy::new(Duration::from_secs(60))
+            });
+            plan
+        };
+        let base = ChatRequest::new("ignored", vec![Message::user("hi")]);
+        let of = |plan: &Plan, request: &ChatRequest| key(plan, &plan.routes[0], request, false);
+        let one = of(&plan(Some(1), false), &base);
+        let changed = [
+            ChatRequest {
+                temperature: Some(0.5),
+                ..base.clone()
+            },
+            ChatRequest {
+                top_p: Some(0.5),
+                ..base.clone()
+            },
+            ChatRequest {
+                max_tokens: Some(5),
+                ..base.clone()
+            },
+            ChatRequest {
+                stop: vec!["x".into()],
+                ..base.clone()
+            },
+            ChatRequest {
+                vendor_params: Some(r#"{"seed":1}"#.into()),
+                ..base.clone()
+            },
+            ChatRequest::new("ignored", vec![Message::user("hi!")]),
+        ];
+        for request in &changed {
+            assert_ne!(of(&plan(Some(1), false), request), one, "{request:?}");
+        }
+        let p = plan(Some(1), false);
+        assert_ne!(key(&p, &p.routes[0], &base, true), one, "streamed apart");
+        assert_ne!(of(&plan(Some(2), false), &base), one, "another key");
+        // Neither the end user, the request's model nor the request id.
+        let same = ChatRequest {
+            user: Some("someone".into()),
+            model: "other".into(),
+            ..base.clone()
+        };
+        assert_eq!(of(&plan(Some(1), false), &same), one);
+        // Shared keys share one scope.
+        assert_eq!(
+            of(&plan(Some(1), true), &base),
+            of(&plan(Some(2), true), &base)
+        );
+    }
+
+    #[test]
     fn cache_control_directives() {
         let policy = CachePolicy::new(Duration::from_secs(60));
         let no_cache = policy.directives("No-Cache");
