@@ -591,3 +591,50 @@ async fn a_flood_of_large_answers_stays_within_the_byte_bound() {
         "evicted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hits_spend_nothing_of_the_key_s_budget() {
+    let sim = Simulator::start().await.expect("simulator");
+    let setup = Setup::new(&sim);
+    // A call reserves its worst case (about $0.000032 with 50 output
+    // tokens) and costs about $0.00001: $0.000045 fits one paid call's
+    // cost and a worst case, not two paid calls' cost and a worst case.
+    let auth = key(
+        &setup,
+        "frugal",
+        &["--cache-ttl", "10m", "--budget-usd", "0.000045"],
+    )
+    .await;
+    let gateway = setup.start().await;
+    let with_max = |content: &str| {
+        let mut body = chat(content, Some(0.0));
+        body["max_tokens"] = json!(50);
+        body
+    };
+    let first = post(&gateway, &auth, &[], &with_max("budget me")).await;
+    assert_eq!(
+        (first.status, first.cache.as_deref()),
+        (200, Some("miss")),
+        "{first:?}"
+    );
+    for i in 0..5 {
+        let hit = post(&gateway, &auth, &[], &with_max("budget me")).await;
+        assert_eq!(
+            (hit.status, hit.cache.as_deref()),
+            (200, Some("hit")),
+            "hit {i}: {hit:?}"
+        );
+    }
+    let second = post(&gateway, &auth, &[], &with_max("budget me again")).await;
+    assert_eq!(
+        (second.status, second.cache.as_deref()),
+        (200, Some("miss")),
+        "{second:?}"
+    );
+    let refused = post(&gateway, &auth, &[], &with_max("budget me a third time")).await;
+    assert_eq!(
+        refused.status, 429,
+        "two paid calls spent the budget: {refused:?}"
+    );
+    assert_eq!(upstream(&sim), 2);
+}
