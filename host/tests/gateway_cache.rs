@@ -2,8 +2,8 @@
 //! simulator, with a real SQLite file: a repeated request is served
 //! without an upstream call and at no cost, changed parameters miss,
 //! answers expire, `cache-control` bypasses, virtual keys are kept apart
-//! unless they share, streams are replayed chunk for chunk, and the store
-//! stays within its bound.
+//! unless they share, streams are replayed chunk for chunk, hits spend
+//! no budget, and the store stays within its bound.
 
 mod common;
 
