@@ -39,6 +39,9 @@
 //! shutdown_grace_secs = 30         # in-flight requests may finish
 //! max_body_mb = 32                 # largest request body
 //!
+//! [cache]                        # the response cache (agents and keys opt in)
+//! max_mb = 64                      # answers kept in memory, least recent out first
+//!
 //! [providers.openai]
 //! base_url = "https://proxy.example.com/v1"   # OPENAI_BASE_URL wins over it
 //! allowed_hosts = ["proxy.example.com"]
@@ -102,6 +105,8 @@ struct FileSettings {
     #[serde(default)]
     server: FileServer,
     #[serde(default)]
+    cache: FileCache,
+    #[serde(default)]
     providers: BTreeMap<String, ProviderSettings>,
 }
 
@@ -138,6 +143,12 @@ fn listen_address(text: &str, what: &str) -> Result<std::net::SocketAddr, Error>
             "{what}: `{text}` is not an address and port such as 127.0.0.1:4000"
         ))
     })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileCache {
+    max_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -200,6 +211,8 @@ pub struct Settings {
     pub resilience: Resilience,
     pub providers: BTreeMap<String, ProviderSettings>,
     pub server: ServerSettings,
+    /// Most bytes of answers the response cache keeps in memory.
+    pub cache_max_bytes: usize,
 }
 
 impl Default for Settings {
@@ -217,6 +230,7 @@ impl Default for Settings {
             resilience: Resilience::default(),
             providers: BTreeMap::new(),
             server: ServerSettings::default(),
+            cache_max_bytes: crate::router::cache::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -389,6 +403,9 @@ impl Settings {
         }
         if let Some(mb) = file.server.max_body_mb {
             self.server.max_body_bytes = megabytes(mb, &what("server.max_body_mb"))?;
+        }
+        if let Some(mb) = file.cache.max_mb {
+            self.cache_max_bytes = megabytes(mb, &what("cache.max_mb"))?;
         }
         for (id, provider) in &file.providers {
             if let Some(url) = &provider.base_url {

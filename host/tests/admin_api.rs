@@ -318,6 +318,38 @@ async fn agents_budgets_and_their_failures() {
     .await
     .failure(404, "not_found");
 
+    let cached = api
+        .call(
+            "PUT",
+            "/admin/v1/agents/{name}/cache",
+            "/admin/v1/agents/support/cache",
+            Some(&json!({"ttl_secs": 600, "sampled": true})),
+        )
+        .await
+        .expect(200);
+    assert_eq!(
+        (&cached["cache_ttl_secs"], &cached["cache_sampled"]),
+        (&json!(600), &json!(true))
+    );
+    api.call(
+        "PUT",
+        "/admin/v1/agents/{name}/cache",
+        "/admin/v1/agents/support/cache",
+        Some(&json!({"ttl_secs": 0})),
+    )
+    .await
+    .failure(422, "validation");
+    let uncached = api
+        .call(
+            "DELETE",
+            "/admin/v1/agents/{name}/cache",
+            "/admin/v1/agents/support/cache",
+            None,
+        )
+        .await
+        .expect(200);
+    assert_eq!(uncached["cache_ttl_secs"], Value::Null);
+
     let list = api
         .get("/admin/v1/agents", "/admin/v1/agents")
         .await
@@ -352,6 +384,8 @@ async fn virtual_keys_and_admin_tokens_are_shown_once_and_stop_when_revoked() {
         "budget_usd": "5",
         "budget_period": "month",
         "rpm": 100,
+        "cache_ttl_secs": 300,
+        "cache_shared": true,
     });
     let created = api
         .call(
@@ -368,6 +402,8 @@ async fn virtual_keys_and_admin_tokens_are_shown_once_and_stop_when_revoked() {
     assert_eq!(created["virtual_key"]["status"], "active");
     assert_eq!(created["virtual_key"]["spend"]["spent_usd"], "0");
     assert_eq!(created["virtual_key"]["spend"]["remaining_usd"], "5");
+    assert_eq!(created["virtual_key"]["cache_ttl_secs"], 300);
+    assert_eq!(created["virtual_key"]["cache_shared"], true);
 
     // The key works at the gateway, and its spend shows.
     let answer = api
@@ -410,6 +446,11 @@ async fn virtual_keys_and_admin_tokens_are_shown_once_and_stop_when_revoked() {
         (json!({"name": "b", "budget_usd": "-3"}), "budget_usd"),
         (json!({"name": "b", "budget_usd": "abc"}), "budget_usd"),
         (json!({"name": "b", "rpm": 0}), "rpm"),
+        (json!({"name": "b", "cache_ttl_secs": 0}), "cache_ttl"),
+        (
+            json!({"name": "b", "cache_ttl_secs": 2_592_001}),
+            "cache_ttl",
+        ),
         (json!({"name": "b", "agent": "nobody"}), "agent"),
         (json!({"name": "b", "budget_period": "day"}), "budget_usd"),
         (json!({"name": "b c"}), "name"),
@@ -1714,6 +1755,8 @@ const TESTED: &[(&str, &str)] = &[
     ("delete", "/admin/v1/configs/{id}/api-key"),
     ("put", "/admin/v1/agents/{name}/budget"),
     ("delete", "/admin/v1/agents/{name}/budget"),
+    ("put", "/admin/v1/agents/{name}/cache"),
+    ("delete", "/admin/v1/agents/{name}/cache"),
     ("get", "/admin/v1/virtual-keys"),
     ("post", "/admin/v1/virtual-keys"),
     ("get", "/admin/v1/virtual-keys/{name}"),

@@ -169,9 +169,15 @@ async fn a_key_is_shown_once_stored_as_a_hash_and_revoked_within_a_second() {
             "100000",
             "--expires-in",
             "30d",
+            "--cache-ttl",
+            "10m",
             "--json",
         ])
         .await;
+    assert_eq!(
+        (&created["cache_ttl_secs"], &created["cache_shared"]),
+        (&serde_json::json!(600), &serde_json::json!(false))
+    );
     let mut fields: Vec<&str> = created
         .as_object()
         .unwrap()
@@ -185,6 +191,8 @@ async fn a_key_is_shown_once_stored_as_a_hash_and_revoked_within_a_second() {
             "agent",
             "budget_period",
             "budget_usd",
+            "cache_shared",
+            "cache_ttl_secs",
             "created_at",
             "expires_at",
             "id",
@@ -485,6 +493,16 @@ async fn bad_input_is_refused_with_a_clear_message() {
         ),
         (vec!["k", "--expires-in", "0s"], "validation", "more than 0"),
         (vec!["k", "--rpm", "0"], "validation", "rpm"),
+        (
+            vec!["k", "--cache-ttl", "0s"],
+            "validation",
+            "not between 1 second and 30 days",
+        ),
+        (
+            vec!["k", "--cache-ttl", "31d"],
+            "validation",
+            "not between 1 second and 30 days",
+        ),
         (vec!["k", "--tpm", "-1"], "usage", "-1"),
         (
             vec!["k", "--allow-models", ","],

@@ -677,7 +677,7 @@ async fn agent_calls_use_the_stored_config_and_record_usage() {
         }
     }
     assert!(text.contains("Stream please"));
-    let stream_usage = stream.inner().usage().expect("usage reported");
+    let stream_usage = stream.usage().expect("usage reported");
 
     sim.enqueue(
         Vendor::OpenAi,

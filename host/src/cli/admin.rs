@@ -2,7 +2,7 @@
 //! its secrets from the command line.
 
 use super::output::{Fail, print_json};
-use super::virtual_keys::{PeriodArg, budget_json, show_budget};
+use super::virtual_keys::{PeriodArg, budget_json, duration_of, show_budget};
 use crate::error::ErrorKind;
 use crate::router::Strategy;
 use crate::secrets::{self, EncryptionKey, KeySource, Keyring};
@@ -37,6 +37,15 @@ pub enum AgentsCommand {
         /// over [default: priority].
         #[arg(long, value_name = "STRATEGY")]
         balance: Option<Strategy>,
+        /// Serve identical requests from the response cache for this long:
+        /// a whole number and d, h, m or s (10m, 1h), at most 30d
+        /// [default: no cache].
+        #[arg(long, value_name = "DURATION")]
+        cache_ttl: Option<String>,
+        /// Cache sampled requests too (temperature above 0, or unset):
+        /// callers then get one draw again and again.
+        #[arg(long, requires = "cache_ttl")]
+        cache_sampled: bool,
     },
     /// Change an agent's description or balancing strategy.
     Update {
@@ -78,6 +87,25 @@ pub enum AgentsCommand {
         period: Option<PeriodArg>,
         /// Remove the budget.
         #[arg(long, conflicts_with_all = ["usd", "tokens", "period"])]
+        clear: bool,
+    },
+    /// Show or change an agent's response cache: identical requests
+    /// (same route, messages and parameters, same virtual key) are served
+    /// from the stored answer for the TTL, without a provider call and at
+    /// no cost. Only requests at temperature 0 are cached unless
+    /// `--sampled` is given. With no flags, the setting is shown.
+    Cache {
+        /// The agent.
+        name: String,
+        /// How long answers are served: a whole number and d, h, m or s
+        /// (10m, 1h), 1s to 30d. Replaces the current setting.
+        #[arg(long, value_name = "DURATION")]
+        ttl: Option<String>,
+        /// Cache sampled requests too (temperature above 0, or unset).
+        #[arg(long, requires = "ttl")]
+        sampled: bool,
+        /// Turn the cache off for the agent.
+        #[arg(long, conflicts_with_all = ["ttl", "sampled"])]
         clear: bool,
     },
 }
@@ -477,10 +505,22 @@ pub async fn agents(
             name,
             description,
             balance,
+            cache_ttl,
+            cache_sampled,
         } => {
-            let agent = service
+            // Checked before the agent is made, so a bad TTL makes nothing.
+            let cache = cache_ttl
+                .as_deref()
+                .map(|ttl| duration_of(ttl, "cache_ttl"))
+                .transpose()?;
+            let mut agent = service
                 .create_balanced_agent(&name, description.as_deref(), balance.unwrap_or_default())
                 .await?;
+            if let Some(ttl) = cache {
+                agent = service
+                    .set_agent_cache(&name, Some((ttl, cache_sampled)))
+                    .await?;
+            }
             if json {
                 print_json(&agent_json(&agent));
             } else {
@@ -588,8 +628,37 @@ pub async fn agents(
                 outln!("agent {}: {}", agent.name, agent_budget_text(&agent));
             }
         }
+        AgentsCommand::Cache {
+            name,
+            ttl,
+            sampled,
+            clear,
+        } => {
+            let agent = if clear {
+                service.set_agent_cache(&name, None).await?
+            } else if let Some(ttl) = ttl {
+                let ttl = duration_of(&ttl, "cache_ttl")?;
+                service.set_agent_cache(&name, Some((ttl, sampled))).await?
+            } else {
+                service.agent(&name).await?
+            };
+            if json {
+                print_json(&agent_json(&agent));
+            } else {
+                outln!("agent {}: {}", agent.name, agent_cache_text(&agent));
+            }
+        }
     }
     Ok(())
+}
+
+/// `cache 600s, temperature 0 only`, or `no cache`.
+fn agent_cache_text(agent: &crate::store::Agent) -> String {
+    match agent.cache_ttl_secs {
+        Some(ttl) if agent.cache_sampled => format!("cache {ttl}s, sampled requests too"),
+        Some(ttl) => format!("cache {ttl}s, temperature 0 only"),
+        None => "no cache".to_owned(),
+    }
 }
 
 /// `budget $10 and 5000 tokens per month`, or `no budget`.

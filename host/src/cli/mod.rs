@@ -619,7 +619,7 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
     let request = build_request(&args, "");
     if !args.stream {
         let answer = service.chat(&agent, request).await?;
-        let extra = json!({
+        let mut extra = json!({
             "agent": answer.agent,
             "config_id": answer.config_id,
             "fallback": answer.fallback,
@@ -627,6 +627,9 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
             "experiment": answer.experiment.as_ref().map(|e| &e.0),
             "variant": answer.experiment.as_ref().map(|e| &e.1),
         });
+        if let Some(status) = answer.cache {
+            extra["cache"] = json!(status.as_str());
+        }
         show_answer(&answer.outcome, &answer.model, json, Some(extra));
         return Ok(());
     }
@@ -639,19 +642,18 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
         }
         collected.add(chunk);
     }
-    let inner = stream.inner();
-    let usage = inner
+    let usage = stream
         .usage()
         .unwrap_or_else(crate::types::Usage::unreported);
     let model = stream.model().to_owned();
     if json {
         let response = collected.into_response(&model, usage);
         let mut object = output::chat_json(
-            inner.provider(),
+            stream.provider(),
             &model,
             &response,
             stream.cost_usd(),
-            inner.elapsed(),
+            stream.elapsed(),
         );
         object["agent"] = json!(agent);
         object["config_id"] = json!(stream.config_id());
@@ -659,15 +661,19 @@ async fn agent_answer(service: &ConfigService, args: ChatArgs, json: bool) -> Re
         object["attempts"] = json!(stream.attempts());
         object["experiment"] = json!(stream.experiment().map(|e| &e.0));
         object["variant"] = json!(stream.experiment().map(|e| &e.1));
+        if let Some(status) = stream.cache_status() {
+            // The cache is the process's own: one `chat` run misses.
+            object["cache"] = json!(status.as_str());
+        }
         print_json(&object);
     } else {
         outln!("");
         output::summary_line(
-            inner.provider(),
+            stream.provider(),
             &model,
             &usage,
             stream.cost_usd(),
-            inner.elapsed(),
+            stream.elapsed(),
         );
     }
     Ok(())

@@ -58,6 +58,16 @@ pub struct CreateArgs {
     /// 90m, 3600s) [default: until revoked].
     #[arg(long, value_name = "DURATION")]
     expires_in: Option<String>,
+    /// Serve the key's identical requests from the response cache for
+    /// this long: a whole number and d, h, m or s (10m, 1h), at most 30d
+    /// [default: no cache, unless the key's agent caches]. Only requests
+    /// at temperature 0 are cached, unless the agent caches sampled ones.
+    #[arg(long, value_name = "DURATION")]
+    cache_ttl: Option<String>,
+    /// Let the key's cached answers serve other keys' identical requests
+    /// (and theirs serve it); otherwise they serve this key alone.
+    #[arg(long)]
+    cache_shared: bool,
 }
 
 /// A budget period as a flag value.
@@ -86,8 +96,13 @@ impl From<PeriodArg> for BudgetPeriod {
 
 /// `30d`, `12h`, `90m`, `3600s` as a duration.
 fn duration(text: &str) -> Result<Duration, Error> {
+    duration_of(text, "expires_in")
+}
+
+/// `30d`, `12h`, `90m`, `3600s` as a duration; an error names `field`.
+pub(super) fn duration_of(text: &str, field: &'static str) -> Result<Duration, Error> {
     let bad = || Error::Validation {
-        field: "expires_in",
+        field,
         message: format!(
             "`{text}` is not a duration: give a whole number and d, h, m or s (30d, 12h, 90m, 3600s)"
         ),
@@ -157,6 +172,12 @@ async fn create(keys: &VirtualKeys, args: CreateArgs, json: bool) -> Result<(), 
     new.rpm = args.rpm;
     new.tpm = args.tpm;
     new.expires_in = args.expires_in.as_deref().map(duration).transpose()?;
+    new.cache_ttl = args
+        .cache_ttl
+        .as_deref()
+        .map(|ttl| duration_of(ttl, "cache_ttl"))
+        .transpose()?;
+    new.cache_shared = args.cache_shared;
     let (view, key) = keys.create(new).await?;
     if json {
         print_json(&json!({
@@ -171,6 +192,8 @@ async fn create(keys: &VirtualKeys, args: CreateArgs, json: bool) -> Result<(), 
             "rpm": view.rpm,
             "tpm": view.tpm,
             "expires_at": view.expires_at,
+            "cache_ttl_secs": view.cache_ttl_secs,
+            "cache_shared": view.cache_shared,
             "created_at": view.created_at,
         }));
         return Ok(());

@@ -176,11 +176,15 @@ pub(super) fn parse_call(protocol: Protocol, body: &[u8]) -> Result<ParsedCall, 
 
 /// `POST /v1/chat/completions` and `POST /v1/messages`: one flow, the
 /// protocol deciding only the parsing and the rendering.
-pub(super) async fn chat(shared: &Arc<Shared>, cx: Context, request: Request) -> Response {
+pub(super) async fn chat(shared: &Arc<Shared>, mut cx: Context, request: Request) -> Response {
     let (headers, body) = match body_bytes(shared, request).await {
         Ok(read) => read,
         Err(err) => return cx.error(&err, None),
     };
+    cx.cache_control = headers
+        .get(header::CACHE_CONTROL)
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let caller = match shared.authenticate(&headers).await {
         Ok(caller) => caller,
         Err(err) => return cx.error(&err, None),
@@ -202,24 +206,36 @@ pub(super) async fn chat_as(
     };
     let route = parsed.model;
     let request = parsed.request;
-    let (plan, admission) = match shared
+    let (mut plan, admission) = match shared
         .admit(&caller, &route, cx.tags(&route), Some(&request))
         .await
     {
         Ok(admitted) => admitted,
         Err(err) => return cx.error(&err, Some(&route)),
     };
+    let (key_ttl, key_shared) = match &caller {
+        Caller::Virtual(key) => (key.cache_ttl_secs, key.cache_shared),
+        _ => (None, false),
+    };
+    plan.cache = crate::router::cache::gateway_policy(
+        plan.cache,
+        key_ttl,
+        key_shared,
+        cx.cache_control.as_deref(),
+    );
     if !parsed.stream {
         return match shared.router.chat(&plan, &request).await {
             Ok(routed) => {
+                let (usage, cost) = routed.spent();
+                settle(admission, cost, &usage);
                 let response = &routed.outcome.response;
-                settle(admission, routed.outcome.cost_usd, &response.usage);
                 let label = served_label(&routed.provider, &routed.model);
                 let body = match cx.protocol {
                     Protocol::OpenAi => openai::render_completion(response, &label, unix_now()),
                     Protocol::Anthropic => anthropic::render_message(response, &label),
                 };
-                cx.finish(axum::Json(body).into_response(), Some(&route))
+                let response = with_cache_status(axum::Json(body).into_response(), routed.cache);
+                cx.finish(response, Some(&route))
             }
             Err(err) => cx.error(&ApiError::from(&err), Some(&route)),
         };
@@ -241,8 +257,24 @@ pub(super) async fn chat_as(
             pinged: false,
         },
     };
+    let status = stream.cache_status();
     let rx = spawn_stream(shared, stream, encoder, admission);
-    cx.finish(sse_response(rx), Some(&route))
+    cx.finish(with_cache_status(sse_response(rx), status), Some(&route))
+}
+
+/// `response` with `x-llmhost-cache: hit|miss|bypass` when the call had a
+/// cache policy.
+fn with_cache_status(
+    mut response: Response,
+    status: Option<crate::router::CacheStatus>,
+) -> Response {
+    if let Some(status) = status {
+        response.headers_mut().insert(
+            axum::http::HeaderName::from_static("x-llmhost-cache"),
+            axum::http::HeaderValue::from_static(status.as_str()),
+        );
+    }
+    response
 }
 
 /// A stream's chunks as one protocol's SSE frames.

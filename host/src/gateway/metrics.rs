@@ -79,6 +79,12 @@ struct BreakerLabels {
     state: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    /// `hit`, `miss` or `bypass`.
+    result: &'static str,
+}
+
 /// Seconds: 1 ms to about 2 minutes.
 fn latency_buckets() -> impl Iterator<Item = f64> {
     [
@@ -108,6 +114,11 @@ pub struct Metrics {
     choices: Family<ChoiceLabels, Counter>,
     instances_in_use: Gauge,
     instances_max: Gauge,
+    cache_lookups: Family<CacheLabels, Counter>,
+    cache_evictions: Counter,
+    cache_bytes: Gauge,
+    cache_entries: Gauge,
+    cache_max_bytes: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -194,6 +205,36 @@ impl Metrics {
             "Most plugin instances that may run at once",
             instances_max.clone(),
         );
+        let cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "response_cache_requests",
+            "Calls with a response cache policy by result: hit, miss or bypass",
+            cache_lookups.clone(),
+        );
+        let cache_evictions = Counter::default();
+        registry.register(
+            "response_cache_evictions",
+            "Answers removed from the response cache to make room",
+            cache_evictions.clone(),
+        );
+        let cache_bytes = Gauge::default();
+        registry.register(
+            "response_cache_bytes",
+            "Bytes of answers the response cache holds",
+            cache_bytes.clone(),
+        );
+        let cache_entries = Gauge::default();
+        registry.register(
+            "response_cache_entries",
+            "Answers the response cache holds",
+            cache_entries.clone(),
+        );
+        let cache_max_bytes = Gauge::default();
+        registry.register(
+            "response_cache_max_bytes",
+            "The bound of the response cache's bytes",
+            cache_max_bytes.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
@@ -209,6 +250,11 @@ impl Metrics {
             choices,
             instances_in_use,
             instances_max,
+            cache_lookups,
+            cache_evictions,
+            cache_bytes,
+            cache_entries,
+            cache_max_bytes,
         })
     }
 
@@ -242,6 +288,11 @@ impl Metrics {
     }
 
     fn observe(&self, event: &UsageEvent) {
+        if event.served.cache_hit {
+            // Not a provider attempt: counted by the response cache's
+            // figures, read when scraped.
+            return;
+        }
         let model = ModelLabels {
             provider: event.provider.clone(),
             model: event.model.clone(),
@@ -328,6 +379,21 @@ impl Metrics {
             .set(i64::try_from(in_use).unwrap_or(i64::MAX));
         self.instances_max
             .set(i64::try_from(max).unwrap_or(i64::MAX));
+        let cache = router.cache_stats();
+        for (result, count) in [
+            ("hit", cache.hits),
+            ("miss", cache.misses),
+            ("bypass", cache.bypasses),
+        ] {
+            let counter = self.cache_lookups.get_or_create(&CacheLabels { result });
+            counter.inc_by(count.saturating_sub(counter.get()));
+        }
+        self.cache_evictions
+            .inc_by(cache.evictions.saturating_sub(self.cache_evictions.get()));
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.cache_bytes.set(gauge(cache.bytes));
+        self.cache_entries.set(gauge(cache.entries));
+        self.cache_max_bytes.set(gauge(cache.max_bytes));
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();

@@ -330,6 +330,8 @@ pub(super) struct Context {
     pub(super) started: Instant,
     pub(super) protocol: Protocol,
     pub(super) shared: Arc<Shared>,
+    /// The request's `cache-control` header, for the response cache.
+    pub(super) cache_control: Option<String>,
 }
 
 impl Context {
@@ -339,6 +341,7 @@ impl Context {
             started: Instant::now(),
             protocol,
             shared: shared.clone(),
+            cache_control: None,
         }
     }
 

@@ -49,6 +49,7 @@ pub struct HostBuilder {
     environment: Environment,
     resilience: crate::resilience::Resilience,
     usage_sink: Option<Arc<dyn crate::router::UsageSink>>,
+    cache_max_bytes: usize,
 }
 
 /// A lookup of environment variables by name.
@@ -86,6 +87,7 @@ impl Default for HostBuilder {
             environment: Environment::default(),
             resilience: crate::resilience::Resilience::default(),
             usage_sink: None,
+            cache_max_bytes: crate::router::cache::DEFAULT_MAX_BYTES,
         }
     }
 }
@@ -187,6 +189,14 @@ impl HostBuilder {
         self
     }
 
+    /// Most bytes of answers the response cache of [`Host::router`] keeps
+    /// in memory (default [`crate::router::cache::DEFAULT_MAX_BYTES`]).
+    /// Calls use the cache only when their plan has a policy.
+    pub fn response_cache_bytes(mut self, max_bytes: usize) -> Self {
+        self.cache_max_bytes = max_bytes;
+        self
+    }
+
     /// Applies everything [`Settings`] configures: plugin directory, cache,
     /// limits, strict models, provider settings, default timeout. Model
     /// overrides are read from `settings.models` when set.
@@ -197,7 +207,8 @@ impl HostBuilder {
             .strict_models(settings.strict_models)
             .provider_settings(settings.providers.clone())
             .default_timeout(settings.timeout)
-            .resilience(settings.resilience);
+            .resilience(settings.resilience)
+            .response_cache_bytes(settings.cache_max_bytes);
         if let Some(dir) = &settings.plugins {
             self = self.plugin_dir(dir);
         }
@@ -371,6 +382,7 @@ impl HostBuilder {
                     self.resilience,
                     self.usage_sink
                         .unwrap_or_else(|| Arc::new(crate::router::DiscardSink)),
+                    crate::router::cache::ResponseCache::in_memory(self.cache_max_bytes),
                 ),
             }),
         })

@@ -10,10 +10,12 @@
 //! stored.
 
 mod balance;
+pub mod cache;
 mod fit;
 mod sink;
 
 pub use balance::{EWMA_WEIGHT, Group, MEASURE_AGAIN_AFTER, Member, Strategy, reason_label};
+pub use cache::{CachePolicy, CacheStats, CacheStatus};
 pub use fit::DEFAULT_OUTPUT_RESERVATION;
 pub use sink::{DiscardSink, FlushFuture, StoreSink, UsageSink};
 
@@ -110,6 +112,9 @@ pub struct Plan {
     /// Groups of routes of one priority that the router orders by their
     /// strategy when the call starts; empty: the routes' own order.
     pub balance: Vec<Group>,
+    /// Whether and how the response cache serves and stores the call;
+    /// `None`: it does not.
+    pub cache: Option<CachePolicy>,
 }
 
 impl Plan {
@@ -121,6 +126,7 @@ impl Plan {
             deadline: None,
             tags: CallTags::default(),
             balance: Vec::new(),
+            cache: None,
         }
     }
 
@@ -148,6 +154,19 @@ pub struct Routed {
     pub attempts: u32,
     /// The call's request id (also in its usage events).
     pub request_id: String,
+    /// What the response cache did; `None` when the plan has no policy.
+    pub cache: Option<CacheStatus>,
+}
+
+impl Routed {
+    /// What the call used and cost, for budgets and rate limits: the
+    /// answer's usage, or nothing for a cache hit.
+    pub fn spent(&self) -> (Usage, Option<Decimal>) {
+        if self.cache == Some(CacheStatus::Hit) {
+            return (Usage::default(), Some(Decimal::ZERO));
+        }
+        (self.outcome.response.usage, self.outcome.cost_usd)
+    }
 }
 
 /// Retry policy, rate limits, breakers and the usage sink: the state
@@ -158,16 +177,22 @@ pub(crate) struct RoutingState {
     breakers: Arc<Breakers>,
     sink: Arc<dyn UsageSink>,
     loads: balance::Loads,
+    cache: Arc<cache::ResponseCache>,
 }
 
 impl RoutingState {
-    pub(crate) fn new(resilience: Resilience, sink: Arc<dyn UsageSink>) -> Arc<Self> {
+    pub(crate) fn new(
+        resilience: Resilience,
+        sink: Arc<dyn UsageSink>,
+        cache: Arc<cache::ResponseCache>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             resilience,
             limiter: RateLimiter::default(),
             breakers: Arc::new(Breakers::new(resilience.breaker)),
             sink,
             loads: balance::Loads::default(),
+            cache,
         })
     }
 }
@@ -189,11 +214,13 @@ impl std::fmt::Debug for Router {
 }
 
 impl Router {
-    /// A router with its own breakers and rate limits, recording to `sink`.
+    /// A router with its own breakers, rate limits and response cache (of
+    /// [`cache::DEFAULT_MAX_BYTES`]), recording to `sink`.
     pub fn new(host: Host, resilience: Resilience, sink: Arc<dyn UsageSink>) -> Self {
+        let cache = cache::ResponseCache::in_memory(cache::DEFAULT_MAX_BYTES);
         Self {
             host,
-            state: RoutingState::new(resilience, sink),
+            state: RoutingState::new(resilience, sink, cache),
         }
     }
 
@@ -221,16 +248,27 @@ impl Router {
         &self.state.breakers
     }
 
-    /// The same host and sink with another policy, and fresh breakers and
-    /// rate limits.
+    /// The same host, sink and response cache with another policy, and
+    /// fresh breakers and rate limits.
     pub fn with_resilience(&self, resilience: Resilience) -> Self {
-        Self::new(self.host.clone(), resilience, self.state.sink.clone())
+        let state = RoutingState::new(
+            resilience,
+            self.state.sink.clone(),
+            self.state.cache.clone(),
+        );
+        Self::with_state(self.host.clone(), state)
     }
 
-    /// The same host and policy writing usage to `sink`, with fresh breakers
-    /// and rate limits.
+    /// The same host, policy and response cache writing usage to `sink`,
+    /// with fresh breakers and rate limits.
     pub fn with_sink(&self, sink: Arc<dyn UsageSink>) -> Self {
-        Self::new(self.host.clone(), self.state.resilience, sink)
+        let state = RoutingState::new(self.state.resilience, sink, self.state.cache.clone());
+        Self::with_state(self.host.clone(), state)
+    }
+
+    /// What the response cache has done and holds.
+    pub fn cache_stats(&self) -> CacheStats {
+        self.state.cache.stats()
     }
 
     /// Waits until every usage event recorded so far is stored.
@@ -242,6 +280,10 @@ impl Router {
     pub async fn chat(&self, plan: &Plan, request: &ChatRequest) -> Result<Routed, Error> {
         let plan = self.arrange(plan, false);
         let mut call = Call::start(self, &plan, request, false)?;
+        let lookup = cache::Lookup::new(&self.state.cache, &plan, request, false);
+        if let Some(routed) = lookup.serve(&self.state, &call.tags) {
+            return Ok(routed);
+        }
         loop {
             let ready = call.next_attempt().await?;
             // Dropped with the call's future while the vendor works on it
@@ -269,7 +311,7 @@ impl Router {
                 None,
                 UsageOutcome::Ok,
             ));
-            return Ok(Routed {
+            let routed = Routed {
                 outcome,
                 route,
                 provider: attempt.provider,
@@ -278,7 +320,10 @@ impl Router {
                 fallback: attempt.fallback,
                 attempts: call.attempts,
                 request_id: attempt.tags.request_id.clone().unwrap_or_default(),
-            });
+                cache: lookup.status,
+            };
+            lookup.keep(&self.state.cache, &routed);
+            return Ok(routed);
         }
     }
 
@@ -290,6 +335,10 @@ impl Router {
     pub async fn stream(&self, plan: &Plan, request: &ChatRequest) -> Result<RoutedStream, Error> {
         let plan = self.arrange(plan, true);
         let mut call = Call::start(self, &plan, request, true)?;
+        let lookup = cache::Lookup::new(&self.state.cache, &plan, request, true);
+        if let Some(stream) = self.replay(&lookup, &call.tags) {
+            return Ok(stream);
+        }
         loop {
             let ready = call.next_attempt().await?;
             let (stream, buffered) = match first_chunk(&self.host, &ready).await {
@@ -318,7 +367,7 @@ impl Router {
             permit.answered();
             return Ok(RoutedStream {
                 state: self.state.clone(),
-                stream,
+                stream: cache::Source::Live(stream),
                 buffered,
                 attempt,
                 reservation,
@@ -329,8 +378,38 @@ impl Router {
                 attempts: call.attempts,
                 on_end: Vec::new(),
                 load: Some(load),
+                cache: lookup.status,
+                recorder: lookup.recorder(&self.state.cache),
             });
         }
+    }
+
+    /// The stored stream that serves the call, its usage row recorded.
+    fn replay(&self, lookup: &cache::Lookup, tags: &CallTags) -> Option<RoutedStream> {
+        let (stored, attempt) = lookup.hit(tags, true)?;
+        let (replay, chunks) = cache::Replay::of(&stored, attempt.started)?;
+        self.state.sink.record(attempt.event(
+            Some(&Usage::default()),
+            Some(Decimal::ZERO),
+            None,
+            UsageOutcome::Ok,
+        ));
+        Some(RoutedStream {
+            state: self.state.clone(),
+            stream: cache::Source::Replay(replay),
+            buffered: chunks.into(),
+            attempt,
+            reservation: None,
+            permit: None,
+            recorded: true,
+            text: String::new(),
+            route: 0,
+            attempts: 0,
+            on_end: Vec::new(),
+            cache: Some(CacheStatus::Hit),
+            recorder: None,
+            load: None,
+        })
     }
 }
 
@@ -379,11 +458,17 @@ struct Attempt {
     /// Input tokens estimated from the request, for failures.
     input_estimate: u64,
     choice: Option<(String, String)>,
+    /// A cache hit, with what the stored answer cost.
+    cache_hit: Option<Option<Decimal>>,
 }
 
 impl Attempt {
-    /// The route's own prices when it has them, else the catalogue's cost.
+    /// The route's own prices when it has them, else the catalogue's cost;
+    /// nothing for a cache hit.
     fn cost(&self, usage: &Usage, catalogue: Option<Decimal>) -> Option<Decimal> {
+        if self.cache_hit.is_some() {
+            return Some(Decimal::ZERO);
+        }
         match &self.custom_prices {
             Some(prices) => Some(prices.cost(&usage.billed())),
             None => catalogue,
@@ -435,7 +520,8 @@ impl Attempt {
                 choice_reason: self.choice.as_ref().map(|c| c.1.clone()),
                 experiment: self.tags.experiment.as_ref().map(|e| e.0.clone()),
                 variant: self.tags.experiment.as_ref().map(|e| e.1.clone()),
-                ..Default::default()
+                cache_hit: self.cache_hit.is_some(),
+                saved_usd: self.cache_hit.flatten(),
             },
         }
     }
@@ -755,6 +841,7 @@ impl<'a> Call<'a> {
             streamed: self.streamed,
             input_estimate,
             choice: route.choice.clone(),
+            cache_hit: None,
         };
         let load = state.loads.start(provider, &base_url, &route.model);
         Ok(Ready {
@@ -839,7 +926,7 @@ fn settle_breaker(permit: Permit, error: Option<&Error>) {
 /// retried; its event holds an estimate of what was received.
 pub struct RoutedStream {
     state: Arc<RoutingState>,
-    stream: ChatStream,
+    stream: cache::Source,
     buffered: VecDeque<Chunk>,
     attempt: Attempt,
     reservation: Option<Reservation>,
@@ -857,6 +944,9 @@ pub struct RoutedStream {
     /// Counts the stream in flight on its route until it ends or is
     /// dropped.
     load: Option<balance::Load>,
+    cache: Option<CacheStatus>,
+    /// Keeps the chunks for the response cache until the stream ends.
+    recorder: Option<cache::Recorder>,
 }
 
 /// Told what a stream used (see [`RoutedStream::spent`]) when it ends.
@@ -864,9 +954,20 @@ pub(crate) type EndHook = Box<dyn FnOnce(&Usage, Option<Decimal>) + Send>;
 
 impl RoutedStream {
     /// Runs `hook` with what the stream used when it ends, fails or is
-    /// dropped.
+    /// dropped (at once for a replay from the cache, which costs
+    /// nothing).
     pub(crate) fn on_end(&mut self, hook: EndHook) {
+        if self.cache == Some(CacheStatus::Hit) {
+            let (usage, cost) = self.spent();
+            hook(&usage, cost);
+            return;
+        }
         self.on_end.push(hook);
+    }
+
+    /// What the response cache did; `None` when the plan has no policy.
+    pub fn cache_status(&self) -> Option<CacheStatus> {
+        self.cache
     }
 
     fn run_end_hooks(&mut self) {
@@ -908,10 +1009,19 @@ impl RoutedStream {
         if let Chunk::Text(text) | Chunk::Reasoning(text) = chunk {
             self.text.push_str(text);
         }
+        if let Some(recorder) = &mut self.recorder
+            && !recorder.note(chunk)
+        {
+            self.recorder = None;
+        }
     }
 
-    /// The reported usage, else an estimate of what was sent and received.
+    /// The reported usage, else an estimate of what was sent and received;
+    /// nothing for a replay from the cache.
     fn accounted_usage(&self) -> Usage {
+        if self.attempt.cache_hit.is_some() {
+            return Usage::default();
+        }
         self.stream.usage().unwrap_or_else(|| {
             let output = crate::runtime::tokenizer::count("o200k_base", &self.text)
                 .unwrap_or_else(|_| u32::try_from(self.text.len().div_ceil(4)).unwrap_or(u32::MAX));
@@ -967,12 +1077,10 @@ impl RoutedStream {
         }
         let event = self.event(outcome);
         self.state.sink.record(event);
+        if let (None, Some(recorder)) = (error, self.recorder.take()) {
+            recorder.keep(&self.attempt, self.cost_usd());
+        }
         self.run_end_hooks();
-    }
-
-    /// The underlying stream of the serving attempt.
-    pub fn inner(&self) -> &ChatStream {
-        &self.stream
     }
 
     /// Reads the stream to its end and returns the whole answer, as

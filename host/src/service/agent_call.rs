@@ -34,6 +34,8 @@ pub struct AgentOutcome {
     /// The agent's experiment and the variant the call was assigned, when
     /// it has an active one.
     pub experiment: Option<(String, String)>,
+    /// What the response cache did; `None` when the agent has no cache.
+    pub cache: Option<crate::router::CacheStatus>,
 }
 
 /// An agent's streamed answer: see [`RoutedStream`].
@@ -178,6 +180,7 @@ impl ConfigService {
             deadline,
             tags,
             balance,
+            cache: agent.cache_policy(),
         };
         Ok((agent, plan))
     }
@@ -202,9 +205,10 @@ impl ConfigService {
         let reservation = self.reserve(&agent, &plan, &request).await?;
         let routed = self.router.chat(&plan, &request).await?;
         if let Some(reservation) = reservation {
-            let usage = &routed.outcome.response.usage;
+            // A cache hit spends nothing.
+            let (usage, cost) = routed.spent();
             reservation.settle(
-                routed.outcome.cost_usd,
+                cost,
                 u64::from(usage.input_tokens) + u64::from(usage.output_tokens),
             );
         }
@@ -218,6 +222,7 @@ impl ConfigService {
             outcome: routed.outcome,
             request_id: routed.request_id,
             experiment: plan.tags.experiment,
+            cache: routed.cache,
         })
     }
 

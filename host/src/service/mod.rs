@@ -435,6 +435,30 @@ impl ConfigService {
             .await
     }
 
+    /// Sets the agent's response cache: answers served for `ttl` (1
+    /// second to 30 days), sampled requests too when `sampled`; `None`
+    /// turns the cache off for the agent.
+    pub async fn set_agent_cache(
+        &self,
+        name: &str,
+        cache: Option<(std::time::Duration, bool)>,
+    ) -> Result<Agent, Error> {
+        let cache = match cache {
+            Some((ttl, sampled)) => Some(crate::store::AgentCache {
+                ttl_secs: virtual_keys::cache_ttl_secs(ttl)?,
+                sampled,
+            }),
+            None => None,
+        };
+        self.store
+            .set_agent_cache(name, cache)
+            .await?
+            .ok_or_else(|| Error::NotFound {
+                what: "agent",
+                key: name.to_owned(),
+            })
+    }
+
     // ----- configs -----
 
     async fn row(&self, id: i64) -> Result<(ConfigRow, Agent), Error> {

@@ -99,6 +99,11 @@ pub struct VirtualKey {
     pub created_at: String,
     /// As of when the view was made.
     pub status: VirtualKeyStatus,
+    /// How long the response cache keeps the key's answers; `None`: the
+    /// key's calls are not cached (unless their agent's are).
+    pub cache_ttl_secs: Option<u32>,
+    /// Whether the key's cached answers serve other keys too.
+    pub cache_shared: bool,
 }
 
 impl VirtualKey {
@@ -125,6 +130,8 @@ impl VirtualKey {
             revoked_at: row.revoked_at.clone(),
             created_at: row.created_at.clone(),
             status,
+            cache_ttl_secs: row.cache_ttl_secs,
+            cache_shared: row.cache_shared,
         }
     }
 
@@ -155,6 +162,11 @@ pub struct NewVirtualKey {
     pub tpm: Option<u32>,
     /// How long from now the key works (at most 100 years).
     pub expires_in: Option<Duration>,
+    /// How long the response cache keeps the key's answers (1 second to
+    /// 30 days); `None`: not cached.
+    pub cache_ttl: Option<Duration>,
+    /// Whether the key's cached answers serve other keys too.
+    pub cache_shared: bool,
 }
 
 impl NewVirtualKey {
@@ -168,6 +180,8 @@ impl NewVirtualKey {
             rpm: None,
             tpm: None,
             expires_in: None,
+            cache_ttl: None,
+            cache_shared: false,
         }
     }
 }
@@ -271,6 +285,20 @@ fn invalid(field: &'static str, message: impl Into<String>) -> Error {
         field,
         message: message.into(),
     }
+}
+
+/// The longest a cached answer is kept.
+const MAX_CACHE_TTL: Duration = Duration::from_secs(30 * 86_400);
+
+/// A response cache time to live as whole seconds: 1 second to 30 days.
+pub(crate) fn cache_ttl_secs(ttl: Duration) -> Result<u32, Error> {
+    if ttl < Duration::from_secs(1) || ttl > MAX_CACHE_TTL {
+        return Err(invalid(
+            "cache_ttl",
+            format!("{}s is not between 1 second and 30 days", ttl.as_secs_f64()),
+        ));
+    }
+    Ok(u32::try_from(ttl.as_secs()).unwrap_or(u32::MAX))
 }
 
 fn no_keyring() -> Error {
@@ -417,6 +445,7 @@ impl VirtualKeys {
             Some(d) => Some(utc_timestamp(now + d)),
             None => None,
         };
+        let cache_ttl_secs = new.cache_ttl.map(cache_ttl_secs).transpose()?;
         let key = generate_key()?;
         let exposed = secrecy::ExposeSecret::expose_secret(&key);
         let row = NewVirtualKeyRow {
@@ -430,6 +459,8 @@ impl VirtualKeys {
             rpm: new.rpm,
             tpm: new.tpm,
             expires_at,
+            cache_ttl_secs,
+            cache_shared: new.cache_shared,
         };
         let stored = self.store.insert_virtual_key(row).await?;
         Ok((VirtualKey::from_row(&stored, &utc_timestamp(now)), key))
@@ -790,6 +821,8 @@ mod tests {
             expires_at: None,
             revoked_at: None,
             created_at: "2026-01-01T00:00:00.000Z".into(),
+            cache_ttl_secs: None,
+            cache_shared: false,
         };
         let mut cache = Cache {
             ttl: Duration::from_secs(1),

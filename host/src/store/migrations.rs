@@ -449,6 +449,27 @@ DROP INDEX experiments_one_active_per_agent;
 DROP TABLE experiments;
 "#;
 
+/// The response cache: agents and virtual keys opt in with a time to
+/// live; an agent may also cache sampled requests, a key may share its
+/// answers with other keys.
+const RESPONSE_CACHE_UP: &str = r#"
+ALTER TABLE agents ADD COLUMN cache_ttl_secs INTEGER
+    CHECK (cache_ttl_secs BETWEEN 1 AND 2592000);
+ALTER TABLE agents ADD COLUMN cache_sampled INTEGER NOT NULL DEFAULT 0
+    CHECK (cache_sampled IN (0, 1));
+ALTER TABLE virtual_keys ADD COLUMN cache_ttl_secs INTEGER
+    CHECK (cache_ttl_secs BETWEEN 1 AND 2592000);
+ALTER TABLE virtual_keys ADD COLUMN cache_shared INTEGER NOT NULL DEFAULT 0
+    CHECK (cache_shared IN (0, 1));
+"#;
+
+const RESPONSE_CACHE_DOWN: &str = r#"
+ALTER TABLE virtual_keys DROP COLUMN cache_shared;
+ALTER TABLE virtual_keys DROP COLUMN cache_ttl_secs;
+ALTER TABLE agents DROP COLUMN cache_sampled;
+ALTER TABLE agents DROP COLUMN cache_ttl_secs;
+"#;
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -484,11 +505,14 @@ pub(crate) fn migrations() -> Migrations<'static> {
             .down(EXPERIMENTS_DOWN)
             .foreign_key_check()
             .comment("A/B experiments of agents"),
+        M::up(RESPONSE_CACHE_UP)
+            .down(RESPONSE_CACHE_DOWN)
+            .comment("response cache settings of agents and virtual keys"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 #[cfg(test)]
 mod tests {
@@ -667,5 +691,53 @@ mod tests {
         assert_eq!(rows[0], ("0.0025".into(), "0.01".into(), true));
         assert_eq!(rows[1], ("0".into(), "0".into(), false));
         assert_eq!(rows[2], ("0.000000123".into(), "12.5".into(), true));
+    }
+
+    /// The version before the response cache's migration.
+    const BEFORE_RESPONSE_CACHE: usize = 9;
+
+    #[test]
+    fn response_cache_columns_default_to_off_and_go_back_down() {
+        let migrations = super::migrations();
+        let mut conn = rusqlite::Connection::open_in_memory().unwrap();
+        migrations
+            .to_version(&mut conn, BEFORE_RESPONSE_CACHE)
+            .unwrap();
+        conn.execute_batch(
+            "INSERT INTO agents (id, name) VALUES (1, 'bot');
+             INSERT INTO virtual_keys (name, key_hash, hash_key_id, key_hint)
+             VALUES ('k', 'hash', 'h', '…abcd');",
+        )
+        .unwrap();
+        migrations
+            .to_version(&mut conn, BEFORE_RESPONSE_CACHE + 1)
+            .unwrap();
+        let agent: (Option<u32>, bool) = conn
+            .query_row(
+                "SELECT cache_ttl_secs, cache_sampled FROM agents",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(agent, (None, false));
+        let key: (Option<u32>, bool) = conn
+            .query_row(
+                "SELECT cache_ttl_secs, cache_shared FROM virtual_keys",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(key, (None, false));
+        let too_long = conn.execute("UPDATE agents SET cache_ttl_secs = 2592001", []);
+        assert!(too_long.is_err(), "the TTL is checked");
+        migrations
+            .to_version(&mut conn, BEFORE_RESPONSE_CACHE)
+            .unwrap();
+        let names: i64 = conn
+            .query_row("SELECT count(*) FROM agents WHERE name = 'bot'", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(names, 1);
     }
 }

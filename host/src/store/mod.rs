@@ -29,8 +29,8 @@ pub use config::{Column, ConfigFields, ConfigPatch, ConfigPrices, nullable};
 pub use experiments::{Experiment, ExperimentCall, ExperimentStatus, Sticky, Variant};
 pub use migrations::SCHEMA_VERSION;
 pub use records::{
-    Agent, ConfigRow, NewConfigRow, Served, UsageEvent, UsageFilter, UsageOutcome, UsageRecord,
-    UsageSummary,
+    Agent, AgentCache, ConfigRow, NewConfigRow, Served, UsageEvent, UsageFilter, UsageOutcome,
+    UsageRecord, UsageSummary,
 };
 pub use status::UsagePoint;
 pub use virtual_keys::{AgentBudget, NewVirtualKeyRow, Spend, VirtualKeyRow};

@@ -32,6 +32,21 @@ pub struct Agent {
     pub budget_period: Option<BudgetPeriod>,
     /// How a call picks among the agent's configs of one priority.
     pub balance: Strategy,
+    /// Seconds the response cache serves the agent's answers; `None`: the
+    /// agent's calls are not cached (unless their virtual key's are).
+    pub cache_ttl_secs: Option<u32>,
+    /// Whether requests that sample (temperature above 0, or unset) are
+    /// cached too; off, only requests at temperature 0 are.
+    pub cache_sampled: bool,
+}
+
+/// The response cache settings of an agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AgentCache {
+    /// Seconds answers are served: 1 to 2592000 (30 days).
+    pub ttl_secs: u32,
+    /// Whether sampled requests are cached too.
+    pub sampled: bool,
 }
 
 /// An `agent_llm_configs` row as stored. The key is ciphertext.
@@ -253,7 +268,8 @@ pub(super) fn decimal(text: &str, column: &str) -> rusqlite::Result<Decimal> {
     })
 }
 
-pub(super) const AGENT_COLUMNS: &str = "id, name, description, created_at, updated_at, budget_usd, budget_tokens, budget_period, balance";
+pub(super) const AGENT_COLUMNS: &str = "id, name, description, created_at, updated_at, \
+     budget_usd, budget_tokens, budget_period, balance, cache_ttl_secs, cache_sampled";
 
 pub(super) fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
     let budget_usd: Option<String> = row.get(5)?;
@@ -278,6 +294,8 @@ pub(super) fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
                 )
             })?
         },
+        cache_ttl_secs: row.get(9)?,
+        cache_sampled: row.get(10)?,
     })
 }
 
@@ -471,6 +489,35 @@ impl Store {
             let mut statement =
                 conn.prepare(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))?;
             statement.query_map([], agent_from)?.collect()
+        })
+        .await
+    }
+
+    /// Sets (or, with `None`, clears) the response cache settings of agent
+    /// `name`; `None` when there is no such agent.
+    pub async fn set_agent_cache(
+        &self,
+        name: &str,
+        cache: Option<AgentCache>,
+    ) -> Result<Option<Agent>, Error> {
+        let name = name.to_owned();
+        let path = self.path().to_owned();
+        self.write(move |tx| {
+            tx.query_row(
+                &format!(
+                    "UPDATE agents SET cache_ttl_secs = ?2, cache_sampled = ?3, \
+                     updated_at = {NEXT_UPDATED_AT} \
+                     WHERE name = ?1 RETURNING {AGENT_COLUMNS}"
+                ),
+                params![
+                    name,
+                    cache.map(|c| c.ttl_secs),
+                    cache.is_some_and(|c| c.sampled)
+                ],
+                agent_from,
+            )
+            .optional()
+            .map_err(db_error(&path))
         })
         .await
     }

@@ -37,6 +37,11 @@ pub struct VirtualKeyRow {
     pub expires_at: Option<String>,
     pub revoked_at: Option<String>,
     pub created_at: String,
+    /// How long the response cache keeps the key's answers; `None`: the
+    /// key does not cache.
+    pub cache_ttl_secs: Option<u32>,
+    /// Whether the key's cached answers serve other keys too.
+    pub cache_shared: bool,
 }
 
 /// A virtual key to insert. `Debug` leaves out the hash.
@@ -54,6 +59,8 @@ pub struct NewVirtualKeyRow {
     pub rpm: Option<u32>,
     pub tpm: Option<u32>,
     pub expires_at: Option<String>,
+    pub cache_ttl_secs: Option<u32>,
+    pub cache_shared: bool,
 }
 
 impl fmt::Debug for NewVirtualKeyRow {
@@ -68,6 +75,8 @@ impl fmt::Debug for NewVirtualKeyRow {
             .field("rpm", &self.rpm)
             .field("tpm", &self.tpm)
             .field("expires_at", &self.expires_at)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .field("cache_shared", &self.cache_shared)
             .finish_non_exhaustive()
     }
 }
@@ -104,7 +113,8 @@ impl Spend {
 }
 
 const VIRTUAL_KEY_COLUMNS: &str = "id, name, hash_key_id, key_hint, agent_name, models_json, \
-     budget_usd, budget_period, rpm, tpm, expires_at, revoked_at, created_at";
+     budget_usd, budget_period, rpm, tpm, expires_at, revoked_at, created_at, cache_ttl_secs, \
+     cache_shared";
 
 fn conversion_error(column: &str, message: String) -> rusqlite::Error {
     rusqlite::Error::FromSqlConversionFailure(
@@ -146,6 +156,8 @@ fn virtual_key_from(row: &Row<'_>) -> rusqlite::Result<VirtualKeyRow> {
         expires_at: row.get(10)?,
         revoked_at: row.get(11)?,
         created_at: row.get(12)?,
+        cache_ttl_secs: row.get(13)?,
+        cache_shared: row.get(14)?,
     })
 }
 
@@ -187,8 +199,9 @@ impl Store {
             let inserted = tx.query_row(
                 &format!(
                     "INSERT INTO virtual_keys (name, key_hash, hash_key_id, key_hint, agent_name, \
-                     models_json, budget_usd, budget_period, rpm, tpm, expires_at) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+                     models_json, budget_usd, budget_period, rpm, tpm, expires_at, \
+                     cache_ttl_secs, cache_shared) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
                      RETURNING {VIRTUAL_KEY_COLUMNS}"
                 ),
                 params![
@@ -203,6 +216,8 @@ impl Store {
                     row.rpm,
                     row.tpm,
                     row.expires_at,
+                    row.cache_ttl_secs,
+                    row.cache_shared,
                 ],
                 virtual_key_from,
             );
@@ -438,6 +453,8 @@ mod tests {
             rpm: None,
             tpm: None,
             expires_at: None,
+            cache_ttl_secs: None,
+            cache_shared: false,
         }
     }
 

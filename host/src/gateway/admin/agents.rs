@@ -52,6 +52,18 @@ pub(crate) struct BudgetInput {
     period: BudgetPeriod,
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct CacheInput {
+    /// Seconds the response cache serves the agent's answers, 1 to
+    /// 2592000 (30 days).
+    ttl_secs: u64,
+    /// Whether requests that sample (temperature above 0, or unset) are
+    /// cached too.
+    #[serde(default)]
+    sampled: bool,
+}
+
 pub(super) async fn view(shared: &Shared, agent: Agent) -> AdminResult<AgentView> {
     let configs = shared.service.store().configs(agent.id, false).await?.len();
     Ok(AgentView { agent, configs })
@@ -154,5 +166,42 @@ pub(super) async fn delete_budget(
         .clear_agent_budget(&name)
         .await?;
     tracing::info!(target: "llmhost::admin", admin = %admin.name, agent = %name, "agent budget cleared");
+    Ok(Json(view(&shared, agent).await?))
+}
+
+/// Turns the response cache on for the agent's calls: identical requests
+/// within the TTL are served from the stored answer.
+#[utoipa::path(put, path = "/admin/v1/agents/{name}/cache", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    request_body = CacheInput,
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub(super) async fn put_cache(
+    admin: Admin,
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> AdminResult<Json<AgentView>> {
+    let input: CacheInput = parse(&body)?;
+    let ttl = std::time::Duration::from_secs(input.ttl_secs);
+    let agent = shared
+        .service
+        .set_agent_cache(&name, Some((ttl, input.sampled)))
+        .await?;
+    tracing::info!(target: "llmhost::admin", admin = %admin.name, agent = %name, "agent cache set");
+    Ok(Json(view(&shared, agent).await?))
+}
+
+/// Turns the response cache off for the agent's calls.
+#[utoipa::path(delete, path = "/admin/v1/agents/{name}/cache", tag = "agents",
+    params(("name" = String, Path, description = "The agent's name")),
+    responses((status = 200, body = AgentView), (status = 404, body = ErrorBody)))]
+pub(super) async fn delete_cache(
+    admin: Admin,
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> AdminResult<Json<AgentView>> {
+    let agent = shared.service.set_agent_cache(&name, None).await?;
+    tracing::info!(target: "llmhost::admin", admin = %admin.name, agent = %name, "agent cache cleared");
     Ok(Json(view(&shared, agent).await?))
 }

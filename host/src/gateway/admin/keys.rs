@@ -64,6 +64,12 @@ pub(crate) struct NewVirtualKeyInput {
     tpm: Option<u32>,
     /// Seconds from now until the key stops working.
     expires_in_secs: Option<u64>,
+    /// Seconds the response cache keeps the key's answers (1 to 2592000);
+    /// unset: the key's calls are not cached.
+    cache_ttl_secs: Option<u64>,
+    /// Whether the key's cached answers serve other keys too.
+    #[serde(default)]
+    cache_shared: bool,
 }
 
 /// A new key: shown here once, never again.
@@ -143,6 +149,8 @@ pub(super) async fn create_virtual_key(
         rpm: input.rpm,
         tpm: input.tpm,
         expires_in: input.expires_in_secs.map(Duration::from_secs),
+        cache_ttl: input.cache_ttl_secs.map(Duration::from_secs),
+        cache_shared: input.cache_shared,
     };
     let (key, secret) = keys_of(&shared)?.create(new).await?;
     tracing::info!(target: "llmhost::admin", admin = %admin.name, virtual_key = %key.name, "virtual key created");
