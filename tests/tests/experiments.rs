@@ -352,3 +352,73 @@ async fn calls_without_a_user_and_per_request_experiments_spread_by_weight() {
         .unwrap_err();
     assert_eq!(err.kind(), llmhost::ErrorKind::Validation);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_from_the_response_cache_are_counted_apart_in_the_report() {
+    let sim = Simulator::start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("llmhost.db")).await.unwrap();
+    let service = ConfigService::new(
+        common::host().await,
+        store,
+        Some(Keyring::new(EncryptionKey::generate())),
+    );
+    service.create_agent("faq", None).await.unwrap();
+    service
+        .create_config("faq", config(&sim, Vendor::OpenAi, "openai", "gpt-4o-mini"))
+        .await
+        .unwrap();
+    // Sampled requests are cached too: the variants set no temperature.
+    service
+        .set_agent_cache("faq", Some((std::time::Duration::from_secs(600), true)))
+        .await
+        .unwrap();
+    service
+        .create_experiment(NewExperiment {
+            name: "cached".into(),
+            agent: "faq".into(),
+            sticky: Sticky::User,
+            variants: vec![
+                variant("a", 50, "openai", "gpt-4o-mini"),
+                variant("b", 50, "openai", "gpt-4o"),
+            ],
+        })
+        .await
+        .unwrap();
+    // One user asks the same question three times: one provider call and
+    // two cache hits, all of the user's variant.
+    let mut assigned = Vec::new();
+    for _ in 0..3 {
+        let answer = service
+            .chat("faq", request(Some("reader-7")))
+            .await
+            .unwrap();
+        assigned.push(answer.experiment.unwrap().1);
+    }
+    assigned.dedup();
+    assert_eq!(assigned.len(), 1, "sticky: {assigned:?}");
+    assert_eq!(
+        sim.requests().len(),
+        1,
+        "the repeats were served from the cache"
+    );
+    service.flush_usage().await.unwrap();
+
+    let report = service.experiment_report("cached").await.unwrap();
+    let served = report
+        .variants
+        .iter()
+        .find(|v| v.name == assigned[0])
+        .unwrap();
+    assert_eq!((served.requests, served.cache_hits), (1, 2));
+    assert!(served.cost_usd > Decimal::ZERO);
+    // The one provider call is the only latency sample: the hits' near-zero
+    // latencies and costs would otherwise flatter the variant.
+    assert_eq!(served.mean_cost_usd, Some(served.cost_usd));
+    let other = report
+        .variants
+        .iter()
+        .find(|v| v.name != assigned[0])
+        .unwrap();
+    assert_eq!((other.requests, other.cache_hits), (0, 0));
+}

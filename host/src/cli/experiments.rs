@@ -195,6 +195,10 @@ fn show_report(report: &ExperimentReport) {
             interval(comparison.mean_latency_ms, 1, "ms")
         );
     }
+    let hits: u64 = report.variants.iter().map(|v| v.cache_hits).sum();
+    if hits > 0 {
+        outln!("({hits} calls answered by the response cache are left out of the figures)");
+    }
     if report.variants.iter().any(|v| v.unpriced > 0) {
         outln!("(calls of models without a known price are left out of the cost figures)");
     }

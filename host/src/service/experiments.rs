@@ -84,8 +84,12 @@ pub struct VariantReport {
     pub provider: String,
     pub model: String,
     pub weight: u32,
-    /// Calls assigned to the variant, each counted once.
+    /// Calls assigned to the variant, each counted once, that reached a
+    /// provider.
     pub requests: u64,
+    /// Calls assigned to the variant that the response cache answered:
+    /// left out of every other figure.
+    pub cache_hits: u64,
     /// Of those, calls that failed (after their retries and fallbacks).
     pub errors: u64,
     /// Of those, calls an agent config answered after the variant's route
@@ -224,6 +228,7 @@ fn percentile(sorted: &[u64], p: f64) -> Option<u64> {
 /// One variant's calls gathered for its report.
 #[derive(Default)]
 struct Sample {
+    cache_hits: u64,
     requests: u64,
     errors: u64,
     fallbacks: u64,
@@ -238,6 +243,12 @@ struct Sample {
 
 impl Sample {
     fn add(&mut self, call: &ExperimentCall) {
+        // A cached answer took no provider call: it says nothing of the
+        // variant's latency or cost, so it is only counted.
+        if call.cache_hit {
+            self.cache_hits += 1;
+            return;
+        }
         self.requests += 1;
         self.errors += u64::from(!call.ok);
         self.fallbacks += u64::from(call.ok && call.fallback);
@@ -300,6 +311,7 @@ fn report(experiment: Experiment, calls: &[ExperimentCall]) -> ExperimentReport 
                 model: variant.model.clone(),
                 weight: variant.weight,
                 requests: sample.requests,
+                cache_hits: sample.cache_hits,
                 errors: sample.errors,
                 fallbacks: sample.fallbacks,
                 latency_p50_ms: percentile(&sample.latencies, 50.0),

@@ -94,6 +94,8 @@ pub struct ExperimentCall {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub cost_usd: Option<Decimal>,
+    /// The response cache served it: no provider was called.
+    pub cache_hit: bool,
 }
 
 fn conversion(message: String) -> rusqlite::Error {
@@ -318,7 +320,7 @@ impl Store {
         self.read(move |conn| {
             let mut statement = conn.prepare_cached(
                 "SELECT variant, status, fallback, latency_ms, input_tokens, output_tokens, \
-                 cost_usd FROM usage_events WHERE id IN ( \
+                 cost_usd, cache_hit FROM usage_events WHERE id IN ( \
                      SELECT max(id) FROM usage_events \
                      WHERE experiment = ?1 AND created_at >= ?2 \
                      GROUP BY coalesce(request_id, id)) \
@@ -336,6 +338,7 @@ impl Store {
                         input_tokens: row.get(4)?,
                         output_tokens: row.get(5)?,
                         cost_usd: cost.map(|c| decimal(&c, "cost_usd")).transpose()?,
+                        cache_hit: row.get(7)?,
                     })
                 })?
                 .collect()
