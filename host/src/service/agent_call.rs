@@ -92,11 +92,10 @@ impl ConfigService {
                     Ok(Target::new(provider))
                 }
             };
-            let context_fallback = match (
-                &config.context_fallback_provider,
-                &config.context_fallback_model,
-            ) {
-                (Some(provider), Some(model)) => Some(Box::new(Route {
+            // A fallback route (the pair, or the larger context window):
+            // catalogue prices, no balancing, no further context fallback.
+            let fallback_to = |provider: &String, model: &String| -> Result<Route, Error> {
+                Ok(Route {
                     target: target_of(provider)?,
                     model: model.clone(),
                     defaults,
@@ -105,7 +104,13 @@ impl ConfigService {
                     fallback: true,
                     choice: None,
                     context_fallback: None,
-                })),
+                })
+            };
+            let context_fallback = match (
+                &config.context_fallback_provider,
+                &config.context_fallback_model,
+            ) {
+                (Some(provider), Some(model)) => Some(Box::new(fallback_to(provider, model)?)),
                 _ => None,
             };
             let index = routes.len();
@@ -127,16 +132,7 @@ impl ConfigService {
                 (&config.fallback_provider, &config.fallback_model)
             {
                 pair = Some(routes.len());
-                routes.push(Route {
-                    target: target_of(provider)?,
-                    model: model.clone(),
-                    defaults,
-                    prices: None,
-                    config_id: Some(row.id),
-                    fallback: true,
-                    choice: None,
-                    context_fallback: None,
-                });
+                routes.push(fallback_to(provider, model)?);
             }
             let member = Member {
                 route: index,
