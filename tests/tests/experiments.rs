@@ -40,6 +40,16 @@ fn request(user: Option<&str>) -> ChatRequest {
     request
 }
 
+/// A service over a new SQLite file in `dir`, with a fresh keyring.
+async fn service_in(dir: &std::path::Path) -> ConfigService {
+    let store = Store::open(&dir.join("llmhost.db")).await.unwrap();
+    ConfigService::new(
+        common::host().await,
+        store,
+        Some(Keyring::new(EncryptionKey::generate())),
+    )
+}
+
 /// Nearest-rank percentile, written here apart from the host's.
 fn nearest_rank(sorted: &[u64], p: usize) -> Option<u64> {
     if sorted.is_empty() {
@@ -264,12 +274,7 @@ async fn an_experiment_splits_by_weight_sticks_to_users_and_reports_what_the_row
 async fn calls_without_a_user_and_per_request_experiments_spread_by_weight() {
     let sim = Simulator::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("llmhost.db")).await.unwrap();
-    let service = ConfigService::new(
-        common::host().await,
-        store,
-        Some(Keyring::new(EncryptionKey::generate())),
-    );
+    let service = service_in(dir.path()).await;
     service.create_agent("desk", None).await.unwrap();
     service
         .create_config(
@@ -357,12 +362,7 @@ async fn calls_without_a_user_and_per_request_experiments_spread_by_weight() {
 async fn answers_from_the_response_cache_are_counted_apart_in_the_report() {
     let sim = Simulator::start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&dir.path().join("llmhost.db")).await.unwrap();
-    let service = ConfigService::new(
-        common::host().await,
-        store,
-        Some(Keyring::new(EncryptionKey::generate())),
-    );
+    let service = service_in(dir.path()).await;
     service.create_agent("faq", None).await.unwrap();
     service
         .create_config("faq", config(&sim, Vendor::OpenAi, "openai", "gpt-4o-mini"))
