@@ -1,0 +1,234 @@
+//! Real PostgreSQL 15 and Redis 7 servers for tests, run by
+//! `scripts/services` from Debian's packages (installed on first use) in
+//! temporary directories on loopback ports.
+//!
+//! [`postgres()`] is one server per test process, shared by its tests:
+//! each test takes a database of its own with [`Postgres::database`].
+//! [`redis()`] starts a server for one test, which can stop and start it.
+//! A server goes when its handle is dropped, or with the test process
+//! however that ends: the script stops it once its stdin closes.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+
+/// The repository's `scripts/services`.
+pub fn script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/services")
+}
+
+/// A server run by `scripts/services`.
+pub struct Service {
+    kind: &'static str,
+    port: u16,
+    url: String,
+    child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Service {
+    /// Starts a server of `kind` (`postgres` or `redis`) on a free
+    /// loopback port. Panics with the script's reason when it cannot.
+    pub fn start(kind: &'static str) -> Self {
+        let mut last = String::new();
+        // A free port can be taken by another test between the check and
+        // the server's bind: try a few.
+        for _ in 0..5 {
+            match Self::try_start(kind) {
+                Ok(service) => return service,
+                Err(why) => last = why,
+            }
+        }
+        panic!("cannot start {kind} with scripts/services: {last}");
+    }
+
+    fn try_start(kind: &'static str) -> Result<Self, String> {
+        let port = free_port();
+        let mut child = Command::new(script())
+            .arg(kind)
+            .arg(port.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|err| format!("cannot run {}: {err}", script().display()))?;
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().expect("piped stdout"));
+        let mut service = Self {
+            kind,
+            port,
+            url: String::new(),
+            child,
+            stdin,
+            stdout,
+        };
+        service.url = service.expect("ready")?;
+        Ok(service)
+    }
+
+    /// Reads the script's next line; `Ok(rest)` when it starts with `word`.
+    fn expect(&mut self, word: &str) -> Result<String, String> {
+        let mut line = String::new();
+        let read = self
+            .stdout
+            .read_line(&mut line)
+            .map_err(|err| format!("reading scripts/services: {err}"))?;
+        if read == 0 {
+            let status = self.child.wait().map_err(|err| err.to_string())?;
+            return Err(format!("scripts/services {} exited ({status})", self.kind));
+        }
+        let line = line.trim_end();
+        match line.split_once(' ') {
+            Some((first, rest)) if first == word => Ok(rest.to_owned()),
+            None if line == word => Ok(String::new()),
+            _ => Err(line.to_owned()),
+        }
+    }
+
+    fn command(&mut self, command: &str, answer: &str) {
+        let stdin = self.stdin.as_mut().expect("server running");
+        writeln!(stdin, "{command}")
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|err| panic!("scripts/services {}: {err}", self.kind));
+        if let Err(why) = self.expect(answer) {
+            panic!("scripts/services {} {command}: {why}", self.kind);
+        }
+    }
+
+    /// The URL clients connect to.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Stops the server; its data stays for [`Service::resume`].
+    pub fn stop(&mut self) {
+        self.command("stop", "stopped");
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn resume(&mut self) {
+        self.command("start", "ready");
+    }
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        // The end of stdin tells the script to stop the server and remove
+        // its directory.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+/// A Redis 7 server for one test.
+pub fn redis() -> Service {
+    Service::start("redis")
+}
+
+/// The PostgreSQL 15 server of this test process.
+pub struct Postgres {
+    service: Mutex<Service>,
+    port: u16,
+    databases: AtomicU32,
+}
+
+/// The PostgreSQL server shared by this process's tests, started on
+/// first use.
+pub fn postgres() -> &'static Postgres {
+    static SERVER: OnceLock<Postgres> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let service = Service::start("postgres");
+        Postgres {
+            port: service.port(),
+            service: Mutex::new(service),
+            databases: AtomicU32::new(0),
+        }
+    })
+}
+
+impl Postgres {
+    /// The URL of the server's `postgres` database.
+    pub fn url(&self) -> String {
+        self.service
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .url()
+            .to_owned()
+    }
+
+    /// Creates an empty database of its own for one test and returns its
+    /// URL.
+    pub fn database(&self) -> String {
+        let name = format!(
+            "test_{}_{}",
+            std::process::id(),
+            self.databases.fetch_add(1, Ordering::Relaxed)
+        );
+        let bin = std::env::var("LLMHOST_PG_BIN")
+            .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned());
+        let output = Command::new(PathBuf::from(bin).join("createdb"))
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "llmhost", &name])
+            .output()
+            .unwrap_or_else(|err| panic!("cannot run createdb: {err}"));
+        assert!(
+            output.status.success(),
+            "createdb {name}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        format!("postgres://llmhost@127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::net::TcpStream;
+
+    fn redis_ping(port: u16) -> std::io::Result<String> {
+        let mut stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.write_all(b"PING\r\n")?;
+        let mut reply = [0u8; 7];
+        stream.read_exact(&mut reply)?;
+        Ok(String::from_utf8_lossy(&reply).into_owned())
+    }
+
+    #[test]
+    fn redis_answers_stops_resumes_and_goes_with_its_handle() {
+        let mut server = redis();
+        let port = server.port();
+        assert_eq!(server.url(), format!("redis://127.0.0.1:{port}"));
+        assert_eq!(redis_ping(port).unwrap(), "+PONG\r\n");
+        server.stop();
+        assert!(redis_ping(port).is_err(), "a stopped server still answers");
+        server.resume();
+        assert_eq!(redis_ping(port).unwrap(), "+PONG\r\n");
+        drop(server);
+        assert!(redis_ping(port).is_err(), "a dropped server still answers");
+    }
+
+    #[test]
+    fn postgres_gives_each_test_a_database_of_its_own() {
+        let server = postgres();
+        let one = server.database();
+        let two = server.database();
+        assert_ne!(one, two);
+        assert!(TcpStream::connect(("127.0.0.1", server.port)).is_ok());
+    }
+}
