@@ -78,6 +78,7 @@ error_kinds! {
     EncryptionKeyInvalid => "encryption_key_invalid": "the encryption key or key file is not valid",
     KeyReused => "key_reused": "rotation to a key that is already in the keyring",
     UnknownKey => "unknown_key": "a stored API key was encrypted with a key not in the keyring",
+    RetiredKey => "retired_key": "a value was encrypted under a key that is no longer the database's active key",
     DecryptionFailed => "decryption_failed": "a stored API key does not decrypt for this config: give the key again",
     MalformedCiphertext => "malformed_ciphertext": "a stored API key is not in llmhost's format",
     UnsupportedCiphertextVersion => "unsupported_ciphertext_version": "a stored API key was written by a newer llmhost",

@@ -292,6 +292,13 @@ impl Keyring {
         self
     }
 
+    /// The same keys with the key named `id` active; `None` if the
+    /// keyring does not hold it.
+    pub fn with_active(&self, id: &str) -> Option<Self> {
+        let active = self.find(id)?.clone();
+        Some(Self::new(active).with_previous(self.keys().cloned()))
+    }
+
     /// The key new values are encrypted with.
     pub fn active(&self) -> &EncryptionKey {
         &self.active

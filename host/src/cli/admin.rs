@@ -1062,15 +1062,9 @@ pub async fn keys(
         KeySource::File(path) => {
             // The file first holds both keys, so that whatever happens
             // next, every row stays decryptable.
+            service.check_new_key(&new_id).await?;
             let mut both = vec![new_key.clone()];
-            both.extend(keyring.keys().cloned());
-            if keyring.keys().any(|k| k.id() == new_id) {
-                return Err(Error::Encryption {
-                    kind: ErrorKind::KeyReused,
-                    message: format!("key {new_id} is already in use; rotate to a new key"),
-                }
-                .into());
-            }
+            both.extend(keyring.keys().filter(|k| k.id() != new_id).cloned());
             secrets::write_key_file(path, &both).map_err(key_error)?;
             let rotated = match service.rotate_keys(new_key.clone(), |_| Ok(())).await {
                 Ok(count) => count,

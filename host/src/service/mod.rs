@@ -150,8 +150,9 @@ impl From<ConfigPatch> for ConfigUpdate {
 /// The encryption keys and what they encrypt; never a key itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct EncryptionStatus {
-    /// The id of the key new API keys are encrypted under; `None`: no key
-    /// is configured.
+    /// The id of the key new API keys are encrypted under: the one the
+    /// database names (see [`Store::active_key_id`]), else this process's
+    /// active key; `None`: no key is configured.
     pub active_key: Option<String>,
     /// Every key id of the keyring, the active one first.
     pub keys: Vec<String>,
@@ -197,6 +198,32 @@ pub(crate) fn crypto_error(err: CryptoError) -> Error {
     Error::Encryption {
         kind: err.kind(),
         message: err.to_string(),
+    }
+}
+
+/// `keyring` with the key `active` (the database's active key) active, or
+/// a clear error when this process was not given that key.
+pub(crate) fn active_keyring(keyring: &Arc<Keyring>, active: &str) -> Result<Arc<Keyring>, Error> {
+    if keyring.active().id() == active {
+        return Ok(keyring.clone());
+    }
+    keyring
+        .with_active(active)
+        .map(Arc::new)
+        .ok_or_else(|| active_key_missing(active, keyring.keys().map(|k| k.id())))
+}
+
+/// The database's active key `active` is not among the `held` key ids.
+pub(crate) fn active_key_missing<'a>(active: &str, held: impl Iterator<Item = &'a str>) -> Error {
+    let held: Vec<&str> = held.collect();
+    Error::Encryption {
+        kind: ErrorKind::UnknownKey,
+        message: format!(
+            "the database's active encryption key is {active}, which this process was not given \
+             (it holds {}): add that key to LLMHOST_PREVIOUS_ENCRYPTION_KEYS or the key file and \
+             restart",
+            held.join(", ")
+        ),
     }
 }
 
@@ -628,16 +655,29 @@ impl ConfigService {
         Ok(())
     }
 
+    /// The keyring new values are encrypted with: this process's keys,
+    /// with the key the database names active (see
+    /// [`Store::active_key_id`]), so that every process sharing the
+    /// database encrypts under the same key.
+    async fn encrypting_keyring(&self) -> Result<Arc<Keyring>, Error> {
+        let keyring = self.require_keyring()?;
+        let active = match self.store.active_key_id().await? {
+            Some(active) => active,
+            None => self.store.claim_active_key(keyring.active().id()).await?,
+        };
+        active_keyring(&keyring, &active)
+    }
+
     /// Encrypts `key` bound to agent `agent_id` and to the provider and
     /// base URL `row` will be stored with.
-    fn encrypt(
+    async fn encrypt(
         &self,
         key: &SecretString,
         agent_id: i64,
         row: &ConfigFields,
     ) -> Result<(String, String), Error> {
         Self::check_key(key)?;
-        let keyring = self.require_keyring()?;
+        let keyring = self.encrypting_keyring().await?;
         let binding = Binding {
             agent_id,
             provider: &row.provider,
@@ -659,7 +699,7 @@ impl ConfigService {
             api_key_hint: None,
         };
         if let Some(key) = &config.api_key {
-            let (ciphertext, hint) = self.encrypt(key, agent.id, &row.fields)?;
+            let (ciphertext, hint) = self.encrypt(key, agent.id, &row.fields).await?;
             row.api_key_encrypted = Some(ciphertext);
             row.api_key_hint = Some(hint);
         }
@@ -705,7 +745,7 @@ impl ConfigService {
         self.check(&row.fields)?;
         match update.api_key {
             Some(Some(key)) => {
-                let (ciphertext, hint) = self.encrypt(&key, agent.id, &row.fields)?;
+                let (ciphertext, hint) = self.encrypt(&key, agent.id, &row.fields).await?;
                 row.api_key_encrypted = Some(ciphertext);
                 row.api_key_hint = Some(hint);
             }
@@ -827,7 +867,11 @@ impl ConfigService {
     pub async fn encryption_status(&self) -> Result<EncryptionStatus, Error> {
         let keyring = self.keyring();
         let rows = self.store.api_keys_by_encryption_key().await?;
-        let active = keyring.as_ref().map(|k| k.active().id().to_owned());
+        // The database names the key every process encrypts under.
+        let active = match self.store.active_key_id().await? {
+            Some(active) => Some(active),
+            None => keyring.as_ref().map(|k| k.active().id().to_owned()),
+        };
         let complete = rows
             .iter()
             .all(|(id, _)| active.as_deref() == Some(id.as_str()));
@@ -841,6 +885,28 @@ impl ConfigService {
         })
     }
 
+    /// Refuses a rotation to the key `id` when it is in use: the
+    /// database's active key, or one any stored value is under. A key
+    /// this process holds as a previous key but nothing is under yet is
+    /// a key handed to every replica ahead of the rotation, and may
+    /// become active.
+    pub async fn check_new_key(&self, id: &str) -> Result<(), Error> {
+        let keyring = self.require_keyring()?;
+        let active = self.store.active_key_id().await?;
+        let reused = match active.as_deref() {
+            Some(active) => active == id,
+            None => keyring.active().id() == id,
+        } || (keyring.keys().any(|k| k.id() == id)
+            && self.store.key_in_use(id).await?);
+        if reused {
+            return Err(Error::Encryption {
+                kind: ErrorKind::KeyReused,
+                message: format!("key {id} is already in use; rotate to a new key"),
+            });
+        }
+        Ok(())
+    }
+
     /// Re-encrypts every stored API key under `new_key` in one
     /// transaction; afterwards the service uses `new_key` (the old keys
     /// still decrypt, for other databases that share them). If any row
@@ -852,16 +918,10 @@ impl ConfigService {
         before_commit: impl FnOnce(usize) -> Result<(), Error> + Send + 'static,
     ) -> Result<usize, Error> {
         let old = self.require_keyring()?;
-        if old.keys().any(|k| k.id() == new_key.id()) {
-            return Err(Error::Encryption {
-                kind: ErrorKind::KeyReused,
-                message: format!(
-                    "key {} is already in the keyring; rotate to a new key",
-                    new_key.id()
-                ),
-            });
-        }
-        let next = Keyring::new(new_key).with_previous(old.keys().cloned());
+        self.check_new_key(new_key.id()).await?;
+        let new_id = new_key.id().to_owned();
+        let next =
+            Keyring::new(new_key).with_previous(old.keys().filter(|k| k.id() != new_id).cloned());
         let next = Arc::new(next);
         let writer = next.clone();
         let count =
@@ -881,6 +941,7 @@ impl ConfigService {
                         })?;
                         writer.encrypt(&key, &binding).map_err(crypto_error)
                     },
+                    new_id,
                     before_commit,
                 )
                 .await?;

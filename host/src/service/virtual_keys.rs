@@ -415,8 +415,21 @@ impl VirtualKeys {
     /// Creates a key and returns its view and the key itself, which is
     /// never available again.
     pub async fn create(&self, new: NewVirtualKey) -> Result<(VirtualKey, SecretString), Error> {
-        let hash_key = self.hash_keys.first().ok_or_else(no_keyring)?;
+        let first = self.hash_keys.first().ok_or_else(no_keyring)?;
         check_name(&new.name)?;
+        // Hashed under the database's active key, as every process
+        // sharing the database does.
+        let active = match self.store.active_key_id().await? {
+            Some(active) => active,
+            None => self.store.claim_active_key(&first.key_id).await?,
+        };
+        let hash_key = self
+            .hash_keys
+            .iter()
+            .find(|k| k.key_id == active)
+            .ok_or_else(|| {
+                super::active_key_missing(&active, self.hash_keys.iter().map(|k| k.key_id.as_str()))
+            })?;
         if let Some(agent) = &new.agent
             && self.store.agent(agent).await?.is_none()
         {
@@ -785,7 +798,15 @@ mod tests {
                 .name,
             "old"
         );
-        let (view, fresh) = after.create(NewVirtualKey::new("new")).await.unwrap();
+        // Until the database names the new key, new keys stay under the
+        // old one, as every other process's do.
+        after.create(NewVirtualKey::new("early")).await.unwrap();
+        // `keys rotate` names the new key in the database.
+        store
+            .rewrite_api_keys(|_, c| Ok(c.to_owned()), new.id().to_owned(), |_| Ok(()))
+            .await
+            .unwrap();
+        let (_, fresh) = after.create(NewVirtualKey::new("new")).await.unwrap();
         assert!(
             after
                 .authenticate(fresh.expose_secret())
@@ -793,9 +814,26 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
+        let hashed_under = |rows: &[VirtualKeyRow], name: &str| {
+            rows.iter()
+                .find(|r| r.name == name)
+                .map(|r| r.hash_key_id.clone())
+                .unwrap()
+        };
         let rows = store.virtual_keys().await.unwrap();
-        assert_eq!(rows[0].hash_key_id, new.id(), "{:?}", view.name);
-        assert_eq!(rows[1].hash_key_id, old.id());
+        assert_eq!(hashed_under(&rows, "old"), old.id());
+        assert_eq!(hashed_under(&rows, "early"), old.id());
+        assert_eq!(hashed_under(&rows, "new"), new.id());
+
+        // A process that was not given the new key makes no key under the
+        // retired one, and says why.
+        let err = before
+            .create(NewVirtualKey::new("stale"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownKey);
+        assert!(err.to_string().contains(new.id()), "{err}");
+        assert_eq!(store.virtual_keys().await.unwrap().len(), 3);
 
         // Once the old key leaves the keyring, its virtual keys stop.
         let only_new = VirtualKeys::new(store, Some(&Keyring::new(new)));

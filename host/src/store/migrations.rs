@@ -470,6 +470,55 @@ ALTER TABLE agents DROP COLUMN cache_sampled;
 ALTER TABLE agents DROP COLUMN cache_ttl_secs;
 "#;
 
+/// The encryption key new values must be under, named in the database so
+/// that every replica encrypts under the same key and none under a
+/// retired one: `keys rotate` changes it in the transaction that
+/// re-encrypts, and triggers refuse an API key or a virtual key written
+/// under any other key, whichever process writes it.
+const ACTIVE_KEY_UP: &str = r#"
+CREATE TABLE encryption_state (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    active_key_id TEXT NOT NULL,
+    changed_at    TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+) STRICT;
+
+CREATE TRIGGER api_key_inserted_under_the_active_key
+BEFORE INSERT ON agent_llm_configs
+WHEN NEW.api_key_encrypted IS NOT NULL
+BEGIN
+    SELECT RAISE(ABORT, 'llmhost: retired encryption key')
+    FROM encryption_state
+    WHERE substr(NEW.api_key_encrypted, 1, length(active_key_id) + 12)
+        <> 'llmhost:v2:' || active_key_id || ':';
+END;
+
+CREATE TRIGGER api_key_updated_under_the_active_key
+BEFORE UPDATE OF api_key_encrypted ON agent_llm_configs
+WHEN NEW.api_key_encrypted IS NOT NULL
+    AND NEW.api_key_encrypted IS NOT OLD.api_key_encrypted
+BEGIN
+    SELECT RAISE(ABORT, 'llmhost: retired encryption key')
+    FROM encryption_state
+    WHERE substr(NEW.api_key_encrypted, 1, length(active_key_id) + 12)
+        <> 'llmhost:v2:' || active_key_id || ':';
+END;
+
+CREATE TRIGGER virtual_key_hashed_under_the_active_key
+BEFORE INSERT ON virtual_keys
+BEGIN
+    SELECT RAISE(ABORT, 'llmhost: retired encryption key')
+    FROM encryption_state
+    WHERE NEW.hash_key_id <> active_key_id;
+END;
+"#;
+
+const ACTIVE_KEY_DOWN: &str = r#"
+DROP TRIGGER virtual_key_hashed_under_the_active_key;
+DROP TRIGGER api_key_updated_under_the_active_key;
+DROP TRIGGER api_key_inserted_under_the_active_key;
+DROP TABLE encryption_state;
+"#;
+
 /// Every migration, oldest first. Never edit one that has shipped: add
 /// another.
 pub(crate) fn migrations() -> Migrations<'static> {
@@ -508,11 +557,14 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(RESPONSE_CACHE_UP)
             .down(RESPONSE_CACHE_DOWN)
             .comment("response cache settings of agents and virtual keys"),
+        M::up(ACTIVE_KEY_UP)
+            .down(ACTIVE_KEY_DOWN)
+            .comment("the active encryption key, kept by every writer"),
     ])
 }
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 #[cfg(test)]
 mod tests {

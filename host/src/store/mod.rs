@@ -17,6 +17,7 @@ mod admin_tokens;
 mod calendar;
 mod config;
 mod experiments;
+mod keyring;
 mod migrations;
 mod records;
 mod status;
@@ -69,7 +70,10 @@ impl std::fmt::Debug for Store {
 }
 
 pub(crate) fn db_error(path: &Path) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |err| Error::Database(format!("{}: {err}", path.display()))
+    move |err| {
+        keyring::retired_key(&err)
+            .unwrap_or_else(|| Error::Database(format!("{}: {err}", path.display())))
+    }
 }
 
 /// Migrates `conn` up or down to `version`. Foreign keys are off meanwhile,

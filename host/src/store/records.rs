@@ -744,17 +744,22 @@ impl Store {
     }
 
     /// Rewrites every stored API key in one transaction: `rewrite` gets
-    /// each config (with its ciphertext) and returns the new ciphertext;
-    /// then `before_commit` gets the number of rows rewritten. If either
-    /// fails, nothing changes. Returns the rows rewritten.
+    /// each config (with its ciphertext) and returns the new ciphertext,
+    /// under `new_key_id`, which becomes the database's active key; then
+    /// `before_commit` gets the number of rows rewritten. If either fails,
+    /// nothing changes. Returns the rows rewritten.
     pub async fn rewrite_api_keys(
         &self,
         rewrite: impl FnMut(&ConfigRow, &str) -> Result<String, Error> + Send + 'static,
+        new_key_id: String,
         before_commit: impl FnOnce(usize) -> Result<(), Error> + Send + 'static,
     ) -> Result<usize, Error> {
         let path = self.path().to_owned();
         let mut rewrite = rewrite;
         self.write(move |tx| {
+            // First, so that the triggers let the rewritten rows in, and
+            // every other writer must use the new key from this commit on.
+            super::keyring::set_active_key(tx, &new_key_id).map_err(db_error(&path))?;
             let rows: Vec<ConfigRow> = {
                 let mut statement = tx
                     .prepare(&format!(
