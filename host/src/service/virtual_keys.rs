@@ -47,6 +47,9 @@ const MAX_MODELS: usize = 256;
 /// revocation or expiry made by another process takes effect within this
 /// time (plus one query).
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_millis(500);
+/// How long a lookup is trusted when revocations are signalled through the
+/// shared state ([`VirtualKeys::with_shared`]).
+pub const SHARED_CACHE_TTL: Duration = Duration::from_secs(10);
 /// How many keys [`VirtualKeys::authenticate`] remembers by default.
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
@@ -403,8 +406,13 @@ impl VirtualKeys {
     /// reads it, clearing this process's cache when it moved. A key revoked
     /// through any replica is then refused by all at once. While Redis is
     /// unavailable, authentication fails closed (or, with
-    /// `on_unavailable = "open"`, trusts the cache for its time).
+    /// `on_unavailable = "open"`, trusts the cache for its time). As
+    /// revocations are signalled, lookups are then trusted for
+    /// [`SHARED_CACHE_TTL`] (expiry is checked on every call regardless).
     pub fn with_shared(mut self, redis: Option<Arc<crate::shared::Redis>>) -> Self {
+        if redis.is_some() {
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).ttl = SHARED_CACHE_TTL;
+        }
         self.shared = redis.map(|redis| (redis, Arc::new(std::sync::atomic::AtomicI64::new(-1))));
         self
     }

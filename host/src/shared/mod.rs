@@ -266,7 +266,7 @@ impl Redis {
         let why = match outcome {
             Ok(Ok(value)) => {
                 if !self.up.swap(true, Ordering::Relaxed) {
-                    tracing::info!(redis = %self.shown, "shared state: Redis answers again");
+                    tracing::warn!(redis = %self.shown, "shared state: Redis answers again");
                 }
                 return Ok(value);
             }
