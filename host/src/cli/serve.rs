@@ -52,6 +52,7 @@ pub async fn run(
     let metrics = Metrics::new();
     let host: Host = host_builder
         .usage_sink(metrics.sink(StoreSink::new(store.clone())))
+        .shared_state(shared.clone())
         .build()
         .await?;
     for error in host.load_errors() {

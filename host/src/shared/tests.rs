@@ -413,3 +413,72 @@ async fn a_revocation_moves_the_epoch_every_replica_reads() {
     }
     assert_eq!(two.revocation_epoch().await.unwrap(), 10);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn provider_rate_limits_are_shared_and_callers_wait_their_turn() {
+    use crate::resilience::{BucketKey, RateLimiter, Refusal};
+    use llmhost_registry::RateLimits;
+    let mut server = llmhost_test_services::redis();
+    let limiters: Vec<Arc<RateLimiter>> = (0..2)
+        .map(|_| {
+            Arc::new(RateLimiter::new(Some(replica(
+                &server,
+                OnUnavailable::Closed,
+            ))))
+        })
+        .collect();
+    let key = BucketKey {
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        key_id: "k".into(),
+    };
+    // Ten a second, a burst of ten: 30 calls on two replicas take two
+    // seconds (on per-replica buckets they would take half a second).
+    let limits = RateLimits {
+        requests_per_minute: Some(600),
+        tokens_per_minute: None,
+    };
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (limiter, key) = (limiters[i % 2].clone(), key.clone());
+            tokio::spawn(async move {
+                limiter
+                    .acquire_shared(&key, limits, 0, deadline)
+                    .await
+                    .unwrap();
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut last = Duration::ZERO;
+    for task in tasks {
+        last = last.max(task.await.unwrap());
+    }
+    // Timing: the lower bound is what sharing shows; the upper one is
+    // wide for a loaded machine.
+    assert!(
+        last >= Duration::from_millis(1800) && last < Duration::from_secs(10),
+        "the last call went after {last:?}"
+    );
+    // A wait past the deadline reserves nothing and says how long.
+    let soon = tokio::time::Instant::now() + Duration::from_millis(10);
+    let mut refused = 0;
+    for _ in 0..20 {
+        if let Err(Refusal::Wait(wait)) = limiters[0].acquire_shared(&key, limits, 0, soon).await {
+            assert!(wait <= Duration::from_secs(3), "{wait:?}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    server.stop();
+    match limiters[1].acquire_shared(&key, limits, 0, deadline).await {
+        Err(Refusal::Unavailable(err)) => {
+            assert_eq!(err.kind(), crate::ErrorKind::SharedStateUnavailable)
+        }
+        other => panic!("not refused while Redis is down: {other:?}"),
+    }
+    let open = RateLimiter::new(Some(replica(&server, OnUnavailable::Open)));
+    assert!(open.acquire_shared(&key, limits, 0, deadline).await.is_ok());
+}
