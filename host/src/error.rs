@@ -85,6 +85,7 @@ error_kinds! {
     EncryptionFailed => "encryption_failed": "an API key could not be encrypted",
     BudgetExceeded => "budget_exceeded": "the call does not fit a budget of its virtual key or agent",
     BudgetUnpriced => "budget_unpriced": "a USD budget cannot be kept on a model without a known price",
+    SharedStateUnavailable => "shared_state_unavailable": "Redis, which holds the budgets and rate limits shared by the replicas, cannot be reached (fail closed)",
     Internal => "internal": "a failure inside llmhost itself",
 }
 
@@ -253,6 +254,11 @@ pub enum Error {
     /// a price).
     #[error("{message}")]
     Budget { kind: ErrorKind, message: String },
+    /// Redis, which holds the state shared by the replicas (budgets,
+    /// rate limits, revocations), cannot be reached and the gateway fails
+    /// closed; the message names the server with its password redacted.
+    #[error("{message}")]
+    SharedUnavailable { message: String },
     /// A failure inside the host itself (I/O, engine set-up).
     #[error("internal error: {0}")]
     Internal(String),
@@ -285,6 +291,7 @@ impl Error {
             Error::Database(_) => ErrorKind::Database,
             Error::Encryption { kind, .. } => *kind,
             Error::Budget { kind, .. } => *kind,
+            Error::SharedUnavailable { .. } => ErrorKind::SharedStateUnavailable,
             Error::Internal(_) => ErrorKind::Internal,
         }
     }
@@ -314,6 +321,9 @@ impl Error {
     pub fn retry_after(&self) -> Option<Duration> {
         if let Error::CircuitOpen { retry_after, .. } = self {
             return Some(*retry_after);
+        }
+        if let Error::SharedUnavailable { .. } = self {
+            return Some(Duration::from_secs(1));
         }
         self.detail()
             .and_then(|d| d.retry_after_ms)

@@ -29,6 +29,7 @@ mod runtime;
 pub mod secrets;
 pub mod service;
 pub mod settings;
+pub mod shared;
 pub mod store;
 pub mod types;
 pub mod views;

@@ -42,6 +42,10 @@
 //! [cache]                        # the response cache (agents and keys opt in)
 //! max_mb = 64                      # answers kept in memory, least recent out first
 //!
+//! [shared]                       # state shared by several `llmhost serve` replicas
+//! redis_url = "redis://:PASSWORD@10.0.0.5:6379/0"   # LLMHOST_REDIS_URL; unset: in-process
+//! on_unavailable = "closed"        # LLMHOST_SHARED_ON_UNAVAILABLE; or "open"
+//!
 //! [providers.openai]
 //! base_url = "https://proxy.example.com/v1"   # OPENAI_BASE_URL wins over it
 //! allowed_hosts = ["proxy.example.com"]
@@ -107,6 +111,8 @@ struct FileSettings {
     #[serde(default)]
     cache: FileCache,
     #[serde(default)]
+    shared: FileShared,
+    #[serde(default)]
     providers: BTreeMap<String, ProviderSettings>,
 }
 
@@ -143,6 +149,25 @@ fn listen_address(text: &str, what: &str) -> Result<std::net::SocketAddr, Error>
             "{what}: `{text}` is not an address and port such as 127.0.0.1:4000"
         ))
     })
+}
+
+#[derive(Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileShared {
+    redis_url: Option<String>,
+    on_unavailable: Option<String>,
+}
+
+impl std::fmt::Debug for FileShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileShared")
+            .field(
+                "redis_url",
+                &self.redis_url.as_deref().map(crate::shared::redact),
+            )
+            .field("on_unavailable", &self.on_unavailable)
+            .finish()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -213,6 +238,8 @@ pub struct Settings {
     pub server: ServerSettings,
     /// Most bytes of answers the response cache keeps in memory.
     pub cache_max_bytes: usize,
+    /// `[shared]`: Redis for the state several replicas share.
+    pub shared: crate::shared::SharedSettings,
 }
 
 impl Default for Settings {
@@ -231,6 +258,7 @@ impl Default for Settings {
             providers: BTreeMap::new(),
             server: ServerSettings::default(),
             cache_max_bytes: crate::router::cache::DEFAULT_MAX_BYTES,
+            shared: crate::shared::SharedSettings::default(),
         }
     }
 }
@@ -407,6 +435,13 @@ impl Settings {
         if let Some(mb) = file.cache.max_mb {
             self.cache_max_bytes = megabytes(mb, &what("cache.max_mb"))?;
         }
+        if let Some(url) = file.shared.redis_url.filter(|u| !u.trim().is_empty()) {
+            self.shared.redis_url = Some(crate::shared::RedisUrl::new(url.trim()));
+        }
+        if let Some(mode) = &file.shared.on_unavailable {
+            self.shared.on_unavailable =
+                crate::shared::OnUnavailable::parse(mode, &what("shared.on_unavailable"))?;
+        }
         for (id, provider) in &file.providers {
             if let Some(url) = &provider.base_url {
                 crate::host::authority_of(url).map_err(|err| {
@@ -445,6 +480,13 @@ impl Settings {
                     )));
                 }
             };
+        }
+        if let Some(url) = env(crate::shared::REDIS_URL_ENV) {
+            self.shared.redis_url = Some(crate::shared::RedisUrl::new(url.trim()));
+        }
+        if let Some(mode) = env(crate::shared::ON_UNAVAILABLE_ENV) {
+            self.shared.on_unavailable =
+                crate::shared::OnUnavailable::parse(&mode, crate::shared::ON_UNAVAILABLE_ENV)?;
         }
         if let Some(key_file) = env(KEY_FILE_ENV) {
             self.key_file = PathBuf::from(key_file);
@@ -532,6 +574,31 @@ allowed_hosts = ["proxy.example.com"]
             assert_eq!(err.kind(), "invalid_config");
             assert!(err.to_string().contains(needle), "{text}: {err}");
         }
+        std::fs::write(&file, "[shared]\non_unavailable = \"ajar\"").unwrap();
+        let err = Settings::load_with(Some(&file), &env_of(&[])).unwrap_err();
+        assert!(err.to_string().contains("shared.on_unavailable"), "{err}");
+        std::fs::write(
+            &file,
+            "[shared]\nredis_url = \"redis://:hunter2@127.0.0.1:6379\"\non_unavailable = \"open\"",
+        )
+        .unwrap();
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        assert_eq!(
+            settings.shared.on_unavailable,
+            crate::shared::OnUnavailable::Open
+        );
+        let shown = format!("{settings:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("redis://:***@127.0.0.1:6379"), "{shown}");
+        let settings = Settings::load_with(
+            Some(&file),
+            &env_of(&[("LLMHOST_REDIS_URL", "redis://127.0.0.1:7000")]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.shared.redis_url.unwrap().redacted(),
+            "redis://127.0.0.1:7000"
+        );
         let missing = dir.path().join("missing.toml");
         let err = Settings::load_with(Some(&missing), &env_of(&[])).unwrap_err();
         assert!(err.to_string().contains("missing.toml"), "{err}");

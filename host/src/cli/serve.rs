@@ -38,11 +38,21 @@ pub async fn run(
     args: ServeArgs,
 ) -> Result<(), Fail> {
     let store = Store::open(&settings.database).await?;
+    // Budgets, rate limits and revocations shared with other replicas.
+    let shared = crate::shared::Redis::connect(&settings.shared)?;
+    if let Some(redis) = &shared {
+        tracing::info!(
+            redis = redis.shown_url(),
+            on_unavailable = redis.on_unavailable().as_str(),
+            "shared state in Redis"
+        );
+    }
     // One router for every call: plain targets and agents share its
     // breakers, rate limits and the batched usage writer.
     let metrics = Metrics::new();
     let host: Host = host_builder
         .usage_sink(metrics.sink(StoreSink::new(store.clone())))
+        .shared_state(shared.clone())
         .build()
         .await?;
     for error in host.load_errors() {
@@ -51,9 +61,11 @@ pub async fn run(
     let keyring = super::admin::keyring(settings)?.map(|(keyring, _)| keyring);
     let virtual_keys = keyring
         .as_ref()
-        .map(|keyring| VirtualKeys::new(store.clone(), Some(keyring)));
+        .map(|keyring| VirtualKeys::new(store.clone(), Some(keyring)).with_shared(shared.clone()));
     let service = ConfigService::new(host.clone(), store, keyring);
-    let service = service.with_router(host.router());
+    let service = service
+        .with_router(host.router())
+        .with_shared(shared.clone());
     let master_key = std::env::var(MASTER_KEY_ENV)
         .ok()
         .filter(|key| !key.trim().is_empty())
@@ -64,6 +76,7 @@ pub async fn run(
         shutdown_grace: settings.server.shutdown_grace,
         max_body_bytes: settings.server.max_body_bytes,
         metrics,
+        shared,
     };
     let listen = options.listen;
     let gateway = Gateway::new(service, virtual_keys, options).await?;

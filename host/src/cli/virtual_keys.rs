@@ -151,7 +151,10 @@ pub async fn run(settings: &Settings, command: VirtualKeysCommand, json: bool) -
         }
         VirtualKeysCommand::List => list(&VirtualKeys::new(store, None), json).await,
         VirtualKeysCommand::Revoke { name } => {
-            revoke(&VirtualKeys::new(store, None), &name, json).await
+            // Other replicas are told through the shared state, if any.
+            let shared = crate::shared::Redis::connect(&settings.shared)?;
+            let keys = VirtualKeys::new(store, None).with_shared(shared);
+            revoke(&keys, &name, json).await
         }
     }
 }

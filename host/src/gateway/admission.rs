@@ -96,7 +96,12 @@ impl Shared {
         {
             let tokens =
                 crate::router::estimate_input(request) + u64::from(request.max_tokens.unwrap_or(0));
-            match self.key_limits.take(key.id, key.rpm, key.tpm, tokens) {
+            let taken = self
+                .key_limits
+                .take_shared(key.id, key.rpm, key.tpm, tokens)
+                .await
+                .map_err(|err| ApiError::from(&err))?;
+            match taken {
                 Ok(taken) => admission.taken = Some((self.key_limits.clone(), taken)),
                 Err(wait) => {
                     return Err(ApiError::new(

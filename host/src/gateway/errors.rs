@@ -153,6 +153,8 @@ impl From<&Error> for ApiError {
             Error::Provider { error, .. } => from_provider(error, message),
             Error::Timeout { .. } => ApiError::new(504, ErrorClass::Timeout, message),
             Error::CircuitOpen { .. } => ApiError::new(503, ErrorClass::Overloaded, message),
+            Error::SharedUnavailable { .. } => ApiError::new(503, ErrorClass::Overloaded, message)
+                .code(ErrorKind::SharedStateUnavailable.as_str()),
             Error::Budget {
                 kind: ErrorKind::BudgetUnpriced,
                 ..

@@ -4,9 +4,15 @@
 //! rate. A request that does not fit is refused at once with the time
 //! until it would (the SDKs wait `retry-after` and retry); it never queues
 //! in the gateway.
+//!
+//! With shared state ([`crate::shared`]) the buckets are in Redis, one per
+//! key and unit for every replica; the in-process buckets serve only when
+//! Redis is unavailable and `on_unavailable = "open"`.
 
+use crate::error::Error;
+use crate::shared::{BucketSpec, OnUnavailable, Redis};
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -62,6 +68,7 @@ struct KeyBuckets {
 #[derive(Debug, Default)]
 pub(crate) struct KeyLimiter {
     keys: Mutex<HashMap<i64, KeyBuckets>>,
+    shared: Option<Arc<Redis>>,
 }
 
 /// What a request took from its key's token bucket, charged again with
@@ -70,9 +77,62 @@ pub(crate) struct KeyLimiter {
 pub(crate) struct Taken {
     key: i64,
     tokens: u64,
+    /// The Redis bucket the tokens came from, when shared.
+    shared: Option<BucketSpec>,
+}
+
+/// The Redis bucket of key `id`'s `unit` (`rpm`, `tpm`).
+fn shared_bucket(id: i64, unit: &str, per_minute: u32, amount: f64) -> BucketSpec {
+    let per_minute = f64::from(per_minute);
+    BucketSpec {
+        key: format!("llmhost:rate:virtual_key:{id}:{unit}"),
+        capacity: per_minute,
+        per_second: per_minute / 60.0,
+        amount: amount.min(per_minute),
+    }
 }
 
 impl KeyLimiter {
+    /// Buckets in Redis when `shared` is given, else in this process.
+    pub(crate) fn new(shared: Option<Arc<Redis>>) -> Self {
+        Self {
+            keys: Mutex::default(),
+            shared,
+        }
+    }
+
+    /// [`KeyLimiter::take`] from the buckets shared by every replica when
+    /// there are; an [`Error::SharedUnavailable`] when Redis cannot be
+    /// reached and the gateway fails closed.
+    pub(crate) async fn take_shared(
+        &self,
+        id: i64,
+        rpm: Option<u32>,
+        tpm: Option<u32>,
+        tokens: u64,
+    ) -> Result<Result<Taken, Duration>, Error> {
+        let Some(redis) = &self.shared else {
+            return Ok(self.take(id, rpm, tpm, tokens));
+        };
+        let requests = rpm.map(|n| shared_bucket(id, "rpm", n, 1.0));
+        let token_bucket = tpm.map(|n| shared_bucket(id, "tpm", n, tokens as f64));
+        let buckets: Vec<BucketSpec> = requests.into_iter().chain(token_bucket.clone()).collect();
+        match crate::shared::take_buckets(redis, &buckets, Duration::ZERO).await {
+            Ok(Ok(_)) => Ok(Ok(Taken {
+                key: id,
+                tokens: token_bucket.as_ref().map_or(0, |b| b.amount as u64),
+                shared: token_bucket,
+            })),
+            Ok(Err(wait)) => Ok(Err(wait)),
+            Err(Error::SharedUnavailable { .. })
+                if redis.on_unavailable() == OnUnavailable::Open =>
+            {
+                Ok(self.take(id, rpm, tpm, tokens))
+            }
+            Err(err) => Err(err),
+        }
+    }
+
     /// Takes one request and `tokens` (an estimate) from key `id`'s
     /// buckets, or says how long until they would be there.
     pub(crate) fn take(
@@ -111,11 +171,25 @@ impl KeyLimiter {
         Ok(Taken {
             key: id,
             tokens: taken,
+            shared: None,
         })
     }
 
     /// Charges the difference between the estimate taken and `used`.
     pub(crate) fn settle(&self, taken: Taken, used: u64) {
+        if let (Some(redis), Some(bucket)) = (&self.shared, &taken.shared) {
+            let delta = used as f64 - taken.tokens as f64;
+            if delta != 0.0
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let (redis, bucket) = (redis.clone(), bucket.clone());
+                runtime.spawn(async move {
+                    // Unavailable: the bucket refills by itself.
+                    let _ = crate::shared::adjust_bucket(&redis, &bucket, delta).await;
+                });
+            }
+            return;
+        }
         let mut keys = self.keys.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bucket) = keys.get_mut(&taken.key).and_then(|b| b.tokens.as_mut()) {
             bucket.level =

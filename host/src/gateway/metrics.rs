@@ -80,6 +80,13 @@ struct BreakerLabels {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SharedLabels {
+    /// `rate_limit`, `budget_reserve`, `budget_seed`, `budget_settle`,
+    /// `revocations`, `ping`.
+    operation: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CacheLabels {
     /// `hit`, `miss` or `bypass`.
     result: &'static str,
@@ -119,6 +126,9 @@ pub struct Metrics {
     cache_bytes: Gauge,
     cache_entries: Gauge,
     cache_max_bytes: Gauge,
+    shared_unavailable: Family<SharedLabels, Counter>,
+    shared_up: Gauge,
+    shared: std::sync::OnceLock<Arc<crate::shared::Redis>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -235,6 +245,19 @@ impl Metrics {
             "The bound of the response cache's bytes",
             cache_max_bytes.clone(),
         );
+        let shared_unavailable = Family::<SharedLabels, Counter>::default();
+        registry.register(
+            "shared_state_unavailable",
+            "Operations on the shared state (Redis) that failed because it could not be reached, \
+             by operation",
+            shared_unavailable.clone(),
+        );
+        let shared_up = Gauge::default();
+        registry.register(
+            "shared_state_up",
+            "Whether the last operation on the shared state (Redis) reached it (1) or not (0)",
+            shared_up.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
@@ -255,7 +278,16 @@ impl Metrics {
             cache_bytes,
             cache_entries,
             cache_max_bytes,
+            shared_unavailable,
+            shared_up,
+            shared: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Reports the shared state's availability (when scraped) from
+    /// `redis`.
+    pub fn watch_shared(&self, redis: Arc<crate::shared::Redis>) {
+        let _ = self.shared.set(redis);
     }
 
     /// A sink counting each usage event, then handing it to `inner`.
@@ -394,6 +426,15 @@ impl Metrics {
         self.cache_bytes.set(gauge(cache.bytes));
         self.cache_entries.set(gauge(cache.entries));
         self.cache_max_bytes.set(gauge(cache.max_bytes));
+        if let Some(redis) = self.shared.get() {
+            self.shared_up.set(i64::from(redis.is_up()));
+            for (operation, count) in redis.failures() {
+                let counter = self
+                    .shared_unavailable
+                    .get_or_create(&SharedLabels { operation });
+                counter.inc_by(count.saturating_sub(counter.get()));
+            }
+        }
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();

@@ -48,6 +48,9 @@ pub struct GatewayOptions {
     /// What `GET /metrics` reports; give the host
     /// `metrics.sink(…)` as its usage sink for the attempt figures.
     pub metrics: Arc<Metrics>,
+    /// State shared with other replicas (`[shared] redis_url`): the
+    /// virtual keys' rate limits are kept there.
+    pub shared: Option<Arc<crate::shared::Redis>>,
 }
 
 impl Default for GatewayOptions {
@@ -58,6 +61,7 @@ impl Default for GatewayOptions {
             shutdown_grace: Duration::from_secs(30),
             max_body_bytes: 32 << 20,
             metrics: Metrics::new(),
+            shared: None,
         }
     }
 }
@@ -69,6 +73,7 @@ impl std::fmt::Debug for GatewayOptions {
             .field("master_key", &self.master_key.as_ref().map(|_| "…"))
             .field("shutdown_grace", &self.shutdown_grace)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("shared", &self.shared)
             .finish()
     }
 }
@@ -143,6 +148,8 @@ pub(super) struct Shared {
     pub(super) admin_tokens: AdminTokens,
     /// The console's signed-in sessions.
     pub(super) sessions: super::admin::Sessions,
+    /// State shared with other replicas, when configured.
+    pub(super) shared: Option<Arc<crate::shared::Redis>>,
 }
 
 /// The gateway over a [`ConfigService`] (its store, keys and router).
@@ -201,6 +208,9 @@ impl Gateway {
             .as_ref()
             .map(|key| blake3::hash(key.expose_secret().as_bytes()));
         let router = service.router().clone();
+        if let Some(redis) = &options.shared {
+            options.metrics.watch_shared(redis.clone());
+        }
         Ok(Self {
             shared: Arc::new(Shared {
                 router,
@@ -211,11 +221,12 @@ impl Gateway {
                 keys_checked: std::sync::Mutex::new(None),
                 cut: tokio::sync::watch::channel(false).0,
                 live: Arc::new(()),
-                key_limits: Arc::default(),
+                key_limits: Arc::new(KeyLimiter::new(options.shared.clone())),
                 metrics: options.metrics.clone(),
                 max_body_bytes: options.max_body_bytes,
                 admin_tokens: AdminTokens::new(service.store().clone()),
                 sessions: super::admin::Sessions::default(),
+                shared: options.shared.clone(),
                 service,
             }),
             options,
@@ -574,11 +585,16 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready when plugins are loaded and the database answers.
+/// Ready when plugins are loaded and the database (and Redis, when
+/// configured) answers.
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let plugins = shared.host().plugins().len();
     let database = shared.service.store().schema_version().await;
-    let ready = plugins > 0 && database.is_ok();
+    let redis = match &shared.shared {
+        Some(redis) => Some(redis.ping().await),
+        None => None,
+    };
+    let ready = plugins > 0 && database.is_ok() && !matches!(redis, Some(Err(_)));
     let status = if ready {
         StatusCode::OK
     } else {
@@ -593,6 +609,13 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
             Err(err) => err.to_string(),
         },
     });
+    let mut body = body;
+    if let Some(redis) = redis {
+        body["shared"] = json!(match redis {
+            Ok(()) => "ok".to_owned(),
+            Err(err) => err.to_string(),
+        });
+    }
     (status, axum::Json(body)).into_response()
 }
 

@@ -50,6 +50,7 @@ pub struct HostBuilder {
     resilience: crate::resilience::Resilience,
     usage_sink: Option<Arc<dyn crate::router::UsageSink>>,
     cache_max_bytes: usize,
+    shared: Option<Arc<crate::shared::Redis>>,
 }
 
 /// A lookup of environment variables by name.
@@ -88,6 +89,7 @@ impl Default for HostBuilder {
             resilience: crate::resilience::Resilience::default(),
             usage_sink: None,
             cache_max_bytes: crate::router::cache::DEFAULT_MAX_BYTES,
+            shared: None,
         }
     }
 }
@@ -186,6 +188,14 @@ impl HostBuilder {
     /// record each attempt's usage; by default nowhere.
     pub fn usage_sink(mut self, sink: Arc<dyn crate::router::UsageSink>) -> Self {
         self.usage_sink = Some(sink);
+        self
+    }
+
+    /// Keeps the client-side rate limits of [`Host::router`] (per
+    /// provider, model and API key) in `shared` (Redis), for every replica
+    /// at once, when given.
+    pub fn shared_state(mut self, shared: Option<Arc<crate::shared::Redis>>) -> Self {
+        self.shared = shared;
         self
     }
 
@@ -378,11 +388,12 @@ impl HostBuilder {
                 providers: self.providers,
                 default_timeout: self.default_timeout,
                 environment: self.environment,
-                routing: crate::router::RoutingState::new(
+                routing: crate::router::RoutingState::with_shared(
                     self.resilience,
                     self.usage_sink
                         .unwrap_or_else(|| Arc::new(crate::router::DiscardSink)),
                     crate::router::cache::ResponseCache::in_memory(self.cache_max_bytes),
+                    self.shared,
                 ),
             }),
         })

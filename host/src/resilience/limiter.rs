@@ -5,10 +5,17 @@
 //! taken and the call fails with when to come back.
 //!
 //! Time is tokio's, so tests can run it on a paused clock.
+//!
+//! With shared state ([`crate::shared`]) the buckets are in Redis, one per
+//! provider, model and key for every replica (the same reserve-and-wait
+//! rule, run by a script on Redis's clock); the in-process buckets serve
+//! only when Redis is unavailable and `on_unavailable = "open"`.
 
+use crate::error::Error;
+use crate::shared::{BucketSpec, OnUnavailable, Redis};
 use llmhost_registry::RateLimits;
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -72,15 +79,103 @@ struct Buckets {
 pub struct Reservation {
     key: BucketKey,
     tokens: u64,
+    /// The Redis bucket the tokens came from, when shared.
+    shared: Option<BucketSpec>,
+}
+
+/// Why [`RateLimiter::acquire`] reserved nothing.
+#[derive(Debug)]
+pub enum Refusal {
+    /// The limits would delay the call past its deadline by this much.
+    Wait(Duration),
+    /// The shared buckets cannot be reached and the limiter fails closed.
+    Unavailable(Error),
 }
 
 /// The limits of every provider, model and key seen.
 #[derive(Debug, Default)]
 pub struct RateLimiter {
     buckets: Mutex<HashMap<BucketKey, Buckets>>,
+    shared: Option<Arc<Redis>>,
+}
+
+/// The Redis bucket of `key`'s `unit` (`rpm`, `tpm`).
+fn shared_bucket(key: &BucketKey, unit: &str, per_minute: u64, amount: f64) -> BucketSpec {
+    let per_second = per_minute as f64 / 60.0;
+    let capacity = per_second.max(1.0);
+    BucketSpec {
+        key: format!(
+            "llmhost:rate:provider:{}|{}|{}:{unit}",
+            key.provider, key.model, key.key_id
+        ),
+        capacity,
+        per_second,
+        amount: amount.min(capacity),
+    }
 }
 
 impl RateLimiter {
+    /// Buckets in Redis when `shared` is given, else in this process.
+    pub fn new(shared: Option<Arc<Redis>>) -> Self {
+        Self {
+            buckets: Mutex::default(),
+            shared,
+        }
+    }
+
+    /// The shared state the buckets are kept in, if any.
+    pub fn shared(&self) -> Option<Arc<Redis>> {
+        self.shared.clone()
+    }
+
+    /// [`RateLimiter::acquire`] from the buckets shared by every replica
+    /// when there are.
+    pub async fn acquire_shared(
+        &self,
+        key: &BucketKey,
+        limits: RateLimits,
+        tokens: u64,
+        deadline: Instant,
+    ) -> Result<Reservation, Refusal> {
+        let Some(redis) = &self.shared else {
+            return self
+                .acquire(key, limits, tokens, deadline)
+                .await
+                .map_err(Refusal::Wait);
+        };
+        let requests = limits
+            .requests_per_minute
+            .filter(|n| *n > 0)
+            .map(|n| shared_bucket(key, "rpm", n, 1.0));
+        let token_bucket = limits
+            .tokens_per_minute
+            .filter(|n| *n > 0)
+            .map(|n| shared_bucket(key, "tpm", n, tokens as f64));
+        let buckets: Vec<BucketSpec> = requests.into_iter().chain(token_bucket.clone()).collect();
+        let max_wait = deadline.saturating_duration_since(Instant::now());
+        match crate::shared::take_buckets(redis, &buckets, max_wait).await {
+            Ok(Ok(wait)) => {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(Reservation {
+                    key: key.clone(),
+                    tokens: token_bucket.as_ref().map_or(0, |b| b.amount as u64),
+                    shared: token_bucket,
+                })
+            }
+            Ok(Err(wait)) => Err(Refusal::Wait(wait)),
+            Err(Error::SharedUnavailable { .. })
+                if redis.on_unavailable() == OnUnavailable::Open =>
+            {
+                self.acquire(key, limits, tokens, deadline)
+                    .await
+                    .map_err(Refusal::Wait)
+            }
+            Err(err) => Err(Refusal::Unavailable(err)),
+        }
+    }
+
     /// Reserves one request and `tokens` tokens under `limits`, waiting
     /// until they are available. If that would be after `deadline`,
     /// nothing is reserved and the error says how long until they would
@@ -129,6 +224,7 @@ impl RateLimiter {
         Ok(Reservation {
             key: key.clone(),
             tokens,
+            shared: None,
         })
     }
 
@@ -154,6 +250,19 @@ impl RateLimiter {
 
     /// Charges the difference between the tokens reserved and those used.
     pub fn settle(&self, reservation: &Reservation, used_tokens: u64) {
+        if let (Some(redis), Some(bucket)) = (&self.shared, &reservation.shared) {
+            let delta = used_tokens as f64 - reservation.tokens as f64;
+            if delta != 0.0
+                && let Ok(runtime) = tokio::runtime::Handle::try_current()
+            {
+                let (redis, bucket) = (redis.clone(), bucket.clone());
+                runtime.spawn(async move {
+                    // Unavailable: the bucket refills by itself.
+                    let _ = crate::shared::adjust_bucket(&redis, &bucket, delta).await;
+                });
+            }
+            return;
+        }
         let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(bucket) = all
             .get_mut(&reservation.key)

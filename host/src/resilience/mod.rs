@@ -8,7 +8,7 @@ mod limiter;
 mod policy;
 
 pub use breaker::{BreakerPolicy, Breakers, Permit};
-pub use limiter::{BucketKey, RateLimiter, Reservation};
+pub use limiter::{BucketKey, RateLimiter, Refusal, Reservation};
 pub use policy::{Next, RetryPolicy, next_step};
 
 use std::time::Duration;

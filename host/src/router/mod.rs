@@ -186,9 +186,20 @@ impl RoutingState {
         sink: Arc<dyn UsageSink>,
         cache: Arc<cache::ResponseCache>,
     ) -> Arc<Self> {
+        Self::with_shared(resilience, sink, cache, None)
+    }
+
+    /// [`RoutingState::new`] with the rate limits kept in `shared`
+    /// (Redis) when given.
+    pub(crate) fn with_shared(
+        resilience: Resilience,
+        sink: Arc<dyn UsageSink>,
+        cache: Arc<cache::ResponseCache>,
+        shared: Option<Arc<crate::shared::Redis>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             resilience,
-            limiter: RateLimiter::default(),
+            limiter: RateLimiter::new(shared),
             breakers: Arc::new(Breakers::new(resilience.breaker)),
             sink,
             loads: balance::Loads::default(),
@@ -251,10 +262,11 @@ impl Router {
     /// The same host, sink and response cache with another policy, and
     /// fresh breakers and rate limits.
     pub fn with_resilience(&self, resilience: Resilience) -> Self {
-        let state = RoutingState::new(
+        let state = RoutingState::with_shared(
             resilience,
             self.state.sink.clone(),
             self.state.cache.clone(),
+            self.state.limiter.shared(),
         );
         Self::with_state(self.host.clone(), state)
     }
@@ -262,7 +274,12 @@ impl Router {
     /// The same host, policy and response cache writing usage to `sink`,
     /// with fresh breakers and rate limits.
     pub fn with_sink(&self, sink: Arc<dyn UsageSink>) -> Self {
-        let state = RoutingState::new(self.state.resilience, sink, self.state.cache.clone());
+        let state = RoutingState::with_shared(
+            self.state.resilience,
+            sink,
+            self.state.cache.clone(),
+            self.state.limiter.shared(),
+        );
         Self::with_state(self.host.clone(), state)
     }
 
@@ -811,15 +828,20 @@ impl<'a> Call<'a> {
                 let tokens = input_estimate + u64::from(request.max_tokens.unwrap_or(0));
                 match state
                     .limiter
-                    .acquire(&key, limits, tokens, self.deadline)
+                    .acquire_shared(&key, limits, tokens, self.deadline)
                     .await
                 {
                     Ok(reservation) => Some(reservation),
-                    Err(wait) => {
+                    Err(refusal) => {
                         // Nothing was sent: a probe is released for the
                         // next call rather than reopening the circuit.
                         permit.neutral();
-                        return Err(Skip::NextRoute(client_rate_limited(provider, wait)));
+                        return Err(match refusal {
+                            crate::resilience::Refusal::Wait(wait) => {
+                                Skip::NextRoute(client_rate_limited(provider, wait))
+                            }
+                            crate::resilience::Refusal::Unavailable(err) => Skip::Fail(err),
+                        });
                     }
                 }
             } else {

@@ -10,6 +10,10 @@
 //! usage rows when a window is first used (or a new one starts), then
 //! advanced by every settlement: the ledger does not scan the usage table
 //! per request, and it does not wait for the batched usage writer.
+//!
+//! With shared state ([`crate::shared`]), spend and reservations are kept
+//! in Redis instead, for every replica at once; the in-process windows
+//! serve only when Redis is unavailable and `on_unavailable = "open"`.
 
 use crate::error::{Error, ErrorKind};
 use crate::host::Host;
@@ -135,6 +139,22 @@ pub(crate) struct Exceeded {
 pub(crate) struct Ledger {
     store: Store,
     windows: Mutex<HashMap<Scope, Window>>,
+    /// Spend and reservations in Redis, shared by the replicas.
+    shared: Option<Arc<crate::shared::Redis>>,
+}
+
+/// What was spent in `scope`'s window starting at `start`, from the usage
+/// rows of `store`.
+pub(crate) async fn spend_in(
+    store: &Store,
+    scope: Scope,
+    start: Option<String>,
+) -> Result<(Decimal, u64), Error> {
+    let spend = match scope {
+        Scope::VirtualKey(id) => store.spend_of_virtual_key(id, start).await?,
+        Scope::Agent(id) => store.spend_of_agent(id, start).await?,
+    };
+    Ok((spend.cost_usd, spend.tokens()))
 }
 
 /// Reserved amounts, released or settled exactly once. Dropped unsettled
@@ -145,24 +165,32 @@ pub(crate) struct Reservation {
     held: Vec<(Scope, Option<String>)>,
     worst: Worst,
     settled: bool,
+    /// The reservation in Redis, when the budgets are shared.
+    shared: Option<crate::shared::BudgetHold>,
 }
 
 impl Ledger {
     pub(crate) fn new(store: Store) -> Arc<Self> {
+        Self::with_shared(store, None)
+    }
+
+    /// A ledger that keeps spend and reservations in `shared` (Redis) when
+    /// given.
+    pub(crate) fn with_shared(
+        store: Store,
+        shared: Option<Arc<crate::shared::Redis>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             windows: Mutex::new(HashMap::new()),
+            shared,
         })
     }
 
     /// What was spent in `scope`'s window starting at `start`, from the
     /// usage rows.
     async fn load(&self, scope: Scope, start: Option<String>) -> Result<(Decimal, u64), Error> {
-        let spend = match scope {
-            Scope::VirtualKey(id) => self.store.spend_of_virtual_key(id, start).await?,
-            Scope::Agent(id) => self.store.spend_of_agent(id, start).await?,
-        };
-        Ok((spend.cost_usd, spend.tokens()))
+        spend_in(&self.store, scope, start).await
     }
 
     /// Reserves `worst` under every limit, or refuses with the first that
@@ -173,6 +201,25 @@ impl Ledger {
         worst: Worst,
         now: SystemTime,
     ) -> Result<Result<Reservation, Exceeded>, Error> {
+        if let Some(redis) = &self.shared {
+            match crate::shared::reserve_budget(redis, &self.store, limits, worst, now).await {
+                Ok(Ok(hold)) => {
+                    return Ok(Ok(Reservation {
+                        ledger: self.clone(),
+                        held: Vec::new(),
+                        worst,
+                        settled: false,
+                        shared: Some(hold),
+                    }));
+                }
+                Ok(Err(exceeded)) => return Ok(Err(exceeded)),
+                // Fail open: this process's own windows keep the budget
+                // as well as one replica can.
+                Err(Error::SharedUnavailable { .. })
+                    if redis.on_unavailable() == crate::shared::OnUnavailable::Open => {}
+                Err(err) => return Err(err),
+            }
+        }
         // Windows seen for the first time are loaded before the lock is
         // taken; a race between two loads keeps the first.
         for limit in limits {
@@ -242,6 +289,7 @@ impl Ledger {
             held,
             worst,
             settled: false,
+            shared: None,
         }))
     }
 
@@ -298,6 +346,9 @@ impl Reservation {
     /// Charges the real cost and tokens, releasing the reservation.
     pub(crate) fn settle(mut self, usd: Option<Decimal>, tokens: u64) {
         self.settled = true;
+        if let Some(hold) = self.shared.take() {
+            hold.settle(usd.unwrap_or_default(), tokens);
+        }
         self.ledger
             .release(&self.held, self.worst, usd.unwrap_or_default(), tokens);
     }
@@ -305,6 +356,9 @@ impl Reservation {
 
 impl Drop for Reservation {
     fn drop(&mut self) {
+        if let Some(hold) = self.shared.take() {
+            hold.settle(Decimal::ZERO, 0);
+        }
         if !self.settled {
             self.ledger
                 .release(&self.held, self.worst, Decimal::ZERO, 0);

@@ -340,6 +340,13 @@ impl ConfigService {
         self
     }
 
+    /// Keeps budgets (spend and reservations) in `shared` (Redis), for
+    /// every replica at once, when given.
+    pub fn with_shared(mut self, shared: Option<Arc<crate::shared::Redis>>) -> Self {
+        self.ledger = ledger::Ledger::with_shared(self.store.clone(), shared);
+        self
+    }
+
     /// Routes agent calls through `router` (its policy, breakers, rate
     /// limits and usage sink), shared with whatever else uses it.
     pub fn with_router(mut self, router: Router) -> Self {

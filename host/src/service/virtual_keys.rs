@@ -47,6 +47,9 @@ const MAX_MODELS: usize = 256;
 /// revocation or expiry made by another process takes effect within this
 /// time (plus one query).
 pub const DEFAULT_CACHE_TTL: Duration = Duration::from_millis(500);
+/// How long a lookup is trusted when revocations are signalled through the
+/// shared state ([`VirtualKeys::with_shared`]).
+pub const SHARED_CACHE_TTL: Duration = Duration::from_secs(10);
 /// How many keys [`VirtualKeys::authenticate`] remembers by default.
 pub const DEFAULT_CACHE_CAPACITY: usize = 10_000;
 
@@ -266,6 +269,9 @@ pub struct VirtualKeys {
     /// The active encryption key's first; empty without a keyring.
     hash_keys: Arc<[HashKey]>,
     cache: Arc<Mutex<Cache>>,
+    /// The revocation signal shared with other replicas, and the epoch of
+    /// it that the cache was last cleared for.
+    shared: Option<(Arc<crate::shared::Redis>, Arc<std::sync::atomic::AtomicI64>)>,
 }
 
 impl std::fmt::Debug for VirtualKeys {
@@ -391,7 +397,24 @@ impl VirtualKeys {
                 capacity: DEFAULT_CACHE_CAPACITY,
                 entries: HashMap::new(),
             })),
+            shared: None,
         }
+    }
+
+    /// Shares revocations with other replicas through `redis`: a revoke
+    /// here raises Redis's revocation epoch, and every authentication first
+    /// reads it, clearing this process's cache when it moved. A key revoked
+    /// through any replica is then refused by all at once. While Redis is
+    /// unavailable, authentication fails closed (or, with
+    /// `on_unavailable = "open"`, trusts the cache for its time). As
+    /// revocations are signalled, lookups are then trusted for
+    /// [`SHARED_CACHE_TTL`] (expiry is checked on every call regardless).
+    pub fn with_shared(mut self, redis: Option<Arc<crate::shared::Redis>>) -> Self {
+        if redis.is_some() {
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).ttl = SHARED_CACHE_TTL;
+        }
+        self.shared = redis.map(|redis| (redis, Arc::new(std::sync::atomic::AtomicI64::new(-1))));
+        self
     }
 
     /// Trusts a lookup for at most `ttl` (zero: never caches) and
@@ -520,6 +543,16 @@ impl VirtualKeys {
             .unwrap_or_else(|e| e.into_inner())
             .entries
             .retain(|_, c| c.row.id != row.id);
+        if let Some((redis, _)) = &self.shared
+            && let Err(err) = redis.announce_revocation().await
+        {
+            tracing::warn!(
+                error = %err,
+                key = name,
+                "the key is revoked in the database, but other replicas could not be told: \
+                 they refuse it once their cache entry expires"
+            );
+        }
         Ok(VirtualKey::from_row(
             &row,
             &utc_timestamp(SystemTime::now()),
@@ -536,6 +569,22 @@ impl VirtualKeys {
         };
         if !has_key_shape(presented) {
             return Ok(None);
+        }
+        if let Some((redis, seen)) = &self.shared {
+            use std::sync::atomic::Ordering;
+            match redis.revocation_epoch().await {
+                Ok(epoch) => {
+                    if seen.swap(epoch, Ordering::Relaxed) != epoch {
+                        self.cache
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .entries
+                            .clear();
+                    }
+                }
+                Err(_) if redis.on_unavailable() == crate::shared::OnUnavailable::Open => {}
+                Err(err) => return Err(err),
+            }
         }
         let hash = active.hash(presented);
         let started = Instant::now();

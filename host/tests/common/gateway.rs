@@ -77,6 +77,8 @@ const CLEARED: &[&str] = &[
     "LLMHOST_MODELS",
     "LLMHOST_STRICT_MODELS",
     "LLMHOST_TIMEOUT_SECS",
+    "LLMHOST_REDIS_URL",
+    "LLMHOST_SHARED_ON_UNAVAILABLE",
 ];
 
 /// The key the gateway sends to `vendor`.
@@ -140,6 +142,22 @@ impl Setup {
     pub fn serve_args(mut self, args: &[&str]) -> Self {
         self.serve_args
             .extend(args.iter().map(|arg| (*arg).to_owned()));
+        self
+    }
+
+    /// With `database` (a file path, or a database URL) instead of a file
+    /// of its own: several gateways can share one.
+    pub fn database(mut self, database: &str) -> Self {
+        self.env.retain(|(name, _)| name != "LLMHOST_DB");
+        self.env
+            .push(("LLMHOST_DB".to_owned(), database.to_owned()));
+        self
+    }
+
+    /// With the environment variable `name` set to `value`.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.retain(|(n, _)| n != name);
+        self.env.push((name.to_owned(), value.to_owned()));
         self
     }
 
@@ -343,6 +361,13 @@ impl Gateway {
     /// The process id, to signal it.
     pub fn pid(&self) -> rustix::process::Pid {
         rustix::process::Pid::from_child(self.child.as_ref().expect("still running"))
+    }
+
+    /// Sends SIGKILL and waits until the process is gone.
+    pub async fn kill(&mut self) {
+        rustix::process::kill_process(self.pid(), rustix::process::Signal::KILL)
+            .expect("SIGKILL sent");
+        self.wait(Duration::from_secs(10)).await;
     }
 
     /// Sends SIGTERM.

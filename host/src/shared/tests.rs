@@ -1,0 +1,484 @@
+//! Each shared primitive against a real Redis 7 (`scripts/services`),
+//! with several handles standing for several replicas, and callers from
+//! many tasks at once.
+
+use super::buckets::{adjust, take};
+use super::*;
+use crate::service::ledger::{Ledger, Limit, Scope, Worst};
+use crate::store::{BudgetPeriod, NewVirtualKeyRow, Store, UsageEvent, UsageOutcome};
+use llmhost_registry::rust_decimal::Decimal;
+use std::time::SystemTime;
+
+fn replica(server: &llmhost_test_services::Service, on: OnUnavailable) -> Arc<Redis> {
+    Redis::open(&RedisUrl::new(server.url()), on).unwrap()
+}
+
+fn bucket(key: &str, per_minute: f64, amount: f64) -> BucketSpec {
+    BucketSpec {
+        key: key.to_owned(),
+        capacity: per_minute,
+        per_second: per_minute / 60.0,
+        amount,
+    }
+}
+
+#[test]
+fn passwords_are_redacted() {
+    for (url, shown) in [
+        (
+            "redis://:hunter2@10.0.0.5:6379/0",
+            "redis://:***@10.0.0.5:6379/0",
+        ),
+        ("redis://app:hunter2@host", "redis://app:***@host"),
+        ("rediss://hunter2@host:6380", "rediss://***@host:6380"),
+        ("redis://host:6379", "redis://host:6379"),
+        ("redis://host/0?password=hunter2", "redis://host/0?***"),
+        ("hunter2", "***"),
+    ] {
+        assert_eq!(redact(url), shown);
+    }
+    let url = RedisUrl::new("redis://:hunter2@127.0.0.1:1");
+    assert!(!format!("{url:?}").contains("hunter2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_replicas_share_one_bucket() {
+    let server = llmhost_test_services::redis();
+    let replicas: Vec<_> = (0..3)
+        .map(|_| replica(&server, OnUnavailable::Closed))
+        .collect();
+    // 60 a minute: a burst of 60, then one a second. 200 callers from
+    // 20 tasks on three replicas take exactly the burst (the refill in
+    // the second or so they run may add one or two).
+    let mut tasks = Vec::new();
+    for task in 0..20 {
+        let redis = replicas[task % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            let mut taken = 0;
+            for _ in 0..10 {
+                let spec = [bucket("llmhost:test:rpm", 60.0, 1.0)];
+                if take(&redis, &spec, Duration::ZERO).await.unwrap().is_ok() {
+                    taken += 1;
+                }
+            }
+            taken
+        }));
+    }
+    let mut taken = 0;
+    for task in tasks {
+        taken += task.await.unwrap();
+    }
+    // Timing: the refill is one a second, and the callers take well
+    // under three seconds even on a loaded machine.
+    assert!((60..=63).contains(&taken), "{taken} taken of a burst of 60");
+    // The refusal says how long until one more fits: up to a second.
+    let spec = [bucket("llmhost:test:rpm", 60.0, 1.0)];
+    if let Err(wait) = take(&replicas[0], &spec, Duration::ZERO).await.unwrap() {
+        assert!(wait <= Duration::from_millis(1000), "{wait:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_buckets_are_taken_all_or_none_and_adjusted() {
+    let server = llmhost_test_services::redis();
+    let redis = replica(&server, OnUnavailable::Closed);
+    let requests = bucket("llmhost:test:both:rpm", 100.0, 1.0);
+    let tokens = bucket("llmhost:test:both:tpm", 1000.0, 800.0);
+    let both = [requests.clone(), tokens.clone()];
+    assert!(take(&redis, &both, Duration::ZERO).await.unwrap().is_ok());
+    // 200 tokens left: the second call does not fit, and takes no
+    // request either.
+    let wait = take(&redis, &both, Duration::ZERO)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(wait > Duration::from_secs(30), "{wait:?}");
+    // The call used only 100 of its 800: 700 come back.
+    adjust(&redis, &tokens, 100.0 - 800.0).await.unwrap();
+    assert!(take(&redis, &both, Duration::ZERO).await.unwrap().is_ok());
+    // 98 requests are left, whatever the refused call did.
+    let one = [bucket("llmhost:test:both:rpm", 100.0, 98.0)];
+    assert!(take(&redis, &one, Duration::ZERO).await.unwrap().is_ok());
+    // A caller that may wait is given its place and the wait.
+    let waited = take(&redis, &[requests], Duration::from_secs(5))
+        .await
+        .unwrap()
+        .expect("reserved with a wait");
+    assert!(waited > Duration::ZERO && waited <= Duration::from_millis(1200));
+}
+
+fn usage(key: i64, cost: &str) -> UsageEvent {
+    UsageEvent {
+        agent_id: None,
+        agent_name: None,
+        config_id: None,
+        virtual_key_id: Some(key),
+        virtual_key_name: Some("k".into()),
+        request_id: None,
+        route: None,
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        input_tokens: 10,
+        output_tokens: 5,
+        cache_read_tokens: 0,
+        cache_write_tokens: 0,
+        cache_write_hour_tokens: 0,
+        reasoning_tokens: 0,
+        estimated: false,
+        cost_usd: Some(cost.parse().unwrap()),
+        latency: Duration::from_millis(3),
+        time_to_first_token: None,
+        outcome: UsageOutcome::Ok,
+        attempt: 1,
+        fallback: false,
+        streamed: false,
+        served: Default::default(),
+    }
+}
+
+async fn store_with_key(dir: &tempfile::TempDir) -> (Store, i64) {
+    let store = Store::open(dir.path().join("shared.db")).await.unwrap();
+    let key = store
+        .insert_virtual_key(NewVirtualKeyRow {
+            name: "k".into(),
+            key_hash: "hash-of-k".into(),
+            hash_key_id: "k00000000".into(),
+            key_hint: "lhk-abcd…".into(),
+            agent_name: None,
+            models: None,
+            budget: None,
+            rpm: None,
+            tpm: None,
+            expires_at: None,
+            cache_ttl_secs: None,
+            cache_shared: false,
+        })
+        .await
+        .unwrap();
+    (store, key.id)
+}
+
+fn dollars(text: &str) -> Decimal {
+    text.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn budgets_hold_across_replicas_and_are_seeded_from_the_usage_rows() {
+    let server = llmhost_test_services::redis();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = store_with_key(&dir).await;
+    // $0.30 already spent, in the database.
+    store.record_usage(usage(key, "0.30")).await.unwrap();
+    let ledgers: Vec<Arc<Ledger>> = (0..3)
+        .map(|_| Ledger::with_shared(store.clone(), Some(replica(&server, OnUnavailable::Closed))))
+        .collect();
+    let limits = [Limit {
+        scope: Scope::VirtualKey(key),
+        period: BudgetPeriod::Month,
+        usd: Some(dollars("1.00")),
+        tokens: None,
+    }];
+    let worst = Worst {
+        usd: dollars("0.1"),
+        tokens: 10,
+    };
+    // 60 callers on three replicas at once: $0.70 is left, so exactly
+    // seven reservations of $0.10 fit.
+    let mut tasks = Vec::new();
+    for i in 0..60 {
+        let ledger = ledgers[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            ledger
+                .reserve(&limits, worst, SystemTime::now())
+                .await
+                .unwrap()
+        }));
+    }
+    let mut held = Vec::new();
+    let mut refused = Vec::new();
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(reservation) => held.push(reservation),
+            Err(exceeded) => refused.push(exceeded),
+        }
+    }
+    assert_eq!(held.len(), 7, "{refused:?}");
+    assert!(
+        refused[0].message.contains("$0.3 of $1.00 per month spent"),
+        "{}",
+        refused[0].message
+    );
+    // Settled at a third of their worst case (rounded up to the
+    // micro-dollar): 7 × $0.033334 spent, and room again.
+    for reservation in held {
+        reservation.settle(Some(dollars("0.0333333")), 3);
+    }
+    let fits = || async {
+        ledgers[1]
+            .reserve(&limits, worst, SystemTime::now())
+            .await
+            .unwrap()
+    };
+    let started = std::time::Instant::now();
+    let again = loop {
+        // Settlements are sent off the request path.
+        if let Ok(reservation) = fits().await {
+            break reservation;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never freed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    drop(again);
+    let mut conn = ledgers_conn(&server).await;
+    let window = BudgetPeriod::Month.window_start(SystemTime::now()).unwrap();
+    let hash = format!("llmhost:budget:vk:{key}:{window}");
+    // Eventually consistent only in the order the settlements land.
+    let started = std::time::Instant::now();
+    loop {
+        let (usd, reserved): (i64, i64) = redis::cmd("HMGET")
+            .arg(&hash)
+            .arg("usd")
+            .arg("reserved_usd")
+            .query_async::<(Option<i64>, Option<i64>)>(&mut conn)
+            .await
+            .map(|(u, r)| (u.unwrap_or(-1), r.unwrap_or(-1)))
+            .unwrap();
+        if usd == 300_000 + 7 * 33_334 && reserved == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "spent {usd}, reserved {reserved}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Redis loses its data (a restart without persistence): the window
+    // is seeded again from the usage rows, the durable record, once.
+    redis::cmd("FLUSHALL")
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    store.record_usage(usage(key, "0.55")).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        let ledger = ledgers[i % 3].clone();
+        tasks.push(tokio::spawn(async move {
+            // Held until all have tried.
+            ledger
+                .reserve(&limits, worst, SystemTime::now())
+                .await
+                .unwrap()
+                .ok()
+        }));
+    }
+    let mut fitted = Vec::new();
+    for task in tasks {
+        fitted.extend(task.await.unwrap());
+    }
+    let fitted = fitted.len();
+    // $0.85 spent in the rows: one reservation of $0.10 fits.
+    assert_eq!(fitted, 1);
+}
+
+async fn ledgers_conn(
+    server: &llmhost_test_services::Service,
+) -> redis::aio::MultiplexedConnection {
+    redis::Client::open(server.url())
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_budgets_are_shared_too() {
+    let server = llmhost_test_services::redis();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = store_with_key(&dir).await;
+    let one = Ledger::with_shared(store.clone(), Some(replica(&server, OnUnavailable::Closed)));
+    let two = Ledger::with_shared(store.clone(), Some(replica(&server, OnUnavailable::Closed)));
+    let limits = [Limit {
+        scope: Scope::VirtualKey(key),
+        period: BudgetPeriod::Total,
+        usd: None,
+        tokens: Some(25),
+    }];
+    let worst = Worst {
+        usd: Decimal::ZERO,
+        tokens: 10,
+    };
+    let now = SystemTime::now();
+    let _a = one.reserve(&limits, worst, now).await.unwrap().unwrap();
+    let _b = two.reserve(&limits, worst, now).await.unwrap().unwrap();
+    let Err(refused) = one.reserve(&limits, worst, now).await.unwrap() else {
+        panic!("a third reservation of 10 tokens fitted in 25");
+    };
+    assert!(
+        refused
+            .message
+            .contains("token budget exceeded: 0 of 25 tokens per total used, 20 reserved"),
+        "{}",
+        refused.message
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_fails_closed_or_open_and_recovers() {
+    let mut server = llmhost_test_services::redis();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = store_with_key(&dir).await;
+    let closed_redis = replica(&server, OnUnavailable::Closed);
+    let closed = Ledger::with_shared(store.clone(), Some(closed_redis.clone()));
+    let open = Ledger::with_shared(store.clone(), Some(replica(&server, OnUnavailable::Open)));
+    let limits = [Limit {
+        scope: Scope::VirtualKey(key),
+        period: BudgetPeriod::Day,
+        usd: Some(dollars("1")),
+        tokens: None,
+    }];
+    let worst = Worst {
+        usd: dollars("0.5"),
+        tokens: 1,
+    };
+    let now = SystemTime::now();
+    drop(closed.reserve(&limits, worst, now).await.unwrap().unwrap());
+    assert!(closed_redis.ping().await.is_ok());
+
+    server.stop();
+    let err = match closed.reserve(&limits, worst, now).await {
+        Err(err) => err,
+        Ok(_) => panic!("a budget was checked without Redis"),
+    };
+    assert_eq!(err.kind(), crate::ErrorKind::SharedStateUnavailable);
+    let text = err.to_string();
+    assert!(text.contains(server.url()), "{text}");
+    assert!(!closed_redis.is_up());
+    assert!(
+        closed_redis
+            .failures()
+            .iter()
+            .any(|(op, n)| *op == "budget_reserve" && *n >= 1),
+        "{:?}",
+        closed_redis.failures()
+    );
+    let buckets = [bucket("llmhost:test:down", 60.0, 1.0)];
+    let err = take(&closed_redis, &buckets, Duration::ZERO)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::SharedStateUnavailable);
+    // Fail open: the replica's own window keeps the budget meanwhile.
+    let a = open.reserve(&limits, worst, now).await.unwrap().unwrap();
+    let b = open.reserve(&limits, worst, now).await.unwrap().unwrap();
+    assert!(open.reserve(&limits, worst, now).await.unwrap().is_err());
+    drop((a, b));
+
+    server.resume();
+    // The connection is made again without a restart.
+    let started = std::time::Instant::now();
+    loop {
+        if let Ok(result) = closed.reserve(&limits, worst, now).await {
+            assert!(result.is_ok());
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "no recovery after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(closed_redis.is_up());
+    assert!(
+        take(&closed_redis, &buckets, Duration::ZERO)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_moves_the_epoch_every_replica_reads() {
+    let server = llmhost_test_services::redis();
+    let one = replica(&server, OnUnavailable::Closed);
+    let two = replica(&server, OnUnavailable::Closed);
+    assert_eq!(two.revocation_epoch().await.unwrap(), 0);
+    let tasks: Vec<_> = (0..10)
+        .map(|_| {
+            let one = one.clone();
+            tokio::spawn(async move { one.announce_revocation().await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(two.revocation_epoch().await.unwrap(), 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn provider_rate_limits_are_shared_and_callers_wait_their_turn() {
+    use crate::resilience::{BucketKey, RateLimiter, Refusal};
+    use llmhost_registry::RateLimits;
+    let mut server = llmhost_test_services::redis();
+    let limiters: Vec<Arc<RateLimiter>> = (0..2)
+        .map(|_| {
+            Arc::new(RateLimiter::new(Some(replica(
+                &server,
+                OnUnavailable::Closed,
+            ))))
+        })
+        .collect();
+    let key = BucketKey {
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        key_id: "k".into(),
+    };
+    // Ten a second, a burst of ten: 30 calls on two replicas take two
+    // seconds (on per-replica buckets they would take half a second).
+    let limits = RateLimits {
+        requests_per_minute: Some(600),
+        tokens_per_minute: None,
+    };
+    let started = tokio::time::Instant::now();
+    let deadline = started + Duration::from_secs(60);
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let (limiter, key) = (limiters[i % 2].clone(), key.clone());
+            tokio::spawn(async move {
+                limiter
+                    .acquire_shared(&key, limits, 0, deadline)
+                    .await
+                    .unwrap();
+                started.elapsed()
+            })
+        })
+        .collect();
+    let mut last = Duration::ZERO;
+    for task in tasks {
+        last = last.max(task.await.unwrap());
+    }
+    // Timing: the lower bound is what sharing shows; the upper one is
+    // wide for a loaded machine.
+    assert!(
+        last >= Duration::from_millis(1800) && last < Duration::from_secs(10),
+        "the last call went after {last:?}"
+    );
+    // A wait past the deadline reserves nothing and says how long.
+    let soon = tokio::time::Instant::now() + Duration::from_millis(10);
+    let mut refused = 0;
+    for _ in 0..20 {
+        if let Err(Refusal::Wait(wait)) = limiters[0].acquire_shared(&key, limits, 0, soon).await {
+            assert!(wait <= Duration::from_secs(3), "{wait:?}");
+            refused += 1;
+        }
+    }
+    assert!(refused > 0);
+    server.stop();
+    match limiters[1].acquire_shared(&key, limits, 0, deadline).await {
+        Err(Refusal::Unavailable(err)) => {
+            assert_eq!(err.kind(), crate::ErrorKind::SharedStateUnavailable)
+        }
+        other => panic!("not refused while Redis is down: {other:?}"),
+    }
+    let open = RateLimiter::new(Some(replica(&server, OnUnavailable::Open)));
+    assert!(open.acquire_shared(&key, limits, 0, deadline).await.is_ok());
+}
