@@ -199,8 +199,8 @@ impl RoutingState {
     ) -> Arc<Self> {
         Arc::new(Self {
             resilience,
-            limiter: RateLimiter::new(shared),
-            breakers: Arc::new(Breakers::new(resilience.breaker)),
+            limiter: RateLimiter::new(shared.clone()),
+            breakers: Arc::new(Breakers::with_shared(resilience.breaker, shared)),
             sink,
             loads: balance::Loads::default(),
             cache,
