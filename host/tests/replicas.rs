@@ -200,6 +200,20 @@ fn hello(max_tokens: u32) -> Value {
     })
 }
 
+/// Waits until `gateway` has logged `line` (its stderr is read by a
+/// thread, a moment behind).
+async fn logged(gateway: &Gateway, line: &str) {
+    let started = Instant::now();
+    while !gateway.log().contains(line) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not logged: {line}\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn request_id(headers: &reqwest::header::HeaderMap) -> String {
     headers["x-request-id"].to_str().unwrap().to_owned()
 }
@@ -557,11 +571,7 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
             .any(|l| l.starts_with("llmhost_shared_state_unavailable_total{") && !l.ends_with(" 0")),
         "{metrics}"
     );
-    assert!(
-        cluster.replicas[0]
-            .log()
-            .contains("shared state: Redis is unavailable")
-    );
+    logged(&cluster.replicas[0], "shared state: Redis is unavailable").await;
 
     cluster.redis.resume();
     // Recovered without a restart (timing: the reconnection is given
@@ -589,11 +599,7 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
-    assert!(
-        cluster.replicas[0]
-            .log()
-            .contains("shared state: Redis answers again")
-    );
+    logged(&cluster.replicas[0], "shared state: Redis answers again").await;
     // No usage row was lost: one for every answer.
     cluster
         .rows_until(1, "a row for every answer", |rows| {
@@ -602,4 +608,62 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
                 .all(|id| rows.iter().any(|r| &r.request_id == id))
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_password_is_used_but_never_shown() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(None, &[]).await;
+    const PASSWORD: &str = "s3cret-redis-pass";
+    let mut conn = cluster.redis_conn().await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(PASSWORD)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{}", cluster.redis.port());
+    let (_, secret) = cluster
+        .key("guarded", &["--budget-usd", "5", "--rpm", "100"])
+        .await;
+    let mut redis = cluster.redis;
+    let gateway = Setup::new(&cluster.sim)
+        .database(&cluster.database)
+        .env("LLMHOST_REDIS_URL", &url)
+        .start()
+        .await;
+    let client = reqwest::Client::new();
+    let chat = || async {
+        let response = client
+            .post(format!("{}/v1/chat/completions", gateway.url()))
+            .bearer_auth(&secret)
+            .header("content-type", "application/json")
+            .body(hello(5).to_string())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    // It authenticates with the password.
+    let (status, body) = chat().await;
+    assert_eq!(status, 200, "{body}");
+    redis.stop();
+    let (status, body) = chat().await;
+    assert_eq!(status, 503, "{body}");
+    let shown = format!("redis://:***@127.0.0.1:{}", redis.port());
+    assert!(body.contains(&shown), "{body}");
+    assert!(!body.contains(PASSWORD), "{body}");
+    logged(&gateway, "shared state: Redis is unavailable").await;
+    assert!(!gateway.log().contains(PASSWORD), "{}", gateway.log());
+    // The CLI's revocation signal names it the same way.
+    let output = Setup::new(&cluster.sim)
+        .database(&cluster.database)
+        .env("LLMHOST_REDIS_URL", &url)
+        .run(&["virtual-keys", "revoke", "guarded"])
+        .await;
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&shown), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
 }
