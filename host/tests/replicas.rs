@@ -37,6 +37,8 @@ struct Cluster {
     _dir: tempfile::TempDir,
     replicas: Vec<Gateway>,
     client: reqwest::Client,
+    /// `llmhost.toml` of every gateway, if any.
+    settings: Option<String>,
 }
 
 /// One usage row, as the admin API's CSV export gives it.
@@ -53,6 +55,11 @@ impl Cluster {
     /// `modes[i]` is replica i's `on_unavailable`; `database` is a SQLite
     /// file (default: a new one) or a database URL.
     async fn start(database: Option<String>, modes: &[&str]) -> Self {
+        Self::start_with(database, modes, None).await
+    }
+
+    /// [`Cluster::start`] with `settings` as every gateway's `llmhost.toml`.
+    async fn start_with(database: Option<String>, modes: &[&str], settings: Option<&str>) -> Self {
         let sim = Simulator::start().await.unwrap();
         let redis = llmhost_test_services::redis();
         let dir = tempfile::tempdir().unwrap();
@@ -65,6 +72,7 @@ impl Cluster {
             _dir: dir,
             replicas: Vec::new(),
             client: reqwest::Client::new(),
+            settings: settings.map(str::to_owned),
         };
         // Migrated once, before the replicas start.
         cluster
@@ -78,10 +86,14 @@ impl Cluster {
 
     /// A gateway's set-up on the shared database and Redis.
     fn setup(&self, on_unavailable: &str) -> Setup {
-        Setup::new(&self.sim)
+        let setup = Setup::new(&self.sim)
             .database(&self.database)
             .env("LLMHOST_REDIS_URL", self.redis.url())
-            .env("LLMHOST_SHARED_ON_UNAVAILABLE", on_unavailable)
+            .env("LLMHOST_SHARED_ON_UNAVAILABLE", on_unavailable);
+        match &self.settings {
+            Some(toml) => setup.settings(toml),
+            None => setup,
+        }
     }
 
     /// Creates a virtual key with `flags`; its id and secret.
@@ -666,4 +678,56 @@ async fn a_redis_password_is_used_but_never_shown() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains(&shown), "{stderr}");
     assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_circuit_opened_by_one_replica_is_skipped_by_all() {
+    let _serial = SERIAL.lock().await;
+    let settings = "[breaker]\nthreshold = 2\ncooldown_secs = 60\n[retry]\nmax_attempts = 1\n";
+    let cluster = Cluster::start_with(None, &["closed"; REPLICAS], Some(settings)).await;
+    for _ in 0..2 {
+        cluster.sim.enqueue(
+            llmhost_simulator::Vendor::OpenAi,
+            llmhost_simulator::Reply::openai_error(500, "server_error", None, "boom"),
+        );
+    }
+    // Two failures in a row on replica 0 open its circuit.
+    for _ in 0..2 {
+        let (status, _, body) = cluster.chat(0, MASTER_KEY, &hello(5)).await;
+        assert!(status >= 500, "{body}");
+    }
+    let (status, _, body) = cluster.chat(0, MASTER_KEY, &hello(5)).await;
+    assert_eq!(status, 503, "{body}");
+    // The others see it within a second (timing: they read the open
+    // circuits four times a second), and then send nothing to the vendor.
+    let at = Instant::now();
+    for replica in 1..REPLICAS {
+        loop {
+            let (status, _, body) = cluster.chat(replica, MASTER_KEY, &hello(5)).await;
+            if status == 503 {
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains("skipped after repeated failures"),
+                    "{message}"
+                );
+                break;
+            }
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                at.elapsed() < Duration::from_secs(1),
+                "replica {replica} still calls the vendor"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let sent = cluster.sim.requests().len();
+    for replica in 0..REPLICAS {
+        let (status, _, body) = cluster.chat(replica, MASTER_KEY, &hello(5)).await;
+        assert_eq!(status, 503, "{body}");
+    }
+    assert_eq!(
+        cluster.sim.requests().len(),
+        sent,
+        "a skipped call reached the vendor"
+    );
 }

@@ -1,8 +1,9 @@
 //! Circuit-breaker state in Redis: a circuit that opens on one replica is
 //! open on all. Opening is one `SET key PX cooldown` (the key's lifetime is
 //! the open time, so it ends by itself), a probe that succeeds closes it
-//! everywhere with one `DEL`. Each replica reads the open circuits it knows
-//! of every [`REFRESH`] in the background, so admission stays a local,
+//! everywhere with one `DEL`. Each replica reads the open circuits (a
+//! `SCAN` of their keys) every [`REFRESH`] in the background, so admission
+//! stays a local,
 //! synchronous check; failures in a row are counted per replica. While
 //! Redis is unavailable each replica's breakers go on alone (breakers only
 //! save calls to an unwell vendor; nothing is overspent without them).
@@ -18,15 +19,22 @@ pub(crate) const REFRESH: Duration = Duration::from_millis(250);
 
 type Key = (String, String);
 
+const PREFIX: &str = "llmhost:breaker:";
+
 fn redis_key(key: &Key) -> String {
-    format!("llmhost:breaker:{}|{}", key.0, key.1)
+    format!("{PREFIX}{}|{}", key.0, key.1)
+}
+
+/// The circuit of a Redis key (provider ids have no `|`).
+fn circuit_of(name: &str) -> Option<Key> {
+    let (provider, base_url) = name.strip_prefix(PREFIX)?.split_once('|')?;
+    Some((provider.to_owned(), base_url.to_owned()))
 }
 
 /// The circuits open on some replica, as last read from Redis.
 pub(crate) struct SharedCircuits {
     redis: Arc<Redis>,
     open: Mutex<HashMap<Key, Instant>>,
-    known: Mutex<Vec<Key>>,
     started: std::sync::Once,
 }
 
@@ -41,7 +49,6 @@ impl SharedCircuits {
         Arc::new(Self {
             redis,
             open: Mutex::default(),
-            known: Mutex::default(),
             started: std::sync::Once::new(),
         })
     }
@@ -50,12 +57,6 @@ impl SharedCircuits {
     /// background reads on first use.
     pub(crate) fn open_until(self: &Arc<Self>, key: &Key) -> Option<Instant> {
         self.start();
-        {
-            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-            if !known.contains(key) {
-                known.push(key.clone());
-            }
-        }
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.get(key)
             .copied()
@@ -119,7 +120,7 @@ fn spawn(task: impl std::future::Future<Output = ()> + Send + 'static) {
     }
 }
 
-/// Reads the remaining open time of every known circuit, until the
+/// Reads the remaining open time of every open circuit, until the
 /// breakers are dropped.
 async fn refresh(circuits: Weak<SharedCircuits>) {
     loop {
@@ -127,38 +128,48 @@ async fn refresh(circuits: Weak<SharedCircuits>) {
         let Some(circuits) = circuits.upgrade() else {
             return;
         };
-        let known = circuits
-            .known
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
-        if known.is_empty() {
-            continue;
-        }
-        let names: Vec<String> = known.iter().map(redis_key).collect();
         let read = circuits
             .redis
             .run("breaker", |mut conn| async move {
+                let mut names = Vec::new();
+                let mut cursor = 0u64;
+                loop {
+                    let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(format!("{PREFIX}*"))
+                        .arg("COUNT")
+                        .arg(200)
+                        .query_async(&mut conn)
+                        .await?;
+                    names.extend(batch);
+                    cursor = next;
+                    if cursor == 0 {
+                        break;
+                    }
+                }
                 let mut pipe = redis::pipe();
                 for name in &names {
                     pipe.cmd("PTTL").arg(name);
                 }
-                pipe.query_async::<Vec<i64>>(&mut conn).await
+                let ttls: Vec<i64> = if names.is_empty() {
+                    Vec::new()
+                } else {
+                    pipe.query_async(&mut conn).await?
+                };
+                Ok(names.into_iter().zip(ttls).collect::<Vec<_>>())
             })
             .await;
         // Unavailable: what was read last ends by itself.
-        let Ok(ttls) = read else { continue };
+        let Ok(read) = read else { continue };
         let now = Instant::now();
-        let mut open = circuits.open.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, ttl) in known.into_iter().zip(ttls) {
-            match u64::try_from(ttl) {
-                Ok(ms) if ms > 0 => {
-                    open.insert(key, now + Duration::from_millis(ms));
-                }
-                _ => {
-                    open.remove(&key);
-                }
-            }
-        }
+        let open: HashMap<Key, Instant> = read
+            .into_iter()
+            .filter_map(|(name, ttl)| {
+                let ms = u64::try_from(ttl).ok().filter(|ms| *ms > 0)?;
+                Some((circuit_of(&name)?, now + Duration::from_millis(ms)))
+            })
+            .collect();
+        *circuits.open.lock().unwrap_or_else(|e| e.into_inner()) = open;
     }
 }
