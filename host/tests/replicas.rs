@@ -731,3 +731,76 @@ async fn a_circuit_opened_by_one_replica_is_skipped_by_all() {
         "a skipped call reached the vendor"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_console_session_signed_in_on_one_replica_holds_on_all() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let signed_in = cluster
+        .client
+        .post(format!("{}/ui/api/session", cluster.url(0)))
+        .header("content-type", "application/json")
+        .body(json!({"token": MASTER_KEY}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = signed_in.json_value().await["csrf_token"].clone();
+    let session = |replica: usize| {
+        let request = cluster
+            .client
+            .get(format!("{}/ui/api/session", cluster.url(replica)))
+            .header("cookie", &cookie);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json_value().await)
+        }
+    };
+    for replica in 0..REPLICAS {
+        let (status, body) = session(replica).await;
+        assert_eq!(status, 200, "replica {replica}: {body}");
+        assert_eq!(body["admin"], "master");
+        assert_eq!(body["csrf_token"], csrf);
+    }
+    // The admin API takes the session on another replica too.
+    let keys = cluster
+        .client
+        .get(format!("{}/admin/v1/virtual-keys", cluster.url(2)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.status(), 200);
+    // Signed out through one, it has ended on all.
+    let out = cluster
+        .client
+        .delete(format!("{}/ui/api/session", cluster.url(1)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    for replica in 0..REPLICAS {
+        let (status, body) = session(replica).await;
+        assert_eq!(status, 401, "replica {replica}: {body}");
+    }
+}
+
+/// The body of a response as JSON (`Null` when it is not).
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap_or(Value::Null)
+    }
+}

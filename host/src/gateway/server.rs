@@ -225,7 +225,7 @@ impl Gateway {
                 metrics: options.metrics.clone(),
                 max_body_bytes: options.max_body_bytes,
                 admin_tokens: AdminTokens::new(service.store().clone()),
-                sessions: super::admin::Sessions::default(),
+                sessions: super::admin::Sessions::new(options.shared.clone()),
                 shared: options.shared.clone(),
                 service,
             }),

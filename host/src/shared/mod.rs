@@ -22,6 +22,7 @@
 mod breakers;
 mod buckets;
 mod budget;
+pub(crate) mod sessions;
 
 pub(crate) use breakers::SharedCircuits;
 pub(crate) use buckets::{BucketSpec, adjust as adjust_bucket, take as take_buckets};
