@@ -804,3 +804,76 @@ impl JsonValue for reqwest::Response {
         serde_json::from_slice(&self.bytes().await.unwrap()).unwrap_or(Value::Null)
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_cached_through_one_replica_serves_the_others() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let (_, secret) = cluster.key("cached", &["--cache-ttl", "10m"]).await;
+    let body = json!({
+        "model": "openai/gpt-4o-mini",
+        "temperature": 0,
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "cache me across replicas"}],
+    });
+    let (status, headers, first) = cluster.chat(0, &secret, &body).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(headers["x-llmhost-cache"], "miss");
+    // Stored off the request path: the other replicas see it soon.
+    let sent = cluster.sim.requests().len();
+    for replica in 1..REPLICAS {
+        let started = Instant::now();
+        loop {
+            let (status, headers, answer) = cluster.chat(replica, &secret, &body).await;
+            assert_eq!(status, 200, "{answer}");
+            if headers["x-llmhost-cache"] == "hit" {
+                assert_eq!(
+                    answer["choices"][0]["message"]["content"],
+                    first["choices"][0]["message"]["content"]
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "replica {replica} never hit"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Timing: the first try on each replica normally hits already; a miss
+    // on a slow machine adds one call.
+    assert!(cluster.sim.requests().len() < sent + REPLICAS);
+
+    // A stream is kept whole and replayed by another replica.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let stream = |replica: usize| {
+        let request = cluster
+            .client
+            .post(format!("{}/v1/chat/completions", cluster.url(replica)))
+            .bearer_auth(&secret)
+            .header("content-type", "application/json")
+            .body(streamed.to_string());
+        async move {
+            let response = request.send().await.unwrap();
+            let cache = response.headers()["x-llmhost-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (cache, response.text().await.unwrap())
+        }
+    };
+    let (cache, text) = stream(0).await;
+    assert_eq!(cache, "miss");
+    assert!(text.contains("data: [DONE]"));
+    let started = Instant::now();
+    loop {
+        let (cache, replayed) = stream(2).await;
+        if cache == "hit" {
+            assert!(replayed.contains("data: [DONE]"), "{replayed}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never replayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -22,6 +22,7 @@
 mod breakers;
 mod buckets;
 mod budget;
+pub(crate) mod cache;
 pub(crate) mod sessions;
 
 pub(crate) use breakers::SharedCircuits;
