@@ -531,11 +531,14 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
             ],
         )
         .await;
+    let (_, plain) = cluster.key("plain", &[]).await;
     let mut answered = Vec::new();
     for replica in 0..REPLICAS {
-        let (status, headers, body) = cluster.chat(replica, &secret, &hello(5)).await;
-        assert_eq!(status, 200, "{body}");
-        answered.push(request_id(&headers));
+        for key in [&secret, &plain] {
+            let (status, headers, body) = cluster.chat(replica, key, &hello(5)).await;
+            assert_eq!(status, 200, "{body}");
+            answered.push(request_id(&headers));
+        }
     }
 
     cluster.redis.stop();
@@ -558,6 +561,31 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
     let (status, headers, body) = cluster.chat(0, MASTER_KEY, &hello(5)).await;
     assert_eq!(status, 200, "{body}");
     answered.push(request_id(&headers));
+    // Nor do virtual keys without them: they are checked against the
+    // database, so a revocation made meanwhile still holds at once.
+    let (status, headers, body) = cluster.chat(0, &plain, &hello(5)).await;
+    assert_eq!(status, 200, "{body}");
+    answered.push(request_id(&headers));
+    let revoked = cluster
+        .setup("closed")
+        .run(&["virtual-keys", "revoke", "plain"])
+        .await;
+    assert!(revoked.status.success());
+    for replica in 0..REPLICAS {
+        let (status, _, body) = cluster.chat(replica, &plain, &hello(5)).await;
+        assert_eq!(status, 401, "replica {replica}: {body}");
+    }
+    let open_ready = cluster
+        .client
+        .get(format!("{}/readyz", cluster.url(2)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        open_ready.status(),
+        200,
+        "a replica that fails open is ready"
+    );
     // Readiness says so, and so do the metrics and the log.
     let ready = cluster
         .client
