@@ -546,3 +546,32 @@ async fn a_circuit_opened_on_one_replica_is_open_on_all_and_a_probe_closes_it() 
     }
     assert!(two.admit(p, u).is_ok());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_never_settled_lapses() {
+    let server = llmhost_test_services::redis();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = store_with_key(&dir).await;
+    let redis = replica(&server, OnUnavailable::Closed);
+    let limits = [Limit {
+        scope: Scope::VirtualKey(key),
+        period: BudgetPeriod::Day,
+        usd: Some(dollars("1")),
+        tokens: None,
+    }];
+    let worst = Worst {
+        usd: dollars("1"),
+        tokens: 1,
+    };
+    let now = SystemTime::now();
+    let lifetime = Duration::from_millis(300);
+    let reserve = || budget::reserve_for(&redis, &store, &limits, worst, now, lifetime);
+    // Its replica dies: the hold is never settled.
+    let held = reserve().await.unwrap();
+    assert!(held.is_ok());
+    std::mem::forget(held);
+    assert!(reserve().await.unwrap().is_err(), "the budget is held");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The next reservation releases what lapsed, and fits.
+    assert!(reserve().await.unwrap().is_ok());
+}
