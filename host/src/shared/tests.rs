@@ -472,6 +472,8 @@ async fn provider_rate_limits_are_shared_and_callers_wait_their_turn() {
         }
     }
     assert!(refused > 0);
+    // The balancer's hint: this replica saw the bucket spent.
+    assert!(limiters[0].is_spent(&key, limits));
     server.stop();
     match limiters[1].acquire_shared(&key, limits, 0, deadline).await {
         Err(Refusal::Unavailable(err)) => {
