@@ -106,8 +106,8 @@ impl std::fmt::Debug for RedisUrl {
 /// `[shared]`: where the replicas' shared state lives.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SharedSettings {
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (or `rediss://`); `None`
-    /// keeps all state in-process.
+    /// `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (TLS, `rediss://`, is not
+    /// built in yet); `None` keeps all state in-process.
     pub redis_url: Option<RedisUrl>,
     pub on_unavailable: OnUnavailable,
 }
