@@ -37,6 +37,8 @@ struct Cluster {
     _dir: tempfile::TempDir,
     replicas: Vec<Gateway>,
     client: reqwest::Client,
+    /// `llmhost.toml` of every gateway, if any.
+    settings: Option<String>,
 }
 
 /// One usage row, as the admin API's CSV export gives it.
@@ -53,6 +55,11 @@ impl Cluster {
     /// `modes[i]` is replica i's `on_unavailable`; `database` is a SQLite
     /// file (default: a new one) or a database URL.
     async fn start(database: Option<String>, modes: &[&str]) -> Self {
+        Self::start_with(database, modes, None).await
+    }
+
+    /// [`Cluster::start`] with `settings` as every gateway's `llmhost.toml`.
+    async fn start_with(database: Option<String>, modes: &[&str], settings: Option<&str>) -> Self {
         let sim = Simulator::start().await.unwrap();
         let redis = llmhost_test_services::redis();
         let dir = tempfile::tempdir().unwrap();
@@ -65,6 +72,7 @@ impl Cluster {
             _dir: dir,
             replicas: Vec::new(),
             client: reqwest::Client::new(),
+            settings: settings.map(str::to_owned),
         };
         // Migrated once, before the replicas start.
         cluster
@@ -78,10 +86,14 @@ impl Cluster {
 
     /// A gateway's set-up on the shared database and Redis.
     fn setup(&self, on_unavailable: &str) -> Setup {
-        Setup::new(&self.sim)
+        let setup = Setup::new(&self.sim)
             .database(&self.database)
             .env("LLMHOST_REDIS_URL", self.redis.url())
-            .env("LLMHOST_SHARED_ON_UNAVAILABLE", on_unavailable)
+            .env("LLMHOST_SHARED_ON_UNAVAILABLE", on_unavailable);
+        match &self.settings {
+            Some(toml) => setup.settings(toml),
+            None => setup,
+        }
     }
 
     /// Creates a virtual key with `flags`; its id and secret.
@@ -198,6 +210,20 @@ fn hello(max_tokens: u32) -> Value {
         "max_tokens": max_tokens,
         "messages": [{"role": "user", "content": "hello"}],
     })
+}
+
+/// Waits until `gateway` has logged `line` (its stderr is read by a
+/// thread, a moment behind).
+async fn logged(gateway: &Gateway, line: &str) {
+    let started = Instant::now();
+    while !gateway.log().contains(line) {
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "not logged: {line}\n{}",
+            gateway.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn request_id(headers: &reqwest::header::HeaderMap) -> String {
@@ -505,11 +531,14 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
             ],
         )
         .await;
+    let (_, plain) = cluster.key("plain", &[]).await;
     let mut answered = Vec::new();
     for replica in 0..REPLICAS {
-        let (status, headers, body) = cluster.chat(replica, &secret, &hello(5)).await;
-        assert_eq!(status, 200, "{body}");
-        answered.push(request_id(&headers));
+        for key in [&secret, &plain] {
+            let (status, headers, body) = cluster.chat(replica, key, &hello(5)).await;
+            assert_eq!(status, 200, "{body}");
+            answered.push(request_id(&headers));
+        }
     }
 
     cluster.redis.stop();
@@ -532,6 +561,31 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
     let (status, headers, body) = cluster.chat(0, MASTER_KEY, &hello(5)).await;
     assert_eq!(status, 200, "{body}");
     answered.push(request_id(&headers));
+    // Nor do virtual keys without them: they are checked against the
+    // database, so a revocation made meanwhile still holds at once.
+    let (status, headers, body) = cluster.chat(0, &plain, &hello(5)).await;
+    assert_eq!(status, 200, "{body}");
+    answered.push(request_id(&headers));
+    let revoked = cluster
+        .setup("closed")
+        .run(&["virtual-keys", "revoke", "plain"])
+        .await;
+    assert!(revoked.status.success());
+    for replica in 0..REPLICAS {
+        let (status, _, body) = cluster.chat(replica, &plain, &hello(5)).await;
+        assert_eq!(status, 401, "replica {replica}: {body}");
+    }
+    let open_ready = cluster
+        .client
+        .get(format!("{}/readyz", cluster.url(2)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        open_ready.status(),
+        200,
+        "a replica that fails open is ready"
+    );
     // Readiness says so, and so do the metrics and the log.
     let ready = cluster
         .client
@@ -557,11 +611,7 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
             .any(|l| l.starts_with("llmhost_shared_state_unavailable_total{") && !l.ends_with(" 0")),
         "{metrics}"
     );
-    assert!(
-        cluster.replicas[0]
-            .log()
-            .contains("shared state: Redis is unavailable")
-    );
+    logged(&cluster.replicas[0], "shared state: Redis is unavailable").await;
 
     cluster.redis.resume();
     // Recovered without a restart (timing: the reconnection is given
@@ -589,11 +639,7 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
         .await
         .unwrap();
     assert_eq!(ready.status(), 200);
-    assert!(
-        cluster.replicas[0]
-            .log()
-            .contains("shared state: Redis answers again")
-    );
+    logged(&cluster.replicas[0], "shared state: Redis answers again").await;
     // No usage row was lost: one for every answer.
     cluster
         .rows_until(1, "a row for every answer", |rows| {
@@ -602,4 +648,260 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
                 .all(|id| rows.iter().any(|r| &r.request_id == id))
         })
         .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_redis_password_is_used_but_never_shown() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(None, &[]).await;
+    const PASSWORD: &str = "s3cret-redis-pass";
+    let mut conn = cluster.redis_conn().await;
+    redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("requirepass")
+        .arg(PASSWORD)
+        .query_async::<()>(&mut conn)
+        .await
+        .unwrap();
+    let url = format!("redis://:{PASSWORD}@127.0.0.1:{}", cluster.redis.port());
+    let (_, secret) = cluster
+        .key("guarded", &["--budget-usd", "5", "--rpm", "100"])
+        .await;
+    let mut redis = cluster.redis;
+    let gateway = Setup::new(&cluster.sim)
+        .database(&cluster.database)
+        .env("LLMHOST_REDIS_URL", &url)
+        .start()
+        .await;
+    let client = reqwest::Client::new();
+    let chat = || async {
+        let response = client
+            .post(format!("{}/v1/chat/completions", gateway.url()))
+            .bearer_auth(&secret)
+            .header("content-type", "application/json")
+            .body(hello(5).to_string())
+            .send()
+            .await
+            .unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    // It authenticates with the password.
+    let (status, body) = chat().await;
+    assert_eq!(status, 200, "{body}");
+    redis.stop();
+    let (status, body) = chat().await;
+    assert_eq!(status, 503, "{body}");
+    let shown = format!("redis://:***@127.0.0.1:{}", redis.port());
+    assert!(body.contains(&shown), "{body}");
+    assert!(!body.contains(PASSWORD), "{body}");
+    logged(&gateway, "shared state: Redis is unavailable").await;
+    assert!(!gateway.log().contains(PASSWORD), "{}", gateway.log());
+    // The CLI's revocation signal names it the same way.
+    let output = Setup::new(&cluster.sim)
+        .database(&cluster.database)
+        .env("LLMHOST_REDIS_URL", &url)
+        .run(&["virtual-keys", "revoke", "guarded"])
+        .await;
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains(&shown), "{stderr}");
+    assert!(!stderr.contains(PASSWORD), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_circuit_opened_by_one_replica_is_skipped_by_all() {
+    let _serial = SERIAL.lock().await;
+    let settings = "[breaker]\nthreshold = 2\ncooldown_secs = 60\n[retry]\nmax_attempts = 1\n";
+    let cluster = Cluster::start_with(None, &["closed"; REPLICAS], Some(settings)).await;
+    for _ in 0..2 {
+        cluster.sim.enqueue(
+            llmhost_simulator::Vendor::OpenAi,
+            llmhost_simulator::Reply::openai_error(500, "server_error", None, "boom"),
+        );
+    }
+    // Two failures in a row on replica 0 open its circuit.
+    for _ in 0..2 {
+        let (status, _, body) = cluster.chat(0, MASTER_KEY, &hello(5)).await;
+        assert!(status >= 500, "{body}");
+    }
+    let (status, _, body) = cluster.chat(0, MASTER_KEY, &hello(5)).await;
+    assert_eq!(status, 503, "{body}");
+    // The others see it within a second (timing: they read the open
+    // circuits four times a second), and then send nothing to the vendor.
+    let at = Instant::now();
+    for replica in 1..REPLICAS {
+        loop {
+            let (status, _, body) = cluster.chat(replica, MASTER_KEY, &hello(5)).await;
+            if status == 503 {
+                let message = body["error"]["message"].as_str().unwrap();
+                assert!(
+                    message.contains("skipped after repeated failures"),
+                    "{message}"
+                );
+                break;
+            }
+            assert_eq!(status, 200, "{body}");
+            assert!(
+                at.elapsed() < Duration::from_secs(1),
+                "replica {replica} still calls the vendor"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let sent = cluster.sim.requests().len();
+    for replica in 0..REPLICAS {
+        let (status, _, body) = cluster.chat(replica, MASTER_KEY, &hello(5)).await;
+        assert_eq!(status, 503, "{body}");
+    }
+    assert_eq!(
+        cluster.sim.requests().len(),
+        sent,
+        "a skipped call reached the vendor"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_console_session_signed_in_on_one_replica_holds_on_all() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let signed_in = cluster
+        .client
+        .post(format!("{}/ui/api/session", cluster.url(0)))
+        .header("content-type", "application/json")
+        .body(json!({"token": MASTER_KEY}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    let cookie = signed_in.headers()["set-cookie"]
+        .to_str()
+        .unwrap()
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    let csrf = signed_in.json_value().await["csrf_token"].clone();
+    let session = |replica: usize| {
+        let request = cluster
+            .client
+            .get(format!("{}/ui/api/session", cluster.url(replica)))
+            .header("cookie", &cookie);
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            (status, response.json_value().await)
+        }
+    };
+    for replica in 0..REPLICAS {
+        let (status, body) = session(replica).await;
+        assert_eq!(status, 200, "replica {replica}: {body}");
+        assert_eq!(body["admin"], "master");
+        assert_eq!(body["csrf_token"], csrf);
+    }
+    // The admin API takes the session on another replica too.
+    let keys = cluster
+        .client
+        .get(format!("{}/admin/v1/virtual-keys", cluster.url(2)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(keys.status(), 200);
+    // Signed out through one, it has ended on all.
+    let out = cluster
+        .client
+        .delete(format!("{}/ui/api/session", cluster.url(1)))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 204);
+    for replica in 0..REPLICAS {
+        let (status, body) = session(replica).await;
+        assert_eq!(status, 401, "replica {replica}: {body}");
+    }
+}
+
+/// The body of a response as JSON (`Null` when it is not).
+trait JsonValue {
+    async fn json_value(self) -> Value;
+}
+
+impl JsonValue for reqwest::Response {
+    async fn json_value(self) -> Value {
+        serde_json::from_slice(&self.bytes().await.unwrap()).unwrap_or(Value::Null)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_answer_cached_through_one_replica_serves_the_others() {
+    let _serial = SERIAL.lock().await;
+    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let (_, secret) = cluster.key("cached", &["--cache-ttl", "10m"]).await;
+    let body = json!({
+        "model": "openai/gpt-4o-mini",
+        "temperature": 0,
+        "max_tokens": 8,
+        "messages": [{"role": "user", "content": "cache me across replicas"}],
+    });
+    let (status, headers, first) = cluster.chat(0, &secret, &body).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(headers["x-llmhost-cache"], "miss");
+    // Stored off the request path: the other replicas see it soon.
+    let sent = cluster.sim.requests().len();
+    for replica in 1..REPLICAS {
+        let started = Instant::now();
+        loop {
+            let (status, headers, answer) = cluster.chat(replica, &secret, &body).await;
+            assert_eq!(status, 200, "{answer}");
+            if headers["x-llmhost-cache"] == "hit" {
+                assert_eq!(
+                    answer["choices"][0]["message"]["content"],
+                    first["choices"][0]["message"]["content"]
+                );
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "replica {replica} never hit"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Timing: the first try on each replica normally hits already; a miss
+    // on a slow machine adds one call.
+    assert!(cluster.sim.requests().len() < sent + REPLICAS);
+
+    // A stream is kept whole and replayed by another replica.
+    let mut streamed = body.clone();
+    streamed["stream"] = json!(true);
+    let stream = |replica: usize| {
+        let request = cluster
+            .client
+            .post(format!("{}/v1/chat/completions", cluster.url(replica)))
+            .bearer_auth(&secret)
+            .header("content-type", "application/json")
+            .body(streamed.to_string());
+        async move {
+            let response = request.send().await.unwrap();
+            let cache = response.headers()["x-llmhost-cache"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            (cache, response.text().await.unwrap())
+        }
+    };
+    let (cache, text) = stream(0).await;
+    assert_eq!(cache, "miss");
+    assert!(text.contains("data: [DONE]"));
+    let started = Instant::now();
+    loop {
+        let (cache, replayed) = stream(2).await;
+        if cache == "hit" {
+            assert!(replayed.contains("data: [DONE]"), "{replayed}");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "never replayed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }

@@ -225,7 +225,7 @@ impl Gateway {
                 metrics: options.metrics.clone(),
                 max_body_bytes: options.max_body_bytes,
                 admin_tokens: AdminTokens::new(service.store().clone()),
-                sessions: super::admin::Sessions::default(),
+                sessions: super::admin::Sessions::new(options.shared.clone()),
                 shared: options.shared.clone(),
                 service,
             }),
@@ -585,8 +585,8 @@ async fn healthz() -> Response {
     axum::Json(json!({"status": "ok"})).into_response()
 }
 
-/// Ready when plugins are loaded and the database (and Redis, when
-/// configured) answers.
+/// Ready when plugins are loaded and the database answers, and Redis
+/// when it is configured and the replica fails closed.
 async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
     let plugins = shared.host().plugins().len();
     let database = shared.service.store().schema_version().await;
@@ -594,7 +594,14 @@ async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
         Some(redis) => Some(redis.ping().await),
         None => None,
     };
-    let ready = plugins > 0 && database.is_ok() && !matches!(redis, Some(Err(_)));
+    // Without Redis a replica that fails closed refuses what has a budget
+    // or a limit; one that fails open serves on.
+    let shared_down = matches!(redis, Some(Err(_)))
+        && shared
+            .shared
+            .as_ref()
+            .is_some_and(|r| r.on_unavailable() == crate::shared::OnUnavailable::Closed);
+    let ready = plugins > 0 && database.is_ok() && !shared_down;
     let status = if ready {
         StatusCode::OK
     } else {

@@ -191,9 +191,9 @@ impl HostBuilder {
         self
     }
 
-    /// Keeps the client-side rate limits of [`Host::router`] (per
-    /// provider, model and API key) in `shared` (Redis), for every replica
-    /// at once, when given.
+    /// Keeps the client-side rate limits (per provider, model and API
+    /// key), circuit breakers and response cache of [`Host::router`] in
+    /// `shared` (Redis), for every replica at once, when given.
     pub fn shared_state(mut self, shared: Option<Arc<crate::shared::Redis>>) -> Self {
         self.shared = shared;
         self
@@ -392,7 +392,15 @@ impl HostBuilder {
                     self.resilience,
                     self.usage_sink
                         .unwrap_or_else(|| Arc::new(crate::router::DiscardSink)),
-                    crate::router::cache::ResponseCache::in_memory(self.cache_max_bytes),
+                    match &self.shared {
+                        Some(redis) => crate::router::cache::ResponseCache::in_redis(
+                            redis.clone(),
+                            self.cache_max_bytes,
+                        ),
+                        None => {
+                            crate::router::cache::ResponseCache::in_memory(self.cache_max_bytes)
+                        }
+                    },
                     self.shared,
                 ),
             }),

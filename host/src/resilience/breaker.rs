@@ -10,6 +10,10 @@
 //! answered reopens the circuit for another cool-down, so the next call
 //! after it probes again. Without that, a cancelled probe would leave the
 //! circuit half-open, refusing every call until the process restarts.
+//!
+//! With shared state ([`crate::shared`]), a circuit opened by one replica
+//! is open on every replica (each then probes it after the cool-down), and
+//! a successful probe closes it on all.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -73,6 +77,7 @@ struct Circuits {
 pub struct Breakers {
     policy: BreakerPolicy,
     circuits: Mutex<Circuits>,
+    shared: Option<Arc<crate::shared::SharedCircuits>>,
 }
 
 /// The right to make one call to a provider at a base URL, to be settled
@@ -93,9 +98,16 @@ pub struct Permit {
 impl Breakers {
     /// Breakers with `policy`.
     pub fn new(policy: BreakerPolicy) -> Self {
+        Self::with_shared(policy, None)
+    }
+
+    /// Breakers with `policy` whose open circuits are shared with other
+    /// replicas through `shared` (Redis) when given.
+    pub fn with_shared(policy: BreakerPolicy, shared: Option<Arc<crate::shared::Redis>>) -> Self {
         Self {
             policy,
             circuits: Mutex::default(),
+            shared: shared.map(crate::shared::SharedCircuits::new),
         }
     }
 
@@ -136,6 +148,7 @@ impl Breakers {
                 probe: None,
             });
         }
+        let remote = self.shared.as_ref().and_then(|s| s.open_until(&key));
         let mut circuits = self.lock();
         let number = circuits.next_probe;
         let now = Instant::now();
@@ -143,6 +156,10 @@ impl Breakers {
             .states
             .entry(key.clone())
             .or_insert(State::Closed { failures: 0 });
+        // Opened by another replica.
+        if let (Some(until), State::Closed { .. }) = (remote, *state) {
+            *state = State::Open { until };
+        }
         let probe = match *state {
             State::Closed { .. } => None,
             State::Open { until } if now < until => return Err(until - now),
@@ -185,19 +202,33 @@ impl Breakers {
                     base_url = key.1.as_str(),
                     "circuit opened after repeated failures"
                 );
+                if let Some(shared) = &self.shared {
+                    shared.opened(key, self.policy.cooldown);
+                }
                 open
             }
             State::Closed { failures } => State::Closed {
                 failures: failures + 1,
             },
-            State::HalfOpen { .. } | State::Open { .. } => open,
+            State::HalfOpen { .. } | State::Open { .. } => {
+                if let Some(shared) = &self.shared {
+                    shared.opened(key, self.policy.cooldown);
+                }
+                open
+            }
         };
     }
 
     fn succeed(&self, key: &Key) {
-        self.lock()
+        let before = self
+            .lock()
             .states
             .insert(key.clone(), State::Closed { failures: 0 });
+        if let (Some(shared), Some(State::HalfOpen { .. } | State::Open { .. })) =
+            (&self.shared, before)
+        {
+            shared.closed(key);
+        }
     }
 
     /// Moves the circuit from the half-open state of `probe` to open

@@ -97,6 +97,9 @@ pub enum Refusal {
 pub struct RateLimiter {
     buckets: Mutex<HashMap<BucketKey, Buckets>>,
     shared: Option<Arc<Redis>>,
+    /// With shared buckets: until when each bucket was last seen spent
+    /// (a call had to wait or was refused), for [`RateLimiter::is_spent`].
+    spent_until: Mutex<HashMap<BucketKey, Instant>>,
 }
 
 /// The Redis bucket of `key`'s `unit` (`rpm`, `tpm`).
@@ -120,6 +123,7 @@ impl RateLimiter {
         Self {
             buckets: Mutex::default(),
             shared,
+            spent_until: Mutex::default(),
         }
     }
 
@@ -153,7 +157,16 @@ impl RateLimiter {
             .map(|n| shared_bucket(key, "tpm", n, tokens as f64));
         let buckets: Vec<BucketSpec> = requests.into_iter().chain(token_bucket.clone()).collect();
         let max_wait = deadline.saturating_duration_since(Instant::now());
-        match crate::shared::take_buckets(redis, &buckets, max_wait).await {
+        let outcome = crate::shared::take_buckets(redis, &buckets, max_wait).await;
+        if let Ok(Ok(wait) | Err(wait)) = &outcome
+            && !wait.is_zero()
+        {
+            self.spent_until
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(key.clone(), Instant::now() + *wait);
+        }
+        match outcome {
             Ok(Ok(wait)) => {
                 if !wait.is_zero() {
                     tokio::time::sleep(wait).await;
@@ -230,10 +243,18 @@ impl RateLimiter {
 
     /// Whether a call under `limits` would have to wait now: the bucket's
     /// requests or tokens are spent. Reserves nothing; a bucket not used
-    /// yet is full.
+    /// yet is full. With shared buckets, whether this process last saw the
+    /// bucket spent until later than now (asking Redis would cost a round
+    /// trip per candidate route).
     pub fn is_spent(&self, key: &BucketKey, limits: RateLimits) -> bool {
         if limits.requests_per_minute.is_none() && limits.tokens_per_minute.is_none() {
             return false;
+        }
+        if self.shared.is_some() {
+            let spent = self.spent_until.lock().unwrap_or_else(|e| e.into_inner());
+            if spent.get(key).is_some_and(|until| *until > Instant::now()) {
+                return true;
+            }
         }
         let now = Instant::now();
         let mut all = self.buckets.lock().unwrap_or_else(|e| e.into_inner());

@@ -12,8 +12,11 @@
 //! `served.saved_usd`.
 //!
 //! Answers are kept in process, bounded by their bytes, least recently
-//! used first out. The store is behind [`Backend`], so a shared store can
-//! be added beside the in-process one.
+//! used first out; or, with shared state ([`crate::shared`]), in Redis,
+//! one key per answer with the policy's TTL as the key's (Redis's own
+//! `maxmemory` policy bounds them), so an answer made through one replica
+//! serves every replica. A Redis that cannot be reached is a miss (and an
+//! answer not stored): the cache never fails a call.
 
 use super::{Attempt, CallTags, Plan, Route, Routed, shape};
 use crate::host::ChatOutcome;
@@ -240,7 +243,7 @@ pub(crate) fn key(plan: &Plan, route: &Route, request: &ChatRequest, streamed: b
 }
 
 /// An answer as stored, with what the call that made it recorded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub(crate) struct Stored {
     pub provider: String,
     pub model: String,
@@ -251,7 +254,7 @@ pub(crate) struct Stored {
 }
 
 /// A complete answer, or a stream's chunks in order.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub(crate) enum Answer {
     Complete(Box<ChatResponse>),
     Stream(Vec<Chunk>),
@@ -424,6 +427,7 @@ impl MemoryStore {
 /// Where answers are kept.
 enum Backend {
     Memory(Mutex<MemoryStore>),
+    Redis(Arc<crate::shared::Redis>),
 }
 
 /// The cache routed calls share: the store and its counters.
@@ -447,12 +451,29 @@ impl ResponseCache {
         })
     }
 
-    fn get(&self, key: &CacheKey) -> Option<Arc<Stored>> {
+    /// A cache in `redis`, shared by every replica; answers larger than
+    /// `max_bytes` are not stored.
+    pub(crate) fn in_redis(redis: Arc<crate::shared::Redis>, max_bytes: usize) -> Arc<Self> {
+        Arc::new(Self {
+            backend: Backend::Redis(redis),
+            max_bytes,
+            hits: AtomicU64::default(),
+            misses: AtomicU64::default(),
+            bypasses: AtomicU64::default(),
+        })
+    }
+
+    async fn get(&self, key: &CacheKey) -> Option<Arc<Stored>> {
         match &self.backend {
             Backend::Memory(store) => store
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(key, Instant::now()),
+            Backend::Redis(redis) => {
+                let text = crate::shared::cache::get(redis, &key.0).await.ok()??;
+                // What does not parse (another version's format) misses.
+                serde_json::from_slice(&text).ok().map(Arc::new)
+            }
         }
     }
 
@@ -468,12 +489,23 @@ impl ResponseCache {
                 expires,
                 now,
             ),
+            Backend::Redis(redis) => {
+                if stored.bytes() > self.max_bytes {
+                    return;
+                }
+                let Ok(text) = serde_json::to_vec(&stored) else {
+                    return;
+                };
+                crate::shared::cache::put(redis.clone(), key.0, text, ttl);
+            }
         }
     }
 
     pub(crate) fn stats(&self) -> CacheStats {
         let (bytes, entries, evictions) = match &self.backend {
             Backend::Memory(store) => store.lock().unwrap_or_else(|e| e.into_inner()).stats(),
+            // Held in Redis, which counts them itself.
+            Backend::Redis(_) => (0, 0, 0),
         };
         CacheStats {
             hits: self.hits.load(Ordering::Relaxed),
@@ -499,7 +531,7 @@ pub(crate) struct Lookup {
 
 impl Lookup {
     /// Looks `request` up under `plan`'s policy.
-    pub(crate) fn new(
+    pub(crate) async fn new(
         cache: &ResponseCache,
         plan: &Plan,
         request: &ChatRequest,
@@ -531,7 +563,7 @@ impl Lookup {
             lookup.status = Some(CacheStatus::Bypass);
             return lookup;
         }
-        lookup.hit = cache.get(&key);
+        lookup.hit = cache.get(&key).await;
         lookup.status = Some(if lookup.hit.is_some() {
             cache.hits.fetch_add(1, Ordering::Relaxed);
             CacheStatus::Hit

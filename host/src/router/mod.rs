@@ -199,8 +199,8 @@ impl RoutingState {
     ) -> Arc<Self> {
         Arc::new(Self {
             resilience,
-            limiter: RateLimiter::new(shared),
-            breakers: Arc::new(Breakers::new(resilience.breaker)),
+            limiter: RateLimiter::new(shared.clone()),
+            breakers: Arc::new(Breakers::with_shared(resilience.breaker, shared)),
             sink,
             loads: balance::Loads::default(),
             cache,
@@ -297,7 +297,7 @@ impl Router {
     pub async fn chat(&self, plan: &Plan, request: &ChatRequest) -> Result<Routed, Error> {
         let plan = self.arrange(plan, false);
         let mut call = Call::start(self, &plan, request, false)?;
-        let lookup = cache::Lookup::new(&self.state.cache, &plan, request, false);
+        let lookup = cache::Lookup::new(&self.state.cache, &plan, request, false).await;
         if let Some(routed) = lookup.serve(&self.state, &call.tags) {
             return Ok(routed);
         }
@@ -352,7 +352,7 @@ impl Router {
     pub async fn stream(&self, plan: &Plan, request: &ChatRequest) -> Result<RoutedStream, Error> {
         let plan = self.arrange(plan, true);
         let mut call = Call::start(self, &plan, request, true)?;
-        let lookup = cache::Lookup::new(&self.state.cache, &plan, request, true);
+        let lookup = cache::Lookup::new(&self.state.cache, &plan, request, true).await;
         if let Some(stream) = self.replay(&lookup, &call.tags) {
             return Ok(stream);
         }

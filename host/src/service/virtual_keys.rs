@@ -405,8 +405,8 @@ impl VirtualKeys {
     /// here raises Redis's revocation epoch, and every authentication first
     /// reads it, clearing this process's cache when it moved. A key revoked
     /// through any replica is then refused by all at once. While Redis is
-    /// unavailable, authentication fails closed (or, with
-    /// `on_unavailable = "open"`, trusts the cache for its time). As
+    /// unavailable, every authentication reads the database (which records
+    /// revocations) instead of the cache, so revocations still hold. As
     /// revocations are signalled, lookups are then trusted for
     /// [`SHARED_CACHE_TTL`] (expiry is checked on every call regardless).
     pub fn with_shared(mut self, redis: Option<Arc<crate::shared::Redis>>) -> Self {
@@ -570,6 +570,9 @@ impl VirtualKeys {
         if !has_key_shape(presented) {
             return Ok(None);
         }
+        // Without the revocation signal the cache cannot be trusted: the
+        // database, which records revocations, is asked directly.
+        let mut bypass = false;
         if let Some((redis, seen)) = &self.shared {
             use std::sync::atomic::Ordering;
             match redis.revocation_epoch().await {
@@ -582,8 +585,11 @@ impl VirtualKeys {
                             .clear();
                     }
                 }
-                Err(_) if redis.on_unavailable() == crate::shared::OnUnavailable::Open => {}
-                Err(err) => return Err(err),
+                Err(_) => {
+                    // Cleared once the signal is read again.
+                    seen.store(-1, Ordering::Relaxed);
+                    bypass = true;
+                }
             }
         }
         let hash = active.hash(presented);
@@ -593,11 +599,12 @@ impl VirtualKeys {
             Some(VirtualKey::from_row(row, &now))
                 .filter(|key| key.status == VirtualKeyStatus::Active)
         };
-        if let Some(row) = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&hash, started)
+        if !bypass
+            && let Some(row) = self
+                .cache
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&hash, started)
         {
             return Ok(usable(row));
         }

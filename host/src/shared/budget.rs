@@ -234,6 +234,18 @@ pub(crate) async fn reserve(
     worst: Worst,
     now: SystemTime,
 ) -> Result<Result<BudgetHold, Exceeded>, Error> {
+    reserve_for(redis, store, limits, worst, now, RESERVATION_LIFETIME).await
+}
+
+/// [`reserve`], the reservation lapsing after `lifetime`.
+pub(crate) async fn reserve_for(
+    redis: &Arc<Redis>,
+    store: &Store,
+    limits: &[Limit],
+    worst: Worst,
+    now: SystemTime,
+    lifetime: Duration,
+) -> Result<Result<BudgetHold, Exceeded>, Error> {
     let starts: Vec<Option<String>> = limits.iter().map(|l| l.period.window_start(now)).collect();
     let mut keys = Vec::with_capacity(limits.len() * 2);
     for (limit, start) in limits.iter().zip(&starts) {
@@ -253,7 +265,7 @@ pub(crate) async fn reserve(
             .arg(&member)
             .arg(worst_usd)
             .arg(worst.tokens)
-            .arg(u64::try_from(RESERVATION_LIFETIME.as_millis()).unwrap_or(u64::MAX));
+            .arg(u64::try_from(lifetime.as_millis()).unwrap_or(u64::MAX));
         for limit in limits {
             invocation.arg(limit.usd.map_or(-1, micros_down)).arg(
                 limit

@@ -4,6 +4,8 @@
 //! and spend, and the virtual-key revocation signal. Every change is one
 //! atomic server-side operation (a Lua script, or `INCR`), never a read
 //! and a write from the client, so replicas cannot race one another.
+//! Circuit breakers are shared too: a circuit opened on one replica is
+//! open on all within a quarter of a second.
 //!
 //! Without `redis_url` none of this is used: each process keeps its
 //! in-process buckets and ledger, exactly as a single gateway does.
@@ -17,9 +19,13 @@
 //! database as always (they are the durable record budgets are seeded
 //! from), and the connection is re-made as soon as Redis answers again.
 
+mod breakers;
 mod buckets;
 mod budget;
+pub(crate) mod cache;
+pub(crate) mod sessions;
 
+pub(crate) use breakers::SharedCircuits;
 pub(crate) use buckets::{BucketSpec, adjust as adjust_bucket, take as take_buckets};
 pub(crate) use budget::{BudgetHold, reserve as reserve_budget};
 
@@ -100,8 +106,8 @@ impl std::fmt::Debug for RedisUrl {
 /// `[shared]`: where the replicas' shared state lives.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SharedSettings {
-    /// `redis://[:PASSWORD@]HOST:PORT[/DB]` (or `rediss://`); `None`
-    /// keeps all state in-process.
+    /// `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (TLS, `rediss://`, is not
+    /// built in yet); `None` keeps all state in-process.
     pub redis_url: Option<RedisUrl>,
     pub on_unavailable: OnUnavailable,
 }

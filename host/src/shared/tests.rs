@@ -472,6 +472,8 @@ async fn provider_rate_limits_are_shared_and_callers_wait_their_turn() {
         }
     }
     assert!(refused > 0);
+    // The balancer's hint: this replica saw the bucket spent.
+    assert!(limiters[0].is_spent(&key, limits));
     server.stop();
     match limiters[1].acquire_shared(&key, limits, 0, deadline).await {
         Err(Refusal::Unavailable(err)) => {
@@ -481,4 +483,97 @@ async fn provider_rate_limits_are_shared_and_callers_wait_their_turn() {
     }
     let open = RateLimiter::new(Some(replica(&server, OnUnavailable::Open)));
     assert!(open.acquire_shared(&key, limits, 0, deadline).await.is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_opened_on_one_replica_is_open_on_all_and_a_probe_closes_it() {
+    use crate::resilience::{BreakerPolicy, Breakers};
+    let server = llmhost_test_services::redis();
+    let policy = BreakerPolicy {
+        threshold: 2,
+        cooldown: Duration::from_secs(2),
+    };
+    let (p, u) = ("claude", "https://api.anthropic.com");
+    let one = Arc::new(Breakers::with_shared(
+        policy,
+        Some(replica(&server, OnUnavailable::Closed)),
+    ));
+    let two = Arc::new(Breakers::with_shared(
+        policy,
+        Some(replica(&server, OnUnavailable::Closed)),
+    ));
+    for _ in 0..2 {
+        one.admit(p, u).unwrap().failure();
+    }
+    assert!(one.admit(p, u).is_err());
+    // Timing: the other replica reads the open circuits four times a
+    // second; it is given the whole cool-down to see it.
+    let started = std::time::Instant::now();
+    loop {
+        match two.admit(p, u) {
+            Err(wait) => {
+                assert!(wait <= policy.cooldown, "{wait:?}");
+                break;
+            }
+            Ok(permit) => permit.neutral(),
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "the other replica never saw the circuit open"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // After the cool-down the second replica probes; its success closes
+    // the circuit in Redis.
+    tokio::time::sleep(policy.cooldown).await;
+    let probe = two.admit(p, u).expect("a probe after the cool-down");
+    assert!(probe.is_probe());
+    probe.success();
+    let mut conn = ledgers_conn(&server).await;
+    let started = std::time::Instant::now();
+    loop {
+        let exists: i64 = redis::cmd("EXISTS")
+            .arg(format!("llmhost:breaker:{p}|{u}"))
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        if exists == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "still open in Redis"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(two.admit(p, u).is_ok());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reservation_never_settled_lapses() {
+    let server = llmhost_test_services::redis();
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = store_with_key(&dir).await;
+    let redis = replica(&server, OnUnavailable::Closed);
+    let limits = [Limit {
+        scope: Scope::VirtualKey(key),
+        period: BudgetPeriod::Day,
+        usd: Some(dollars("1")),
+        tokens: None,
+    }];
+    let worst = Worst {
+        usd: dollars("1"),
+        tokens: 1,
+    };
+    let now = SystemTime::now();
+    let lifetime = Duration::from_millis(300);
+    let reserve = || budget::reserve_for(&redis, &store, &limits, worst, now, lifetime);
+    // Its replica dies: the hold is never settled.
+    let held = reserve().await.unwrap();
+    assert!(held.is_ok());
+    std::mem::forget(held);
+    assert!(reserve().await.unwrap().is_err(), "the budget is held");
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    // The next reservation releases what lapsed, and fits.
+    assert!(reserve().await.unwrap().is_ok());
 }

@@ -9,6 +9,11 @@
 //! the cookie, and the token keeps a page that is not the console's from
 //! acting with it even where SameSite is not honoured. A session made from
 //! an admin token ends when the token is revoked.
+//!
+//! With shared state ([`crate::shared`]) sessions are kept in Redis
+//! instead, so every replica honours a session signed in through any; while
+//! Redis is unavailable, sign-in and session requests answer
+//! `shared_state_unavailable` (the master key and admin tokens still work).
 
 use super::{AdminError, AdminResult, parse};
 use crate::error::ErrorKind;
@@ -45,19 +50,46 @@ pub struct Admin {
     pub master: bool,
 }
 
-#[derive(Clone)]
+#[derive(Clone, Serialize, Deserialize)]
 struct Session {
     admin: Admin,
     /// The admin token's hash, checked again on every use.
     token_hash: Option<[u8; 32]>,
     csrf: String,
+    /// In-process only: a shared session lives as long as its Redis key.
+    #[serde(skip, default = "Instant::now")]
     expires: Instant,
 }
 
-/// The console's sessions, in memory.
+/// An admin as a shared session stores it.
+#[derive(Serialize, Deserialize)]
+struct StoredAdmin {
+    name: String,
+    master: bool,
+}
+
+impl Serialize for Admin {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        StoredAdmin {
+            name: self.name.clone(),
+            master: self.master,
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Admin {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let StoredAdmin { name, master } = StoredAdmin::deserialize(deserializer)?;
+        Ok(Admin { name, master })
+    }
+}
+
+/// The console's sessions, in memory or in Redis.
 #[derive(Default)]
 pub struct Sessions {
     table: Mutex<HashMap<[u8; 32], Session>>,
+    shared: Option<Arc<crate::shared::Redis>>,
 }
 
 fn random_token() -> Result<String, AdminError> {
@@ -77,9 +109,33 @@ fn id_hash(id: &str) -> [u8; 32] {
 }
 
 impl Sessions {
-    fn open(&self, admin: Admin, token_hash: Option<[u8; 32]>) -> AdminResult<(String, String)> {
+    /// Sessions in `shared` (Redis) when given, else in this process.
+    pub fn new(shared: Option<Arc<crate::shared::Redis>>) -> Self {
+        Self {
+            table: Mutex::default(),
+            shared,
+        }
+    }
+
+    async fn open(
+        &self,
+        admin: Admin,
+        token_hash: Option<[u8; 32]>,
+    ) -> AdminResult<(String, String)> {
         let id = random_token()?;
         let csrf = random_token()?;
+        if let Some(redis) = &self.shared {
+            let session = Session {
+                admin,
+                token_hash,
+                csrf: csrf.clone(),
+                expires: Instant::now(),
+            };
+            let value = serde_json::to_string(&session)
+                .map_err(|err| AdminError::from(crate::Error::Internal(err.to_string())))?;
+            crate::shared::sessions::put(redis, &id_hash(&id), value, SESSION_TTL).await?;
+            return Ok((id, csrf));
+        }
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         table.retain(|_, s| s.expires > now);
@@ -100,7 +156,16 @@ impl Sessions {
         Ok((id, csrf))
     }
 
-    fn get(&self, id: &str) -> Option<Session> {
+    async fn get(&self, id: &str) -> AdminResult<Option<Session>> {
+        if let Some(redis) = &self.shared {
+            let stored = crate::shared::sessions::get(redis, &id_hash(id)).await?;
+            // A value that does not parse is no session.
+            return Ok(stored.and_then(|text| serde_json::from_str(&text).ok()));
+        }
+        Ok(self.get_local(id))
+    }
+
+    fn get_local(&self, id: &str) -> Option<Session> {
         let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
         let key = id_hash(id);
         match table.get(&key) {
@@ -113,11 +178,16 @@ impl Sessions {
         }
     }
 
-    fn close(&self, id: &str) {
+    async fn close(&self, id: &str) -> AdminResult<()> {
+        if let Some(redis) = &self.shared {
+            crate::shared::sessions::delete(redis, &id_hash(id)).await?;
+            return Ok(());
+        }
         self.table
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&id_hash(id));
+        Ok(())
     }
 }
 
@@ -185,7 +255,7 @@ impl Shared {
                 "send `Authorization: Bearer TOKEN` with the master key or an admin token",
             ));
         };
-        let Some(session) = self.sessions.get(id) else {
+        let Some(session) = self.sessions.get(id).await? else {
             return Err(unauthorized("the session has ended; sign in again"));
         };
         if let Some(hash) = session.token_hash
@@ -196,7 +266,7 @@ impl Shared {
                 .await?
                 .is_none()
         {
-            self.sessions.close(id);
+            self.sessions.close(id).await?;
             return Err(unauthorized("the admin token of this session was revoked"));
         }
         let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
@@ -267,7 +337,7 @@ pub(crate) async fn sign_in(State(shared): State<Arc<Shared>>, body: Bytes) -> R
                 "that is not the master key or a live admin token",
             ));
         };
-        let (id, csrf) = shared.sessions.open(admin.clone(), token_hash)?;
+        let (id, csrf) = shared.sessions.open(admin.clone(), token_hash).await?;
         tracing::info!(target: "llmhost::access", admin = %admin.name, "console sign-in");
         let mut response = Json(SessionInfo {
             csrf_token: csrf,
@@ -289,9 +359,13 @@ pub(crate) async fn sign_in(State(shared): State<Arc<Shared>>, body: Bytes) -> R
 
 /// `GET /ui/api/session`: the session's CSRF token, for a reloaded page.
 pub(crate) async fn current(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    let session = cookie(&headers, SESSION_COOKIE).and_then(|id| shared.sessions.get(id));
+    let session = match cookie(&headers, SESSION_COOKIE) {
+        Some(id) => shared.sessions.get(id).await,
+        None => Ok(None),
+    };
     match session {
-        Some(session) => {
+        Err(err) => err.into_response(),
+        Ok(Some(session)) => {
             let mut response = Json(SessionInfo {
                 csrf_token: session.csrf,
                 admin: session.admin.name,
@@ -302,14 +376,16 @@ pub(crate) async fn current(State(shared): State<Arc<Shared>>, headers: HeaderMa
                 .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             response
         }
-        None => unauthorized("not signed in").into_response(),
+        Ok(None) => unauthorized("not signed in").into_response(),
     }
 }
 
 /// `DELETE /ui/api/session`: signs out.
 pub(crate) async fn sign_out(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
-    if let Some(id) = cookie(&headers, SESSION_COOKIE) {
-        shared.sessions.close(id);
+    if let Some(id) = cookie(&headers, SESSION_COOKIE)
+        && let Err(err) = shared.sessions.close(id).await
+    {
+        return err.into_response();
     }
     let mut response = StatusCode::NO_CONTENT.into_response();
     response
@@ -333,17 +409,18 @@ mod tests {
         assert_eq!(cookie(&headers, "missing"), None);
     }
 
-    #[test]
-    fn sessions_end() {
+    #[tokio::test]
+    async fn sessions_end() {
         let sessions = Sessions::default();
         let admin = Admin {
             name: "ops".into(),
             master: false,
         };
-        let (id, csrf) = sessions.open(admin, None).unwrap();
+        let (id, csrf) = sessions.open(admin, None).await.unwrap();
         assert_ne!(id, csrf);
-        assert_eq!(sessions.get(&id).map(|s| s.csrf), Some(csrf));
-        sessions.close(&id);
-        assert!(sessions.get(&id).is_none());
+        let got = sessions.get(&id).await.unwrap();
+        assert_eq!(got.map(|s| s.csrf), Some(csrf));
+        sessions.close(&id).await.unwrap();
+        assert!(sessions.get(&id).await.unwrap().is_none());
     }
 }

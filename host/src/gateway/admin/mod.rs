@@ -114,6 +114,7 @@ impl From<&Error> for AdminError {
             }
             Error::Encryption { .. } => StatusCode::CONFLICT,
             Error::Budget { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Error::SharedUnavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Error::Database(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_GATEWAY,
         };
