@@ -511,6 +511,11 @@ pub(crate) fn migrations() -> Migrations<'static> {
     ])
 }
 
+/// The same migrations in PostgreSQL's dialect, as (up, down).
+pub(crate) fn postgres() -> &'static [(&'static str, &'static str)] {
+    super::migrations_pg::MIGRATIONS
+}
+
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = 10;
 
