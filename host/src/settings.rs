@@ -3,7 +3,8 @@
 //! environment variable, file, default.
 //!
 //! ```toml
-//! database = "llmhost.db"          # LLMHOST_DB
+//! database = "llmhost.db"          # LLMHOST_DB; or postgres://user:pw@host/db
+//! database_pool_size = 8           # LLMHOST_DB_POOL_SIZE: PostgreSQL connections
 //! plugins = "plugins"              # LLMHOST_PLUGINS
 //! cache_dir = "/var/cache/llmhost" # LLMHOST_CACHE_DIR
 //! models = "models.toml"           # LLMHOST_MODELS
@@ -65,6 +66,8 @@ pub const DEFAULT_FILE: &str = "llmhost.toml";
 pub const FILE_ENV: &str = "LLMHOST_CONFIG";
 /// Environment variable naming the database.
 pub const DB_ENV: &str = "LLMHOST_DB";
+/// Environment variable with the PostgreSQL pool size.
+pub const DB_POOL_ENV: &str = "LLMHOST_DB_POOL_SIZE";
 /// Environment variable naming the key file.
 pub const KEY_FILE_ENV: &str = "LLMHOST_KEY_FILE";
 /// Environment variable with the default request timeout in seconds.
@@ -88,7 +91,8 @@ pub struct ProviderSettings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
-    database: Option<PathBuf>,
+    database: Option<String>,
+    database_pool_size: Option<u32>,
     plugins: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     models: Option<PathBuf>,
@@ -134,6 +138,16 @@ impl Default for ServerSettings {
             shutdown_grace: Duration::from_secs(30),
             max_body_bytes: 32 << 20,
         }
+    }
+}
+
+fn pool_size(size: u32, what: &str) -> Result<u32, Error> {
+    if (1..=1024).contains(&size) {
+        Ok(size)
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "{what}: {size} connections; give 1 to 1024"
+        )))
     }
 }
 
@@ -192,8 +206,12 @@ struct FileBreaker {
 pub struct Settings {
     /// The settings file that was read, if any.
     pub file: Option<PathBuf>,
-    /// SQLite database of agents, configs and usage.
-    pub database: PathBuf,
+    /// The database of agents, configs and usage: a SQLite file, or a
+    /// `postgres://` URL (its password never shown).
+    pub database: crate::store::Database,
+    /// Most connections a PostgreSQL store opens (also set in
+    /// `database`).
+    pub database_pool_size: u32,
     /// Directory of plugin components.
     pub plugins: Option<PathBuf>,
     /// Compiled-component cache; `None` uses the default location.
@@ -219,7 +237,8 @@ impl Default for Settings {
     fn default() -> Self {
         Self {
             file: None,
-            database: PathBuf::from(crate::store::DEFAULT_DB),
+            database: crate::store::Database::Sqlite(PathBuf::from(crate::store::DEFAULT_DB)),
+            database_pool_size: crate::store::DEFAULT_POOL_SIZE,
             plugins: None,
             cache_dir: None,
             models: None,
@@ -313,7 +332,13 @@ impl Settings {
         let rel = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
         let what = |key: &str| format!("{}: {key}", path.display());
         if let Some(db) = file.database {
-            self.database = rel(db);
+            self.database = match crate::store::Database::parse(&db) {
+                crate::store::Database::Sqlite(path) => crate::store::Database::Sqlite(rel(path)),
+                url => url,
+            };
+        }
+        if let Some(size) = file.database_pool_size {
+            self.database_pool_size = pool_size(size, &what("database_pool_size"))?;
         }
         self.plugins = file.plugins.map(rel).or(self.plugins.take());
         self.cache_dir = file.cache_dir.map(rel).or(self.cache_dir.take());
@@ -421,8 +446,15 @@ impl Settings {
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Error> {
         if let Some(db) = env(DB_ENV) {
-            self.database = PathBuf::from(db);
+            self.database = crate::store::Database::parse(&db);
         }
+        if let Some(size) = env(DB_POOL_ENV) {
+            let size = size.trim().parse().map_err(|_| {
+                Error::InvalidConfig(format!("{DB_POOL_ENV}: `{size}` is not a whole number"))
+            })?;
+            self.database_pool_size = pool_size(size, DB_POOL_ENV)?;
+        }
+        self.database.set_pool_size(self.database_pool_size);
         if let Some(dir) = env(crate::host::PLUGINS_ENV) {
             self.plugins = Some(PathBuf::from(dir));
         }
@@ -493,7 +525,10 @@ allowed_hosts = ["proxy.example.com"]
         )
         .unwrap();
         let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
-        assert_eq!(settings.database, dir.path().join("data/agents.db"));
+        assert_eq!(
+            settings.database.sqlite_path(),
+            Some(dir.path().join("data/agents.db").as_path())
+        );
         assert_eq!(settings.timeout, Duration::from_secs(30));
         assert!(settings.strict_models);
         assert_eq!(settings.key_file, PathBuf::from("/etc/llmhost/key"));
@@ -510,10 +545,51 @@ allowed_hosts = ["proxy.example.com"]
             ("LLMHOST_STRICT_MODELS", "false"),
         ]);
         let settings = Settings::load_with(Some(&file), &env).unwrap();
-        assert_eq!(settings.database, PathBuf::from("/tmp/other.db"));
+        assert_eq!(
+            settings.database.sqlite_path(),
+            Some(Path::new("/tmp/other.db"))
+        );
         assert_eq!(settings.timeout, Duration::from_secs(5));
         assert!(!settings.strict_models);
         assert_eq!(settings.file.as_deref(), Some(file.as_path()));
+    }
+
+    #[test]
+    fn a_postgres_url_is_kept_whole_with_its_pool_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("llmhost.toml");
+        std::fs::write(
+            &file,
+            "database = \"postgres://llmhost:Secret-pw@db.internal/llmhost\"\n\
+             database_pool_size = 20\n",
+        )
+        .unwrap();
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        let crate::store::Database::Postgres(url) = &settings.database else {
+            panic!("not PostgreSQL: {:?}", settings.database);
+        };
+        assert_eq!(url.pool_size, 20);
+        let shown = format!("{settings:?} {}", settings.database);
+        assert!(!shown.contains("Secret-pw"), "{shown}");
+        assert!(
+            shown.contains("postgres://llmhost:***@db.internal/llmhost"),
+            "{shown}"
+        );
+
+        let env = env_of(&[
+            ("LLMHOST_DB", "postgresql://h/other"),
+            ("LLMHOST_DB_POOL_SIZE", "3"),
+        ]);
+        let settings = Settings::load_with(Some(&file), &env).unwrap();
+        assert!(settings.database.is_postgres());
+        assert_eq!(settings.database_pool_size, 3);
+        for env in [
+            env_of(&[("LLMHOST_DB_POOL_SIZE", "0")]),
+            env_of(&[("LLMHOST_DB_POOL_SIZE", "many")]),
+        ] {
+            let err = Settings::load_with(None, &env).unwrap_err();
+            assert_eq!(err.kind(), "invalid_config", "{err}");
+        }
     }
 
     #[test]

@@ -63,8 +63,15 @@ struct GlobalArgs {
     /// Settings file [default: ./llmhost.toml when present].
     #[arg(long, global = true, env = "LLMHOST_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// SQLite database of agents, configs and usage [default: ./llmhost.db].
-    #[arg(long, global = true, env = "LLMHOST_DB", value_name = "PATH")]
+    /// Database of agents, configs and usage: a SQLite file, or a
+    /// postgres:// URL [default: ./llmhost.db].
+    #[arg(
+        long,
+        global = true,
+        env = "LLMHOST_DB",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     db: Option<PathBuf>,
     /// File holding the encryption key of stored API keys, used when
     /// LLMHOST_ENCRYPTION_KEY is not set [default: ~/.config/llmhost/encryption.key].
@@ -357,7 +364,8 @@ impl Cli {
     fn settings(global: &GlobalArgs) -> Result<Settings, Error> {
         let mut settings = Settings::load(global.config.as_deref())?;
         if let Some(db) = &global.db {
-            settings.database = db.clone();
+            settings.database = db.clone().into();
+            settings.database.set_pool_size(settings.database_pool_size);
         }
         if let Some(key_file) = &global.key_file {
             settings.key_file = key_file.clone();

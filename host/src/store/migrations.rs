@@ -745,4 +745,88 @@ mod tests {
             .unwrap();
         assert_eq!(names, 1);
     }
+
+    use crate::store::Store;
+    use crate::store::sql::Value;
+    use crate::store::testing::{Backend, both, database};
+
+    both!(custom_prices_move_to_one_unit_and_back_on_both_engines);
+
+    /// The price migration, the one that computes, through the store on
+    /// either engine.
+    async fn custom_prices_move_to_one_unit_and_back_on_both_engines(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_unmigrated(database(backend, dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 0);
+        store.migrate_to(4).await.unwrap();
+        store
+            .execute_sql("INSERT INTO agents (name) VALUES ('bot')", vec![])
+            .await
+            .unwrap();
+        for (input, output, custom) in [
+            ("0.0025", "0.01", 1),
+            ("0.00015", "0.0006", 0),
+            ("0.000000123", "12.5", 1),
+        ] {
+            store
+                .execute_sql(
+                    "INSERT INTO agent_llm_configs (agent_id, provider, model_name, \
+                     cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing) \
+                     SELECT id, 'openai', 'gpt-4o', ?1, ?2, ?3 FROM agents",
+                    vec![input.into(), output.into(), Value::Integer(custom)],
+                )
+                .await
+                .unwrap();
+        }
+        store.migrate_to(5).await.unwrap();
+        let rows = store
+            .query_sql(
+                "SELECT prices_json FROM agent_llm_configs ORDER BY id",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let json: Vec<Option<serde_json::Value>> = rows
+            .iter()
+            .map(|r| {
+                r.get::<_, Option<String>>(0)
+                    .unwrap()
+                    .map(|t| serde_json::from_str(&t).unwrap())
+            })
+            .collect();
+        assert_eq!(
+            json[0],
+            Some(
+                serde_json::json!({"input": "2.5", "output": "10", "cache_read": null,
+                                    "cache_write": null, "cache_write_hour": null})
+            )
+        );
+        assert_eq!(json[1], None);
+        let third = json[2].as_ref().unwrap();
+        assert_eq!(
+            (third["input"].as_str(), third["output"].as_str()),
+            (Some("0.000123"), Some("12500"))
+        );
+        store.migrate_to(4).await.unwrap();
+        let rows = store
+            .query_sql(
+                "SELECT cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing \
+                 FROM agent_llm_configs ORDER BY id",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let rows: Vec<(String, String, bool)> = rows
+            .iter()
+            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap()))
+            .collect();
+        assert_eq!(rows[0], ("0.0025".into(), "0.01".into(), true));
+        assert_eq!(rows[1], ("0".into(), "0".into(), false));
+        assert_eq!(rows[2], ("0.000000123".into(), "12.5".into(), true));
+        store.migrate_to(super::SCHEMA_VERSION).await.unwrap();
+        store.migrate_to(0).await.unwrap();
+        assert!(store.table_names().await.unwrap().is_empty());
+    }
 }

@@ -438,3 +438,47 @@ fn create_private(path: &Path) -> Result<(), Error> {
 fn sqlite_schema_version(conn: &Connection) -> rusqlite::Result<u32> {
     conn.pragma_query_value(None, "user_version", |row| row.get(0))
 }
+
+/// Stores of both engines for the store's unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::{Database, Store};
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub(crate) enum Backend {
+        Sqlite,
+        Postgres,
+    }
+
+    /// A new database of `backend` at the current schema; SQLite's in
+    /// `dir`.
+    pub(crate) async fn store(backend: Backend, dir: &std::path::Path) -> Store {
+        Store::open_migrated(database(backend, dir)).await.unwrap()
+    }
+
+    /// A new, empty database of `backend`.
+    pub(crate) fn database(backend: Backend, dir: &std::path::Path) -> Database {
+        match backend {
+            Backend::Sqlite => Database::Sqlite(dir.join("test.db")),
+            Backend::Postgres => Database::parse(&llmhost_test_services::postgres().database()),
+        }
+    }
+
+    /// `both!(name, …)`: each `async fn name(backend: Backend)` becomes
+    /// the tests `name::sqlite` and `name::postgres`.
+    macro_rules! both {
+        ($($name:ident),+ $(,)?) => {$(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread")]
+                async fn sqlite() {
+                    super::$name($crate::store::testing::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread")]
+                async fn postgres() {
+                    super::$name($crate::store::testing::Backend::Postgres).await
+                }
+            }
+        )+};
+    }
+    pub(crate) use both;
+}

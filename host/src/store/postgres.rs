@@ -41,7 +41,20 @@ impl r2d2::ManageConnection for Manager {
 
 /// A pool of connections to one database.
 pub(crate) struct Pool {
-    pool: r2d2::Pool<Manager>,
+    /// `Some` until dropped.
+    pool: Option<r2d2::Pool<Manager>>,
+}
+
+/// The last handle of a pool closes its connections, and the `postgres`
+/// client blocks on a runtime of its own to close one, which tokio
+/// forbids on an async worker: they are closed on a thread of their own.
+impl Drop for Pool {
+    fn drop(&mut self) {
+        let pool = self.pool.take();
+        if tokio::runtime::Handle::try_current().is_ok() {
+            std::thread::spawn(move || drop(pool));
+        }
+    }
 }
 
 /// The error r2d2 gives when it cannot connect: the driver's, which never
@@ -63,6 +76,13 @@ impl Pool {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
+        // One connection now, so that a wrong URL or a server that is down
+        // fails at open with the driver's reason (the pool would retry
+        // until its checkout timeout).
+        let first = config.connect(postgres::NoTls).map_err(|err| {
+            Error::Database(format!("{label}: cannot connect: {}", from_postgres(&err)))
+        })?;
+        drop(first);
         let pool = r2d2::Pool::builder()
             .max_size(url.pool_size.max(1))
             .min_idle(Some(0))
@@ -70,14 +90,14 @@ impl Pool {
             // r2d2 logs connection errors itself; ours carry the label.
             .error_handler(Box::new(r2d2::NopErrorHandler))
             .build_unchecked(Manager { config });
-        // One connection now, so that a wrong URL fails at open.
-        let session = pool.get().map_err(|err| pool_error(label, &err))?;
-        drop(session);
-        Ok(Self { pool })
+        Ok(Self { pool: Some(pool) })
     }
 
     fn session(&self, label: &str) -> Result<r2d2::PooledConnection<Manager>, Error> {
-        self.pool.get().map_err(|err| pool_error(label, &err))
+        match &self.pool {
+            Some(pool) => pool.get().map_err(|err| pool_error(label, &err)),
+            None => Err(Error::Internal(format!("{label}: the pool is closed"))),
+        }
     }
 
     /// Runs `work` outside a transaction.

@@ -454,10 +454,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn spend_is_summed_exactly_within_the_window() {
+    use crate::store::testing::{Backend, both, store};
+
+    both!(
+        spend_is_summed_exactly_within_the_window,
+        agent_budgets_are_set_and_cleared
+    );
+
+    async fn spend_is_summed_exactly_within_the_window(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("spend.db")).await.unwrap();
+        let store = store(backend, dir.path()).await;
         let agent = store.create_agent("bot", None).await.unwrap();
         let key = store.insert_virtual_key(new_key("k")).await.unwrap();
         let other = store.insert_virtual_key(new_key("other")).await.unwrap();
@@ -535,10 +541,9 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn agent_budgets_are_set_and_cleared() {
+    async fn agent_budgets_are_set_and_cleared(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("budget.db")).await.unwrap();
+        let store = store(backend, dir.path()).await;
         let agent = store.create_agent("bot", None).await.unwrap();
         assert_eq!(
             (agent.budget_usd, agent.budget_tokens, agent.budget_period),
