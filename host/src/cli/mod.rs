@@ -16,6 +16,7 @@ mod admin_tokens;
 mod cache;
 mod demo;
 mod experiments;
+mod migrate;
 mod output;
 mod plugins;
 mod serve;
@@ -131,6 +132,10 @@ enum Command {
     /// Create the database and, if no encryption key is configured, a key
     /// file (mode 0600) for stored API keys.
     Init,
+    /// Migrate the database to this llmhost's schema (or `--to N`, up or
+    /// down) and print the versions. PostgreSQL databases are migrated
+    /// only by this command, once per upgrade, not by each replica.
+    Migrate(migrate::MigrateArgs),
     /// Manage agents: named consumers of LLMs with their own configs.
     #[command(subcommand)]
     Agents(admin::AgentsCommand),
@@ -407,6 +412,7 @@ impl Cli {
         match self.command {
             Command::Simulate(_) => unreachable!("handled above"),
             Command::Init => admin::init(&settings, json).await,
+            Command::Migrate(args) => migrate::run(&settings, args, json).await,
             Command::Chat(args) if args.agent.is_some() => {
                 let service =
                     admin::service(Self::host(global, &settings).await?, &settings).await?;

@@ -167,6 +167,17 @@ impl Setup {
         self
     }
 
+    /// With `url` (a PostgreSQL database) as the database instead of the
+    /// SQLite file of [`Setup::db`].
+    pub fn database(mut self, url: &str) -> Self {
+        for (name, value) in &mut self.env {
+            if name == "LLMHOST_DB" {
+                *value = url.to_owned();
+            }
+        }
+        self
+    }
+
     /// The database file.
     pub fn db(&self) -> PathBuf {
         self.dir.path().join("llmhost.db")
