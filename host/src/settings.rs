@@ -40,6 +40,9 @@
 //! shutdown_grace_secs = 30         # in-flight requests may finish
 //! max_body_mb = 32                 # largest request body
 //!
+//! [usage]                        # usage rows (hourly sums are kept in a rollup)
+//! retain_days = 90                 # delete raw rows older than this (default: keep)
+//!
 //! [cache]                        # the response cache (agents and keys opt in)
 //! max_mb = 64                      # answers kept in memory, least recent out first
 //!
@@ -111,6 +114,8 @@ struct FileSettings {
     #[serde(default)]
     cache: FileCache,
     #[serde(default)]
+    usage: FileUsage,
+    #[serde(default)]
     providers: BTreeMap<String, ProviderSettings>,
 }
 
@@ -157,6 +162,12 @@ fn listen_address(text: &str, what: &str) -> Result<std::net::SocketAddr, Error>
             "{what}: `{text}` is not an address and port such as 127.0.0.1:4000"
         ))
     })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUsage {
+    retain_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -231,6 +242,9 @@ pub struct Settings {
     pub server: ServerSettings,
     /// Most bytes of answers the response cache keeps in memory.
     pub cache_max_bytes: usize,
+    /// Days raw usage rows are kept (`[usage] retain_days`); `None` keeps
+    /// them. The hourly rollup keeps their sums either way.
+    pub usage_retain_days: Option<u32>,
 }
 
 impl Default for Settings {
@@ -250,6 +264,7 @@ impl Default for Settings {
             providers: BTreeMap::new(),
             server: ServerSettings::default(),
             cache_max_bytes: crate::router::cache::DEFAULT_MAX_BYTES,
+            usage_retain_days: None,
         }
     }
 }
@@ -336,6 +351,15 @@ impl Settings {
                 crate::store::Database::Sqlite(path) => crate::store::Database::Sqlite(rel(path)),
                 url => url,
             };
+        }
+        if let Some(days) = file.usage.retain_days {
+            if days == 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "{}: 0 days would delete every usage row at once; give 1 or more, or leave it out",
+                    what("usage.retain_days")
+                )));
+            }
+            self.usage_retain_days = Some(days);
         }
         if let Some(size) = file.database_pool_size {
             self.database_pool_size = pool_size(size, &what("database_pool_size"))?;
@@ -565,10 +589,19 @@ allowed_hosts = ["proxy.example.com"]
         )
         .unwrap();
         let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        assert_eq!(settings.usage_retain_days, None);
+        std::fs::write(
+            &file,
+            "database = \"postgres://llmhost:Secret-pw@db.internal/llmhost\"\n\
+             database_pool_size = 20\n[usage]\nretain_days = 30\n",
+        )
+        .unwrap();
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
         let crate::store::Database::Postgres(url) = &settings.database else {
             panic!("not PostgreSQL: {:?}", settings.database);
         };
         assert_eq!(url.pool_size, 20);
+        assert_eq!(settings.usage_retain_days, Some(30));
         let shown = format!("{settings:?} {}", settings.database);
         assert!(!shown.contains("Secret-pw"), "{shown}");
         assert!(

@@ -69,6 +69,9 @@ both!(
     keys_stored_before_base_urls_were_bound,
     updates_compare_and_set_and_configs_are_reordered_at_once,
     both_engines_give_the_same_typed_errors,
+    usage_rolls_up_exactly_with_replicas_writing_at_once,
+    a_large_batch_is_stored_in_order,
+    retention_deletes_raw_rows_and_keeps_their_sums,
 );
 
 struct Fixture {
@@ -132,6 +135,7 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
             "experiment_variants",
             "experiments",
             "usage_events",
+            "usage_rollup",
             "virtual_keys"
         ]
     );
@@ -175,6 +179,7 @@ async fn migrations_go_up_down_and_up_again(backend: Backend) {
             "experiment_variants",
             "experiments",
             "usage_events",
+            "usage_rollup",
             "virtual_keys"
         ]
     );
@@ -1454,4 +1459,246 @@ async fn postgres_passwords_never_show() {
         .await
         .unwrap_err();
     assert!(!format!("{err} {err:?}").contains(SECRET), "{err}");
+}
+
+/// An event of virtual key `key` (and maybe agent `agent`) costing `cost`.
+fn keyed(key: i64, agent: Option<(i64, &str)>, cost: Option<&str>, ok: bool) -> UsageEvent {
+    let mut e = event(agent.map(|a| a.0), agent.map_or("none", |a| a.1), None);
+    if agent.is_none() {
+        e.agent_name = None;
+    }
+    e.virtual_key_id = Some(key);
+    e.virtual_key_name = Some(format!("k{key}"));
+    e.cost_usd = cost.map(|c| c.parse().unwrap());
+    if !ok {
+        e.outcome = UsageOutcome::Error(llmhost::ErrorKind::RateLimited);
+    }
+    e
+}
+
+/// Stores virtual keys named `k1`, `k2`, … and returns their ids.
+async fn virtual_keys(store: &Store, count: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for n in 1..=count {
+        let row = llmhost::store::NewVirtualKeyRow {
+            name: format!("k{n}"),
+            key_hash: format!("hash-{n}"),
+            hash_key_id: "k00000000".into(),
+            key_hint: "lhk-…".into(),
+            agent_name: None,
+            models: None,
+            budget: None,
+            rpm: None,
+            tpm: None,
+            expires_at: None,
+            cache_ttl_secs: None,
+            cache_shared: false,
+        };
+        ids.push(store.insert_virtual_key(row).await.unwrap().id);
+    }
+    ids
+}
+
+/// The spend of key `id` summed from its raw rows, exactly.
+async fn raw_spend(store: &Store, id: i64) -> (Decimal, u64, u64) {
+    let rows = store
+        .query_sql(
+            "SELECT cost_usd, input_tokens FROM usage_events WHERE virtual_key_id = ?1",
+            vec![id.into()],
+        )
+        .await
+        .unwrap();
+    let mut cost = Decimal::ZERO;
+    let mut input = 0;
+    for row in &rows {
+        if let Some(c) = row.get::<_, Option<String>>(0).unwrap() {
+            cost += c.parse::<Decimal>().unwrap();
+        }
+        input += row.get::<_, u64>(1).unwrap();
+    }
+    (cost, rows.len() as u64, input)
+}
+
+/// Three replicas (store handles of their own: pools, or SQLite
+/// connections) write batches for the same keys at once: the rollup's
+/// sums equal those of the raw rows, to the last digit.
+async fn usage_rolls_up_exactly_with_replicas_writing_at_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let agent = f.store().create_agent("bot", None).await.unwrap();
+    let keys = virtual_keys(f.store(), 3).await;
+    let mut replicas = vec![f.store().clone()];
+    for _ in 0..2 {
+        replicas.push(Store::open(&f.db).await.unwrap());
+    }
+    let costs = ["0.1", "0.000000000000000001", "12.345678901", "0.0000015"];
+    let mut tasks = Vec::new();
+    for (r, store) in replicas.iter().enumerate() {
+        let store = store.clone();
+        let name = agent.name.clone();
+        let id = agent.id;
+        let keys = keys.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..15 {
+                let events: Vec<UsageEvent> = (0..40)
+                    .map(|i| {
+                        let n = r * 1000 + batch * 40 + i;
+                        let key = keys[n % 3];
+                        let agent = (n % 2 == 0).then_some((id, name.as_str()));
+                        let cost = (n % 5 != 0).then_some(costs[n % costs.len()]);
+                        keyed(key, agent, cost, n % 7 != 0)
+                    })
+                    .collect();
+                store.record_usage_many(events).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let store = f.store();
+    let mut all_requests = 0;
+    for &key in &keys {
+        let (cost, requests, input) = raw_spend(store, key).await;
+        let spend = store.spend_of_virtual_key(key, None).await.unwrap();
+        assert_eq!(spend.cost_usd, cost, "key {key}: the rollup sums exactly");
+        assert_eq!((spend.requests, spend.input_tokens), (requests, input));
+        all_requests += requests;
+    }
+    assert_eq!(all_requests, 3 * 15 * 40);
+    let summary = store.usage_summary(None).await.unwrap();
+    assert_eq!(
+        summary.iter().map(|s| s.attempts).sum::<u64>(),
+        all_requests
+    );
+    let errors: u64 = summary.iter().map(|s| s.errors).sum();
+    let raw_errors: i64 = scalar(
+        store,
+        "SELECT count(*) FROM usage_events WHERE status = 'error'",
+        vec![],
+    )
+    .await;
+    assert_eq!(errors, raw_errors as u64);
+    let agent_total: Decimal = summary
+        .iter()
+        .filter(|s| s.agent_name.as_deref() == Some("bot"))
+        .map(|s| s.cost_usd)
+        .sum();
+    let spend = store.spend_of_agent(agent.id, None).await.unwrap();
+    assert_eq!(spend.cost_usd, agent_total);
+}
+
+/// More rows than one INSERT holds: several multi-row INSERTs in one
+/// transaction, the ids in the order given.
+async fn a_large_batch_is_stored_in_order(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = f.store();
+    let key = virtual_keys(store, 1).await[0];
+    let count = 1_234;
+    let events: Vec<UsageEvent> = (0..count)
+        .map(|i| {
+            let mut e = keyed(key, None, Some("0.001"), true);
+            e.request_id = Some(format!("req-{i}"));
+            e
+        })
+        .collect();
+    let ids = store.record_usage_many(events).await.unwrap();
+    assert_eq!(ids.len(), count);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order");
+    let records = store
+        .usage_records(llmhost::store::UsageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(records.len(), count);
+    for (i, (record, id)) in records.iter().zip(&ids).enumerate() {
+        assert_eq!(record.id, *id);
+        assert_eq!(
+            record.request_id.as_deref(),
+            Some(format!("req-{i}").as_str())
+        );
+    }
+    let spend = store.spend_of_virtual_key(key, None).await.unwrap();
+    assert_eq!(spend.cost_usd, "1.234".parse::<Decimal>().unwrap());
+}
+
+async fn retention_deletes_raw_rows_and_keeps_their_sums(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = f.store();
+    let k = virtual_keys(store, 1).await[0];
+    let ids = store
+        .record_usage_many(vec![
+            keyed(k, None, Some("0.5"), true),
+            keyed(k, None, Some("0.25"), true),
+            keyed(k, None, None, true),
+            keyed(k, None, Some("1"), false),
+        ])
+        .await
+        .unwrap();
+    store
+        .backdate_usage(ids[0], "2001-01-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    store
+        .backdate_usage(ids[2], "2001-06-01T12:30:00.000Z")
+        .await
+        .unwrap();
+    let before = store.spend_of_virtual_key(k, None).await.unwrap();
+    let summary = store.usage_summary(None).await.unwrap();
+    assert_eq!(before.cost_usd, "1.75".parse::<Decimal>().unwrap());
+    assert_eq!((before.requests, before.unpriced), (4, 1));
+    let since_2002 = store
+        .spend_of_virtual_key(k, Some("2002-01-01T00:00:00.000Z".into()))
+        .await
+        .unwrap();
+    assert_eq!(since_2002.cost_usd, "1.25".parse::<Decimal>().unwrap());
+    // A window that starts inside an hour: the rollup's later hours and
+    // that hour's raw rows from the window's start on.
+    let inside = |at: &str| store.spend_of_virtual_key(k, Some(at.to_owned()));
+    assert_eq!(
+        inside("2001-06-01T12:15:00.000Z").await.unwrap().requests,
+        3
+    );
+    assert_eq!(
+        inside("2001-06-01T12:45:00.000Z").await.unwrap().requests,
+        2
+    );
+
+    let cutoff = std::time::UNIX_EPOCH + Duration::from_secs(1_009_843_200); // 2002-01-01
+    assert_eq!(store.delete_usage_before(cutoff).await.unwrap(), 2);
+    let left = store
+        .usage_records(llmhost::store::UsageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[1], ids[3]]
+    );
+    assert_eq!(store.spend_of_virtual_key(k, None).await.unwrap(), before);
+    assert_eq!(store.usage_summary(None).await.unwrap(), summary);
+    assert_eq!(store.delete_usage_before(cutoff).await.unwrap(), 0);
+
+    // What `[usage] retain_days` runs in `llmhost serve`: at once, then
+    // hourly. (Timing: the first pass is immediate; 30 s is a wide margin.)
+    let old = store
+        .record_usage(keyed(k, None, Some("3"), true))
+        .await
+        .unwrap();
+    store
+        .backdate_usage(old, "2001-01-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    let task = llmhost::store::spawn_usage_retention(store.clone(), 1);
+    let started = std::time::Instant::now();
+    while store
+        .usage_records(llmhost::store::UsageFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.id == old)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    let spend = store.spend_of_virtual_key(k, None).await.unwrap();
+    assert_eq!(spend.cost_usd, "4.75".parse::<Decimal>().unwrap());
 }

@@ -292,6 +292,32 @@ ALTER TABLE agents DROP COLUMN cache_sampled;
 ALTER TABLE agents DROP COLUMN cache_ttl_secs;
 "#;
 
+const USAGE_ROLLUP_UP: &str = r#"
+CREATE TABLE usage_rollup (
+    hour             TEXT NOT NULL,
+    virtual_key_id   BIGINT NOT NULL DEFAULT 0,
+    agent_id         BIGINT NOT NULL DEFAULT 0,
+    provider         TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    agent_name       TEXT,
+    virtual_key_name TEXT,
+    requests         BIGINT NOT NULL DEFAULT 0,
+    errors           BIGINT NOT NULL DEFAULT 0,
+    input_tokens     BIGINT NOT NULL DEFAULT 0,
+    output_tokens    BIGINT NOT NULL DEFAULT 0,
+    cost_usd         TEXT NOT NULL DEFAULT '0',
+    unpriced         BIGINT NOT NULL DEFAULT 0,
+    estimated        BIGINT NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, virtual_key_id, agent_id, provider, model)
+);
+
+CREATE INDEX usage_rollup_by_virtual_key ON usage_rollup (virtual_key_id, hour);
+CREATE INDEX usage_rollup_by_agent ON usage_rollup (agent_id, hour);
+CREATE INDEX usage_rollup_by_agent_name ON usage_rollup (agent_name);
+"#;
+
+const USAGE_ROLLUP_DOWN: &str = "DROP TABLE usage_rollup;";
+
 /// Every migration, oldest first, as (up, down): the same steps as
 /// SQLite's, so a version means the same schema on both.
 pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
@@ -305,4 +331,5 @@ pub(crate) const MIGRATIONS: &[(&str, &str)] = &[
     (BALANCE_UP, BALANCE_DOWN),
     (EXPERIMENTS_UP, EXPERIMENTS_DOWN),
     (RESPONSE_CACHE_UP, RESPONSE_CACHE_DOWN),
+    (USAGE_ROLLUP_UP, USAGE_ROLLUP_DOWN),
 ];

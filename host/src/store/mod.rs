@@ -33,6 +33,7 @@ mod migrations;
 mod migrations_pg;
 mod postgres;
 mod records;
+mod rollup;
 pub mod sql;
 mod status;
 mod virtual_keys;
@@ -48,6 +49,7 @@ pub use records::{
     Agent, AgentCache, ConfigRow, NewConfigRow, Served, UsageEvent, UsageFilter, UsageOutcome,
     UsageRecord, UsageSummary,
 };
+pub use rollup::spawn_usage_retention;
 pub use status::UsagePoint;
 pub use virtual_keys::{AgentBudget, NewVirtualKeyRow, Spend, VirtualKeyRow};
 

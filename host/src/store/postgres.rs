@@ -206,6 +206,9 @@ fn migrate_locked(session: &mut PgSession, label: &str, target: u32) -> Result<(
             )
             .map_err(failed)?;
             conn.execute_batch(sql).map_err(failed)?;
+            if next == migrations::USAGE_ROLLUP && next > current {
+                super::rollup::backfill(conn).map_err(failed)?;
+            }
             conn.execute("DELETE FROM llmhost_schema", &[])
                 .map_err(failed)?;
             conn.execute(

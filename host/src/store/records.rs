@@ -193,7 +193,7 @@ pub struct UsageFilter {
     pub until: Option<String>,
 }
 
-fn usage_record_from(row: &Row) -> SqlResult<UsageRecord> {
+pub(super) fn usage_record_from(row: &Row) -> SqlResult<UsageRecord> {
     let cost: Option<String> = row.get("cost_usd")?;
     Ok(UsageRecord {
         id: row.get("id")?,
@@ -444,7 +444,7 @@ fn insert_usage_sql(rows: usize) -> String {
         })
         .collect();
     format!(
-        "INSERT INTO usage_events ({}) VALUES {} RETURNING id",
+        "INSERT INTO usage_events ({}) VALUES {} RETURNING id, created_at",
         USAGE_COLUMNS.join(", "),
         tuples.join(", ")
     )
@@ -488,6 +488,40 @@ fn usage_values(e: &UsageEvent) -> [SqlValue; 30] {
         e.served.experiment.clone().into(),
         e.served.variant.clone().into(),
     ]
+}
+
+/// The event a stored row records, as far as the rollup reads it.
+pub(super) fn event_of(record: &UsageRecord) -> UsageEvent {
+    UsageEvent {
+        agent_id: record.agent_id,
+        agent_name: record.agent_name.clone(),
+        config_id: record.config_id,
+        virtual_key_id: record.virtual_key_id,
+        virtual_key_name: record.virtual_key_name.clone(),
+        request_id: record.request_id.clone(),
+        route: record.route.clone(),
+        provider: record.provider.clone(),
+        model: record.model.clone(),
+        input_tokens: record.input_tokens,
+        output_tokens: record.output_tokens,
+        cache_read_tokens: record.cache_read_tokens,
+        cache_write_tokens: record.cache_write_tokens,
+        cache_write_hour_tokens: record.cache_write_hour_tokens,
+        reasoning_tokens: record.reasoning_tokens,
+        estimated: record.estimated,
+        cost_usd: record.cost_usd,
+        latency: Duration::from_millis(record.latency_ms),
+        time_to_first_token: record.ttft_ms.map(Duration::from_millis),
+        outcome: if record.status == "ok" {
+            UsageOutcome::Ok
+        } else {
+            UsageOutcome::Error(ErrorKind::Internal)
+        },
+        attempt: record.attempt,
+        fallback: record.fallback,
+        streamed: record.streamed,
+        served: record.served.clone(),
+    }
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -886,8 +920,9 @@ impl Store {
     }
 
     /// Records several attempts in one transaction, with one multi-row
-    /// INSERT per [`USAGE_ROWS_PER_INSERT`] events; returns their ids in
-    /// the order given.
+    /// INSERT per [`USAGE_ROWS_PER_INSERT`] events, and adds them to the
+    /// hourly rollup in that transaction; returns their ids in the order
+    /// given.
     pub async fn record_usage_many(&self, events: Vec<UsageEvent>) -> Result<Vec<i64>, Error> {
         let path = self.label();
         self.write(move |tx| {
@@ -897,12 +932,19 @@ impl Store {
                 for e in chunk {
                     values.extend(usage_values(e));
                 }
-                let mut inserted: Vec<i64> = tx
-                    .query_map(&insert_usage_sql(chunk.len()), &values, |r| r.get(0))
+                let mut inserted: Vec<(i64, String)> = tx
+                    .query_map(&insert_usage_sql(chunk.len()), &values, |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .map_err(db_error(&path))?;
                 // Both engines number the rows of one statement in order.
                 inserted.sort_unstable();
-                ids.extend(inserted);
+                let mut buckets = BTreeMap::new();
+                for (event, (_, created_at)) in chunk.iter().zip(&inserted) {
+                    super::rollup::add_event(&mut buckets, event, created_at, 1);
+                }
+                super::rollup::apply(tx, &buckets).map_err(db_error(&path))?;
+                ids.extend(inserted.into_iter().map(|(id, _)| id));
             }
             Ok(ids)
         })
@@ -931,47 +973,6 @@ impl Store {
                 params![filter.agent, filter.request_id, filter.since, filter.until],
                 usage_record_from,
             )
-        })
-        .await
-    }
-
-    /// Totals per agent, provider and model; only `agent`'s when given.
-    /// Costs are summed exactly, as decimals.
-    pub async fn usage_summary(&self, agent: Option<&str>) -> Result<Vec<UsageSummary>, Error> {
-        let agent = agent.map(str::to_owned);
-        self.read(move |conn| {
-            let rows = conn.query(
-                "SELECT agent_name, provider, model, status, input_tokens, output_tokens, \
-                 cost_usd, estimated FROM usage_events \
-                 WHERE CAST(?1 AS TEXT) IS NULL OR agent_name = ?1",
-                params![agent],
-            )?;
-            let mut totals: BTreeMap<(Option<String>, String, String), UsageSummary> =
-                BTreeMap::new();
-            for row in rows {
-                let key: (Option<String>, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-                let status: String = row.get(3)?;
-                let input: u64 = row.get(4)?;
-                let output: u64 = row.get(5)?;
-                let cost: Option<String> = row.get(6)?;
-                let estimated: bool = row.get(7)?;
-                let entry = totals.entry(key.clone()).or_insert_with(|| UsageSummary {
-                    agent_name: key.0,
-                    provider: key.1,
-                    model: key.2,
-                    ..UsageSummary::default()
-                });
-                entry.attempts += 1;
-                entry.errors += u64::from(status != "ok");
-                entry.input_tokens += input;
-                entry.output_tokens += output;
-                entry.estimated += u64::from(estimated);
-                match cost {
-                    Some(cost) => entry.cost_usd += decimal(&cost, "cost_usd")?,
-                    None => entry.unpriced += u64::from(status == "ok"),
-                }
-            }
-            Ok(totals.into_values().collect())
         })
         .await
     }

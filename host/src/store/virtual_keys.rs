@@ -154,31 +154,9 @@ fn virtual_key_from(row: &Row) -> SqlResult<VirtualKeyRow> {
     })
 }
 
-fn spend_from(rows: &[Row]) -> SqlResult<Spend> {
-    let mut spend = Spend::default();
-    for row in rows {
-        let cost: Option<String> = row.get(0)?;
-        let input: u64 = row.get(1)?;
-        let output: u64 = row.get(2)?;
-        let ok: bool = row.get(3)?;
-        spend.requests += 1;
-        spend.input_tokens = spend.input_tokens.saturating_add(input);
-        spend.output_tokens = spend.output_tokens.saturating_add(output);
-        match cost {
-            Some(cost) => spend.cost_usd += decimal(&cost, "cost_usd")?,
-            None => spend.unpriced += u64::from(ok),
-        }
-    }
-    Ok(spend)
-}
-
-/// Spend rows of one key or agent since a time: the index on
-/// `(column, created_at)` serves it. `''` sorts before every timestamp, so
-/// it stands for "since ever".
-const SPEND_OF_VIRTUAL_KEY: &str = "SELECT cost_usd, input_tokens, output_tokens, status = 'ok' \
-     FROM usage_events WHERE virtual_key_id = ?1 AND created_at >= ?2";
-const SPEND_OF_AGENT: &str = "SELECT cost_usd, input_tokens, output_tokens, status = 'ok' \
-     FROM usage_events WHERE agent_id = ?1 AND created_at >= ?2";
+/// The column of a spend query's key.
+const VIRTUAL_KEY: &str = "virtual_key_id";
+const AGENT: &str = "agent_id";
 
 impl Store {
     /// Inserts a virtual key; a taken name is a [`Error::Conflict`].
@@ -377,7 +355,7 @@ impl Store {
         id: i64,
         since: Option<String>,
     ) -> Result<Spend, Error> {
-        self.spend(SPEND_OF_VIRTUAL_KEY, id, since).await
+        self.spend(VIRTUAL_KEY, id, since).await
     }
 
     /// What was spent for agent `agent_id` since `since`, or ever.
@@ -386,20 +364,19 @@ impl Store {
         agent_id: i64,
         since: Option<String>,
     ) -> Result<Spend, Error> {
-        self.spend(SPEND_OF_AGENT, agent_id, since).await
+        self.spend(AGENT, agent_id, since).await
     }
 
+    /// From the hourly rollup (see [`super::rollup`]): a few rows per
+    /// hour of the window, however many requests it had.
     async fn spend(
         &self,
-        sql: &'static str,
+        column: &'static str,
         id: i64,
         since: Option<String>,
     ) -> Result<Spend, Error> {
-        self.read(move |conn| {
-            let rows = conn.query(sql, params![id, since.unwrap_or_default()])?;
-            spend_from(&rows)
-        })
-        .await
+        self.read(move |conn| super::rollup::spend(conn, column, id, since.as_deref()))
+            .await
     }
 }
 
@@ -479,13 +456,7 @@ mod tests {
             .unwrap();
         // The first row is from last month.
         store
-            .write(move |tx| {
-                tx.execute(
-                    "UPDATE usage_events SET created_at = '2000-01-31T23:59:59.999Z' WHERE id = ?1",
-                    params![ids[0]],
-                )
-                .map_err(db_error("spend.db"))
-            })
+            .backdate_usage(ids[0], "2000-01-31T23:59:59.999Z")
             .await
             .unwrap();
 
@@ -514,27 +485,47 @@ mod tests {
     async fn spend_queries_use_their_index() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("plan.db")).await.unwrap();
-        for (sql, index) in [
-            (SPEND_OF_VIRTUAL_KEY, "usage_events_by_virtual_key"),
-            (SPEND_OF_AGENT, "usage_events_by_agent"),
+        for (sql, index, range, params) in [
+            (
+                crate::store::rollup::spend_sql(VIRTUAL_KEY),
+                "usage_rollup_by_virtual_key",
+                "hour>?",
+                2,
+            ),
+            (
+                crate::store::rollup::spend_sql(AGENT),
+                "usage_rollup_by_agent",
+                "hour>?",
+                2,
+            ),
+            (
+                crate::store::rollup::partial_hour_sql(VIRTUAL_KEY),
+                "usage_events_by_virtual_key",
+                "created_at>?",
+                3,
+            ),
+            (
+                crate::store::rollup::partial_hour_sql(AGENT),
+                "usage_events_by_agent",
+                "created_at>?",
+                3,
+            ),
         ] {
             let plan: Vec<String> = store
                 .read(move |conn| {
                     conn.query_map(
                         &format!("EXPLAIN QUERY PLAN {sql}"),
-                        params![1, "2026-11-01T00:00:00.000Z"],
+                        &params![1, "2026-11-01T00:00:00.000Z", "2026-11-01T01:00:00.000Z"]
+                            [..params],
                         |row| row.get(3),
                     )
                 })
                 .await
                 .unwrap();
             let plan = plan.join("\n");
+            assert!(plan.contains(&format!("USING INDEX {index} (")), "{plan}");
             assert!(
-                plan.contains(&format!("SEARCH usage_events USING INDEX {index} (")),
-                "{plan}"
-            );
-            assert!(
-                plan.contains("created_at>?"),
+                plan.contains(range),
                 "the window is a range of the index: {plan}"
             );
             assert!(!plan.contains("SCAN"), "{plan}");
