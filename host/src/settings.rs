@@ -3,7 +3,8 @@
 //! environment variable, file, default.
 //!
 //! ```toml
-//! database = "llmhost.db"          # LLMHOST_DB
+//! database = "llmhost.db"          # LLMHOST_DB; or postgres://user:pw@host/db
+//! database_pool_size = 8           # LLMHOST_DB_POOL_SIZE: PostgreSQL connections
 //! plugins = "plugins"              # LLMHOST_PLUGINS
 //! cache_dir = "/var/cache/llmhost" # LLMHOST_CACHE_DIR
 //! models = "models.toml"           # LLMHOST_MODELS
@@ -39,6 +40,9 @@
 //! shutdown_grace_secs = 30         # in-flight requests may finish
 //! max_body_mb = 32                 # largest request body
 //!
+//! [usage]                        # usage rows (hourly sums are kept in a rollup)
+//! retain_days = 90                 # delete raw rows older than this (default: keep)
+//!
 //! [cache]                        # the response cache (agents and keys opt in)
 //! max_mb = 64                      # answers kept in memory, least recent out first
 //!
@@ -69,6 +73,8 @@ pub const DEFAULT_FILE: &str = "llmhost.toml";
 pub const FILE_ENV: &str = "LLMHOST_CONFIG";
 /// Environment variable naming the database.
 pub const DB_ENV: &str = "LLMHOST_DB";
+/// Environment variable with the PostgreSQL pool size.
+pub const DB_POOL_ENV: &str = "LLMHOST_DB_POOL_SIZE";
 /// Environment variable naming the key file.
 pub const KEY_FILE_ENV: &str = "LLMHOST_KEY_FILE";
 /// Environment variable with the default request timeout in seconds.
@@ -92,7 +98,8 @@ pub struct ProviderSettings {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FileSettings {
-    database: Option<PathBuf>,
+    database: Option<String>,
+    database_pool_size: Option<u32>,
     plugins: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     models: Option<PathBuf>,
@@ -112,6 +119,8 @@ struct FileSettings {
     cache: FileCache,
     #[serde(default)]
     shared: FileShared,
+    #[serde(default)]
+    usage: FileUsage,
     #[serde(default)]
     providers: BTreeMap<String, ProviderSettings>,
 }
@@ -143,6 +152,16 @@ impl Default for ServerSettings {
     }
 }
 
+fn pool_size(size: u32, what: &str) -> Result<u32, Error> {
+    if (1..=1024).contains(&size) {
+        Ok(size)
+    } else {
+        Err(Error::InvalidConfig(format!(
+            "{what}: {size} connections; give 1 to 1024"
+        )))
+    }
+}
+
 fn listen_address(text: &str, what: &str) -> Result<std::net::SocketAddr, Error> {
     text.parse().map_err(|_| {
         Error::InvalidConfig(format!(
@@ -168,6 +187,12 @@ impl std::fmt::Debug for FileShared {
             .field("on_unavailable", &self.on_unavailable)
             .finish()
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileUsage {
+    retain_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -217,8 +242,12 @@ struct FileBreaker {
 pub struct Settings {
     /// The settings file that was read, if any.
     pub file: Option<PathBuf>,
-    /// SQLite database of agents, configs and usage.
-    pub database: PathBuf,
+    /// The database of agents, configs and usage: a SQLite file, or a
+    /// `postgres://` URL (its password never shown).
+    pub database: crate::store::Database,
+    /// Most connections a PostgreSQL store opens (also set in
+    /// `database`).
+    pub database_pool_size: u32,
     /// Directory of plugin components.
     pub plugins: Option<PathBuf>,
     /// Compiled-component cache; `None` uses the default location.
@@ -240,13 +269,17 @@ pub struct Settings {
     pub cache_max_bytes: usize,
     /// `[shared]`: Redis for the state several replicas share.
     pub shared: crate::shared::SharedSettings,
+    /// Days raw usage rows are kept (`[usage] retain_days`); `None` keeps
+    /// them. The hourly rollup keeps their sums either way.
+    pub usage_retain_days: Option<u32>,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Self {
             file: None,
-            database: PathBuf::from(crate::store::DEFAULT_DB),
+            database: crate::store::Database::Sqlite(PathBuf::from(crate::store::DEFAULT_DB)),
+            database_pool_size: crate::store::DEFAULT_POOL_SIZE,
             plugins: None,
             cache_dir: None,
             models: None,
@@ -259,6 +292,7 @@ impl Default for Settings {
             server: ServerSettings::default(),
             cache_max_bytes: crate::router::cache::DEFAULT_MAX_BYTES,
             shared: crate::shared::SharedSettings::default(),
+            usage_retain_days: None,
         }
     }
 }
@@ -341,7 +375,22 @@ impl Settings {
         let rel = |p: PathBuf| if p.is_absolute() { p } else { dir.join(p) };
         let what = |key: &str| format!("{}: {key}", path.display());
         if let Some(db) = file.database {
-            self.database = rel(db);
+            self.database = match crate::store::Database::parse(&db) {
+                crate::store::Database::Sqlite(path) => crate::store::Database::Sqlite(rel(path)),
+                url => url,
+            };
+        }
+        if let Some(days) = file.usage.retain_days {
+            if days == 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "{}: 0 days would delete every usage row at once; give 1 or more, or leave it out",
+                    what("usage.retain_days")
+                )));
+            }
+            self.usage_retain_days = Some(days);
+        }
+        if let Some(size) = file.database_pool_size {
+            self.database_pool_size = pool_size(size, &what("database_pool_size"))?;
         }
         self.plugins = file.plugins.map(rel).or(self.plugins.take());
         self.cache_dir = file.cache_dir.map(rel).or(self.cache_dir.take());
@@ -456,8 +505,15 @@ impl Settings {
 
     fn apply_env(&mut self, env: &dyn Fn(&str) -> Option<String>) -> Result<(), Error> {
         if let Some(db) = env(DB_ENV) {
-            self.database = PathBuf::from(db);
+            self.database = crate::store::Database::parse(&db);
         }
+        if let Some(size) = env(DB_POOL_ENV) {
+            let size = size.trim().parse().map_err(|_| {
+                Error::InvalidConfig(format!("{DB_POOL_ENV}: `{size}` is not a whole number"))
+            })?;
+            self.database_pool_size = pool_size(size, DB_POOL_ENV)?;
+        }
+        self.database.set_pool_size(self.database_pool_size);
         if let Some(dir) = env(crate::host::PLUGINS_ENV) {
             self.plugins = Some(PathBuf::from(dir));
         }
@@ -535,7 +591,10 @@ allowed_hosts = ["proxy.example.com"]
         )
         .unwrap();
         let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
-        assert_eq!(settings.database, dir.path().join("data/agents.db"));
+        assert_eq!(
+            settings.database.sqlite_path(),
+            Some(dir.path().join("data/agents.db").as_path())
+        );
         assert_eq!(settings.timeout, Duration::from_secs(30));
         assert!(settings.strict_models);
         assert_eq!(settings.key_file, PathBuf::from("/etc/llmhost/key"));
@@ -552,10 +611,60 @@ allowed_hosts = ["proxy.example.com"]
             ("LLMHOST_STRICT_MODELS", "false"),
         ]);
         let settings = Settings::load_with(Some(&file), &env).unwrap();
-        assert_eq!(settings.database, PathBuf::from("/tmp/other.db"));
+        assert_eq!(
+            settings.database.sqlite_path(),
+            Some(Path::new("/tmp/other.db"))
+        );
         assert_eq!(settings.timeout, Duration::from_secs(5));
         assert!(!settings.strict_models);
         assert_eq!(settings.file.as_deref(), Some(file.as_path()));
+    }
+
+    #[test]
+    fn a_postgres_url_is_kept_whole_with_its_pool_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("llmhost.toml");
+        std::fs::write(
+            &file,
+            "database = \"postgres://llmhost:Secret-pw@db.internal/llmhost\"\n\
+             database_pool_size = 20\n",
+        )
+        .unwrap();
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        assert_eq!(settings.usage_retain_days, None);
+        std::fs::write(
+            &file,
+            "database = \"postgres://llmhost:Secret-pw@db.internal/llmhost\"\n\
+             database_pool_size = 20\n[usage]\nretain_days = 30\n",
+        )
+        .unwrap();
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        let crate::store::Database::Postgres(url) = &settings.database else {
+            panic!("not PostgreSQL: {:?}", settings.database);
+        };
+        assert_eq!(url.pool_size, 20);
+        assert_eq!(settings.usage_retain_days, Some(30));
+        let shown = format!("{settings:?} {}", settings.database);
+        assert!(!shown.contains("Secret-pw"), "{shown}");
+        assert!(
+            shown.contains("postgres://llmhost:***@db.internal/llmhost"),
+            "{shown}"
+        );
+
+        let env = env_of(&[
+            ("LLMHOST_DB", "postgresql://h/other"),
+            ("LLMHOST_DB_POOL_SIZE", "3"),
+        ]);
+        let settings = Settings::load_with(Some(&file), &env).unwrap();
+        assert!(settings.database.is_postgres());
+        assert_eq!(settings.database_pool_size, 3);
+        for env in [
+            env_of(&[("LLMHOST_DB_POOL_SIZE", "0")]),
+            env_of(&[("LLMHOST_DB_POOL_SIZE", "many")]),
+        ] {
+            let err = Settings::load_with(None, &env).unwrap_err();
+            assert_eq!(err.kind(), "invalid_config", "{err}");
+        }
     }
 
     #[test]

@@ -720,12 +720,9 @@ async fn usage_reports_the_spend_of_the_window_against_the_budget_exactly() {
         .await
         .unwrap();
     // One row from before today's window (and this month's).
-    rusqlite::Connection::open(s.db())
-        .unwrap()
-        .execute(
-            "UPDATE usage_events SET created_at = '2001-01-01T00:00:00.000Z' WHERE id = ?1",
-            [yesterday],
-        )
+    store
+        .backdate_usage(yesterday, "2001-01-01T00:00:00.000Z")
+        .await
         .unwrap();
 
     let report = s.ok(&["usage", "--virtual-key", "ci", "--json"]).await;

@@ -5,10 +5,9 @@
 //! mid-stream loses no one else's request and no stored usage row, and a
 //! Redis outage fails closed with clear errors, then recovers by itself.
 //!
-//! The database is a parameter of [`Cluster::start`]: these tests run on
-//! one SQLite file shared by the three processes (WAL mode and a busy
-//! timeout make that work); the same tests can run on PostgreSQL by
-//! passing its URL.
+//! The database is a parameter of [`Cluster::start`]: every scenario runs
+//! on one SQLite file shared by the three processes (WAL mode and a busy
+//! timeout make that work) and on one PostgreSQL database.
 //!
 //! The tests start several processes each, so they run one at a time.
 
@@ -74,11 +73,9 @@ impl Cluster {
             client: reqwest::Client::new(),
             settings: settings.map(str::to_owned),
         };
-        // Migrated once, before the replicas start.
-        cluster
-            .setup("closed")
-            .cli(&["virtual-keys", "list", "--json"])
-            .await;
+        // Migrated once, before the replicas start (which, on PostgreSQL,
+        // refuse to migrate it themselves).
+        cluster.setup("closed").cli(&["migrate", "--json"]).await;
         let starts = modes.iter().map(|mode| cluster.setup(mode).start());
         cluster.replicas = futures::future::join_all(starts).await;
         cluster
@@ -230,10 +227,9 @@ fn request_id(headers: &reqwest::header::HeaderMap) -> String {
     headers["x-request-id"].to_str().unwrap().to_owned()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_budget_holds_across_three_replicas() {
+async fn a_budget_holds_across_three_replicas(database: Option<String>) {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let cluster = Cluster::start(database, &["closed"; REPLICAS]).await;
     // What one answer costs: a probe with the master key, from its row.
     let (status, headers, _) = cluster.chat(0, MASTER_KEY, &hello(12)).await;
     assert_eq!(status, 200);
@@ -337,10 +333,9 @@ async fn a_budget_holds_across_three_replicas() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_rate_limit_holds_globally_not_per_replica() {
+async fn a_rate_limit_holds_globally_not_per_replica(database: Option<String>) {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let cluster = Cluster::start(database, &["closed"; REPLICAS]).await;
     let (_, secret) = cluster.key("limited", &["--rpm", "60"]).await;
     let body = hello(5);
     let started = Instant::now();
@@ -366,10 +361,11 @@ async fn a_rate_limit_holds_globally_not_per_replica() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_key_revoked_through_one_replica_is_refused_by_all_within_a_second() {
+async fn a_key_revoked_through_one_replica_is_refused_by_all_within_a_second(
+    database: Option<String>,
+) {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let cluster = Cluster::start(database, &["closed"; REPLICAS]).await;
     let (_, secret) = cluster.key("leaving", &[]).await;
     // Every replica has the key in its cache.
     for replica in 0..REPLICAS {
@@ -407,10 +403,11 @@ async fn a_key_revoked_through_one_replica_is_refused_by_all_within_a_second() {
     eprintln!("refused by every replica after {refused:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_replica_killed_mid_stream_loses_no_other_request_and_no_stored_row() {
+async fn a_replica_killed_mid_stream_loses_no_other_request_and_no_stored_row(
+    database: Option<String>,
+) {
     let _serial = SERIAL.lock().await;
-    let mut cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let mut cluster = Cluster::start(database, &["closed"; REPLICAS]).await;
     // Rows the doomed replica wrote before the kill.
     let mut before = BTreeSet::new();
     for _ in 0..3 {
@@ -512,12 +509,13 @@ async fn a_replica_killed_mid_stream_loses_no_other_request_and_no_stored_row() 
     assert_eq!(status, 200, "{body}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
+async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers(
+    database: Option<String>,
+) {
     let _serial = SERIAL.lock().await;
     // Replicas 0 and 1 fail closed (the default); replica 2 is set to
     // fail open.
-    let mut cluster = Cluster::start(None, &["closed", "closed", "open"]).await;
+    let mut cluster = Cluster::start(database, &["closed", "closed", "open"]).await;
     let (_, secret) = cluster
         .key(
             "guarded",
@@ -650,10 +648,9 @@ async fn redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers() {
         .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_redis_password_is_used_but_never_shown() {
+async fn a_redis_password_is_used_but_never_shown(database: Option<String>) {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::start(None, &[]).await;
+    let cluster = Cluster::start(database, &[]).await;
     const PASSWORD: &str = "s3cret-redis-pass";
     let mut conn = cluster.redis_conn().await;
     redis::cmd("CONFIG")
@@ -708,11 +705,10 @@ async fn a_redis_password_is_used_but_never_shown() {
     assert!(!stderr.contains(PASSWORD), "{stderr}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_circuit_opened_by_one_replica_is_skipped_by_all() {
+async fn a_circuit_opened_by_one_replica_is_skipped_by_all(database: Option<String>) {
     let _serial = SERIAL.lock().await;
     let settings = "[breaker]\nthreshold = 2\ncooldown_secs = 60\n[retry]\nmax_attempts = 1\n";
-    let cluster = Cluster::start_with(None, &["closed"; REPLICAS], Some(settings)).await;
+    let cluster = Cluster::start_with(database, &["closed"; REPLICAS], Some(settings)).await;
     for _ in 0..2 {
         cluster.sim.enqueue(
             llmhost_simulator::Vendor::OpenAi,
@@ -760,10 +756,9 @@ async fn a_circuit_opened_by_one_replica_is_skipped_by_all() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_console_session_signed_in_on_one_replica_holds_on_all() {
+async fn a_console_session_signed_in_on_one_replica_holds_on_all(database: Option<String>) {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let cluster = Cluster::start(database, &["closed"; REPLICAS]).await;
     let signed_in = cluster
         .client
         .post(format!("{}/ui/api/session", cluster.url(0)))
@@ -833,10 +828,9 @@ impl JsonValue for reqwest::Response {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_answer_cached_through_one_replica_serves_the_others() {
+async fn an_answer_cached_through_one_replica_serves_the_others(database: Option<String>) {
     let _serial = SERIAL.lock().await;
-    let cluster = Cluster::start(None, &["closed"; REPLICAS]).await;
+    let cluster = Cluster::start(database, &["closed"; REPLICAS]).await;
     let (_, secret) = cluster.key("cached", &["--cache-ttl", "10m"]).await;
     let body = json!({
         "model": "openai/gpt-4o-mini",
@@ -905,3 +899,33 @@ async fn an_answer_cached_through_one_replica_serves_the_others() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Each scenario twice: on one SQLite file the three processes share, and
+/// on one PostgreSQL database (`llmhost_test_services::postgres()`).
+macro_rules! on_both_engines {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn sqlite() {
+                super::$name(None).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn postgres() {
+                super::$name(Some(llmhost_test_services::postgres().database())).await;
+            }
+        }
+    )+};
+}
+
+on_both_engines!(
+    a_budget_holds_across_three_replicas,
+    a_rate_limit_holds_globally_not_per_replica,
+    a_key_revoked_through_one_replica_is_refused_by_all_within_a_second,
+    a_replica_killed_mid_stream_loses_no_other_request_and_no_stored_row,
+    redis_stopped_mid_run_fails_closed_with_clear_errors_and_recovers,
+    a_redis_password_is_used_but_never_shown,
+    a_circuit_opened_by_one_replica_is_skipped_by_all,
+    a_console_session_signed_in_on_one_replica_holds_on_all,
+    an_answer_cached_through_one_replica_serves_the_others,
+);

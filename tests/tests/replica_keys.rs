@@ -1,7 +1,7 @@
 //! Encryption keys across processes that share one database: the database
 //! names the active key, a rotation by one process is picked up by the
 //! others at their next write, and nothing is written under a retired key
-//! by any of them.
+//! by any of them. On SQLite and on PostgreSQL.
 //!
 //! Each "replica" is a service over a store opened on its own from the
 //! same database, with the keys its operator gave it: what separate
@@ -11,13 +11,13 @@ mod common;
 
 use llmhost::secrets::{Binding, EncryptionKey, Keyring};
 use llmhost::service::{NewVirtualKey, VirtualKeys};
+use llmhost::store::Database;
 use llmhost::{ConfigService, NewConfig, Store};
 use llmhost_simulator::{Simulator, Vendor};
 use secrecy::SecretString;
-use std::path::{Path, PathBuf};
 
-async fn replica(db: &Path, keyring: Keyring) -> (ConfigService, VirtualKeys) {
-    let store = Store::open(db).await.expect("store opens");
+async fn replica(db: &str, keyring: Keyring) -> (ConfigService, VirtualKeys) {
+    let store = Store::open(Database::parse(db)).await.expect("store opens");
     let keys = VirtualKeys::new(store.clone(), Some(&keyring));
     let service = ConfigService::new(common::host().await, store, Some(keyring));
     (service, keys)
@@ -30,16 +30,32 @@ fn config(sim: &Simulator, key: &str) -> NewConfig {
     config
 }
 
-fn ciphertexts(db: &PathBuf) -> Vec<String> {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut statement = conn
-        .prepare("SELECT api_key_encrypted FROM agent_llm_configs ORDER BY id")
-        .unwrap();
-    statement
-        .query_map([], |row| row.get(0))
+async fn ciphertexts(store: &Store) -> Vec<String> {
+    let agent = store.agent("bot").await.unwrap().unwrap();
+    store
+        .configs(agent.id, false)
+        .await
         .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+        .into_iter()
+        .filter_map(|row| row.api_key_encrypted)
+        .collect()
+}
+
+/// Runs `sql` on `db` beside llmhost, as a process that skips its checks
+/// would; the database's error text if it refuses.
+async fn raw_execute(db: &str, sql: String) -> Result<(), String> {
+    let db = db.to_owned();
+    tokio::task::spawn_blocking(move || {
+        if db.starts_with("postgres://") {
+            let mut client = postgres::Client::connect(&db, postgres::NoTls).unwrap();
+            client.batch_execute(&sql).map_err(|err| format!("{err:?}"))
+        } else {
+            let conn = rusqlite::Connection::open(&db).unwrap();
+            conn.execute_batch(&sql).map_err(|err| err.to_string())
+        }
+    })
+    .await
+    .unwrap()
 }
 
 fn under(ciphertext: &str) -> &str {
@@ -47,15 +63,28 @@ fn under(ciphertext: &str) -> &str {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_rotation_by_one_replica_is_picked_up_by_the_others_and_retired_keys_write_nothing() {
-    let sim = Simulator::start().await.unwrap();
+async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("llmhost.db");
+    a_rotation_by_one_replica_is_picked_up_by_the_others(&db.display().to_string()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres() {
+    let db = llmhost_test_services::postgres().database();
+    // Migrated once, as `llmhost migrate` does; replicas do not migrate it.
+    Store::open_migrated(Database::parse(&db)).await.unwrap();
+    a_rotation_by_one_replica_is_picked_up_by_the_others(&db).await;
+}
+
+/// Replicas A, B, C and a stray writer on database `db`.
+async fn a_rotation_by_one_replica_is_picked_up_by_the_others(db: &str) {
+    let sim = Simulator::start().await.unwrap();
     let old = EncryptionKey::generate();
     let new = EncryptionKey::generate();
 
     // Two replicas given the same key.
-    let (a, _) = replica(&db, Keyring::new(old.clone())).await;
+    let (a, _) = replica(db, Keyring::new(old.clone())).await;
     a.create_agent("bot", None).await.unwrap();
     a.create_config("bot", config(&sim, "sk-first-0123456789"))
         .await
@@ -67,12 +96,17 @@ async fn a_rotation_by_one_replica_is_picked_up_by_the_others_and_retired_keys_w
 
     // The operator hands the new key to replica B ahead of the rotation
     // (as a previous key: B still names the old key as its own active).
-    let (b, b_keys) = replica(&db, Keyring::new(old.clone()).with_previous([new.clone()])).await;
+    let (b, b_keys) = replica(db, Keyring::new(old.clone()).with_previous([new.clone()])).await;
     // Before the rotation B writes under the old key, as A does.
     b.create_config("bot", config(&sim, "sk-second-0123456789"))
         .await
         .unwrap();
-    assert!(ciphertexts(&db).iter().all(|c| under(c) == old.id()));
+    assert!(
+        ciphertexts(a.store())
+            .await
+            .iter()
+            .all(|c| under(c) == old.id())
+    );
 
     // A rotates to the new key: every row is re-encrypted and the database
     // names the new key.
@@ -89,9 +123,12 @@ async fn a_rotation_by_one_replica_is_picked_up_by_the_others_and_retired_keys_w
         .await
         .unwrap();
     assert!(
-        ciphertexts(&db).iter().all(|c| under(c) == new.id()),
+        ciphertexts(a.store())
+            .await
+            .iter()
+            .all(|c| under(c) == new.id()),
         "{:?}",
-        ciphertexts(&db)
+        ciphertexts(a.store()).await
     );
     for config in b.configs("bot").await.unwrap() {
         b.validate_config(config.id).await.unwrap().health.unwrap();
@@ -108,7 +145,7 @@ async fn a_rotation_by_one_replica_is_picked_up_by_the_others_and_retired_keys_w
 
     // A replica that was never given the new key writes nothing under
     // the retired one, and says which key it lacks.
-    let (c, c_keys) = replica(&db, Keyring::new(old.clone())).await;
+    let (c, c_keys) = replica(db, Keyring::new(old.clone())).await;
     let err = c
         .create_config("bot", config(&sim, "sk-fourth-0123456789"))
         .await
@@ -120,7 +157,7 @@ async fn a_rotation_by_one_replica_is_picked_up_by_the_others_and_retired_keys_w
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "unknown_key", "{err}");
-    assert_eq!(ciphertexts(&db).len(), 3);
+    assert_eq!(ciphertexts(a.store()).await.len(), 3);
     assert_eq!(c.store().virtual_keys().await.unwrap().len(), 1);
 
     // Even a writer that read the active key before the rotation (a
@@ -136,7 +173,7 @@ async fn a_rotation_by_one_replica_is_picked_up_by_the_others_and_retired_keys_w
             },
         )
         .unwrap();
-    let before = ciphertexts(&db);
+    let before = ciphertexts(a.store()).await;
     let err = c
         .store()
         .rewrite_api_keys(
@@ -147,19 +184,21 @@ async fn a_rotation_by_one_replica_is_picked_up_by_the_others_and_retired_keys_w
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "retired_key", "{err}");
-    assert_eq!(ciphertexts(&db), before);
-    let conn = rusqlite::Connection::open(&db).unwrap();
-    let refused = conn.execute(
-        "UPDATE agent_llm_configs SET api_key_encrypted = ?1 WHERE id = ?2",
-        rusqlite::params![format!("llmhost:v2:{}:AAAA", old.id()), third.id],
-    );
+    assert_eq!(ciphertexts(a.store()).await, before);
+    let refused = raw_execute(
+        db,
+        format!(
+            "UPDATE agent_llm_configs SET api_key_encrypted = 'llmhost:v2:{}:AAAA' WHERE id = {}",
+            old.id(),
+            third.id
+        ),
+    )
+    .await;
     assert!(
-        refused
-            .unwrap_err()
-            .to_string()
-            .contains("retired encryption key"),
+        refused.unwrap_err().contains("retired encryption key"),
         "the database took a value under the retired key"
     );
+    assert_eq!(ciphertexts(a.store()).await, before);
 
     // A rotation to the key already active is refused.
     let err = a.rotate_keys(new.clone(), |_| Ok(())).await.unwrap_err();

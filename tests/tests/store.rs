@@ -1,12 +1,14 @@
-//! The store, the config service and key encryption, on real SQLite files,
-//! with calls made for agents through the host against the simulator.
+//! The store, the config service and key encryption, on real SQLite files
+//! and on a real PostgreSQL (each test runs on both: see [`both!`]), with
+//! calls made for agents through the host against the simulator.
 
 mod common;
 
 use llmhost::registry::rust_decimal::Decimal;
 use llmhost::secrets::{EncryptionKey, Keyring};
 use llmhost::settings::ProviderSettings;
-use llmhost::store::{SCHEMA_VERSION, UsageEvent, UsageOutcome};
+use llmhost::store::sql::{FromValue, Value};
+use llmhost::store::{Database, SCHEMA_VERSION, UsageEvent, UsageOutcome};
 use llmhost::types::{ChatRequest, Chunk};
 use llmhost::{
     ConfigFields, ConfigPatch, ConfigPrices, ConfigService, ConfigUpdate, Error, NewConfig, Store,
@@ -19,17 +21,76 @@ use std::time::Duration;
 
 const KEY: &str = "sk-RECOGNISABLE-test-key-0123456789";
 
+/// The engine a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// A new, empty database of this engine, in `dir` for SQLite, on the
+    /// test process's PostgreSQL server otherwise.
+    fn database(self, dir: &Path, name: &str) -> Database {
+        match self {
+            Self::Sqlite => Database::Sqlite(dir.join(name)),
+            Self::Postgres => Database::parse(&llmhost_test_services::postgres().database()),
+        }
+    }
+}
+
+/// `both!(name, …)`: each `async fn name(backend: Backend)` becomes two
+/// tests, `name::sqlite` and `name::postgres`.
+macro_rules! both {
+    ($($name:ident),+ $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread")]
+            async fn sqlite() {
+                super::$name(super::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread")]
+            async fn postgres() {
+                super::$name(super::Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+both!(
+    migrations_go_up_down_and_up_again,
+    configs_crud_through_the_service,
+    every_bad_field_gets_a_validation_error,
+    deleting_an_agent_cascades_to_configs_and_keeps_usage,
+    concurrent_writers_lose_nothing,
+    keys_are_encrypted_bound_to_their_row_and_rotate,
+    agent_calls_use_the_stored_config_and_record_usage,
+    a_base_url_changed_in_the_database_gets_no_key,
+    update_config_moves_a_key_only_when_given_it_again,
+    keys_stored_before_base_urls_were_bound,
+    updates_compare_and_set_and_configs_are_reordered_at_once,
+    both_engines_give_the_same_typed_errors,
+    usage_rolls_up_exactly_with_replicas_writing_at_once,
+    a_large_batch_is_stored_in_order,
+    retention_deletes_raw_rows_and_keeps_their_sums,
+);
+
 struct Fixture {
     _dir: tempfile::TempDir,
-    db: PathBuf,
+    db: Database,
     service: ConfigService,
     key: EncryptionKey,
 }
 
-async fn fixture() -> Fixture {
+impl Fixture {
+    fn store(&self) -> &Store {
+        self.service.store()
+    }
+}
+
+async fn fixture(backend: Backend) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("llmhost.db");
-    let store = Store::open(&db).await.expect("store opens");
+    let db = backend.database(dir.path(), "llmhost.db");
+    let store = Store::open_migrated(&db).await.expect("store opens");
     let key = EncryptionKey::generate();
     let service = ConfigService::new(common::host().await, store, Some(Keyring::new(key.clone())));
     Fixture {
@@ -40,20 +101,19 @@ async fn fixture() -> Fixture {
     }
 }
 
-fn raw(db: &Path) -> rusqlite::Connection {
-    rusqlite::Connection::open(db).unwrap()
+/// Runs a statement of the test's own under the store.
+async fn exec(store: &Store, sql: &str, params: Vec<Value>) {
+    store.execute_sql(sql, params).await.unwrap();
 }
 
-fn tables(db: &Path) -> Vec<String> {
-    let conn = raw(db);
-    let mut statement = conn
-        .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
-        .unwrap();
-    statement
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+/// The first column of the first row of a query of the test's own.
+async fn scalar<T: FromValue>(store: &Store, sql: &str, params: Vec<Value>) -> T {
+    let rows = store.query_sql(sql, params).await.unwrap();
+    rows.first().expect("a row").get(0).unwrap()
+}
+
+async fn tables(store: &Store) -> Vec<String> {
+    store.table_names().await.unwrap()
 }
 
 fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
@@ -62,13 +122,12 @@ fn with_key(provider: &str, model: &str, key: &str) -> NewConfig {
     config
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn migrations_go_up_down_and_up_again() {
-    let f = fixture().await;
+async fn migrations_go_up_down_and_up_again(backend: Backend) {
+    let f = fixture(backend).await;
     let store = f.service.store();
     assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
     assert_eq!(
-        tables(&f.db),
+        tables(f.store()).await,
         [
             "admin_tokens",
             "agent_llm_configs",
@@ -77,6 +136,7 @@ async fn migrations_go_up_down_and_up_again() {
             "experiment_variants",
             "experiments",
             "usage_events",
+            "usage_rollup",
             "virtual_keys"
         ]
     );
@@ -92,31 +152,27 @@ async fn migrations_go_up_down_and_up_again() {
     // Down to 3: the agent's row stays, the plain call's cannot.
     store.migrate_to(3).await.unwrap();
     assert_eq!(
-        tables(&f.db),
+        tables(f.store()).await,
         ["agent_llm_configs", "agents", "usage_events"]
     );
-    let kept: i64 = raw(&f.db)
-        .query_row("SELECT count(*) FROM usage_events", [], |r| r.get(0))
-        .unwrap();
+    let kept: i64 = scalar(store, "SELECT count(*) FROM usage_events", vec![]).await;
     assert_eq!(kept, 1);
 
     store.migrate_to(1).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 1);
-    assert_eq!(tables(&f.db), ["agent_llm_configs", "agents"]);
+    assert_eq!(tables(f.store()).await, ["agent_llm_configs", "agents"]);
     // This build reads only its own schema; the rows are counted raw.
-    let agents: i64 = raw(&f.db)
-        .query_row("SELECT count(*) FROM agents", [], |r| r.get(0))
-        .unwrap();
+    let agents: i64 = scalar(store, "SELECT count(*) FROM agents", vec![]).await;
     assert_eq!(agents, 1, "data of v1 kept");
 
     store.migrate_to(0).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), 0);
-    assert!(tables(&f.db).is_empty());
+    assert!(tables(f.store()).await.is_empty());
 
     store.migrate_to(SCHEMA_VERSION).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
     assert_eq!(
-        tables(&f.db),
+        tables(f.store()).await,
         [
             "admin_tokens",
             "agent_llm_configs",
@@ -125,26 +181,39 @@ async fn migrations_go_up_down_and_up_again() {
             "experiment_variants",
             "experiments",
             "usage_events",
+            "usage_rollup",
             "virtual_keys"
         ]
     );
-    // WAL mode and foreign keys are on.
-    let mode: String = raw(&f.db)
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(mode, "wal");
+    if backend == Backend::Sqlite {
+        // WAL mode and foreign keys are on.
+        let mode: String = scalar(store, "PRAGMA journal_mode", vec![]).await;
+        assert_eq!(mode, "wal");
+    }
     f.service.create_agent("again", None).await.unwrap();
 
     // A database from a newer llmhost is refused, not damaged.
-    raw(&f.db).pragma_update(None, "user_version", 99).unwrap();
+    match backend {
+        Backend::Sqlite => rusqlite::Connection::open(f.db.sqlite_path().unwrap())
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap(),
+        Backend::Postgres => exec(store, "UPDATE llmhost_schema SET version = 99", vec![]).await,
+    }
+    for err in [
+        Store::open(&f.db).await.unwrap_err(),
+        Store::open_migrated(&f.db).await.unwrap_err(),
+    ] {
+        assert_eq!(err.kind(), "database");
+        assert!(err.to_string().contains("newer"), "{err}");
+    }
     let err = Store::open(&f.db).await.unwrap_err();
     assert_eq!(err.kind(), "database");
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn configs_crud_through_the_service() {
-    let f = fixture().await;
+async fn configs_crud_through_the_service(backend: Backend) {
+    let f = fixture(backend).await;
     let s = &f.service;
     let agent = s
         .create_agent("analyst", Some("reads filings"))
@@ -242,9 +311,8 @@ async fn configs_crud_through_the_service() {
     assert_eq!(s.configs("nobody").await.unwrap_err().kind(), "not_found");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn every_bad_field_gets_a_validation_error() {
-    let f = fixture().await;
+async fn every_bad_field_gets_a_validation_error(backend: Backend) {
+    let f = fixture(backend).await;
     let s = &f.service;
     s.create_agent("v", None).await.unwrap();
     let base = || ConfigFields::new("openai", "gpt-4o-mini");
@@ -397,9 +465,8 @@ async fn every_bad_field_gets_a_validation_error() {
     assert!(s.configs("v").await.unwrap().len() == 1, "nothing stored");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn deleting_an_agent_cascades_to_configs_and_keeps_usage() {
-    let f = fixture().await;
+async fn deleting_an_agent_cascades_to_configs_and_keeps_usage(backend: Backend) {
+    let f = fixture(backend).await;
     let s = &f.service;
     let agent = s.create_agent("temp", None).await.unwrap();
     let a = s
@@ -456,9 +523,8 @@ fn event(agent_id: Option<i64>, agent: &str, config_id: Option<i64>) -> UsageEve
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn concurrent_writers_lose_nothing() {
-    let f = fixture().await;
+async fn concurrent_writers_lose_nothing(backend: Backend) {
+    let f = fixture(backend).await;
     // A second handle on the same file: another process, as far as
     // SQLite is concerned.
     let other = Store::open(&f.db).await.unwrap();
@@ -510,6 +576,27 @@ async fn concurrent_writers_lose_nothing() {
     assert_eq!(summary.iter().map(|r| r.attempts).sum::<u64>(), 400);
 }
 
+/// Everything the database holds, as bytes: the SQLite file and its side
+/// files, or PostgreSQL's config rows as text.
+async fn stored_bytes(f: &Fixture) -> Vec<u8> {
+    match &f.db {
+        Database::Sqlite(path) => file_bytes(path),
+        Database::Postgres(_) => {
+            let rows = f
+                .store()
+                .query_sql("SELECT CAST(t AS TEXT) FROM agent_llm_configs t", vec![])
+                .await
+                .unwrap();
+            let mut all = Vec::new();
+            for row in rows {
+                all.extend(row.get::<_, String>(0).unwrap().into_bytes());
+            }
+            assert!(!all.is_empty());
+            all
+        }
+    }
+}
+
 fn file_bytes(db: &Path) -> Vec<u8> {
     let mut all = Vec::new();
     for suffix in ["", "-wal", "-shm"] {
@@ -528,10 +615,9 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
+async fn keys_are_encrypted_bound_to_their_row_and_rotate(backend: Backend) {
     let sim = Simulator::start().await.unwrap();
-    let f = fixture().await;
+    let f = fixture(backend).await;
     let s = &f.service;
     s.create_agent("one", None).await.unwrap();
     s.create_agent("two", None).await.unwrap();
@@ -542,7 +628,7 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
     let two = s.create_config("two", config).await.unwrap();
 
     // The file holds no plaintext key.
-    assert!(!contains(&file_bytes(&f.db), "RECOGNISABLE"));
+    assert!(!contains(&stored_bytes(&f).await, "RECOGNISABLE"));
 
     // The stored key is used for the call.
     let validation = s.validate_config(one.id).await.unwrap();
@@ -557,28 +643,20 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
         .map(|(_, v)| v.clone());
     assert_eq!(auth.as_deref(), Some(format!("Bearer {KEY}").as_str()));
 
-    let ciphertext = |id: i64| -> String {
-        raw(&f.db)
-            .query_row(
-                "SELECT api_key_encrypted FROM agent_llm_configs WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            )
-            .unwrap()
+    let ciphertext = async |id: i64| -> String { stored_key(f.store(), id).await.unwrap() };
+    let set_ciphertext = async |id: i64, value: &str| {
+        exec(
+            f.store(),
+            "UPDATE agent_llm_configs SET api_key_encrypted = ?2 WHERE id = ?1",
+            vec![id.into(), value.into()],
+        )
+        .await
     };
-    let set_ciphertext = |id: i64, value: &str| {
-        raw(&f.db)
-            .execute(
-                "UPDATE agent_llm_configs SET api_key_encrypted = ?2 WHERE id = ?1",
-                rusqlite::params![id, value],
-            )
-            .unwrap();
-    };
-    let original_two = ciphertext(two.id);
+    let original_two = ciphertext(two.id).await;
     assert!(original_two.starts_with(&format!("llmhost:v2:{}:", f.key.id())));
 
     // A ciphertext moved to another row does not decrypt there.
-    set_ciphertext(two.id, &ciphertext(one.id));
+    set_ciphertext(two.id, &ciphertext(one.id).await).await;
     let err = s.validate_config(two.id).await.unwrap_err();
     assert_eq!(err.kind(), "decryption_failed", "{err}");
     assert!(!err.to_string().contains("RECOGNISABLE"));
@@ -589,10 +667,10 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
     let mut flipped = original_two.clone().into_bytes();
     let inside = flipped.len() - 20;
     flipped[inside] = if flipped[inside] == b'A' { b'B' } else { b'A' };
-    set_ciphertext(two.id, std::str::from_utf8(&flipped).unwrap());
+    set_ciphertext(two.id, std::str::from_utf8(&flipped).unwrap()).await;
     let err = s.validate_config(two.id).await.unwrap_err();
     assert_eq!(err.kind(), "decryption_failed", "{err}");
-    set_ciphertext(two.id, &original_two);
+    set_ciphertext(two.id, &original_two).await;
 
     // The wrong key says so clearly.
     let stranger = ConfigService::new(
@@ -620,7 +698,11 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
         Some(Keyring::new(f.key.clone())),
     );
     for id in [one.id, two.id] {
-        assert!(ciphertext(id).starts_with(&format!("llmhost:v2:{}:", new_key.id())));
+        assert!(
+            ciphertext(id)
+                .await
+                .starts_with(&format!("llmhost:v2:{}:", new_key.id()))
+        );
         only_new.validate_config(id).await.unwrap().health.unwrap();
         assert_eq!(
             only_old.validate_config(id).await.unwrap_err().kind(),
@@ -628,7 +710,7 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
         );
     }
     // A rotation that fails before commit changes nothing.
-    let before = ciphertext(one.id);
+    let before = ciphertext(one.id).await;
     let err = only_new
         .rotate_keys(EncryptionKey::generate(), |_| {
             Err(Error::Internal("refused".into()))
@@ -636,14 +718,13 @@ async fn keys_are_encrypted_bound_to_their_row_and_rotate() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "internal");
-    assert_eq!(ciphertext(one.id), before);
-    assert!(!contains(&file_bytes(&f.db), "RECOGNISABLE"));
+    assert_eq!(ciphertext(one.id).await, before);
+    assert!(!contains(&stored_bytes(&f).await, "RECOGNISABLE"));
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn agent_calls_use_the_stored_config_and_record_usage() {
+async fn agent_calls_use_the_stored_config_and_record_usage(backend: Backend) {
     let sim = Simulator::start().await.unwrap();
-    let f = fixture().await;
+    let f = fixture(backend).await;
     let s = &f.service;
     s.create_agent("writer", None).await.unwrap();
     let mut config = with_key("openai", "gpt-4o-mini", KEY);
@@ -784,33 +865,31 @@ fn key_seen_in(requests: &[RecordedRequest], key: &str) -> bool {
     })
 }
 
-fn set_base_url(db: &Path, id: i64, url: Option<&str>) {
-    raw(db)
-        .execute(
-            "UPDATE agent_llm_configs SET base_url = ?2 WHERE id = ?1",
-            rusqlite::params![id, url],
-        )
-        .unwrap();
+async fn set_base_url(store: &Store, id: i64, url: Option<&str>) {
+    exec(
+        store,
+        "UPDATE agent_llm_configs SET base_url = ?2 WHERE id = ?1",
+        vec![id.into(), url.into()],
+    )
+    .await
 }
 
-fn stored_key(db: &Path, id: i64) -> Option<String> {
-    raw(db)
-        .query_row(
-            "SELECT api_key_encrypted FROM agent_llm_configs WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .unwrap()
+async fn stored_key(store: &Store, id: i64) -> Option<String> {
+    scalar(
+        store,
+        "SELECT api_key_encrypted FROM agent_llm_configs WHERE id = ?1",
+        vec![id.into()],
+    )
+    .await
 }
 
 /// The attack: whoever can write the database points a config with a
 /// stored key at their own server with raw SQL, and waits for the next
 /// call. The key must not reach them.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_base_url_changed_in_the_database_gets_no_key() {
+async fn a_base_url_changed_in_the_database_gets_no_key(backend: Backend) {
     let sim = Simulator::start().await.unwrap();
     let evil = Simulator::start().await.unwrap();
-    let f = fixture().await;
+    let f = fixture(backend).await;
     let s = &f.service;
     s.create_agent("victim", None).await.unwrap();
     let mut config = with_key("openai", "gpt-4o-mini", KEY);
@@ -822,7 +901,7 @@ async fn a_base_url_changed_in_the_database_gets_no_key() {
     assert!(key_seen_in(&sim.requests(), KEY), "the real server got it");
 
     let evil_url = evil.base_url(Vendor::OpenAi);
-    set_base_url(&f.db, config.id, Some(&evil_url));
+    set_base_url(f.store(), config.id, Some(&evil_url)).await;
     assert_eq!(
         s.config(config.id)
             .await
@@ -857,40 +936,39 @@ async fn a_base_url_changed_in_the_database_gets_no_key() {
 
     // Moving the provider too (with a base URL of that provider's shape)
     // fails the same way.
-    raw(&f.db)
-        .execute(
-            "UPDATE agent_llm_configs SET provider = 'deepseek', model_name = 'deepseek-chat', \
+    exec(
+        f.store(),
+        "UPDATE agent_llm_configs SET provider = 'deepseek', model_name = 'deepseek-chat', \
              base_url = ?2 WHERE id = ?1",
-            rusqlite::params![config.id, evil.base_url(Vendor::DeepSeek)],
-        )
-        .unwrap();
+        vec![config.id.into(), evil.base_url(Vendor::DeepSeek).into()],
+    )
+    .await;
     let err = s.validate_config(config.id).await.unwrap_err();
     assert_eq!(err.kind(), "decryption_failed", "{err}");
     assert!(evil.requests().is_empty());
 
     // Put back, the key works again: the value itself was never damaged.
-    raw(&f.db)
-        .execute(
-            "UPDATE agent_llm_configs SET provider = 'openai', model_name = 'gpt-4o-mini', \
+    exec(
+        f.store(),
+        "UPDATE agent_llm_configs SET provider = 'openai', model_name = 'gpt-4o-mini', \
              base_url = ?2 WHERE id = ?1",
-            rusqlite::params![config.id, sim.base_url(Vendor::OpenAi)],
-        )
-        .unwrap();
+        vec![config.id.into(), sim.base_url(Vendor::OpenAi).into()],
+    )
+    .await;
     s.validate_config(config.id).await.unwrap().health.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn update_config_moves_a_key_only_when_given_it_again() {
+async fn update_config_moves_a_key_only_when_given_it_again(backend: Backend) {
     let sim = Simulator::start().await.unwrap();
     let other = Simulator::start().await.unwrap();
-    let f = fixture().await;
+    let f = fixture(backend).await;
     let s = &f.service;
     s.create_agent("mover", None).await.unwrap();
     let here = sim.base_url(Vendor::OpenAi);
     let mut config = with_key("openai", "gpt-4o-mini", KEY);
     config.fields.base_url = Some(here.clone());
     let config = s.create_config("mover", config).await.unwrap();
-    let before = stored_key(&f.db, config.id);
+    let before = stored_key(f.store(), config.id).await;
 
     let refused = [
         (
@@ -959,7 +1037,11 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
         ),
         ("openai", Some(here.as_str()))
     );
-    assert_eq!(stored_key(&f.db, config.id), before, "key untouched");
+    assert_eq!(
+        stored_key(f.store(), config.id).await,
+        before,
+        "key untouched"
+    );
 
     // The same destination written differently is no move.
     s.update_config(
@@ -1055,7 +1137,9 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
         .await
         .unwrap();
     assert_eq!(free.fields.base_url.as_deref(), Some(here.as_str()));
-    assert!(!file_bytes(&f.db).is_empty() && !contains(&file_bytes(&f.db), "RECOGNISABLE"));
+    assert!(
+        !stored_bytes(&f).await.is_empty() && !contains(&stored_bytes(&f).await, "RECOGNISABLE")
+    );
 }
 
 /// A key stored by llmhost before keys were bound to base URLs (format
@@ -1064,8 +1148,7 @@ async fn update_config_moves_a_key_only_when_given_it_again() {
 const V1_KEY: &str = "bGxtaG9zdC12MS1maXh0dXJlLWtleS0zMi1ieXRlcyE=";
 const V1_VALUE: &str = "llmhost:v1:ka2a8fd30:AAECAwQFBgcICQoLIGQGGTQ0xzd2B8gDq/5KRtv2ECwNe29oRWai7Ymn1WI9KZi9elcbcaM2qTGNjBp6m1DN";
 
-#[tokio::test(flavor = "multi_thread")]
-async fn keys_stored_before_base_urls_were_bound() {
+async fn keys_stored_before_base_urls_were_bound(backend: Backend) {
     let sim = Simulator::start().await.unwrap();
     let evil = Simulator::start().await.unwrap();
     // The provider's default base URL, as an operator sets it in
@@ -1083,11 +1166,11 @@ async fn keys_stored_before_base_urls_were_bound() {
         .await
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("old.db");
+    let db = backend.database(dir.path(), "old.db");
     let key = EncryptionKey::from_base64(V1_KEY).unwrap();
     let s = ConfigService::new(
         host,
-        Store::open(&db).await.unwrap(),
+        Store::open_migrated(&db).await.unwrap(),
         Some(Keyring::new(key.clone())),
     );
     let agent = s.create_agent("veteran", None).await.unwrap();
@@ -1096,13 +1179,13 @@ async fn keys_stored_before_base_urls_were_bound() {
         .create_config("veteran", NewConfig::new("openai", "gpt-4o-mini"))
         .await
         .unwrap();
-    raw(&db)
-        .execute(
-            "UPDATE agent_llm_configs SET api_key_encrypted = ?2, api_key_hint = '…6789' \
+    exec(
+        s.store(),
+        "UPDATE agent_llm_configs SET api_key_encrypted = ?2, api_key_hint = '…6789' \
              WHERE id = ?1",
-            rusqlite::params![config.id, V1_VALUE],
-        )
-        .unwrap();
+        vec![config.id.into(), V1_VALUE.into()],
+    )
+    .await;
 
     // Without a base URL the old value is read as it is.
     s.chat("veteran", ChatRequest::simple("ignored", "old key"))
@@ -1112,7 +1195,7 @@ async fn keys_stored_before_base_urls_were_bound() {
 
     // A base URL set on it in the database: the key is not used, and the
     // error says how to give it again.
-    set_base_url(&db, config.id, Some(&evil.base_url(Vendor::OpenAi)));
+    set_base_url(s.store(), config.id, Some(&evil.base_url(Vendor::OpenAi))).await;
     let err = s
         .chat("veteran", ChatRequest::simple("ignored", "steal"))
         .await
@@ -1128,13 +1211,16 @@ async fn keys_stored_before_base_urls_were_bound() {
         .unwrap_err();
     assert_eq!(err.kind(), "decryption_failed", "{err}");
     assert!(err.to_string().contains("nothing was changed"), "{err}");
-    assert_eq!(stored_key(&db, config.id).as_deref(), Some(V1_VALUE));
+    assert_eq!(
+        stored_key(s.store(), config.id).await.as_deref(),
+        Some(V1_VALUE)
+    );
 
     // Rotation rewrites it as v2, bound to "no base URL".
-    set_base_url(&db, config.id, None);
+    set_base_url(s.store(), config.id, None).await;
     let new_key = EncryptionKey::generate();
     assert_eq!(s.rotate_keys(new_key.clone(), |_| Ok(())).await.unwrap(), 1);
-    let rewritten = stored_key(&db, config.id).unwrap();
+    let rewritten = stored_key(s.store(), config.id).await.unwrap();
     assert!(
         rewritten.starts_with(&format!("llmhost:v2:{}:", new_key.id())),
         "{rewritten}"
@@ -1142,7 +1228,7 @@ async fn keys_stored_before_base_urls_were_bound() {
     s.chat("veteran", ChatRequest::simple("ignored", "rotated"))
         .await
         .unwrap();
-    set_base_url(&db, config.id, Some(&evil.base_url(Vendor::OpenAi)));
+    set_base_url(s.store(), config.id, Some(&evil.base_url(Vendor::OpenAi))).await;
     let err = s
         .chat("veteran", ChatRequest::simple("ignored", "steal again"))
         .await
@@ -1195,9 +1281,8 @@ async fn the_database_and_its_side_files_are_private() {
     assert_eq!(mode(&side(&shared, "-wal")), 0o640);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn updates_compare_and_set_and_configs_are_reordered_at_once() {
-    let f = fixture().await;
+async fn updates_compare_and_set_and_configs_are_reordered_at_once(backend: Backend) {
+    let f = fixture(backend).await;
     let s = &f.service;
     let agent = s.create_agent("ordered", Some("first")).await.unwrap();
     let mut ids = Vec::new();
@@ -1288,4 +1373,334 @@ async fn updates_compare_and_set_and_configs_are_reordered_at_once() {
         .await
         .unwrap_err();
     assert_eq!(err.kind(), "not_found");
+}
+
+/// Unique, foreign-key and check violations, a missing row and a stale
+/// compare-and-set are the same errors on both engines.
+async fn both_engines_give_the_same_typed_errors(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = f.store();
+    let agent = store.create_agent("taken", None).await.unwrap();
+    let err = store.create_agent("taken", None).await.unwrap_err();
+    assert_eq!(err.kind(), "conflict", "{err}");
+    assert!(err.to_string().contains("already exists"), "{err}");
+
+    let row = llmhost::store::NewConfigRow {
+        fields: ConfigFields::new("openai", "gpt-4o-mini"),
+        api_key_encrypted: None,
+        api_key_hint: None,
+    };
+    let err = store.insert_config(9_999, row.clone()).await.unwrap_err();
+    assert_eq!(err.kind(), "database", "{err}");
+    assert!(err.to_string().contains("foreign key"), "{err}");
+
+    let mut bad = row.clone();
+    bad.fields.max_attempts = Some(99);
+    let err = store.insert_config(agent.id, bad).await.unwrap_err();
+    assert_eq!(err.kind(), "database", "{err}");
+    assert!(err.to_string().contains("check constraint"), "{err}");
+
+    let config = store.insert_config(agent.id, row.clone()).await.unwrap();
+    let updated = store
+        .update_config(config.id, &config.updated_at, row.clone())
+        .await
+        .unwrap();
+    assert!(updated.updated_at > config.updated_at);
+    let err = store
+        .update_config(config.id, &config.updated_at, row.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "conflict", "stale compare-and-set: {err}");
+    let err = store
+        .update_config(9_999, &config.updated_at, row)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "not_found", "{err}");
+    let err = store
+        .update_agent("nobody", None, Some(None), None)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "not_found", "{err}");
+    // A statement's error names the database, never a password.
+    let err = store
+        .execute_sql("INSERT INTO nowhere VALUES (1)", vec![])
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), "database", "{err}");
+    assert!(err.to_string().contains(&f.db.to_string()), "{err}");
+}
+
+/// A password in a PostgreSQL URL shows neither in errors nor in `Debug`
+/// output of the store or its settings.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_passwords_never_show() {
+    const SECRET: &str = "Pg-Secret-0123456789";
+    // Nothing listens on port 1: the connection fails.
+    let unreachable = format!("postgres://llmhost:{SECRET}@127.0.0.1:1/llmhost");
+    let err = Store::open(unreachable.as_str()).await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert_eq!(err.kind(), "database", "{shown}");
+    assert!(!shown.contains(SECRET), "{shown}");
+    assert!(shown.contains("llmhost:***@127.0.0.1:1"), "{shown}");
+
+    // The test server trusts loopback, so a password is accepted and
+    // ignored: the store opens, and still never shows it.
+    let url = llmhost_test_services::postgres().database().replacen(
+        "postgres://llmhost@",
+        &format!("postgres://llmhost:{SECRET}@"),
+        1,
+    );
+    let err = Store::open(url.as_str()).await.unwrap_err();
+    assert!(err.to_string().contains("llmhost migrate"), "{err}");
+    assert!(!format!("{err} {err:?}").contains(SECRET));
+    let store = Store::open_migrated(url.as_str()).await.unwrap();
+    let shown = format!("{store:?} {} {:?}", store.database(), store.database());
+    assert!(!shown.contains(SECRET), "{shown}");
+    let err = store
+        .execute_sql("SELECT * FROM nowhere", vec![])
+        .await
+        .unwrap_err();
+    assert!(!format!("{err} {err:?}").contains(SECRET), "{err}");
+}
+
+/// An event of virtual key `key` (and maybe agent `agent`) costing `cost`.
+fn keyed(key: i64, agent: Option<(i64, &str)>, cost: Option<&str>, ok: bool) -> UsageEvent {
+    let mut e = event(agent.map(|a| a.0), agent.map_or("none", |a| a.1), None);
+    if agent.is_none() {
+        e.agent_name = None;
+    }
+    e.virtual_key_id = Some(key);
+    e.virtual_key_name = Some(format!("k{key}"));
+    e.cost_usd = cost.map(|c| c.parse().unwrap());
+    if !ok {
+        e.outcome = UsageOutcome::Error(llmhost::ErrorKind::RateLimited);
+    }
+    e
+}
+
+/// Stores virtual keys named `k1`, `k2`, … and returns their ids.
+async fn virtual_keys(store: &Store, count: usize) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for n in 1..=count {
+        let row = llmhost::store::NewVirtualKeyRow {
+            name: format!("k{n}"),
+            key_hash: format!("hash-{n}"),
+            hash_key_id: "k00000000".into(),
+            key_hint: "lhk-…".into(),
+            agent_name: None,
+            models: None,
+            budget: None,
+            rpm: None,
+            tpm: None,
+            expires_at: None,
+            cache_ttl_secs: None,
+            cache_shared: false,
+        };
+        ids.push(store.insert_virtual_key(row).await.unwrap().id);
+    }
+    ids
+}
+
+/// The spend of key `id` summed from its raw rows, exactly.
+async fn raw_spend(store: &Store, id: i64) -> (Decimal, u64, u64) {
+    let rows = store
+        .query_sql(
+            "SELECT cost_usd, input_tokens FROM usage_events WHERE virtual_key_id = ?1",
+            vec![id.into()],
+        )
+        .await
+        .unwrap();
+    let mut cost = Decimal::ZERO;
+    let mut input = 0;
+    for row in &rows {
+        if let Some(c) = row.get::<_, Option<String>>(0).unwrap() {
+            cost += c.parse::<Decimal>().unwrap();
+        }
+        input += row.get::<_, u64>(1).unwrap();
+    }
+    (cost, rows.len() as u64, input)
+}
+
+/// Three replicas (store handles of their own: pools, or SQLite
+/// connections) write batches for the same keys at once: the rollup's
+/// sums equal those of the raw rows, to the last digit.
+async fn usage_rolls_up_exactly_with_replicas_writing_at_once(backend: Backend) {
+    let f = fixture(backend).await;
+    let agent = f.store().create_agent("bot", None).await.unwrap();
+    let keys = virtual_keys(f.store(), 3).await;
+    let mut replicas = vec![f.store().clone()];
+    for _ in 0..2 {
+        replicas.push(Store::open(&f.db).await.unwrap());
+    }
+    let costs = ["0.1", "0.000000000000000001", "12.345678901", "0.0000015"];
+    let mut tasks = Vec::new();
+    for (r, store) in replicas.iter().enumerate() {
+        let store = store.clone();
+        let name = agent.name.clone();
+        let id = agent.id;
+        let keys = keys.clone();
+        tasks.push(tokio::spawn(async move {
+            for batch in 0..15 {
+                let events: Vec<UsageEvent> = (0..40)
+                    .map(|i| {
+                        let n = r * 1000 + batch * 40 + i;
+                        let key = keys[n % 3];
+                        let agent = (n % 2 == 0).then_some((id, name.as_str()));
+                        let cost = (n % 5 != 0).then_some(costs[n % costs.len()]);
+                        keyed(key, agent, cost, n % 7 != 0)
+                    })
+                    .collect();
+                store.record_usage_many(events).await.unwrap();
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let store = f.store();
+    let mut all_requests = 0;
+    for &key in &keys {
+        let (cost, requests, input) = raw_spend(store, key).await;
+        let spend = store.spend_of_virtual_key(key, None).await.unwrap();
+        assert_eq!(spend.cost_usd, cost, "key {key}: the rollup sums exactly");
+        assert_eq!((spend.requests, spend.input_tokens), (requests, input));
+        all_requests += requests;
+    }
+    assert_eq!(all_requests, 3 * 15 * 40);
+    let summary = store.usage_summary(None).await.unwrap();
+    assert_eq!(
+        summary.iter().map(|s| s.attempts).sum::<u64>(),
+        all_requests
+    );
+    let errors: u64 = summary.iter().map(|s| s.errors).sum();
+    let raw_errors: i64 = scalar(
+        store,
+        "SELECT count(*) FROM usage_events WHERE status = 'error'",
+        vec![],
+    )
+    .await;
+    assert_eq!(errors, raw_errors as u64);
+    let agent_total: Decimal = summary
+        .iter()
+        .filter(|s| s.agent_name.as_deref() == Some("bot"))
+        .map(|s| s.cost_usd)
+        .sum();
+    let spend = store.spend_of_agent(agent.id, None).await.unwrap();
+    assert_eq!(spend.cost_usd, agent_total);
+}
+
+/// More rows than one INSERT holds: several multi-row INSERTs in one
+/// transaction, the ids in the order given.
+async fn a_large_batch_is_stored_in_order(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = f.store();
+    let key = virtual_keys(store, 1).await[0];
+    let count = 1_234;
+    let events: Vec<UsageEvent> = (0..count)
+        .map(|i| {
+            let mut e = keyed(key, None, Some("0.001"), true);
+            e.request_id = Some(format!("req-{i}"));
+            e
+        })
+        .collect();
+    let ids = store.record_usage_many(events).await.unwrap();
+    assert_eq!(ids.len(), count);
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids in order");
+    let records = store
+        .usage_records(llmhost::store::UsageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(records.len(), count);
+    for (i, (record, id)) in records.iter().zip(&ids).enumerate() {
+        assert_eq!(record.id, *id);
+        assert_eq!(
+            record.request_id.as_deref(),
+            Some(format!("req-{i}").as_str())
+        );
+    }
+    let spend = store.spend_of_virtual_key(key, None).await.unwrap();
+    assert_eq!(spend.cost_usd, "1.234".parse::<Decimal>().unwrap());
+}
+
+async fn retention_deletes_raw_rows_and_keeps_their_sums(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = f.store();
+    let k = virtual_keys(store, 1).await[0];
+    let ids = store
+        .record_usage_many(vec![
+            keyed(k, None, Some("0.5"), true),
+            keyed(k, None, Some("0.25"), true),
+            keyed(k, None, None, true),
+            keyed(k, None, Some("1"), false),
+        ])
+        .await
+        .unwrap();
+    store
+        .backdate_usage(ids[0], "2001-01-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    store
+        .backdate_usage(ids[2], "2001-06-01T12:30:00.000Z")
+        .await
+        .unwrap();
+    let before = store.spend_of_virtual_key(k, None).await.unwrap();
+    let summary = store.usage_summary(None).await.unwrap();
+    assert_eq!(before.cost_usd, "1.75".parse::<Decimal>().unwrap());
+    assert_eq!((before.requests, before.unpriced), (4, 1));
+    let since_2002 = store
+        .spend_of_virtual_key(k, Some("2002-01-01T00:00:00.000Z".into()))
+        .await
+        .unwrap();
+    assert_eq!(since_2002.cost_usd, "1.25".parse::<Decimal>().unwrap());
+    // A window that starts inside an hour: the rollup's later hours and
+    // that hour's raw rows from the window's start on.
+    let inside = |at: &str| store.spend_of_virtual_key(k, Some(at.to_owned()));
+    assert_eq!(
+        inside("2001-06-01T12:15:00.000Z").await.unwrap().requests,
+        3
+    );
+    assert_eq!(
+        inside("2001-06-01T12:45:00.000Z").await.unwrap().requests,
+        2
+    );
+
+    let cutoff = std::time::UNIX_EPOCH + Duration::from_secs(1_009_843_200); // 2002-01-01
+    assert_eq!(store.delete_usage_before(cutoff).await.unwrap(), 2);
+    let left = store
+        .usage_records(llmhost::store::UsageFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        left.iter().map(|r| r.id).collect::<Vec<_>>(),
+        [ids[1], ids[3]]
+    );
+    assert_eq!(store.spend_of_virtual_key(k, None).await.unwrap(), before);
+    assert_eq!(store.usage_summary(None).await.unwrap(), summary);
+    assert_eq!(store.delete_usage_before(cutoff).await.unwrap(), 0);
+
+    // What `[usage] retain_days` runs in `llmhost serve`: at once, then
+    // hourly. (Timing: the first pass is immediate; 30 s is a wide margin.)
+    let old = store
+        .record_usage(keyed(k, None, Some("3"), true))
+        .await
+        .unwrap();
+    store
+        .backdate_usage(old, "2001-01-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    let task = llmhost::store::spawn_usage_retention(store.clone(), 1);
+    let started = std::time::Instant::now();
+    while store
+        .usage_records(llmhost::store::UsageFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .any(|r| r.id == old)
+    {
+        assert!(started.elapsed() < Duration::from_secs(30), "not deleted");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    task.abort();
+    let spend = store.spend_of_virtual_key(k, None).await.unwrap();
+    assert_eq!(spend.cost_usd, "4.75".parse::<Decimal>().unwrap());
 }

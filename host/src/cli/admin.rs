@@ -456,7 +456,7 @@ pub async fn init(settings: &Settings, json: bool) -> Result<(), Fail> {
     };
     if json {
         print_json(&json!({
-            "database": store.path().display().to_string(),
+            "database": store.database().to_string(),
             "schema_version": version,
             "key_id": key_id,
             "key_source": source_json(&source),
@@ -464,10 +464,7 @@ pub async fn init(settings: &Settings, json: bool) -> Result<(), Fail> {
         }));
         return Ok(());
     }
-    outln!(
-        "database: {} (schema version {version})",
-        store.path().display()
-    );
+    outln!("database: {} (schema version {version})", store.database());
     match (&source, created) {
         (KeySource::File(path), true) => {
             outln!(

@@ -16,6 +16,7 @@ mod admin_tokens;
 mod cache;
 mod demo;
 mod experiments;
+mod migrate;
 mod output;
 mod plugins;
 mod serve;
@@ -63,8 +64,15 @@ struct GlobalArgs {
     /// Settings file [default: ./llmhost.toml when present].
     #[arg(long, global = true, env = "LLMHOST_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
-    /// SQLite database of agents, configs and usage [default: ./llmhost.db].
-    #[arg(long, global = true, env = "LLMHOST_DB", value_name = "PATH")]
+    /// Database of agents, configs and usage: a SQLite file, or a
+    /// postgres:// URL [default: ./llmhost.db].
+    #[arg(
+        long,
+        global = true,
+        env = "LLMHOST_DB",
+        hide_env_values = true,
+        value_name = "PATH|URL"
+    )]
     db: Option<PathBuf>,
     /// File holding the encryption key of stored API keys, used when
     /// LLMHOST_ENCRYPTION_KEY is not set [default: ~/.config/llmhost/encryption.key].
@@ -124,6 +132,10 @@ enum Command {
     /// Create the database and, if no encryption key is configured, a key
     /// file (mode 0600) for stored API keys.
     Init,
+    /// Migrate the database to this llmhost's schema (or `--to N`, up or
+    /// down) and print the versions. PostgreSQL databases are migrated
+    /// only by this command, once per upgrade, not by each replica.
+    Migrate(migrate::MigrateArgs),
     /// Manage agents: named consumers of LLMs with their own configs.
     #[command(subcommand)]
     Agents(admin::AgentsCommand),
@@ -357,7 +369,8 @@ impl Cli {
     fn settings(global: &GlobalArgs) -> Result<Settings, Error> {
         let mut settings = Settings::load(global.config.as_deref())?;
         if let Some(db) = &global.db {
-            settings.database = db.clone();
+            settings.database = db.clone().into();
+            settings.database.set_pool_size(settings.database_pool_size);
         }
         if let Some(key_file) = &global.key_file {
             settings.key_file = key_file.clone();
@@ -399,6 +412,7 @@ impl Cli {
         match self.command {
             Command::Simulate(_) => unreachable!("handled above"),
             Command::Init => admin::init(&settings, json).await,
+            Command::Migrate(args) => migrate::run(&settings, args, json).await,
             Command::Chat(args) if args.agent.is_some() => {
                 let service =
                     admin::service(Self::host(global, &settings).await?, &settings).await?;

@@ -47,6 +47,9 @@ pub async fn run(
             "shared state in Redis"
         );
     }
+    if let Some(days) = settings.usage_retain_days {
+        crate::store::spawn_usage_retention(store.clone(), days);
+    }
     // One router for every call: plain targets and agents share its
     // breakers, rate limits and the batched usage writer.
     let metrics = Metrics::new();

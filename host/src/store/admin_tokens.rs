@@ -1,10 +1,9 @@
 //! Admin tokens: the bearer credentials of the admin API and the web
 //! console. Only a hash and a short hint are stored.
 
-use super::records::is_unique_violation;
+use super::sql::{OptionalExt, Row, SqlResult, params};
 use super::{Store, db_error};
 use crate::error::Error;
-use rusqlite::{OptionalExtension, Row, params};
 
 /// A stored admin token (its hash stays in the store).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +18,7 @@ pub struct AdminTokenRow {
 
 const COLUMNS: &str = "id, name, hint, created_at, revoked_at";
 
-fn token_from(row: &Row<'_>) -> rusqlite::Result<AdminTokenRow> {
+fn token_from(row: &Row) -> SqlResult<AdminTokenRow> {
     Ok(AdminTokenRow {
         id: row.get("id")?,
         name: row.get("name")?,
@@ -38,7 +37,7 @@ impl Store {
         hint: &str,
     ) -> Result<AdminTokenRow, Error> {
         let (name, hint) = (name.to_owned(), hint.to_owned());
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
             let inserted = tx.query_row(
                 &format!(
@@ -50,7 +49,7 @@ impl Store {
             );
             match inserted {
                 Ok(row) => Ok(row),
-                Err(err) if is_unique_violation(&err) => Err(Error::Conflict(format!(
+                Err(err) if err.is_unique() => Err(Error::Conflict(format!(
                     "an admin token named `{name}` already exists"
                 ))),
                 Err(err) => Err(db_error(&path)(err)),
@@ -62,9 +61,11 @@ impl Store {
     /// Every admin token, by name.
     pub async fn admin_tokens(&self) -> Result<Vec<AdminTokenRow>, Error> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare(&format!("SELECT {COLUMNS} FROM admin_tokens ORDER BY name"))?;
-            statement.query_map([], token_from)?.collect()
+            conn.query_map(
+                &format!("SELECT {COLUMNS} FROM admin_tokens ORDER BY name"),
+                params![],
+                token_from,
+            )
         })
         .await
     }
@@ -75,10 +76,13 @@ impl Store {
         hash: [u8; 32],
     ) -> Result<Option<AdminTokenRow>, Error> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {COLUMNS} FROM admin_tokens WHERE token_hash = ?1 AND revoked_at IS NULL"
-            ))?
-            .query_row([&hash[..]], token_from)
+            conn.query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM admin_tokens WHERE token_hash = ?1 AND revoked_at IS NULL"
+                ),
+                params![&hash[..]],
+                token_from,
+            )
             .optional()
         })
         .await
@@ -88,17 +92,19 @@ impl Store {
     /// time). `None` if there is no such token.
     pub async fn revoke_admin_token(&self, name: &str) -> Result<Option<AdminTokenRow>, Error> {
         let name = name.to_owned();
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
+            let now = tx.dialect().now();
             tx.execute(
-                "UPDATE admin_tokens SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-                 WHERE name = ?1 AND revoked_at IS NULL",
-                [&name],
+                &format!(
+                    "UPDATE admin_tokens SET revoked_at = {now} WHERE name = ?1 AND revoked_at IS NULL"
+                ),
+                params![&name],
             )
             .map_err(db_error(&path))?;
             tx.query_row(
                 &format!("SELECT {COLUMNS} FROM admin_tokens WHERE name = ?1"),
-                [&name],
+                params![&name],
                 token_from,
             )
             .optional()

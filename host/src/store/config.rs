@@ -23,11 +23,10 @@
 //! a range would go. A value type needs a [`Column`] impl (the plain SQL
 //! types have one).
 
+use super::sql::{Row, SqlError, SqlResult, Value as SqlValue};
 use crate::error::Error;
 use llmhost_registry::parse_usd_per_mtok;
 use llmhost_registry::{Prices, Pricing};
-use rusqlite::Row;
-use rusqlite::types::Value as SqlValue;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
@@ -36,7 +35,7 @@ pub trait Column: Sized {
     /// The SQL value written.
     fn to_sql(&self) -> SqlValue;
     /// The value of column `name` of `row`.
-    fn read(row: &Row<'_>, name: &str) -> rusqlite::Result<Self>;
+    fn read(row: &Row, name: &str) -> SqlResult<Self>;
 }
 
 macro_rules! plain_columns {
@@ -45,7 +44,7 @@ macro_rules! plain_columns {
             fn to_sql(&self) -> SqlValue {
                 self.clone().into()
             }
-            fn read(row: &Row<'_>, name: &str) -> rusqlite::Result<Self> {
+            fn read(row: &Row, name: &str) -> SqlResult<Self> {
                 row.get(name)
             }
         }
@@ -66,17 +65,13 @@ impl Column for Option<u64> {
     fn to_sql(&self) -> SqlValue {
         self.map(|n| i64::try_from(n).unwrap_or(i64::MAX)).into()
     }
-    fn read(row: &Row<'_>, name: &str) -> rusqlite::Result<Self> {
+    fn read(row: &Row, name: &str) -> SqlResult<Self> {
         row.get(name)
     }
 }
 
-fn conversion_error(name: &str, message: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("{name}: {message}").into(),
-    )
+fn conversion_error(name: &str, message: String) -> SqlError {
+    SqlError::conversion(name, message)
 }
 
 /// A JSON object, as text.
@@ -84,7 +79,7 @@ impl Column for Map<String, Value> {
     fn to_sql(&self) -> SqlValue {
         SqlValue::Text(Value::Object(self.clone()).to_string())
     }
-    fn read(row: &Row<'_>, name: &str) -> rusqlite::Result<Self> {
+    fn read(row: &Row, name: &str) -> SqlResult<Self> {
         let text: String = row.get(name)?;
         match serde_json::from_str(&text) {
             Ok(Value::Object(map)) => Ok(map),
@@ -101,7 +96,7 @@ impl Column for Option<ConfigPrices> {
             None => SqlValue::Null,
         }
     }
-    fn read(row: &Row<'_>, name: &str) -> rusqlite::Result<Self> {
+    fn read(row: &Row, name: &str) -> SqlResult<Self> {
         let text: Option<String> = row.get(name)?;
         text.map(|text| {
             serde_json::from_str(&text).map_err(|err| conversion_error(name, err.to_string()))
@@ -182,7 +177,7 @@ macro_rules! config_fields {
             }
 
             /// The fields of a row, by column name.
-            pub fn from_row(row: &Row<'_>) -> rusqlite::Result<Self> {
+            pub fn from_row(row: &Row) -> SqlResult<Self> {
                 Ok(Self {
                     $($req: Column::read(row, $rcol)?,)+
                     $($def: Column::read(row, $dcol)?,)+

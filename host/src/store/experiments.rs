@@ -1,11 +1,11 @@
 //! Experiments of agents, their variants, and the usage rows of the calls
 //! made in them.
 
-use super::records::{decimal, is_unique_violation};
+use super::records::decimal;
+use super::sql::{Conn, OptionalExt, Row, SqlError, SqlResult, Value, params};
 use super::{Store, db_error};
 use crate::error::Error;
 use llmhost_registry::rust_decimal::Decimal;
-use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -29,7 +29,7 @@ impl Sticky {
         }
     }
 
-    fn from_column(text: &str) -> rusqlite::Result<Self> {
+    fn from_column(text: &str) -> SqlResult<Self> {
         match text {
             "user" => Ok(Sticky::User),
             "request" => Ok(Sticky::Request),
@@ -98,14 +98,14 @@ pub struct ExperimentCall {
     pub cache_hit: bool,
 }
 
-fn conversion(message: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(0, rusqlite::types::Type::Text, message.into())
+fn conversion(message: String) -> SqlError {
+    SqlError::Conversion(message)
 }
 
 const EXPERIMENT_COLUMNS: &str = "e.id, e.agent_id, a.name, e.name, e.sticky, e.status, \
      e.created_at, e.stopped_at";
 
-fn experiment_from(row: &Row<'_>) -> rusqlite::Result<Experiment> {
+fn experiment_from(row: &Row) -> SqlResult<Experiment> {
     let sticky: String = row.get(4)?;
     let status: String = row.get(5)?;
     Ok(Experiment {
@@ -127,30 +127,29 @@ fn experiment_from(row: &Row<'_>) -> rusqlite::Result<Experiment> {
 
 /// The experiments matching `condition` (over `e`, the experiments, and
 /// `a`, their agents), by name, with their variants.
-fn load(
-    conn: &Connection,
-    condition: &str,
-    params: impl rusqlite::Params + Clone,
-) -> rusqlite::Result<Vec<Experiment>> {
-    let mut experiments: Vec<Experiment> = conn
-        .prepare_cached(&format!(
+fn load(conn: &mut Conn<'_>, condition: &str, params: &[Value]) -> SqlResult<Vec<Experiment>> {
+    let mut experiments: Vec<Experiment> = conn.query_map(
+        &format!(
             "SELECT {EXPERIMENT_COLUMNS} FROM experiments e JOIN agents a ON a.id = e.agent_id \
              WHERE {condition} ORDER BY e.name"
-        ))?
-        .query_map(params.clone(), experiment_from)?
-        .collect::<rusqlite::Result<_>>()?;
+        ),
+        params,
+        experiment_from,
+    )?;
     if experiments.is_empty() {
         return Ok(experiments);
     }
-    let mut statement = conn.prepare_cached(&format!(
-        "SELECT v.experiment_id, v.name, v.weight, v.provider, v.model, v.temperature, \
-         v.max_tokens, v.top_p FROM experiment_variants v \
-         JOIN experiments e ON e.id = v.experiment_id JOIN agents a ON a.id = e.agent_id \
-         WHERE {condition} ORDER BY v.experiment_id, v.position"
-    ))?;
+    let rows = conn.query(
+        &format!(
+            "SELECT v.experiment_id, v.name, v.weight, v.provider, v.model, v.temperature, \
+             v.max_tokens, v.top_p FROM experiment_variants v \
+             JOIN experiments e ON e.id = v.experiment_id JOIN agents a ON a.id = e.agent_id \
+             WHERE {condition} ORDER BY v.experiment_id, v.position"
+        ),
+        params,
+    )?;
     let mut variants: BTreeMap<i64, Vec<Variant>> = BTreeMap::new();
-    let mut rows = statement.query(params)?;
-    while let Some(row) = rows.next()? {
+    for row in rows {
         variants.entry(row.get(0)?).or_default().push(Variant {
             name: row.get(1)?,
             weight: row.get(2)?,
@@ -180,12 +179,12 @@ impl Store {
         variants: Vec<Variant>,
     ) -> Result<Experiment, Error> {
         let name = name.to_owned();
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
             let taken: bool = tx
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM experiments WHERE name = ?1)",
-                    [&name],
+                    params![&name],
                     |r| r.get(0),
                 )
                 .map_err(db_error(&path))?;
@@ -197,7 +196,7 @@ impl Store {
             let active: Option<String> = tx
                 .query_row(
                     "SELECT name FROM experiments WHERE agent_id = ?1 AND status = 'active'",
-                    [agent_id],
+                    params![agent_id],
                     |r| r.get(0),
                 )
                 .optional()
@@ -233,7 +232,7 @@ impl Store {
                     ],
                 )
                 .map_err(|err| {
-                    if is_unique_violation(&err) {
+                    if err.is_unique() {
                         Error::Validation {
                             field: "variants.name",
                             message: format!("`{}` is given twice", variant.name),
@@ -243,7 +242,7 @@ impl Store {
                     }
                 })?;
             }
-            load(tx, "e.id = ?1", [id])
+            load(tx, "e.id = ?1", params![id])
                 .map_err(db_error(&path))?
                 .pop()
                 .ok_or_else(|| Error::Internal(format!("experiment {id} vanished")))
@@ -253,20 +252,25 @@ impl Store {
 
     /// Every experiment, by name.
     pub async fn experiments(&self) -> Result<Vec<Experiment>, Error> {
-        self.read(|conn| load(conn, "1", params![])).await
+        self.read(|conn| load(conn, "1 = 1", params![])).await
     }
 
     /// The experiment named `name`.
     pub async fn experiment(&self, name: &str) -> Result<Option<Experiment>, Error> {
         let name = name.to_owned();
-        self.read(move |conn| Ok(load(conn, "e.name = ?1", [name])?.pop()))
+        self.read(move |conn| Ok(load(conn, "e.name = ?1", params![name])?.pop()))
             .await
     }
 
     /// The active experiment of agent `agent_id`, if it has one.
     pub async fn active_experiment(&self, agent_id: i64) -> Result<Option<Experiment>, Error> {
         self.read(move |conn| {
-            Ok(load(conn, "e.agent_id = ?1 AND e.status = 'active'", [agent_id])?.pop())
+            Ok(load(
+                conn,
+                "e.agent_id = ?1 AND e.status = 'active'",
+                params![agent_id],
+            )?
+            .pop())
         })
         .await
     }
@@ -276,9 +280,9 @@ impl Store {
     /// it was stopped already.
     pub async fn stop_experiment(&self, name: &str) -> Result<Experiment, Error> {
         let name = name.to_owned();
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
-            let Some(current) = load(tx, "e.name = ?1", [&name])
+            let Some(current) = load(tx, "e.name = ?1", params![&name])
                 .map_err(db_error(&path))?
                 .pop()
             else {
@@ -293,13 +297,15 @@ impl Store {
                     current.stopped_at.unwrap_or_default()
                 )));
             }
+            let now = tx.dialect().now();
             tx.execute(
-                "UPDATE experiments SET status = 'stopped', \
-                 stopped_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE id = ?1",
-                [current.id],
+                &format!(
+                    "UPDATE experiments SET status = 'stopped', stopped_at = {now} WHERE id = ?1"
+                ),
+                params![current.id],
             )
             .map_err(db_error(&path))?;
-            load(tx, "e.id = ?1", [current.id])
+            load(tx, "e.id = ?1", params![current.id])
                 .map_err(db_error(&path))?
                 .pop()
                 .ok_or_else(|| Error::Internal(format!("experiment `{name}` vanished")))
@@ -318,16 +324,15 @@ impl Store {
         let name = name.to_owned();
         let since = since.to_owned();
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
+            conn.query_map(
                 "SELECT variant, status, fallback, latency_ms, input_tokens, output_tokens, \
                  cost_usd, cache_hit FROM usage_events WHERE id IN ( \
                      SELECT max(id) FROM usage_events \
                      WHERE experiment = ?1 AND created_at >= ?2 \
-                     GROUP BY coalesce(request_id, id)) \
+                     GROUP BY coalesce(request_id, CAST(id AS TEXT))) \
                  ORDER BY id",
-            )?;
-            statement
-                .query_map(params![name, since], |row| {
+                params![name, since],
+                |row| {
                     let status: String = row.get(1)?;
                     let cost: Option<String> = row.get(6)?;
                     Ok(ExperimentCall {
@@ -340,8 +345,8 @@ impl Store {
                         cost_usd: cost.map(|c| decimal(&c, "cost_usd")).transpose()?,
                         cache_hit: row.get(7)?,
                     })
-                })?
-                .collect()
+                },
+            )
         })
         .await
     }

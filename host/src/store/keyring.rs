@@ -9,15 +9,15 @@
 //! process, so no replica writes under a retired key even while it has
 //! not yet seen the rotation.
 
+use super::sql::{Conn, OptionalExt, SqlError, SqlResult, params};
 use super::{Store, db_error};
 use crate::error::{Error, ErrorKind};
-use rusqlite::{OptionalExtension, Transaction, params};
 
 /// The message of the triggers that refuse a value under another key.
 const RETIRED: &str = "llmhost: retired encryption key";
 
 /// The typed error for a write the triggers refused.
-pub(crate) fn retired_key(err: &rusqlite::Error) -> Option<Error> {
+pub(crate) fn retired_key(err: &SqlError) -> Option<Error> {
     err.to_string()
         .contains(RETIRED)
         .then(|| Error::Encryption {
@@ -29,11 +29,14 @@ pub(crate) fn retired_key(err: &rusqlite::Error) -> Option<Error> {
 }
 
 /// Names `key_id` as the active key, in the caller's transaction.
-pub(crate) fn set_active_key(tx: &Transaction<'_>, key_id: &str) -> rusqlite::Result<()> {
+pub(crate) fn set_active_key(tx: &mut Conn<'_>, key_id: &str) -> SqlResult<()> {
+    let now = tx.dialect().now();
     tx.execute(
-        "INSERT INTO encryption_state (id, active_key_id) VALUES (1, ?1) \
-         ON CONFLICT (id) DO UPDATE SET active_key_id = excluded.active_key_id, \
-         changed_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now')",
+        &format!(
+            "INSERT INTO encryption_state (id, active_key_id) VALUES (1, ?1) \
+             ON CONFLICT (id) DO UPDATE SET active_key_id = excluded.active_key_id, \
+             changed_at = {now}"
+        ),
         params![key_id],
     )?;
     Ok(())
@@ -46,7 +49,7 @@ impl Store {
         self.read(|conn| {
             conn.query_row(
                 "SELECT active_key_id FROM encryption_state WHERE id = 1",
-                [],
+                params![],
                 |row| row.get(0),
             )
             .optional()
@@ -57,7 +60,7 @@ impl Store {
     /// The database's active key, naming `candidate` first if none is
     /// named yet.
     pub async fn claim_active_key(&self, candidate: &str) -> Result<String, Error> {
-        let path = self.path().to_owned();
+        let path = self.label();
         let candidate = candidate.to_owned();
         self.write(move |tx| {
             tx.execute(
@@ -68,7 +71,7 @@ impl Store {
             .map_err(db_error(&path))?;
             tx.query_row(
                 "SELECT active_key_id FROM encryption_state WHERE id = 1",
-                [],
+                params![],
                 |row| row.get(0),
             )
             .map_err(db_error(&path))
@@ -85,11 +88,15 @@ impl Store {
         let key_id = key_id.to_owned();
         self.read(move |conn| {
             conn.query_row(
-                "SELECT EXISTS (SELECT 1 FROM agent_llm_configs \
-                     WHERE substr(api_key_encrypted, 1, length(?1)) IN (?1, ?2)) \
-                 OR EXISTS (SELECT 1 FROM virtual_keys WHERE hash_key_id = ?3)",
-                params![prefixes[0], prefixes[1], key_id],
-                |row| row.get(0),
+                "SELECT CASE WHEN EXISTS (SELECT 1 FROM agent_llm_configs \
+                     WHERE substr(api_key_encrypted, 1, length(CAST(?1 AS TEXT))) IN (?1, ?2)) \
+                 OR EXISTS (SELECT 1 FROM virtual_keys WHERE hash_key_id = ?3) \
+                 THEN 1 ELSE 0 END",
+                params![prefixes[0].clone(), prefixes[1].clone(), key_id],
+                |row| {
+                    let found: i64 = row.get(0)?;
+                    Ok(found != 0)
+                },
             )
         })
         .await

@@ -470,6 +470,35 @@ ALTER TABLE agents DROP COLUMN cache_sampled;
 ALTER TABLE agents DROP COLUMN cache_ttl_secs;
 "#;
 
+/// Usage at scale: the hourly rollup of usage rows per virtual key,
+/// agent, provider and model (see `store::rollup`), filled from the rows
+/// already stored by the migration's hook (costs summed exactly, in Rust).
+pub(crate) const USAGE_ROLLUP_UP: &str = r#"
+CREATE TABLE usage_rollup (
+    hour             TEXT NOT NULL,
+    virtual_key_id   INTEGER NOT NULL DEFAULT 0,
+    agent_id         INTEGER NOT NULL DEFAULT 0,
+    provider         TEXT NOT NULL,
+    model            TEXT NOT NULL,
+    agent_name       TEXT,
+    virtual_key_name TEXT,
+    requests         INTEGER NOT NULL DEFAULT 0,
+    errors           INTEGER NOT NULL DEFAULT 0,
+    input_tokens     INTEGER NOT NULL DEFAULT 0,
+    output_tokens    INTEGER NOT NULL DEFAULT 0,
+    cost_usd         TEXT NOT NULL DEFAULT '0',
+    unpriced         INTEGER NOT NULL DEFAULT 0,
+    estimated        INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (hour, virtual_key_id, agent_id, provider, model)
+) STRICT;
+
+CREATE INDEX usage_rollup_by_virtual_key ON usage_rollup (virtual_key_id, hour);
+CREATE INDEX usage_rollup_by_agent ON usage_rollup (agent_id, hour);
+CREATE INDEX usage_rollup_by_agent_name ON usage_rollup (agent_name);
+"#;
+
+pub(crate) const USAGE_ROLLUP_DOWN: &str = "DROP TABLE usage_rollup;";
+
 /// The encryption key new values must be under, named in the database so
 /// that every replica encrypts under the same key and none under a
 /// retired one: `keys rotate` changes it in the transaction that
@@ -557,14 +586,29 @@ pub(crate) fn migrations() -> Migrations<'static> {
         M::up(RESPONSE_CACHE_UP)
             .down(RESPONSE_CACHE_DOWN)
             .comment("response cache settings of agents and virtual keys"),
+        M::up_with_hook(USAGE_ROLLUP_UP, |tx: &rusqlite::Transaction<'_>| {
+            super::rollup::backfill(&mut super::sql::Conn::sqlite(tx))
+                .map_err(|err| rusqlite_migration::HookError::Hook(err.to_string()))
+        })
+        .down(USAGE_ROLLUP_DOWN)
+        .comment("hourly usage rollup"),
         M::up(ACTIVE_KEY_UP)
             .down(ACTIVE_KEY_DOWN)
             .comment("the active encryption key, kept by every writer"),
     ])
 }
 
+/// The migration whose up step ends with [`super::rollup::backfill`], on
+/// both engines.
+pub(crate) const USAGE_ROLLUP: u32 = 11;
+
+/// The same migrations in PostgreSQL's dialect, as (up, down).
+pub(crate) fn postgres() -> &'static [(&'static str, &'static str)] {
+    super::migrations_pg::MIGRATIONS
+}
+
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 #[cfg(test)]
 mod tests {
@@ -791,5 +835,182 @@ mod tests {
             })
             .unwrap();
         assert_eq!(names, 1);
+    }
+
+    use crate::store::Store;
+    use crate::store::sql::Value;
+    use crate::store::testing::{Backend, both, database};
+
+    both!(
+        custom_prices_move_to_one_unit_and_back_on_both_engines,
+        the_rollup_starts_from_the_rows_already_stored
+    );
+
+    /// Migration 11 rolls up the usage rows of an older database, costs
+    /// summed exactly; down, the rollup goes and the rows stay.
+    async fn the_rollup_starts_from_the_rows_already_stored(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_unmigrated(database(backend, dir.path()))
+            .await
+            .unwrap();
+        store.migrate_to(super::USAGE_ROLLUP - 1).await.unwrap();
+        store
+            .execute_sql("INSERT INTO agents (name) VALUES ('bot')", vec![])
+            .await
+            .unwrap();
+        for (cost, status, at) in [
+            (Some("0.1"), "ok", "2025-03-01T10:05:00.000Z"),
+            (
+                Some("0.000000000000000001"),
+                "ok",
+                "2025-03-01T10:59:59.999Z",
+            ),
+            (None, "ok", "2025-03-01T10:30:00.000Z"),
+            (Some("2"), "ok", "2025-03-01T11:00:00.000Z"),
+        ] {
+            store
+                .execute_sql(
+                    "INSERT INTO usage_events (agent_id, agent_name, provider, model, \
+                     input_tokens, output_tokens, cost_usd, latency_ms, status, created_at) \
+                     SELECT id, name, 'openai', 'gpt-4o', 10, 5, ?1, 3, ?2, ?3 FROM agents",
+                    vec![cost.into(), status.into(), at.into()],
+                )
+                .await
+                .unwrap();
+        }
+        store.migrate_to(super::USAGE_ROLLUP).await.unwrap();
+        let rows = store
+            .query_sql(
+                "SELECT hour, requests, input_tokens, cost_usd, unpriced, agent_name \
+                 FROM usage_rollup ORDER BY hour",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let rows: Vec<(String, i64, i64, String, i64, String)> = rows
+            .iter()
+            .map(|r| {
+                (
+                    r.get(0).unwrap(),
+                    r.get(1).unwrap(),
+                    r.get(2).unwrap(),
+                    r.get(3).unwrap(),
+                    r.get(4).unwrap(),
+                    r.get(5).unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                (
+                    "2025-03-01T10:00:00.000Z".into(),
+                    3,
+                    30,
+                    "0.100000000000000001".into(),
+                    1,
+                    "bot".into()
+                ),
+                (
+                    "2025-03-01T11:00:00.000Z".into(),
+                    1,
+                    10,
+                    "2".into(),
+                    0,
+                    "bot".into()
+                ),
+            ]
+        );
+        store.migrate_to(super::USAGE_ROLLUP - 1).await.unwrap();
+        assert!(
+            !store
+                .table_names()
+                .await
+                .unwrap()
+                .contains(&"usage_rollup".to_owned())
+        );
+        let kept: Vec<_> = store
+            .query_sql("SELECT id FROM usage_events", vec![])
+            .await
+            .unwrap();
+        assert_eq!(kept.len(), 4);
+    }
+
+    /// The price migration, the one that computes, through the store on
+    /// either engine.
+    async fn custom_prices_move_to_one_unit_and_back_on_both_engines(backend: Backend) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open_unmigrated(database(backend, dir.path()))
+            .await
+            .unwrap();
+        assert_eq!(store.schema_version().await.unwrap(), 0);
+        store.migrate_to(4).await.unwrap();
+        store
+            .execute_sql("INSERT INTO agents (name) VALUES ('bot')", vec![])
+            .await
+            .unwrap();
+        for (input, output, custom) in [
+            ("0.0025", "0.01", 1),
+            ("0.00015", "0.0006", 0),
+            ("0.000000123", "12.5", 1),
+        ] {
+            store
+                .execute_sql(
+                    "INSERT INTO agent_llm_configs (agent_id, provider, model_name, \
+                     cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing) \
+                     SELECT id, 'openai', 'gpt-4o', ?1, ?2, ?3 FROM agents",
+                    vec![input.into(), output.into(), Value::Integer(custom)],
+                )
+                .await
+                .unwrap();
+        }
+        store.migrate_to(5).await.unwrap();
+        let rows = store
+            .query_sql(
+                "SELECT prices_json FROM agent_llm_configs ORDER BY id",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let json: Vec<Option<serde_json::Value>> = rows
+            .iter()
+            .map(|r| {
+                r.get::<_, Option<String>>(0)
+                    .unwrap()
+                    .map(|t| serde_json::from_str(&t).unwrap())
+            })
+            .collect();
+        assert_eq!(
+            json[0],
+            Some(
+                serde_json::json!({"input": "2.5", "output": "10", "cache_read": null,
+                                    "cache_write": null, "cache_write_hour": null})
+            )
+        );
+        assert_eq!(json[1], None);
+        let third = json[2].as_ref().unwrap();
+        assert_eq!(
+            (third["input"].as_str(), third["output"].as_str()),
+            (Some("0.000123"), Some("12500"))
+        );
+        store.migrate_to(4).await.unwrap();
+        let rows = store
+            .query_sql(
+                "SELECT cost_per_1k_input_tokens, cost_per_1k_output_tokens, custom_pricing \
+                 FROM agent_llm_configs ORDER BY id",
+                vec![],
+            )
+            .await
+            .unwrap();
+        let rows: Vec<(String, String, bool)> = rows
+            .iter()
+            .map(|r| (r.get(0).unwrap(), r.get(1).unwrap(), r.get(2).unwrap()))
+            .collect();
+        assert_eq!(rows[0], ("0.0025".into(), "0.01".into(), true));
+        assert_eq!(rows[1], ("0".into(), "0".into(), false));
+        assert_eq!(rows[2], ("0.000000123".into(), "12.5".into(), true));
+        store.migrate_to(super::SCHEMA_VERSION).await.unwrap();
+        store.migrate_to(0).await.unwrap();
+        assert!(store.table_names().await.unwrap().is_empty());
     }
 }

@@ -2,13 +2,12 @@
 
 use super::calendar::BudgetPeriod;
 use super::config::ConfigFields;
+use super::sql::{Conn, Dialect, OptionalExt, Row, SqlError, SqlResult, Value as SqlValue, params};
 use super::virtual_keys::period_from;
 use super::{Store, db_error};
 use crate::error::{Error, ErrorKind};
 use crate::router::Strategy;
 use llmhost_registry::rust_decimal::Decimal;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{OptionalExtension, Row, params, params_from_iter};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -194,7 +193,7 @@ pub struct UsageFilter {
     pub until: Option<String>,
 }
 
-fn usage_record_from(row: &Row<'_>) -> rusqlite::Result<UsageRecord> {
+pub(super) fn usage_record_from(row: &Row) -> SqlResult<UsageRecord> {
     let cost: Option<String> = row.get("cost_usd")?;
     Ok(UsageRecord {
         id: row.get("id")?,
@@ -258,20 +257,15 @@ pub struct UsageSummary {
     pub estimated: u64,
 }
 
-pub(super) fn decimal(text: &str, column: &str) -> rusqlite::Result<Decimal> {
-    Decimal::from_str(text).map_err(|err| {
-        rusqlite::Error::FromSqlConversionFailure(
-            0,
-            rusqlite::types::Type::Text,
-            format!("{column}: `{text}` is not a decimal: {err}").into(),
-        )
-    })
+pub(super) fn decimal(text: &str, column: &str) -> SqlResult<Decimal> {
+    Decimal::from_str(text)
+        .map_err(|err| SqlError::conversion(column, format!("`{text}` is not a decimal: {err}")))
 }
 
 pub(super) const AGENT_COLUMNS: &str = "id, name, description, created_at, updated_at, \
      budget_usd, budget_tokens, budget_period, balance, cache_ttl_secs, cache_sampled";
 
-pub(super) fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
+pub(super) fn agent_from(row: &Row) -> SqlResult<Agent> {
     let budget_usd: Option<String> = row.get(5)?;
     Ok(Agent {
         id: row.get(0)?,
@@ -286,13 +280,8 @@ pub(super) fn agent_from(row: &Row<'_>) -> rusqlite::Result<Agent> {
         budget_period: period_from(row.get(7)?, "budget_period")?,
         balance: {
             let name: String = row.get(8)?;
-            name.parse().map_err(|err: Error| {
-                rusqlite::Error::FromSqlConversionFailure(
-                    8,
-                    rusqlite::types::Type::Text,
-                    err.to_string().into(),
-                )
-            })?
+            name.parse()
+                .map_err(|err: Error| SqlError::conversion("balance", err))?
         },
         cache_ttl_secs: row.get(9)?,
         cache_sampled: row.get(10)?,
@@ -331,7 +320,17 @@ static INSERT_CONFIG: LazyLock<String> = LazyLock::new(|| {
 
 /// `UPDATE … WHERE id = ?1 AND updated_at = ?2`, setting the key and field
 /// columns from `?3` on.
-static UPDATE_CONFIG: LazyLock<String> = LazyLock::new(|| {
+fn update_config_sql(dialect: Dialect) -> &'static str {
+    static SQLITE: LazyLock<String> = LazyLock::new(|| update_config(Dialect::Sqlite));
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| update_config(Dialect::Postgres));
+    match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    }
+}
+
+fn update_config(dialect: Dialect) -> String {
+    let next = dialect.next_updated_at();
     let sets: Vec<String> = KEY_COLUMNS
         .iter()
         .chain(ConfigFields::COLUMNS)
@@ -339,17 +338,12 @@ static UPDATE_CONFIG: LazyLock<String> = LazyLock::new(|| {
         .map(|(i, column)| format!("{column} = ?{}", i + 3))
         .collect();
     format!(
-        "UPDATE agent_llm_configs SET {}, updated_at = {NEXT_UPDATED_AT} \
+        "UPDATE agent_llm_configs SET {}, updated_at = {next} \
          WHERE id = ?1 AND updated_at = ?2 RETURNING {}",
         sets.join(", "),
         *CONFIG_COLUMNS
     )
-});
-
-/// A later `updated_at` than the row's, even within one millisecond, so
-/// that compare-and-set sees every write.
-pub(super) const NEXT_UPDATED_AT: &str = "max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
-     strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds'))";
+}
 
 /// The values of `row`'s key and field columns, in statement order.
 fn config_values(row: &NewConfigRow) -> Vec<SqlValue> {
@@ -361,7 +355,7 @@ fn config_values(row: &NewConfigRow) -> Vec<SqlValue> {
     values
 }
 
-fn config_from(row: &Row<'_>) -> rusqlite::Result<ConfigRow> {
+fn config_from(row: &Row) -> SqlResult<ConfigRow> {
     Ok(ConfigRow {
         id: row.get("id")?,
         agent_id: row.get("agent_id")?,
@@ -373,30 +367,17 @@ fn config_from(row: &Row<'_>) -> rusqlite::Result<ConfigRow> {
     })
 }
 
-pub(super) fn is_unique_violation(err: &rusqlite::Error) -> bool {
-    matches!(
-        err,
-        rusqlite::Error::SqliteFailure(e, _)
-            if e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
-                || e.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY
-    )
-}
-
 pub(super) fn saturating_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
 /// Why an UPDATE of config `id` matched no row: it changed since it was
 /// read ([`Error::Conflict`]), or it does not exist.
-fn missing_or_changed(
-    tx: &rusqlite::Transaction<'_>,
-    id: i64,
-    path: &std::path::Path,
-) -> Result<Error, Error> {
+fn missing_or_changed(tx: &mut Conn<'_>, id: i64, path: &str) -> Result<Error, Error> {
     let exists: bool = tx
         .query_row(
             "SELECT EXISTS (SELECT 1 FROM agent_llm_configs WHERE id = ?1)",
-            [id],
+            params![id],
             |r| r.get(0),
         )
         .map_err(db_error(path))?;
@@ -410,6 +391,137 @@ fn missing_or_changed(
             key: id.to_string(),
         }
     })
+}
+
+/// The columns of a usage row as [`Store::record_usage_many`] writes them.
+const USAGE_COLUMNS: &[&str] = &[
+    "agent_id",
+    "agent_name",
+    "config_id",
+    "provider",
+    "model",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+    "reasoning_tokens",
+    "estimated",
+    "cost_usd",
+    "latency_ms",
+    "ttft_ms",
+    "status",
+    "error_kind",
+    "attempt",
+    "fallback",
+    "streamed",
+    "virtual_key_id",
+    "virtual_key_name",
+    "request_id",
+    "route",
+    "cache_write_hour_tokens",
+    "cache_hit",
+    "saved_usd",
+    "choice",
+    "choice_reason",
+    "experiment",
+    "variant",
+];
+
+/// Usage rows one INSERT writes at most: 15,000 parameters, within both
+/// engines' limits (SQLite 32,766, PostgreSQL 65,535).
+pub const USAGE_ROWS_PER_INSERT: usize = 500;
+
+/// `INSERT INTO usage_events (…) VALUES (…), … RETURNING id` for `rows`
+/// rows.
+fn insert_usage_sql(rows: usize) -> String {
+    let width = USAGE_COLUMNS.len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|row| {
+            let marks: Vec<String> = (1..=width)
+                .map(|c| format!("?{}", row * width + c))
+                .collect();
+            format!("({})", marks.join(", "))
+        })
+        .collect();
+    format!(
+        "INSERT INTO usage_events ({}) VALUES {} RETURNING id, created_at",
+        USAGE_COLUMNS.join(", "),
+        tuples.join(", ")
+    )
+}
+
+/// The values of `e`, in [`USAGE_COLUMNS`] order.
+fn usage_values(e: &UsageEvent) -> [SqlValue; 30] {
+    let (status, error_kind) = match &e.outcome {
+        UsageOutcome::Ok => ("ok", None),
+        UsageOutcome::Error(kind) => ("error", Some(kind.as_str())),
+    };
+    [
+        e.agent_id.into(),
+        e.agent_name.clone().into(),
+        e.config_id.into(),
+        e.provider.clone().into(),
+        e.model.clone().into(),
+        e.input_tokens.into(),
+        e.output_tokens.into(),
+        e.cache_read_tokens.into(),
+        e.cache_write_tokens.into(),
+        e.reasoning_tokens.into(),
+        e.estimated.into(),
+        e.cost_usd.map(|c| c.normalize().to_string()).into(),
+        millis(e.latency).into(),
+        e.time_to_first_token.map(millis).into(),
+        status.into(),
+        error_kind.into(),
+        e.attempt.into(),
+        e.fallback.into(),
+        e.streamed.into(),
+        e.virtual_key_id.into(),
+        e.virtual_key_name.clone().into(),
+        e.request_id.clone().into(),
+        e.route.clone().into(),
+        e.cache_write_hour_tokens.into(),
+        e.served.cache_hit.into(),
+        e.served.saved_usd.map(|c| c.normalize().to_string()).into(),
+        e.served.choice.clone().into(),
+        e.served.choice_reason.clone().into(),
+        e.served.experiment.clone().into(),
+        e.served.variant.clone().into(),
+    ]
+}
+
+/// The event a stored row records, as far as the rollup reads it.
+pub(super) fn event_of(record: &UsageRecord) -> UsageEvent {
+    UsageEvent {
+        agent_id: record.agent_id,
+        agent_name: record.agent_name.clone(),
+        config_id: record.config_id,
+        virtual_key_id: record.virtual_key_id,
+        virtual_key_name: record.virtual_key_name.clone(),
+        request_id: record.request_id.clone(),
+        route: record.route.clone(),
+        provider: record.provider.clone(),
+        model: record.model.clone(),
+        input_tokens: record.input_tokens,
+        output_tokens: record.output_tokens,
+        cache_read_tokens: record.cache_read_tokens,
+        cache_write_tokens: record.cache_write_tokens,
+        cache_write_hour_tokens: record.cache_write_hour_tokens,
+        reasoning_tokens: record.reasoning_tokens,
+        estimated: record.estimated,
+        cost_usd: record.cost_usd,
+        latency: Duration::from_millis(record.latency_ms),
+        time_to_first_token: record.ttft_ms.map(Duration::from_millis),
+        outcome: if record.status == "ok" {
+            UsageOutcome::Ok
+        } else {
+            UsageOutcome::Error(ErrorKind::Internal)
+        },
+        attempt: record.attempt,
+        fallback: record.fallback,
+        streamed: record.streamed,
+        served: record.served.clone(),
+    }
 }
 
 fn millis(duration: Duration) -> i64 {
@@ -436,7 +548,7 @@ impl Store {
     ) -> Result<Agent, Error> {
         let name = name.to_owned();
         let description = description.map(str::to_owned);
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
             let inserted = tx.query_row(
                 &format!(
@@ -447,7 +559,7 @@ impl Store {
             );
             match inserted {
                 Ok(agent) => Ok(agent),
-                Err(err) if is_unique_violation(&err) => {
+                Err(err) if err.is_unique() => {
                     Err(Error::Conflict(format!("an agent named `{name}` already exists")))
                 }
                 Err(err) => Err(db_error(&path)(err)),
@@ -462,7 +574,7 @@ impl Store {
         self.read(move |conn| {
             conn.query_row(
                 &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE name = ?1"),
-                [name],
+                params![name],
                 agent_from,
             )
             .optional()
@@ -475,7 +587,7 @@ impl Store {
         self.read(move |conn| {
             conn.query_row(
                 &format!("SELECT {AGENT_COLUMNS} FROM agents WHERE id = ?1"),
-                [id],
+                params![id],
                 agent_from,
             )
             .optional()
@@ -486,9 +598,11 @@ impl Store {
     /// Every agent, by name.
     pub async fn agents(&self) -> Result<Vec<Agent>, Error> {
         self.read(|conn| {
-            let mut statement =
-                conn.prepare(&format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"))?;
-            statement.query_map([], agent_from)?.collect()
+            conn.query_map(
+                &format!("SELECT {AGENT_COLUMNS} FROM agents ORDER BY name"),
+                params![],
+                agent_from,
+            )
         })
         .await
     }
@@ -501,12 +615,13 @@ impl Store {
         cache: Option<AgentCache>,
     ) -> Result<Option<Agent>, Error> {
         let name = name.to_owned();
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
+            let next = tx.dialect().next_updated_at();
             tx.query_row(
                 &format!(
                     "UPDATE agents SET cache_ttl_secs = ?2, cache_sampled = ?3, \
-                     updated_at = {NEXT_UPDATED_AT} \
+                     updated_at = {next} \
                      WHERE name = ?1 RETURNING {AGENT_COLUMNS}"
                 ),
                 params![
@@ -526,9 +641,9 @@ impl Store {
     /// existed. Its usage events stay, with the agent id cleared.
     pub async fn delete_agent(&self, name: &str) -> Result<bool, Error> {
         let name = name.to_owned();
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
-            tx.execute("DELETE FROM agents WHERE name = ?1", [name])
+            tx.execute("DELETE FROM agents WHERE name = ?1", params![name])
                 .map(|n| n > 0)
                 .map_err(db_error(&path))
         })
@@ -548,15 +663,16 @@ impl Store {
     ) -> Result<Agent, Error> {
         let name = name.to_owned();
         let expected = expected_updated_at.map(str::to_owned);
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
+            let next = tx.dialect().next_updated_at();
             let updated = tx
                 .query_row(
                     &format!(
-                        "UPDATE agents SET description = CASE WHEN ?3 THEN ?4 ELSE description END, \
+                        "UPDATE agents SET description = CASE WHEN ?3 = 1 THEN ?4 ELSE description END, \
                          balance = COALESCE(?5, balance), \
-                         updated_at = {NEXT_UPDATED_AT} \
-                         WHERE name = ?1 AND (?2 IS NULL OR updated_at = ?2) \
+                         updated_at = {next} \
+                         WHERE name = ?1 AND (CAST(?2 AS TEXT) IS NULL OR updated_at = ?2) \
                          RETURNING {AGENT_COLUMNS}"
                     ),
                     params![
@@ -576,7 +692,7 @@ impl Store {
             let exists: bool = tx
                 .query_row(
                     "SELECT EXISTS (SELECT 1 FROM agents WHERE name = ?1)",
-                    [&name],
+                    params![&name],
                     |r| r.get(0),
                 )
                 .map_err(db_error(&path))?;
@@ -600,10 +716,12 @@ impl Store {
         agent_id: i64,
         row: NewConfigRow,
     ) -> Result<ConfigRow, Error> {
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
-            let values = std::iter::once(SqlValue::Integer(agent_id)).chain(config_values(&row));
-            tx.query_row(&INSERT_CONFIG, params_from_iter(values), config_from)
+            let values: Vec<SqlValue> = std::iter::once(SqlValue::Integer(agent_id))
+                .chain(config_values(&row))
+                .collect();
+            tx.query_row(&INSERT_CONFIG, &values, config_from)
                 .map_err(db_error(&path))
         })
         .await
@@ -618,14 +736,16 @@ impl Store {
         expected_updated_at: &str,
         row: NewConfigRow,
     ) -> Result<ConfigRow, Error> {
-        let path = self.path().to_owned();
+        let path = self.label();
         let expected = expected_updated_at.to_owned();
         self.write(move |tx| {
-            let values = [SqlValue::Integer(id), SqlValue::Text(expected)]
+            let values: Vec<SqlValue> = [SqlValue::Integer(id), SqlValue::Text(expected)]
                 .into_iter()
-                .chain(config_values(&row));
+                .chain(config_values(&row))
+                .collect();
+            let sql = update_config_sql(tx.dialect());
             let updated = tx
-                .query_row(&UPDATE_CONFIG, params_from_iter(values), config_from)
+                .query_row(sql, &values, config_from)
                 .optional()
                 .map_err(db_error(&path))?;
             match updated {
@@ -645,11 +765,14 @@ impl Store {
         agent_id: i64,
         ids: Vec<i64>,
     ) -> Result<Vec<ConfigRow>, Error> {
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
             let mut stored: Vec<i64> = tx
-                .prepare("SELECT id FROM agent_llm_configs WHERE agent_id = ?1")
-                .and_then(|mut s| s.query_map([agent_id], |r| r.get(0))?.collect())
+                .query_map(
+                    "SELECT id FROM agent_llm_configs WHERE agent_id = ?1",
+                    params![agent_id],
+                    |r| r.get(0),
+                )
                 .map_err(db_error(&path))?;
             let mut given = ids.clone();
             stored.sort_unstable();
@@ -662,21 +785,25 @@ impl Store {
                     ),
                 });
             }
+            let next = tx.dialect().next_updated_at();
             for (priority, id) in ids.iter().enumerate() {
                 tx.execute(
                     &format!(
-                        "UPDATE agent_llm_configs SET priority = ?2, updated_at = {NEXT_UPDATED_AT} \
-                         WHERE id = ?1 AND priority IS NOT ?2"
+                        "UPDATE agent_llm_configs SET priority = ?2, updated_at = {next} \
+                         WHERE id = ?1 AND priority IS DISTINCT FROM ?2"
                     ),
-                    params![id, saturating_i64(priority as u64)],
+                    params![*id, saturating_i64(priority as u64)],
                 )
                 .map_err(db_error(&path))?;
             }
-            tx.prepare(&format!(
-                "SELECT {} FROM agent_llm_configs WHERE agent_id = ?1 ORDER BY priority, id",
-                *CONFIG_COLUMNS
-            ))
-            .and_then(|mut s| s.query_map([agent_id], config_from)?.collect())
+            tx.query_map(
+                &format!(
+                    "SELECT {} FROM agent_llm_configs WHERE agent_id = ?1 ORDER BY priority, id",
+                    *CONFIG_COLUMNS
+                ),
+                params![agent_id],
+                config_from,
+            )
             .map_err(db_error(&path))
         })
         .await
@@ -690,7 +817,7 @@ impl Store {
                     "SELECT {} FROM agent_llm_configs WHERE id = ?1",
                     *CONFIG_COLUMNS
                 ),
-                [id],
+                params![id],
                 config_from,
             )
             .optional()
@@ -700,9 +827,9 @@ impl Store {
 
     /// Deletes config `id`; returns whether it existed.
     pub async fn delete_config(&self, id: i64) -> Result<bool, Error> {
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
-            tx.execute("DELETE FROM agent_llm_configs WHERE id = ?1", [id])
+            tx.execute("DELETE FROM agent_llm_configs WHERE id = ?1", params![id])
                 .map(|n| n > 0)
                 .map_err(db_error(&path))
         })
@@ -717,14 +844,15 @@ impl Store {
         enabled_only: bool,
     ) -> Result<Vec<ConfigRow>, Error> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
-                "SELECT {} FROM agent_llm_configs \
-                 WHERE agent_id = ?1 AND (enabled = 1 OR ?2 = 0) ORDER BY priority, id",
-                *CONFIG_COLUMNS
-            ))?;
-            statement
-                .query_map(params![agent_id, enabled_only], config_from)?
-                .collect()
+            conn.query_map(
+                &format!(
+                    "SELECT {} FROM agent_llm_configs \
+                     WHERE agent_id = ?1 AND (enabled = 1 OR ?2 = 0) ORDER BY priority, id",
+                    *CONFIG_COLUMNS
+                ),
+                params![agent_id, enabled_only],
+                config_from,
+            )
         })
         .await
     }
@@ -732,12 +860,15 @@ impl Store {
     /// The config tried first: enabled, lowest priority, oldest.
     pub async fn primary_config(&self, agent_id: i64) -> Result<Option<ConfigRow>, Error> {
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {} FROM agent_llm_configs \
-                 WHERE agent_id = ?1 AND enabled = 1 ORDER BY priority, id LIMIT 1",
-                *CONFIG_COLUMNS
-            ))?
-            .query_row([agent_id], config_from)
+            conn.query_row(
+                &format!(
+                    "SELECT {} FROM agent_llm_configs \
+                     WHERE agent_id = ?1 AND enabled = 1 ORDER BY priority, id LIMIT 1",
+                    *CONFIG_COLUMNS
+                ),
+                params![agent_id],
+                config_from,
+            )
             .optional()
         })
         .await
@@ -754,25 +885,23 @@ impl Store {
         new_key_id: String,
         before_commit: impl FnOnce(usize) -> Result<(), Error> + Send + 'static,
     ) -> Result<usize, Error> {
-        let path = self.path().to_owned();
+        let path = self.label();
         let mut rewrite = rewrite;
         self.write(move |tx| {
             // First, so that the triggers let the rewritten rows in, and
             // every other writer must use the new key from this commit on.
             super::keyring::set_active_key(tx, &new_key_id).map_err(db_error(&path))?;
-            let rows: Vec<ConfigRow> = {
-                let mut statement = tx
-                    .prepare(&format!(
+            let rows: Vec<ConfigRow> = tx
+                .query_map(
+                    &format!(
                         "SELECT {} FROM agent_llm_configs \
                          WHERE api_key_encrypted IS NOT NULL ORDER BY id",
                         *CONFIG_COLUMNS
-                    ))
-                    .map_err(db_error(&path))?;
-                statement
-                    .query_map([], config_from)
-                    .and_then(Iterator::collect)
-                    .map_err(db_error(&path))?
-            };
+                    ),
+                    params![],
+                    config_from,
+                )
+                .map_err(db_error(&path))?;
             for row in &rows {
                 let Some(old) = row.api_key_encrypted.as_deref() else {
                     continue;
@@ -795,63 +924,32 @@ impl Store {
         self.record_usage_many(vec![event]).await.map(|ids| ids[0])
     }
 
-    /// Records several attempts in one transaction.
+    /// Records several attempts in one transaction, with one multi-row
+    /// INSERT per [`USAGE_ROWS_PER_INSERT`] events, and adds them to the
+    /// hourly rollup in that transaction; returns their ids in the order
+    /// given.
     pub async fn record_usage_many(&self, events: Vec<UsageEvent>) -> Result<Vec<i64>, Error> {
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
-            let mut statement = tx
-                .prepare_cached(
-                    "INSERT INTO usage_events (agent_id, agent_name, config_id, provider, model, \
-                     input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, \
-                     reasoning_tokens, estimated, cost_usd, latency_ms, ttft_ms, status, \
-                     error_kind, attempt, fallback, streamed, virtual_key_id, \
-                     virtual_key_name, request_id, route, cache_write_hour_tokens, cache_hit, \
-                     saved_usd, choice, choice_reason, experiment, variant) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, \
-                     ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30)",
-                )
-                .map_err(db_error(&path))?;
             let mut ids = Vec::with_capacity(events.len());
-            for e in events {
-                let (status, error_kind) = match &e.outcome {
-                    UsageOutcome::Ok => ("ok", None),
-                    UsageOutcome::Error(kind) => ("error", Some(kind.as_str())),
-                };
-                statement
-                    .execute(params![
-                        e.agent_id,
-                        e.agent_name,
-                        e.config_id,
-                        e.provider,
-                        e.model,
-                        saturating_i64(e.input_tokens),
-                        saturating_i64(e.output_tokens),
-                        saturating_i64(e.cache_read_tokens),
-                        saturating_i64(e.cache_write_tokens),
-                        saturating_i64(e.reasoning_tokens),
-                        e.estimated,
-                        e.cost_usd.map(|c| c.normalize().to_string()),
-                        millis(e.latency),
-                        e.time_to_first_token.map(millis),
-                        status,
-                        error_kind,
-                        e.attempt,
-                        e.fallback,
-                        e.streamed,
-                        e.virtual_key_id,
-                        e.virtual_key_name,
-                        e.request_id,
-                        e.route,
-                        saturating_i64(e.cache_write_hour_tokens),
-                        e.served.cache_hit,
-                        e.served.saved_usd.map(|c| c.normalize().to_string()),
-                        e.served.choice,
-                        e.served.choice_reason,
-                        e.served.experiment,
-                        e.served.variant,
-                    ])
+            for chunk in events.chunks(USAGE_ROWS_PER_INSERT) {
+                let mut values = Vec::with_capacity(chunk.len() * USAGE_COLUMNS.len());
+                for e in chunk {
+                    values.extend(usage_values(e));
+                }
+                let mut inserted: Vec<(i64, String)> = tx
+                    .query_map(&insert_usage_sql(chunk.len()), &values, |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
                     .map_err(db_error(&path))?;
-                ids.push(tx.last_insert_rowid());
+                // Both engines number the rows of one statement in order.
+                inserted.sort_unstable();
+                let mut buckets = BTreeMap::new();
+                for (event, (_, created_at)) in chunk.iter().zip(&inserted) {
+                    super::rollup::add_event(&mut buckets, event, created_at, 1);
+                }
+                super::rollup::apply(tx, &buckets).map_err(db_error(&path))?;
+                ids.extend(inserted.into_iter().map(|(id, _)| id));
             }
             Ok(ids)
         })
@@ -870,58 +968,16 @@ impl Store {
     /// Recorded attempts that pass `filter`, oldest first.
     pub async fn usage_records(&self, filter: UsageFilter) -> Result<Vec<UsageRecord>, Error> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
+            conn.query_map(
                 "SELECT * FROM usage_events \
-                 WHERE (?1 IS NULL OR agent_name = ?1) AND (?2 IS NULL OR request_id = ?2) \
-                 AND (?3 IS NULL OR created_at >= ?3) AND (?4 IS NULL OR created_at < ?4) \
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR agent_name = ?1) \
+                 AND (CAST(?2 AS TEXT) IS NULL OR request_id = ?2) \
+                 AND (CAST(?3 AS TEXT) IS NULL OR created_at >= ?3) \
+                 AND (CAST(?4 AS TEXT) IS NULL OR created_at < ?4) \
                  ORDER BY id",
-            )?;
-            statement
-                .query_map(
-                    params![filter.agent, filter.request_id, filter.since, filter.until],
-                    usage_record_from,
-                )?
-                .collect()
-        })
-        .await
-    }
-
-    /// Totals per agent, provider and model; only `agent`'s when given.
-    /// Costs are summed exactly, as decimals.
-    pub async fn usage_summary(&self, agent: Option<&str>) -> Result<Vec<UsageSummary>, Error> {
-        let agent = agent.map(str::to_owned);
-        self.read(move |conn| {
-            let mut statement = conn.prepare(
-                "SELECT agent_name, provider, model, status, input_tokens, output_tokens, \
-                 cost_usd, estimated FROM usage_events WHERE ?1 IS NULL OR agent_name = ?1",
-            )?;
-            let mut rows = statement.query([agent])?;
-            let mut totals: BTreeMap<(Option<String>, String, String), UsageSummary> =
-                BTreeMap::new();
-            while let Some(row) = rows.next()? {
-                let key: (Option<String>, String, String) = (row.get(0)?, row.get(1)?, row.get(2)?);
-                let status: String = row.get(3)?;
-                let input: u64 = row.get(4)?;
-                let output: u64 = row.get(5)?;
-                let cost: Option<String> = row.get(6)?;
-                let estimated: bool = row.get(7)?;
-                let entry = totals.entry(key.clone()).or_insert_with(|| UsageSummary {
-                    agent_name: key.0,
-                    provider: key.1,
-                    model: key.2,
-                    ..UsageSummary::default()
-                });
-                entry.attempts += 1;
-                entry.errors += u64::from(status != "ok");
-                entry.input_tokens += input;
-                entry.output_tokens += output;
-                entry.estimated += u64::from(estimated);
-                match cost {
-                    Some(cost) => entry.cost_usd += decimal(&cost, "cost_usd")?,
-                    None => entry.unpriced += u64::from(status == "ok"),
-                }
-            }
-            Ok(totals.into_values().collect())
+                params![filter.agent, filter.request_id, filter.since, filter.until],
+                usage_record_from,
+            )
         })
         .await
     }

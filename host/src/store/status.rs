@@ -1,6 +1,7 @@
 //! What the admin API reports about the store itself.
 
 use super::Store;
+use super::sql::params;
 use crate::error::Error;
 
 impl Store {
@@ -8,13 +9,13 @@ impl Store {
     /// inside `llmhost:vN:<key id>:…`), by key id.
     pub async fn api_keys_by_encryption_key(&self) -> Result<Vec<(String, u64)>, Error> {
         self.read(|conn| {
-            let mut statement = conn.prepare(
+            let rows = conn.query(
                 "SELECT api_key_encrypted FROM agent_llm_configs \
                  WHERE api_key_encrypted IS NOT NULL",
+                params![],
             )?;
             let mut counts = std::collections::BTreeMap::<String, u64>::new();
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
+            for row in rows {
                 let stored: String = row.get(0)?;
                 let id = crate::secrets::Keyring::key_id_of(&stored)
                     .unwrap_or("unreadable")
@@ -51,13 +52,12 @@ impl Store {
         until: String,
     ) -> Result<Vec<UsagePoint>, Error> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(
+            conn.query_map(
                 "SELECT created_at, agent_name, virtual_key_name, provider, model, status, \
                  input_tokens, output_tokens, cost_usd, latency_ms FROM usage_events \
                  WHERE created_at >= ?1 AND created_at < ?2 ORDER BY created_at, id",
-            )?;
-            statement
-                .query_map([since, until], |row| {
+                params![since, until],
+                |row| {
                     let cost: Option<String> = row.get("cost_usd")?;
                     Ok(UsagePoint {
                         created_at: row.get("created_at")?,
@@ -73,8 +73,8 @@ impl Store {
                             .transpose()?,
                         latency_ms: row.get("latency_ms")?,
                     })
-                })?
-                .collect()
+                },
+            )
         })
         .await
     }

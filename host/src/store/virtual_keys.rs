@@ -8,11 +8,11 @@
 //! `(agent_id, created_at)` indexes, exactly, as decimals.
 
 use super::calendar::{BudgetPeriod, utc_timestamp};
-use super::records::{AGENT_COLUMNS, agent_from, decimal, is_unique_violation, saturating_i64};
+use super::records::{AGENT_COLUMNS, agent_from, decimal, saturating_i64};
+use super::sql::{OptionalExt, Row, SqlError, SqlResult, params};
 use super::{Agent, Store, db_error};
 use crate::error::Error;
 use llmhost_registry::rust_decimal::Decimal;
-use rusqlite::{OptionalExtension, Row, params};
 use std::fmt;
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -116,25 +116,18 @@ const VIRTUAL_KEY_COLUMNS: &str = "id, name, hash_key_id, key_hint, agent_name, 
      budget_usd, budget_period, rpm, tpm, expires_at, revoked_at, created_at, cache_ttl_secs, \
      cache_shared";
 
-fn conversion_error(column: &str, message: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        0,
-        rusqlite::types::Type::Text,
-        format!("{column}: {message}").into(),
-    )
+fn conversion_error(column: &str, message: String) -> SqlError {
+    SqlError::conversion(column, message)
 }
 
-pub(super) fn period_from(
-    text: Option<String>,
-    column: &str,
-) -> rusqlite::Result<Option<BudgetPeriod>> {
+pub(super) fn period_from(text: Option<String>, column: &str) -> SqlResult<Option<BudgetPeriod>> {
     text.map(|t| {
         BudgetPeriod::from_str(&t).map_err(|err| conversion_error(column, err.to_string()))
     })
     .transpose()
 }
 
-fn virtual_key_from(row: &Row<'_>) -> rusqlite::Result<VirtualKeyRow> {
+fn virtual_key_from(row: &Row) -> SqlResult<VirtualKeyRow> {
     let models: Option<String> = row.get(5)?;
     let budget: Option<String> = row.get(6)?;
     Ok(VirtualKeyRow {
@@ -161,36 +154,14 @@ fn virtual_key_from(row: &Row<'_>) -> rusqlite::Result<VirtualKeyRow> {
     })
 }
 
-fn spend_from(rows: &mut rusqlite::Rows<'_>) -> rusqlite::Result<Spend> {
-    let mut spend = Spend::default();
-    while let Some(row) = rows.next()? {
-        let cost: Option<String> = row.get(0)?;
-        let input: u64 = row.get(1)?;
-        let output: u64 = row.get(2)?;
-        let ok: bool = row.get(3)?;
-        spend.requests += 1;
-        spend.input_tokens = spend.input_tokens.saturating_add(input);
-        spend.output_tokens = spend.output_tokens.saturating_add(output);
-        match cost {
-            Some(cost) => spend.cost_usd += decimal(&cost, "cost_usd")?,
-            None => spend.unpriced += u64::from(ok),
-        }
-    }
-    Ok(spend)
-}
-
-/// Spend rows of one key or agent since a time: the index on
-/// `(column, created_at)` serves it. `''` sorts before every timestamp, so
-/// it stands for "since ever".
-const SPEND_OF_VIRTUAL_KEY: &str = "SELECT cost_usd, input_tokens, output_tokens, status = 'ok' \
-     FROM usage_events WHERE virtual_key_id = ?1 AND created_at >= ?2";
-const SPEND_OF_AGENT: &str = "SELECT cost_usd, input_tokens, output_tokens, status = 'ok' \
-     FROM usage_events WHERE agent_id = ?1 AND created_at >= ?2";
+/// The column of a spend query's key.
+const VIRTUAL_KEY: &str = "virtual_key_id";
+const AGENT: &str = "agent_id";
 
 impl Store {
     /// Inserts a virtual key; a taken name is a [`Error::Conflict`].
     pub async fn insert_virtual_key(&self, row: NewVirtualKeyRow) -> Result<VirtualKeyRow, Error> {
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
             let models = row
                 .models
@@ -223,11 +194,11 @@ impl Store {
             );
             match inserted {
                 Ok(key) => Ok(key),
-                Err(err) if is_unique_violation(&err) => {
+                Err(err) if err.is_unique() => {
                     let name_taken: bool = tx
                         .query_row(
                             "SELECT EXISTS (SELECT 1 FROM virtual_keys WHERE name = ?1)",
-                            [&row.name],
+                            params![&row.name],
                             |r| r.get(0),
                         )
                         .map_err(db_error(&path))?;
@@ -252,10 +223,11 @@ impl Store {
     pub async fn virtual_key(&self, name: &str) -> Result<Option<VirtualKeyRow>, Error> {
         let name = name.to_owned();
         self.read(move |conn| {
-            conn.prepare_cached(&format!(
-                "SELECT {VIRTUAL_KEY_COLUMNS} FROM virtual_keys WHERE name = ?1"
-            ))?
-            .query_row([name], virtual_key_from)
+            conn.query_row(
+                &format!("SELECT {VIRTUAL_KEY_COLUMNS} FROM virtual_keys WHERE name = ?1"),
+                params![name],
+                virtual_key_from,
+            )
             .optional()
         })
         .await
@@ -264,10 +236,11 @@ impl Store {
     /// Every virtual key, by name.
     pub async fn virtual_keys(&self) -> Result<Vec<VirtualKeyRow>, Error> {
         self.read(|conn| {
-            let mut statement = conn.prepare(&format!(
-                "SELECT {VIRTUAL_KEY_COLUMNS} FROM virtual_keys ORDER BY name"
-            ))?;
-            statement.query_map([], virtual_key_from)?.collect()
+            conn.query_map(
+                &format!("SELECT {VIRTUAL_KEY_COLUMNS} FROM virtual_keys ORDER BY name"),
+                params![],
+                virtual_key_from,
+            )
         })
         .await
     }
@@ -280,13 +253,13 @@ impl Store {
         candidates: Vec<(String, String)>,
     ) -> Result<Option<VirtualKeyRow>, Error> {
         self.read(move |conn| {
-            let mut statement = conn.prepare_cached(&format!(
+            let sql = format!(
                 "SELECT {VIRTUAL_KEY_COLUMNS} FROM virtual_keys \
                  WHERE key_hash = ?1 AND hash_key_id = ?2"
-            ))?;
+            );
             for (hash_key_id, key_hash) in &candidates {
-                if let Some(row) = statement
-                    .query_row([key_hash, hash_key_id], virtual_key_from)
+                if let Some(row) = conn
+                    .query_row(&sql, params![key_hash, hash_key_id], virtual_key_from)
                     .optional()?
                 {
                     return Ok(Some(row));
@@ -301,17 +274,20 @@ impl Store {
     /// is (then its revocation time stays). `None` if there is no such key.
     pub async fn revoke_virtual_key(&self, name: &str) -> Result<Option<VirtualKeyRow>, Error> {
         let name = name.to_owned();
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
+            let now = tx.dialect().now();
             tx.execute(
-                "UPDATE virtual_keys SET revoked_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-                 WHERE name = ?1 AND revoked_at IS NULL",
-                [&name],
+                &format!(
+                    "UPDATE virtual_keys SET revoked_at = {now} \
+                     WHERE name = ?1 AND revoked_at IS NULL"
+                ),
+                params![&name],
             )
             .map_err(db_error(&path))?;
             tx.query_row(
                 &format!("SELECT {VIRTUAL_KEY_COLUMNS} FROM virtual_keys WHERE name = ?1"),
-                [&name],
+                params![&name],
                 virtual_key_from,
             )
             .optional()
@@ -329,14 +305,13 @@ impl Store {
     ) -> Result<Vec<(String, u64)>, Error> {
         let now = utc_timestamp(now);
         self.read(move |conn| {
-            let mut statement = conn.prepare(
+            conn.query_map(
                 "SELECT hash_key_id, count(*) FROM virtual_keys \
                  WHERE revoked_at IS NULL AND (expires_at IS NULL OR expires_at > ?1) \
                  GROUP BY hash_key_id ORDER BY hash_key_id",
-            )?;
-            statement
-                .query_map([now], |row| Ok((row.get(0)?, row.get(1)?)))?
-                .collect()
+                params![now],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
         })
         .await
     }
@@ -349,18 +324,19 @@ impl Store {
         budget: Option<AgentBudget>,
     ) -> Result<Option<Agent>, Error> {
         let name = name.to_owned();
-        let path = self.path().to_owned();
+        let path = self.label();
         self.write(move |tx| {
+            let next = tx.dialect().next_updated_at();
             tx.query_row(
                 &format!(
                     "UPDATE agents SET budget_usd = ?2, budget_tokens = ?3, budget_period = ?4, \
-                     updated_at = max(strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), \
-                                      strftime('%Y-%m-%dT%H:%M:%fZ', updated_at, '+0.001 seconds')) \
-                     WHERE name = ?1 RETURNING {AGENT_COLUMNS}"
+                     updated_at = {next} WHERE name = ?1 RETURNING {AGENT_COLUMNS}"
                 ),
                 params![
                     name,
-                    budget.and_then(|b| b.usd).map(|usd| usd.normalize().to_string()),
+                    budget
+                        .and_then(|b| b.usd)
+                        .map(|usd| usd.normalize().to_string()),
                     budget.and_then(|b| b.tokens).map(saturating_i64),
                     budget.map(|b| b.period.as_str()),
                 ],
@@ -379,7 +355,7 @@ impl Store {
         id: i64,
         since: Option<String>,
     ) -> Result<Spend, Error> {
-        self.spend(SPEND_OF_VIRTUAL_KEY, id, since).await
+        self.spend(VIRTUAL_KEY, id, since).await
     }
 
     /// What was spent for agent `agent_id` since `since`, or ever.
@@ -388,28 +364,25 @@ impl Store {
         agent_id: i64,
         since: Option<String>,
     ) -> Result<Spend, Error> {
-        self.spend(SPEND_OF_AGENT, agent_id, since).await
+        self.spend(AGENT, agent_id, since).await
     }
 
+    /// From the hourly rollup (see [`super::rollup`]): a few rows per
+    /// hour of the window, however many requests it had.
     async fn spend(
         &self,
-        sql: &'static str,
+        column: &'static str,
         id: i64,
         since: Option<String>,
     ) -> Result<Spend, Error> {
-        self.read(move |conn| {
-            let mut statement = conn.prepare_cached(sql)?;
-            let mut rows = statement.query(params![id, since.unwrap_or_default()])?;
-            spend_from(&mut rows)
-        })
-        .await
+        self.read(move |conn| super::rollup::spend(conn, column, id, since.as_deref()))
+            .await
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::Path;
     use std::time::Duration;
 
     fn event(key: Option<i64>, agent: Option<i64>, cost: Option<&str>) -> crate::store::UsageEvent {
@@ -458,10 +431,16 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn spend_is_summed_exactly_within_the_window() {
+    use crate::store::testing::{Backend, both, store};
+
+    both!(
+        spend_is_summed_exactly_within_the_window,
+        agent_budgets_are_set_and_cleared
+    );
+
+    async fn spend_is_summed_exactly_within_the_window(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("spend.db")).await.unwrap();
+        let store = store(backend, dir.path()).await;
         let agent = store.create_agent("bot", None).await.unwrap();
         let key = store.insert_virtual_key(new_key("k")).await.unwrap();
         let other = store.insert_virtual_key(new_key("other")).await.unwrap();
@@ -477,13 +456,7 @@ mod tests {
             .unwrap();
         // The first row is from last month.
         store
-            .write(move |tx| {
-                tx.execute(
-                    "UPDATE usage_events SET created_at = '2000-01-31T23:59:59.999Z' WHERE id = ?1",
-                    [ids[0]],
-                )
-                .map_err(db_error(Path::new("spend.db")))
-            })
+            .backdate_usage(ids[0], "2000-01-31T23:59:59.999Z")
             .await
             .unwrap();
 
@@ -512,36 +485,56 @@ mod tests {
     async fn spend_queries_use_their_index() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("plan.db")).await.unwrap();
-        for (sql, index) in [
-            (SPEND_OF_VIRTUAL_KEY, "usage_events_by_virtual_key"),
-            (SPEND_OF_AGENT, "usage_events_by_agent"),
+        for (sql, index, range, params) in [
+            (
+                crate::store::rollup::spend_sql(VIRTUAL_KEY),
+                "usage_rollup_by_virtual_key",
+                "hour>?",
+                2,
+            ),
+            (
+                crate::store::rollup::spend_sql(AGENT),
+                "usage_rollup_by_agent",
+                "hour>?",
+                2,
+            ),
+            (
+                crate::store::rollup::partial_hour_sql(VIRTUAL_KEY),
+                "usage_events_by_virtual_key",
+                "created_at>?",
+                3,
+            ),
+            (
+                crate::store::rollup::partial_hour_sql(AGENT),
+                "usage_events_by_agent",
+                "created_at>?",
+                3,
+            ),
         ] {
             let plan: Vec<String> = store
                 .read(move |conn| {
-                    let mut statement = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))?;
-                    statement
-                        .query_map(params![1, "2026-11-01T00:00:00.000Z"], |row| row.get(3))?
-                        .collect()
+                    conn.query_map(
+                        &format!("EXPLAIN QUERY PLAN {sql}"),
+                        &params![1, "2026-11-01T00:00:00.000Z", "2026-11-01T01:00:00.000Z"]
+                            [..params],
+                        |row| row.get(3),
+                    )
                 })
                 .await
                 .unwrap();
             let plan = plan.join("\n");
+            assert!(plan.contains(&format!("USING INDEX {index} (")), "{plan}");
             assert!(
-                plan.contains(&format!("SEARCH usage_events USING INDEX {index} (")),
-                "{plan}"
-            );
-            assert!(
-                plan.contains("created_at>?"),
+                plan.contains(range),
                 "the window is a range of the index: {plan}"
             );
             assert!(!plan.contains("SCAN"), "{plan}");
         }
     }
 
-    #[tokio::test]
-    async fn agent_budgets_are_set_and_cleared() {
+    async fn agent_budgets_are_set_and_cleared(backend: Backend) {
         let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path().join("budget.db")).await.unwrap();
+        let store = store(backend, dir.path()).await;
         let agent = store.create_agent("bot", None).await.unwrap();
         assert_eq!(
             (agent.budget_usd, agent.budget_tokens, agent.budget_period),
