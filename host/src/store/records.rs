@@ -886,6 +886,13 @@ impl Store {
         let path = self.label();
         let mut rewrite = rewrite;
         self.write(move |tx| {
+            if tx.dialect() == Dialect::Postgres {
+                // SQLite's write lock already keeps other writers out; on
+                // PostgreSQL a config written meanwhile by another replica
+                // would keep the old key.
+                tx.execute_batch("LOCK TABLE agent_llm_configs IN EXCLUSIVE MODE")
+                    .map_err(db_error(&path))?;
+            }
             let rows: Vec<ConfigRow> = tx
                 .query_map(
                     &format!(
