@@ -73,6 +73,7 @@ both!(
     a_large_batch_is_stored_in_order,
     retention_deletes_raw_rows_and_keeps_their_sums,
     experiments_tokens_and_keys_on_both_engines,
+    a_new_agent_does_not_inherit_a_deleted_ones_spend,
 );
 
 struct Fixture {
@@ -1848,4 +1849,31 @@ async fn experiments_tokens_and_keys_on_both_engines(backend: Backend) {
     assert_eq!(points.len(), 5);
     assert!(points.iter().all(|p| p.ok && p.cost_usd.is_some()));
     assert!(store.api_keys_by_encryption_key().await.unwrap().is_empty());
+}
+
+/// SQLite gives a new row the highest id plus one, so an agent created
+/// after the last one was deleted may get its id: its budget must start
+/// from nothing, while the reports keep the old agent's usage by name.
+async fn a_new_agent_does_not_inherit_a_deleted_ones_spend(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = f.store();
+    let old = store.create_agent("old", None).await.unwrap();
+    store
+        .record_usage(event(Some(old.id), "old", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.spend_of_agent(old.id, None).await.unwrap().requests,
+        1
+    );
+    assert!(store.delete_agent("old").await.unwrap());
+    let new = store.create_agent("new", None).await.unwrap();
+    if backend == Backend::Sqlite {
+        assert_eq!(new.id, old.id, "SQLite reuses the id");
+    }
+    let spend = store.spend_of_agent(new.id, None).await.unwrap();
+    assert_eq!((spend.requests, spend.cost_usd), (0, Decimal::ZERO));
+    let summary = store.usage_summary(Some("old")).await.unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].attempts, 1);
 }

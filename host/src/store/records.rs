@@ -638,11 +638,21 @@ impl Store {
     }
 
     /// Deletes an agent and, by cascade, its configs. Returns whether it
-    /// existed. Its usage events stay, with the agent id cleared.
+    /// existed. Its usage events stay, with the agent id cleared, and so
+    /// do its rollup rows, under the negated id.
     pub async fn delete_agent(&self, name: &str) -> Result<bool, Error> {
         let name = name.to_owned();
         let path = self.label();
         self.write(move |tx| {
+            // Its rollup rows stay for the reports, under the negated id:
+            // an agent created later may get the same id (SQLite reuses
+            // the highest), and must not inherit the spend.
+            tx.execute(
+                "UPDATE usage_rollup SET agent_id = -agent_id \
+                 WHERE agent_id = (SELECT id FROM agents WHERE name = ?1)",
+                params![name],
+            )
+            .map_err(db_error(&path))?;
             tx.execute("DELETE FROM agents WHERE name = ?1", params![name])
                 .map(|n| n > 0)
                 .map_err(db_error(&path))
