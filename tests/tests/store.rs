@@ -72,6 +72,8 @@ both!(
     usage_rolls_up_exactly_with_replicas_writing_at_once,
     a_large_batch_is_stored_in_order,
     retention_deletes_raw_rows_and_keeps_their_sums,
+    experiments_tokens_and_keys_on_both_engines,
+    a_new_agent_does_not_inherit_a_deleted_ones_spend,
 );
 
 struct Fixture {
@@ -1703,4 +1705,177 @@ async fn retention_deletes_raw_rows_and_keeps_their_sums(backend: Backend) {
     task.abort();
     let spend = store.spend_of_virtual_key(k, None).await.unwrap();
     assert_eq!(spend.cost_usd, "4.75".parse::<Decimal>().unwrap());
+}
+
+/// The store's other tables through their own calls: experiments and
+/// their calls, admin tokens (a binary hash), virtual keys by hash and
+/// revoked, key counts and usage points.
+async fn experiments_tokens_and_keys_on_both_engines(backend: Backend) {
+    use llmhost::store::{ExperimentStatus, Sticky, Variant};
+    let f = fixture(backend).await;
+    let store = f.store();
+    let agent = store.create_agent("tested", None).await.unwrap();
+    let variant = |name: &str, weight: u32| Variant {
+        name: name.into(),
+        weight,
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        temperature: Some(0.5),
+        max_tokens: Some(100),
+        top_p: None,
+    };
+    let twice = store
+        .create_experiment(
+            agent.id,
+            "dup",
+            Sticky::User,
+            vec![variant("a", 1), variant("a", 2)],
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(twice.kind(), "validation", "{twice}");
+    let experiment = store
+        .create_experiment(
+            agent.id,
+            "ab",
+            Sticky::Request,
+            vec![variant("control", 80), variant("treatment", 20)],
+        )
+        .await
+        .unwrap();
+    assert_eq!(experiment.variants.len(), 2);
+    assert_eq!(experiment.variants[0].temperature, Some(0.5));
+    let second = store
+        .create_experiment(agent.id, "other", Sticky::User, vec![variant("x", 1)])
+        .await
+        .unwrap_err();
+    assert_eq!(second.kind(), "conflict", "{second}");
+    assert_eq!(store.experiments().await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .active_experiment(agent.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        "ab"
+    );
+    let mut calls = Vec::new();
+    for (i, name) in ["control", "treatment", "control"].iter().enumerate() {
+        let mut e = event(Some(agent.id), "tested", None);
+        e.request_id = Some(format!("call-{i}"));
+        e.served.experiment = Some("ab".into());
+        e.served.variant = Some((*name).into());
+        calls.push(e.clone());
+        // A retry of the first call: only its last row counts.
+        if i == 0 {
+            calls.push(e);
+        }
+    }
+    calls.push({
+        let mut e = event(Some(agent.id), "tested", None);
+        e.request_id = None;
+        e.served.experiment = Some("ab".into());
+        e.served.variant = Some("treatment".into());
+        e
+    });
+    store.record_usage_many(calls).await.unwrap();
+    let seen = store
+        .experiment_calls("ab", "2000-01-01T00:00:00.000Z")
+        .await
+        .unwrap();
+    let variants: Vec<&str> = seen.iter().map(|c| c.variant.as_str()).collect();
+    assert_eq!(variants, ["control", "treatment", "control", "treatment"]);
+    let stopped = store.stop_experiment("ab").await.unwrap();
+    assert_eq!(stopped.status, ExperimentStatus::Stopped);
+    assert!(stopped.stopped_at.is_some());
+    assert_eq!(
+        store.stop_experiment("ab").await.unwrap_err().kind(),
+        "conflict"
+    );
+    assert_eq!(
+        store.stop_experiment("none").await.unwrap_err().kind(),
+        "not_found"
+    );
+
+    let hash = [7u8; 32];
+    let token = store
+        .insert_admin_token("ops", hash, "lht-ab")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .insert_admin_token("ops", [8u8; 32], "lht-cd")
+            .await
+            .unwrap_err()
+            .kind(),
+        "conflict"
+    );
+    assert_eq!(
+        store.live_admin_token_by_hash(hash).await.unwrap(),
+        Some(token)
+    );
+    let revoked = store.revoke_admin_token("ops").await.unwrap().unwrap();
+    assert!(revoked.revoked_at.is_some());
+    assert_eq!(store.live_admin_token_by_hash(hash).await.unwrap(), None);
+    assert_eq!(store.admin_tokens().await.unwrap().len(), 1);
+
+    let keys = virtual_keys(store, 2).await;
+    let found = store
+        .virtual_key_by_hash(vec![
+            ("kffffffff".into(), "nothing".into()),
+            ("k00000000".into(), "hash-2".into()),
+        ])
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, keys[1]);
+    let live = store
+        .live_virtual_keys_by_hash_key(std::time::SystemTime::now())
+        .await
+        .unwrap();
+    assert_eq!(live, [("k00000000".to_owned(), 2)]);
+    let revoked = store.revoke_virtual_key("k1").await.unwrap().unwrap();
+    let again = store.revoke_virtual_key("k1").await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, again.revoked_at, "the first time stays");
+    assert_eq!(store.revoke_virtual_key("none").await.unwrap(), None);
+    assert_eq!(store.virtual_keys().await.unwrap().len(), 2);
+
+    let points = store
+        .usage_points(
+            "2000-01-01T00:00:00.000Z".into(),
+            "2999-01-01T00:00:00.000Z".into(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(points.len(), 5);
+    assert!(points.iter().all(|p| p.ok && p.cost_usd.is_some()));
+    assert!(store.api_keys_by_encryption_key().await.unwrap().is_empty());
+}
+
+/// SQLite gives a new row the highest id plus one, so an agent created
+/// after the last one was deleted may get its id: its budget must start
+/// from nothing, while the reports keep the old agent's usage by name.
+async fn a_new_agent_does_not_inherit_a_deleted_ones_spend(backend: Backend) {
+    let f = fixture(backend).await;
+    let store = f.store();
+    let old = store.create_agent("old", None).await.unwrap();
+    store
+        .record_usage(event(Some(old.id), "old", None))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.spend_of_agent(old.id, None).await.unwrap().requests,
+        1
+    );
+    assert!(store.delete_agent("old").await.unwrap());
+    let new = store.create_agent("new", None).await.unwrap();
+    if backend == Backend::Sqlite {
+        assert_eq!(new.id, old.id, "SQLite reuses the id");
+    }
+    let spend = store.spend_of_agent(new.id, None).await.unwrap();
+    assert_eq!((spend.requests, spend.cost_usd), (0, Decimal::ZERO));
+    let summary = store.usage_summary(Some("old")).await.unwrap();
+    assert_eq!(summary.len(), 1);
+    assert_eq!(summary[0].attempts, 1);
 }

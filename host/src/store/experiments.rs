@@ -213,7 +213,18 @@ impl Store {
                     params![agent_id, name, sticky.as_str()],
                     |r| r.get(0),
                 )
-                .map_err(db_error(&path))?;
+                .map_err(|err| {
+                    // Another replica created one between the checks and
+                    // this insert (PostgreSQL at READ COMMITTED).
+                    if err.is_unique() {
+                        Error::Conflict(format!(
+                            "an experiment named `{name}`, or another active one of the agent, \
+                             was created meanwhile"
+                        ))
+                    } else {
+                        db_error(&path)(err)
+                    }
+                })?;
             for (position, variant) in variants.iter().enumerate() {
                 tx.execute(
                     "INSERT INTO experiment_variants (experiment_id, position, name, weight, \

@@ -638,11 +638,21 @@ impl Store {
     }
 
     /// Deletes an agent and, by cascade, its configs. Returns whether it
-    /// existed. Its usage events stay, with the agent id cleared.
+    /// existed. Its usage events stay, with the agent id cleared, and so
+    /// do its rollup rows, under the negated id.
     pub async fn delete_agent(&self, name: &str) -> Result<bool, Error> {
         let name = name.to_owned();
         let path = self.label();
         self.write(move |tx| {
+            // Its rollup rows stay for the reports, under the negated id:
+            // an agent created later may get the same id (SQLite reuses
+            // the highest), and must not inherit the spend.
+            tx.execute(
+                "UPDATE usage_rollup SET agent_id = -agent_id \
+                 WHERE agent_id = (SELECT id FROM agents WHERE name = ?1)",
+                params![name],
+            )
+            .map_err(db_error(&path))?;
             tx.execute("DELETE FROM agents WHERE name = ?1", params![name])
                 .map(|n| n > 0)
                 .map_err(db_error(&path))
@@ -888,6 +898,14 @@ impl Store {
         let path = self.label();
         let mut rewrite = rewrite;
         self.write(move |tx| {
+            if tx.dialect() == Dialect::Postgres {
+                // SQLite's write lock already keeps other writers out; on
+                // PostgreSQL a config written meanwhile by another replica
+                // would keep the old key. Taken before the active-key row
+                // below, in the order every writer of configs takes them.
+                tx.execute_batch("LOCK TABLE agent_llm_configs IN EXCLUSIVE MODE")
+                    .map_err(db_error(&path))?;
+            }
             // First, so that the triggers let the rewritten rows in, and
             // every other writer must use the new key from this commit on.
             super::keyring::set_active_key(tx, &new_key_id).map_err(db_error(&path))?;
