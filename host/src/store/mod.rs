@@ -32,6 +32,7 @@ mod experiments;
 mod keyring;
 mod migrations;
 mod migrations_pg;
+mod pg_tls;
 mod postgres;
 mod records;
 mod rollup;
@@ -46,6 +47,7 @@ pub use config::{Column, ConfigFields, ConfigPatch, ConfigPrices, nullable};
 pub use database::{DEFAULT_POOL_SIZE, Database, PostgresUrl, redact_url};
 pub use experiments::{Experiment, ExperimentCall, ExperimentStatus, Sticky, Variant};
 pub use migrations::SCHEMA_VERSION;
+pub use pg_tls::SslMode;
 pub use records::{
     Agent, AgentCache, ConfigRow, NewConfigRow, Served, UsageEvent, UsageFilter, UsageOutcome,
     UsageRecord, UsageSummary,
