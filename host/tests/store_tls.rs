@@ -148,6 +148,29 @@ async fn without_the_ca_the_certificate_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_for_another_host_name_is_refused() {
+    // TCP to the test server, TLS checked for a name its certificate
+    // does not hold (the driver's `hostaddr`).
+    let url = database_on(
+        tls_server(),
+        &format!(
+            "sslmode=verify-full&sslrootcert={}&hostaddr=127.0.0.1",
+            ca().display()
+        ),
+    )
+    .replacen("@127.0.0.1:", "@db.elsewhere.example:", 1);
+    let err = Store::open(url.as_str()).await.unwrap_err();
+    let text = format!("{err} {err:?}");
+    assert_eq!(err.kind(), "database", "{text}");
+    assert!(
+        text.contains("does not name the host connected to"),
+        "{text}"
+    );
+    assert!(text.contains("db.elsewhere.example"), "{text}");
+    assert_hidden(&text);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_tls_only_server_refuses_sslmode_disable_with_a_hint() {
     let url = database_on(tls_server(), "sslmode=disable");
     let err = Store::open(url.as_str()).await.unwrap_err();
