@@ -148,6 +148,27 @@ async fn without_the_ca_the_certificate_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn after_a_server_restart_the_pool_connects_over_tls_again() {
+    // A server of this test's own, to restart.
+    let mut server = llmhost_test_services::Service::start("postgres-tls");
+    let ca = server.ca_file().expect("a CA").to_path_buf();
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        server.url(),
+        ca.display()
+    );
+    let store = Store::open_migrated(url.as_str()).await.unwrap();
+    store.create_agent("before", None).await.unwrap();
+    server.stop();
+    server.resume();
+    // The pool's connection died with the server: the next call checks
+    // it, drops it and opens another through the same TLS set-up.
+    store.create_agent("after", None).await.unwrap();
+    assert!(session_ssl(&store).await.0);
+    assert_eq!(store.agents().await.unwrap().len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_certificate_for_another_host_name_is_refused() {
     // TCP to the test server, TLS checked for a name its certificate
     // does not hold (the driver's `hostaddr`).

@@ -22,16 +22,29 @@ struct Manager {
     connector: Connector,
 }
 
+/// Why the pool could not open or check a connection, explained as at
+/// open (TLS failures say what to do); never holds the password.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConnectFailure(String);
+
 impl r2d2::ManageConnection for Manager {
     type Connection = PgSession;
-    type Error = postgres::Error;
+    type Error = ConnectFailure;
 
-    fn connect(&self) -> Result<PgSession, postgres::Error> {
-        self.connector.connect().map(PgSession::new)
+    fn connect(&self) -> Result<PgSession, ConnectFailure> {
+        self.connector
+            .connect()
+            .map(PgSession::new)
+            .map_err(|err| ConnectFailure(self.connector.explain(&err)))
     }
 
-    fn is_valid(&self, session: &mut PgSession) -> Result<(), postgres::Error> {
-        session.client.simple_query("").map(drop)
+    fn is_valid(&self, session: &mut PgSession) -> Result<(), ConnectFailure> {
+        session
+            .client
+            .simple_query("")
+            .map(drop)
+            .map_err(|err| ConnectFailure(self.connector.explain(&err)))
     }
 
     fn has_broken(&self, session: &mut PgSession) -> bool {
