@@ -3,8 +3,9 @@
 //! environment variable, file, default.
 //!
 //! ```toml
-//! database = "llmhost.db"          # LLMHOST_DB; or postgres://user:pw@host/db
+//! database = "llmhost.db"          # LLMHOST_DB; or postgres://user:pw@host/db?sslmode=require
 //! database_pool_size = 8           # LLMHOST_DB_POOL_SIZE: PostgreSQL connections
+//! database_ca_file = "/etc/llmhost/db-ca.pem"   # LLMHOST_DB_CA_FILE: CA of the server's TLS certificate
 //! plugins = "plugins"              # LLMHOST_PLUGINS
 //! cache_dir = "/var/cache/llmhost" # LLMHOST_CACHE_DIR
 //! models = "models.toml"           # LLMHOST_MODELS
@@ -55,6 +56,13 @@
 //! allowed_hosts = ["proxy.example.com"]
 //! ```
 //!
+//! PostgreSQL over TLS: the URL's `sslmode` is `disable`, `prefer` (the
+//! default: TLS when the server offers it), `require`, `verify-ca` or
+//! `verify-full`. Whenever TLS is used the certificate is verified (chain
+//! and host name, so every TLS mode is libpq's `verify-full`) against the
+//! public roots plus the PEM file of `database_ca_file`, or of
+//! `sslrootcert=` in the URL, which wins over it.
+//!
 //! API keys are never read from this file: they come from the vendors'
 //! usual environment variables or from an agent's encrypted config. The
 //! gateway's master key likewise comes only from `LLMHOST_MASTER_KEY`.
@@ -75,6 +83,8 @@ pub const FILE_ENV: &str = "LLMHOST_CONFIG";
 pub const DB_ENV: &str = "LLMHOST_DB";
 /// Environment variable with the PostgreSQL pool size.
 pub const DB_POOL_ENV: &str = "LLMHOST_DB_POOL_SIZE";
+/// Environment variable naming the CA file of PostgreSQL's TLS certificate.
+pub const DB_CA_FILE_ENV: &str = "LLMHOST_DB_CA_FILE";
 /// Environment variable naming the key file.
 pub const KEY_FILE_ENV: &str = "LLMHOST_KEY_FILE";
 /// Environment variable with the default request timeout in seconds.
@@ -100,6 +110,7 @@ pub struct ProviderSettings {
 struct FileSettings {
     database: Option<String>,
     database_pool_size: Option<u32>,
+    database_ca_file: Option<PathBuf>,
     plugins: Option<PathBuf>,
     cache_dir: Option<PathBuf>,
     models: Option<PathBuf>,
@@ -248,6 +259,10 @@ pub struct Settings {
     /// Most connections a PostgreSQL store opens (also set in
     /// `database`).
     pub database_pool_size: u32,
+    /// A PEM file of the CA certificates that may sign a PostgreSQL
+    /// server's TLS certificate, besides the public roots (also set in
+    /// `database`).
+    pub database_ca_file: Option<PathBuf>,
     /// Directory of plugin components.
     pub plugins: Option<PathBuf>,
     /// Compiled-component cache; `None` uses the default location.
@@ -280,6 +295,7 @@ impl Default for Settings {
             file: None,
             database: crate::store::Database::Sqlite(PathBuf::from(crate::store::DEFAULT_DB)),
             database_pool_size: crate::store::DEFAULT_POOL_SIZE,
+            database_ca_file: None,
             plugins: None,
             cache_dir: None,
             models: None,
@@ -391,6 +407,9 @@ impl Settings {
         }
         if let Some(size) = file.database_pool_size {
             self.database_pool_size = pool_size(size, &what("database_pool_size"))?;
+        }
+        if let Some(ca) = file.database_ca_file {
+            self.database_ca_file = Some(rel(ca));
         }
         self.plugins = file.plugins.map(rel).or(self.plugins.take());
         self.cache_dir = file.cache_dir.map(rel).or(self.cache_dir.take());
@@ -514,6 +533,10 @@ impl Settings {
             self.database_pool_size = pool_size(size, DB_POOL_ENV)?;
         }
         self.database.set_pool_size(self.database_pool_size);
+        if let Some(ca) = env(DB_CA_FILE_ENV).filter(|ca| !ca.trim().is_empty()) {
+            self.database_ca_file = Some(PathBuf::from(ca));
+        }
+        self.database.set_ca_file(self.database_ca_file.clone());
         if let Some(dir) = env(crate::host::PLUGINS_ENV) {
             self.plugins = Some(PathBuf::from(dir));
         }
@@ -621,6 +644,40 @@ allowed_hosts = ["proxy.example.com"]
     }
 
     #[test]
+    fn the_database_ca_file_comes_from_the_file_or_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("llmhost.toml");
+        std::fs::write(
+            &file,
+            "database = \"postgres://db.internal/llmhost?sslmode=require\"\n\
+             database_ca_file = \"certs/db-ca.pem\"\n",
+        )
+        .unwrap();
+        let ca_of = |settings: &Settings| match &settings.database {
+            crate::store::Database::Postgres(url) => url.ca_file().map(Path::to_path_buf),
+            other => panic!("not PostgreSQL: {other:?}"),
+        };
+        // Relative to the file, in the settings and in the database.
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        let in_file = dir.path().join("certs/db-ca.pem");
+        assert_eq!(
+            settings.database_ca_file.as_deref(),
+            Some(in_file.as_path())
+        );
+        assert_eq!(ca_of(&settings), Some(in_file));
+        // The environment wins, also for a database it names.
+        let env = env_of(&[
+            ("LLMHOST_DB", "postgres://other/llmhost"),
+            ("LLMHOST_DB_CA_FILE", "/etc/llmhost/rds.pem"),
+        ]);
+        let settings = Settings::load_with(Some(&file), &env).unwrap();
+        assert_eq!(
+            ca_of(&settings),
+            Some(PathBuf::from("/etc/llmhost/rds.pem"))
+        );
+    }
+
+    #[test]
     fn a_postgres_url_is_kept_whole_with_its_pool_size() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("llmhost.toml");
@@ -658,6 +715,7 @@ allowed_hosts = ["proxy.example.com"]
         let settings = Settings::load_with(Some(&file), &env).unwrap();
         assert!(settings.database.is_postgres());
         assert_eq!(settings.database_pool_size, 3);
+        assert_eq!(settings.database_ca_file, None);
         for env in [
             env_of(&[("LLMHOST_DB_POOL_SIZE", "0")]),
             env_of(&[("LLMHOST_DB_POOL_SIZE", "many")]),

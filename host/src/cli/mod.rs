@@ -65,7 +65,8 @@ struct GlobalArgs {
     #[arg(long, global = true, env = "LLMHOST_CONFIG", value_name = "FILE")]
     config: Option<PathBuf>,
     /// Database of agents, configs and usage: a SQLite file, or a
-    /// postgres:// URL [default: ./llmhost.db].
+    /// postgres:// URL, with ?sslmode=require for TLS (disable, prefer
+    /// [the default], require, verify-ca, verify-full) [default: ./llmhost.db].
     #[arg(
         long,
         global = true,
@@ -74,6 +75,11 @@ struct GlobalArgs {
         value_name = "PATH|URL"
     )]
     db: Option<PathBuf>,
+    /// PEM file of the CA certificates that sign the PostgreSQL server's
+    /// TLS certificate, trusted besides the public roots (sslrootcert= in
+    /// the URL wins).
+    #[arg(long, global = true, env = "LLMHOST_DB_CA_FILE", value_name = "FILE")]
+    db_ca_file: Option<PathBuf>,
     /// File holding the encryption key of stored API keys, used when
     /// LLMHOST_ENCRYPTION_KEY is not set [default: ~/.config/llmhost/encryption.key].
     #[arg(long, global = true, env = "LLMHOST_KEY_FILE", value_name = "PATH")]
@@ -372,6 +378,12 @@ impl Cli {
             settings.database = db.clone().into();
             settings.database.set_pool_size(settings.database_pool_size);
         }
+        if let Some(ca) = &global.db_ca_file {
+            settings.database_ca_file = Some(ca.clone());
+        }
+        settings
+            .database
+            .set_ca_file(settings.database_ca_file.clone());
         if let Some(key_file) = &global.key_file {
             settings.key_file = key_file.clone();
         }

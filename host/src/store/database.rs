@@ -16,17 +16,29 @@ pub enum Database {
     Postgres(PostgresUrl),
 }
 
-/// A PostgreSQL connection URL and the size of the pool opened on it.
+/// A PostgreSQL connection URL, the size of the pool opened on it and the
+/// CA file its server's TLS certificate is checked with (besides the
+/// public roots; `sslrootcert=` in the URL wins over it).
 #[derive(Clone, PartialEq, Eq)]
 pub struct PostgresUrl {
     url: String,
     pub pool_size: u32,
+    ca_file: Option<PathBuf>,
 }
 
 impl PostgresUrl {
     /// The URL with its password, for connecting only.
     pub(crate) fn secret_url(&self) -> &str {
         &self.url
+    }
+
+    /// The `database_ca_file` setting: a PEM file of CA certificates.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    pub fn set_ca_file(&mut self, path: Option<PathBuf>) {
+        self.ca_file = path;
     }
 }
 
@@ -38,6 +50,7 @@ impl Database {
             Self::Postgres(PostgresUrl {
                 url: text.to_owned(),
                 pool_size: DEFAULT_POOL_SIZE,
+                ca_file: None,
             })
         } else {
             Self::Sqlite(PathBuf::from(text))
@@ -60,6 +73,14 @@ impl Database {
     pub fn set_pool_size(&mut self, size: u32) {
         if let Self::Postgres(url) = self {
             url.pool_size = size;
+        }
+    }
+
+    /// Sets the CA file of a PostgreSQL server's TLS certificate (no
+    /// effect on SQLite).
+    pub fn set_ca_file(&mut self, path: Option<PathBuf>) {
+        if let Self::Postgres(url) = self {
+            url.set_ca_file(path);
         }
     }
 }
@@ -148,6 +169,7 @@ impl fmt::Debug for PostgresUrl {
         f.debug_struct("PostgresUrl")
             .field("url", &redact_url(&self.url))
             .field("pool_size", &self.pool_size)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }

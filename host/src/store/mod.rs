@@ -14,9 +14,10 @@
 //! lets run beside a write.
 //!
 //! PostgreSQL: a pool of connections (the `database_pool_size` setting),
-//! each call on tokio's blocking pool too; writes are transactions at READ
-//! COMMITTED, whose compare-and-set updates (`WHERE updated_at = ?`)
-//! re-check the row under its lock. The schema is not migrated on open:
+//! with TLS as the URL's `sslmode` asks and certificates always verified
+//! (`store/pg_tls.rs`), each call on tokio's blocking pool too; writes
+//! are transactions at READ COMMITTED, whose compare-and-set updates
+//! (`WHERE updated_at = ?`) re-check the row under its lock. The schema is not migrated on open:
 //! `llmhost migrate` does it once, under an advisory lock, and an
 //! out-of-date database is refused with an error that says so.
 //!
@@ -32,6 +33,7 @@ mod experiments;
 mod keyring;
 mod migrations;
 mod migrations_pg;
+mod pg_tls;
 mod postgres;
 mod records;
 mod rollup;
@@ -46,6 +48,7 @@ pub use config::{Column, ConfigFields, ConfigPatch, ConfigPrices, nullable};
 pub use database::{DEFAULT_POOL_SIZE, Database, PostgresUrl, redact_url};
 pub use experiments::{Experiment, ExperimentCall, ExperimentStatus, Sticky, Variant};
 pub use migrations::SCHEMA_VERSION;
+pub use pg_tls::SslMode;
 pub use records::{
     Agent, AgentCache, ConfigRow, NewConfigRow, Served, UsageEvent, UsageFilter, UsageOutcome,
     UsageRecord, UsageSummary,

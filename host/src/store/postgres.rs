@@ -5,10 +5,10 @@
 
 use super::database::PostgresUrl;
 use super::migrations;
+use super::pg_tls::Connector;
 use super::sql::{Conn, PgSession, SqlError, SqlResult, from_postgres};
 use super::{SCHEMA_VERSION, db_error};
 use crate::error::Error;
-use std::str::FromStr;
 use std::time::Duration;
 
 /// How long a call waits for a free connection of the pool.
@@ -19,19 +19,32 @@ const MIGRATION_LOCK: i64 = 0x6c6c_6d68_6f73_7401;
 /// Opens connections for r2d2.
 #[derive(Debug)]
 struct Manager {
-    config: postgres::Config,
+    connector: Connector,
 }
+
+/// Why the pool could not open or check a connection, explained as at
+/// open (TLS failures say what to do); never holds the password.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct ConnectFailure(String);
 
 impl r2d2::ManageConnection for Manager {
     type Connection = PgSession;
-    type Error = postgres::Error;
+    type Error = ConnectFailure;
 
-    fn connect(&self) -> Result<PgSession, postgres::Error> {
-        self.config.connect(postgres::NoTls).map(PgSession::new)
+    fn connect(&self) -> Result<PgSession, ConnectFailure> {
+        self.connector
+            .connect()
+            .map(PgSession::new)
+            .map_err(|err| ConnectFailure(self.connector.explain(&err)))
     }
 
-    fn is_valid(&self, session: &mut PgSession) -> Result<(), postgres::Error> {
-        session.client.simple_query("").map(drop)
+    fn is_valid(&self, session: &mut PgSession) -> Result<(), ConnectFailure> {
+        session
+            .client
+            .simple_query("")
+            .map(drop)
+            .map_err(|err| ConnectFailure(self.connector.explain(&err)))
     }
 
     fn has_broken(&self, session: &mut PgSession) -> bool {
@@ -64,12 +77,11 @@ fn pool_error(label: &str, err: &r2d2::Error) -> Error {
 }
 
 impl Pool {
-    /// Connects (at least once, to fail early) to `url`.
+    /// Connects (at least once, to fail early) to `url`, with TLS as its
+    /// `sslmode` asks.
     pub(crate) fn connect(url: &PostgresUrl, label: &str) -> Result<Self, Error> {
-        let config = postgres::Config::from_str(url.secret_url()).map_err(|err| {
-            Error::InvalidConfig(format!("database {label}: not a PostgreSQL URL: {err}"))
-        })?;
-        let mut config = config;
+        let mut connector = Connector::new(url, label)?;
+        let config = connector.config_mut();
         if config.get_application_name().is_none() {
             config.application_name("llmhost");
         }
@@ -79,8 +91,11 @@ impl Pool {
         // One connection now, so that a wrong URL or a server that is down
         // fails at open with the driver's reason (the pool would retry
         // until its checkout timeout).
-        let first = config.connect(postgres::NoTls).map_err(|err| {
-            Error::Database(format!("{label}: cannot connect: {}", from_postgres(&err)))
+        let first = connector.connect().map_err(|err| {
+            Error::Database(format!(
+                "{label}: cannot connect: {}",
+                connector.explain(&err)
+            ))
         })?;
         drop(first);
         let pool = r2d2::Pool::builder()
@@ -89,7 +104,7 @@ impl Pool {
             .connection_timeout(CHECKOUT_TIMEOUT)
             // r2d2 logs connection errors itself; ours carry the label.
             .error_handler(Box::new(r2d2::NopErrorHandler))
-            .build_unchecked(Manager { config });
+            .build_unchecked(Manager { connector });
         Ok(Self { pool: Some(pool) })
     }
 

@@ -4,13 +4,15 @@
 //!
 //! [`postgres()`] is one server per test process, shared by its tests:
 //! each test takes a database of its own with [`Postgres::database`].
+//! [`postgres_tls()`] is another that takes TLS connections only, with a
+//! certificate of a throwaway CA ([`Postgres::ca_file`]).
 //! [`redis()`] starts a server for one test, which can stop and start it.
 //! A server goes when its handle is dropped, or with the test process
 //! however that ends: the script stops it once its stdin closes.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -25,13 +27,15 @@ pub struct Service {
     kind: &'static str,
     port: u16,
     url: String,
+    /// The CA of a `postgres-tls` server's certificate.
+    ca_file: Option<PathBuf>,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
 }
 
 impl Service {
-    /// Starts a server of `kind` (`postgres` or `redis`) on a free
+    /// Starts a server of `kind` (`postgres`, `postgres-tls` or `redis`) on a free
     /// loopback port. Panics with the script's reason when it cannot.
     pub fn start(kind: &'static str) -> Self {
         let mut last = String::new();
@@ -61,10 +65,14 @@ impl Service {
             kind,
             port,
             url: String::new(),
+            ca_file: None,
             child,
             stdin,
             stdout,
         };
+        if kind == "postgres-tls" {
+            service.ca_file = Some(PathBuf::from(service.expect("ca")?));
+        }
         service.url = service.expect("ready")?;
         Ok(service)
     }
@@ -108,6 +116,12 @@ impl Service {
         self.port
     }
 
+    /// The PEM file of the CA that signed a `postgres-tls` server's
+    /// certificate.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
     /// Stops the server; its data stays for [`Service::resume`].
     pub fn stop(&mut self) {
         self.command("stop", "stopped");
@@ -144,6 +158,7 @@ pub fn redis() -> Service {
 pub struct Postgres {
     service: Mutex<Service>,
     port: u16,
+    ca_file: Option<PathBuf>,
     databases: AtomicU32,
 }
 
@@ -151,17 +166,42 @@ pub struct Postgres {
 /// first use.
 pub fn postgres() -> &'static Postgres {
     static SERVER: OnceLock<Postgres> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let service = Service::start("postgres");
-        Postgres {
-            port: service.port(),
-            service: Mutex::new(service),
-            databases: AtomicU32::new(0),
-        }
-    })
+    SERVER.get_or_init(|| Postgres::start("postgres"))
+}
+
+/// A second PostgreSQL server shared by this process's tests that takes
+/// TCP connections over TLS only (`ssl=on`, `hostssl` lines alone, as a
+/// managed database that forces SSL), with a certificate for `localhost`
+/// and `127.0.0.1` signed by a throwaway CA: [`Postgres::ca_file`].
+/// [`Postgres::database`] gives URLs without TLS parameters; a test adds
+/// the `sslmode` (and `sslrootcert`) it tries.
+pub fn postgres_tls() -> &'static Postgres {
+    static SERVER: OnceLock<Postgres> = OnceLock::new();
+    SERVER.get_or_init(|| Postgres::start("postgres-tls"))
 }
 
 impl Postgres {
+    fn start(kind: &'static str) -> Self {
+        let service = Service::start(kind);
+        Self {
+            port: service.port(),
+            ca_file: service.ca_file().map(Path::to_path_buf),
+            service: Mutex::new(service),
+            databases: AtomicU32::new(0),
+        }
+    }
+
+    /// The PEM file of the CA of the server's certificate
+    /// ([`postgres_tls()`] only).
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    /// The loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
     /// The URL of the server's `postgres` database.
     pub fn url(&self) -> String {
         self.service
@@ -181,6 +221,8 @@ impl Postgres {
         );
         let bin = std::env::var("LLMHOST_PG_BIN")
             .unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".to_owned());
+        // libpq's default `sslmode=prefer` takes TLS where the server
+        // offers it.
         let output = Command::new(PathBuf::from(bin).join("createdb"))
             .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
             .args(["-U", "llmhost", &name])
@@ -230,5 +272,16 @@ mod tests {
         let two = server.database();
         assert_ne!(one, two);
         assert!(TcpStream::connect(("127.0.0.1", server.port)).is_ok());
+        assert!(server.ca_file().is_none());
+    }
+
+    #[test]
+    fn postgres_tls_names_its_ca_and_takes_databases_too() {
+        let server = postgres_tls();
+        let ca = std::fs::read_to_string(server.ca_file().expect("a CA file")).unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+        let one = server.database();
+        assert!(one.starts_with(&format!("postgres://llmhost@127.0.0.1:{}/", server.port())));
+        assert_ne!(server.port(), postgres().port());
     }
 }
