@@ -4,7 +4,9 @@
 //!
 //! [`postgres()`] is one server per test process, shared by its tests:
 //! each test takes a database of its own with [`Postgres::database`].
-//! [`redis()`] starts a server for one test, which can stop and start it.
+//! [`redis()`] starts a server for one test, which can stop and start it;
+//! [`redis_tls()`] one that speaks TLS alone, with a certificate from a
+//! throwaway CA ([`Service::ca_file`]).
 //! A server goes when its handle is dropped, or with the test process
 //! however that ends: the script stops it once its stdin closes.
 
@@ -25,13 +27,14 @@ pub struct Service {
     kind: &'static str,
     port: u16,
     url: String,
+    ca_file: Option<PathBuf>,
     child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
 }
 
 impl Service {
-    /// Starts a server of `kind` (`postgres` or `redis`) on a free
+    /// Starts a server of `kind` (`postgres`, `redis` or `redis-tls`) on a free
     /// loopback port. Panics with the script's reason when it cannot.
     pub fn start(kind: &'static str) -> Self {
         let mut last = String::new();
@@ -61,10 +64,14 @@ impl Service {
             kind,
             port,
             url: String::new(),
+            ca_file: None,
             child,
             stdin,
             stdout,
         };
+        if kind == "redis-tls" {
+            service.ca_file = Some(PathBuf::from(service.expect("ca")?));
+        }
         service.url = service.expect("ready")?;
         Ok(service)
     }
@@ -103,6 +110,12 @@ impl Service {
         &self.url
     }
 
+    /// The PEM file of the CA that signed a TLS server's certificate
+    /// (`redis-tls`); it goes with the server.
+    pub fn ca_file(&self) -> Option<&std::path::Path> {
+        self.ca_file.as_deref()
+    }
+
     /// The loopback port.
     pub fn port(&self) -> u16 {
         self.port
@@ -138,6 +151,13 @@ fn free_port() -> u16 {
 /// A Redis 7 server for one test.
 pub fn redis() -> Service {
     Service::start("redis")
+}
+
+/// A Redis 7 server for one test that speaks TLS alone (`rediss://`), its
+/// certificate, for `127.0.0.1` and `localhost`, signed by a CA made for it
+/// ([`Service::ca_file`]).
+pub fn redis_tls() -> Service {
+    Service::start("redis-tls")
 }
 
 /// The PostgreSQL 15 server of this test process.
@@ -221,6 +241,20 @@ mod tests {
         assert_eq!(redis_ping(port).unwrap(), "+PONG\r\n");
         drop(server);
         assert!(redis_ping(port).is_err(), "a dropped server still answers");
+    }
+
+    #[test]
+    fn redis_tls_gives_a_tls_url_and_its_ca_and_refuses_plain_text() {
+        let server = redis_tls();
+        let port = server.port();
+        assert_eq!(server.url(), format!("rediss://127.0.0.1:{port}"));
+        let ca = std::fs::read_to_string(server.ca_file().expect("a CA file")).unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+        // A plain-text PING gets no PONG from a TLS port.
+        assert!(!matches!(redis_ping(port).as_deref(), Ok("+PONG\r\n")));
+        let dir = server.ca_file().unwrap().parent().unwrap().to_owned();
+        drop(server);
+        assert!(!dir.exists(), "the CA's directory stays after the server");
     }
 
     #[test]
