@@ -31,6 +31,8 @@ mod breakers;
 mod buckets;
 mod budget;
 pub(crate) mod cache;
+#[doc(hidden)]
+pub mod probe;
 pub(crate) mod sessions;
 mod tls;
 
