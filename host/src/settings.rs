@@ -718,6 +718,22 @@ allowed_hosts = ["proxy.example.com"]
             settings.shared.redis_url.unwrap().redacted(),
             "redis://127.0.0.1:7000"
         );
+        // A CA file named in the file is relative to it; the variable wins.
+        std::fs::write(&file, "[shared]\nredis_ca_file = \"redis-ca.pem\"").unwrap();
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        assert_eq!(
+            settings.shared.redis_ca_file,
+            Some(dir.path().join("redis-ca.pem"))
+        );
+        let settings = Settings::load_with(
+            Some(&file),
+            &env_of(&[("LLMHOST_REDIS_CA_FILE", "/etc/llmhost/ca.pem")]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.shared.redis_ca_file,
+            Some(PathBuf::from("/etc/llmhost/ca.pem"))
+        );
         let missing = dir.path().join("missing.toml");
         let err = Settings::load_with(Some(&missing), &env_of(&[])).unwrap_err();
         assert!(err.to_string().contains("missing.toml"), "{err}");
