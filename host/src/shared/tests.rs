@@ -642,6 +642,12 @@ async fn an_untrusted_certificate_is_refused_and_fails_closed() {
     let err = take(&redis, &spec, Duration::ZERO).await.unwrap_err();
     assert_eq!(err.kind(), crate::ErrorKind::SharedStateUnavailable);
     assert!(!redis.is_up());
+    // The URL's password is never shown, in the error or the log.
+    let with_password = server.url().replace("rediss://", "rediss://:hunter2@");
+    let redis = Redis::open(&RedisUrl::new(with_password), None, OnUnavailable::Closed).unwrap();
+    let text = redis.ping().await.unwrap_err().to_string();
+    assert!(text.contains("rediss://:***@127.0.0.1:"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
     // Another CA's file does not help either.
     let other = llmhost_test_services::redis_tls();
     let redis = tls_replica(&server, other.ca_file());
