@@ -49,6 +49,8 @@
 //!
 //! [shared]                       # state shared by several `llmhost serve` replicas
 //! redis_url = "redis://:PASSWORD@10.0.0.5:6379/0"   # LLMHOST_REDIS_URL; unset: in-process
+//!                                  # rediss:// for TLS, verified against public roots
+//! redis_ca_file = "/etc/llmhost/redis-ca.pem"   # LLMHOST_REDIS_CA_FILE: and this CA (PEM)
 //! on_unavailable = "closed"        # LLMHOST_SHARED_ON_UNAVAILABLE; or "open"
 //!
 //! [providers.openai]
@@ -185,6 +187,7 @@ fn listen_address(text: &str, what: &str) -> Result<std::net::SocketAddr, Error>
 #[serde(deny_unknown_fields)]
 struct FileShared {
     redis_url: Option<String>,
+    redis_ca_file: Option<PathBuf>,
     on_unavailable: Option<String>,
 }
 
@@ -195,6 +198,7 @@ impl std::fmt::Debug for FileShared {
                 "redis_url",
                 &self.redis_url.as_deref().map(crate::shared::redact),
             )
+            .field("redis_ca_file", &self.redis_ca_file)
             .field("on_unavailable", &self.on_unavailable)
             .finish()
     }
@@ -506,6 +510,9 @@ impl Settings {
         if let Some(url) = file.shared.redis_url.filter(|u| !u.trim().is_empty()) {
             self.shared.redis_url = Some(crate::shared::RedisUrl::new(url.trim()));
         }
+        if let Some(ca_file) = file.shared.redis_ca_file {
+            self.shared.redis_ca_file = Some(rel(ca_file));
+        }
         if let Some(mode) = &file.shared.on_unavailable {
             self.shared.on_unavailable =
                 crate::shared::OnUnavailable::parse(mode, &what("shared.on_unavailable"))?;
@@ -562,6 +569,9 @@ impl Settings {
         }
         if let Some(url) = env(crate::shared::REDIS_URL_ENV) {
             self.shared.redis_url = Some(crate::shared::RedisUrl::new(url.trim()));
+        }
+        if let Some(ca_file) = env(crate::shared::REDIS_CA_FILE_ENV) {
+            self.shared.redis_ca_file = Some(PathBuf::from(ca_file));
         }
         if let Some(mode) = env(crate::shared::ON_UNAVAILABLE_ENV) {
             self.shared.on_unavailable =
@@ -765,6 +775,22 @@ allowed_hosts = ["proxy.example.com"]
         assert_eq!(
             settings.shared.redis_url.unwrap().redacted(),
             "redis://127.0.0.1:7000"
+        );
+        // A CA file named in the file is relative to it; the variable wins.
+        std::fs::write(&file, "[shared]\nredis_ca_file = \"redis-ca.pem\"").unwrap();
+        let settings = Settings::load_with(Some(&file), &env_of(&[])).unwrap();
+        assert_eq!(
+            settings.shared.redis_ca_file,
+            Some(dir.path().join("redis-ca.pem"))
+        );
+        let settings = Settings::load_with(
+            Some(&file),
+            &env_of(&[("LLMHOST_REDIS_CA_FILE", "/etc/llmhost/ca.pem")]),
+        )
+        .unwrap();
+        assert_eq!(
+            settings.shared.redis_ca_file,
+            Some(PathBuf::from("/etc/llmhost/ca.pem"))
         );
         let missing = dir.path().join("missing.toml");
         let err = Settings::load_with(Some(&missing), &env_of(&[])).unwrap_err();

@@ -59,8 +59,18 @@ impl Cluster {
 
     /// [`Cluster::start`] with `settings` as every gateway's `llmhost.toml`.
     async fn start_with(database: Option<String>, modes: &[&str], settings: Option<&str>) -> Self {
+        Self::start_on(llmhost_test_services::redis(), database, modes, settings).await
+    }
+
+    /// [`Cluster::start_with`] on `redis`; a TLS one's CA file is given to
+    /// every gateway (`LLMHOST_REDIS_CA_FILE`).
+    async fn start_on(
+        redis: Service,
+        database: Option<String>,
+        modes: &[&str],
+        settings: Option<&str>,
+    ) -> Self {
         let sim = Simulator::start().await.unwrap();
-        let redis = llmhost_test_services::redis();
         let dir = tempfile::tempdir().unwrap();
         let database =
             database.unwrap_or_else(|| dir.path().join("shared.db").display().to_string());
@@ -87,6 +97,10 @@ impl Cluster {
             .database(&self.database)
             .env("LLMHOST_REDIS_URL", self.redis.url())
             .env("LLMHOST_SHARED_ON_UNAVAILABLE", on_unavailable);
+        let setup = match self.redis.ca_file() {
+            Some(ca) => setup.env("LLMHOST_REDIS_CA_FILE", &ca.display().to_string()),
+            None => setup,
+        };
         match &self.settings {
             Some(toml) => setup.settings(toml),
             None => setup,
@@ -898,6 +912,78 @@ async fn an_answer_cached_through_one_replica_serves_the_others(database: Option
         assert!(started.elapsed() < Duration::from_secs(5), "never replayed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+/// Replicas on a TLS Redis (`rediss://`, its CA in `LLMHOST_REDIS_CA_FILE`)
+/// keep a virtual key's rate limit together; a gateway that does not trust
+/// the certificate fails closed and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn replicas_on_tls_redis_share_a_rate_limit_and_an_untrusted_certificate_fails_closed() {
+    let _serial = SERIAL.lock().await;
+    let redis = llmhost_test_services::redis_tls();
+    let cluster = Cluster::start_on(redis, None, &["closed"; 2], None).await;
+    assert!(cluster.redis.url().starts_with("rediss://127.0.0.1:"));
+    let (_, secret) = cluster.key("limited", &["--rpm", "12"]).await;
+    let started = Instant::now();
+    let calls = (0..40).map(|i| {
+        let (cluster, secret) = (&cluster, &secret);
+        async move { cluster.chat(i % 2, secret, &hello(5)).await }
+    });
+    let answers = futures::future::join_all(calls).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let ok = answers.iter().filter(|(status, ..)| *status == 200).count();
+    for (status, _, body) in answers.iter().filter(|(status, ..)| *status != 200) {
+        assert_eq!(*status, 429, "{body}");
+        assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{body}");
+    }
+    // A burst of 12, then one each 5 s while they run (timing: the margin
+    // is the run's own length); never 2 × 12.
+    assert!(ok >= 12, "{ok}");
+    assert!(
+        ok as f64 <= 12.0 + (elapsed / 5.0).ceil() + 1.0,
+        "{ok} answered in {elapsed:.1}s"
+    );
+
+    // Without the CA file the certificate is not trusted: fail closed.
+    let gateway = Setup::new(&cluster.sim)
+        .database(&cluster.database)
+        .env("LLMHOST_REDIS_URL", cluster.redis.url())
+        .start()
+        .await;
+    let response = cluster
+        .client
+        .post(format!("{}/v1/chat/completions", gateway.url()))
+        .bearer_auth(&secret)
+        .header("content-type", "application/json")
+        .body(hello(5).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "shared_state_unavailable", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("TLS certificate is not trusted (UnknownIssuer)"),
+        "{message}"
+    );
+    logged(&gateway, "shared state: Redis is unavailable").await;
+
+    // `#insecure` is refused before the gateway starts.
+    let output = Setup::new(&cluster.sim)
+        .database(&cluster.database)
+        .env(
+            "LLMHOST_REDIS_URL",
+            &format!("{}/#insecure", cluster.redis.url()),
+        )
+        .run_briefly(
+            &["serve", "--listen", "127.0.0.1:0"],
+            Duration::from_secs(20),
+        )
+        .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("#insecure"), "{stderr}");
 }
 
 /// Each scenario twice: on one SQLite file the three processes share, and

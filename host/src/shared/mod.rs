@@ -18,12 +18,23 @@
 //! in-process limits instead. Either way the usage rows are written to the
 //! database as always (they are the durable record budgets are seeded
 //! from), and the connection is re-made as soon as Redis answers again.
+//!
+//! `rediss://` URLs connect by TLS (rustls, ring provider). The server's
+//! certificate must chain to a public root (webpki's Mozilla roots) or to
+//! the CA of `[shared] redis_ca_file` (PEM), and name the URL's host; there
+//! is no mode that accepts any certificate, so the `#insecure` fragment is
+//! refused. A certificate that is not trusted counts as Redis being
+//! unavailable (fail closed or open, as above), with the reason logged and
+//! in the error.
 
 mod breakers;
 mod buckets;
 mod budget;
 pub(crate) mod cache;
+#[doc(hidden)]
+pub mod probe;
 pub(crate) mod sessions;
+mod tls;
 
 pub(crate) use breakers::SharedCircuits;
 pub(crate) use buckets::{BucketSpec, adjust as adjust_bucket, take as take_buckets};
@@ -33,12 +44,16 @@ use crate::error::Error;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use std::collections::BTreeMap;
 use std::future::Future;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Environment variable with the Redis URL (wins over the file).
 pub const REDIS_URL_ENV: &str = "LLMHOST_REDIS_URL";
+/// Environment variable naming a PEM file of CA certificates trusted for
+/// `rediss://` besides the public roots (wins over the file).
+pub const REDIS_CA_FILE_ENV: &str = "LLMHOST_REDIS_CA_FILE";
 /// Environment variable with `closed` or `open`.
 pub const ON_UNAVAILABLE_ENV: &str = "LLMHOST_SHARED_ON_UNAVAILABLE";
 
@@ -106,9 +121,12 @@ impl std::fmt::Debug for RedisUrl {
 /// `[shared]`: where the replicas' shared state lives.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SharedSettings {
-    /// `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (TLS, `rediss://`, is not
-    /// built in yet); `None` keeps all state in-process.
+    /// `redis://[USER:PASSWORD@]HOST:PORT[/DB]`, or `rediss://` for TLS;
+    /// `None` keeps all state in-process.
     pub redis_url: Option<RedisUrl>,
+    /// PEM file of CA certificates trusted for `rediss://` besides the
+    /// public roots.
+    pub redis_ca_file: Option<PathBuf>,
     pub on_unavailable: OnUnavailable,
 }
 
@@ -169,19 +187,25 @@ impl Redis {
         settings
             .redis_url
             .as_ref()
-            .map(|url| Self::open(url, settings.on_unavailable))
+            .map(|url| {
+                Self::open(
+                    url,
+                    settings.redis_ca_file.as_deref(),
+                    settings.on_unavailable,
+                )
+            })
             .transpose()
     }
 
-    /// The shared state at `url`.
-    pub fn open(url: &RedisUrl, on_unavailable: OnUnavailable) -> Result<Arc<Self>, Error> {
+    /// The shared state at `url`; a `rediss://` URL also trusts the CA
+    /// certificates of `ca_file` (PEM).
+    pub fn open(
+        url: &RedisUrl,
+        ca_file: Option<&Path>,
+        on_unavailable: OnUnavailable,
+    ) -> Result<Arc<Self>, Error> {
         let shown = url.redacted();
-        let client = redis::Client::open(url.expose()).map_err(|err| {
-            Error::InvalidConfig(format!(
-                "[shared] redis_url `{shown}` is not a Redis URL: {:?}",
-                err.kind()
-            ))
-        })?;
+        let client = tls::client(url.expose(), &shown, ca_file)?;
         let secret = client
             .get_connection_info()
             .redis_settings()
@@ -276,7 +300,7 @@ impl Redis {
                 }
                 return Ok(value);
             }
-            Ok(Err(err)) => self.scrub(&err.to_string()),
+            Ok(Err(err)) => self.scrub(&tls::explain(&err)),
             Err(_) => format!(
                 "no answer within {:.1}s",
                 (OPERATION_TIMEOUT * 2).as_secs_f64()

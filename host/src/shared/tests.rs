@@ -10,7 +10,7 @@ use llmhost_registry::rust_decimal::Decimal;
 use std::time::SystemTime;
 
 fn replica(server: &llmhost_test_services::Service, on: OnUnavailable) -> Arc<Redis> {
-    Redis::open(&RedisUrl::new(server.url()), on).unwrap()
+    Redis::open(&RedisUrl::new(server.url()), None, on).unwrap()
 }
 
 fn bucket(key: &str, per_minute: f64, amount: f64) -> BucketSpec {
@@ -576,4 +576,130 @@ async fn a_reservation_never_settled_lapses() {
     tokio::time::sleep(Duration::from_millis(400)).await;
     // The next reservation releases what lapsed, and fits.
     assert!(reserve().await.unwrap().is_ok());
+}
+
+fn tls_replica(
+    server: &llmhost_test_services::Service,
+    ca: Option<&std::path::Path>,
+) -> Arc<Redis> {
+    Redis::open(&RedisUrl::new(server.url()), ca, OnUnavailable::Closed).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_buckets_and_revocations_work_over_tls_with_the_ca_file() {
+    let server = llmhost_test_services::redis_tls();
+    assert!(server.url().starts_with("rediss://"));
+    let one = tls_replica(&server, server.ca_file());
+    let two = tls_replica(&server, server.ca_file());
+    one.ping().await.unwrap();
+    // One bucket of 5, taken from two replicas over TLS.
+    let spec = [bucket("llmhost:test:tls:rpm", 5.0, 1.0)];
+    let mut taken = 0;
+    for i in 0..8 {
+        let redis = if i % 2 == 0 { &one } else { &two };
+        if take(redis, &spec, Duration::ZERO).await.unwrap().is_ok() {
+            taken += 1;
+        }
+    }
+    // Timing: the refill is 5 a minute; the loop takes well under 12s.
+    assert_eq!(taken, 5);
+    // A budget of $1 holds two reservations of $0.5 across the replicas.
+    let dir = tempfile::tempdir().unwrap();
+    let (store, key) = store_with_key(&dir).await;
+    let first = Ledger::with_shared(store.clone(), Some(one.clone()));
+    let second = Ledger::with_shared(store.clone(), Some(two.clone()));
+    let limits = [Limit {
+        scope: Scope::VirtualKey(key),
+        period: BudgetPeriod::Day,
+        usd: Some(dollars("1")),
+        tokens: None,
+    }];
+    let worst = Worst {
+        usd: dollars("0.5"),
+        tokens: 1,
+    };
+    let now = SystemTime::now();
+    let a = first.reserve(&limits, worst, now).await.unwrap().unwrap();
+    let b = second.reserve(&limits, worst, now).await.unwrap().unwrap();
+    assert!(first.reserve(&limits, worst, now).await.unwrap().is_err());
+    drop((a, b));
+    one.announce_revocation().await.unwrap();
+    assert_eq!(two.revocation_epoch().await.unwrap(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_certificate_is_refused_and_fails_closed() {
+    let server = llmhost_test_services::redis_tls();
+    // Without the CA file the throwaway CA is no public root.
+    let redis = tls_replica(&server, None);
+    let err = redis.ping().await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::SharedStateUnavailable);
+    let text = err.to_string();
+    assert!(text.contains("TLS certificate is not trusted"), "{text}");
+    assert!(text.contains("UnknownIssuer"), "{text}");
+    assert!(text.contains("redis_ca_file"), "{text}");
+    let spec = [bucket("llmhost:test:tls:untrusted", 60.0, 1.0)];
+    let err = take(&redis, &spec, Duration::ZERO).await.unwrap_err();
+    assert_eq!(err.kind(), crate::ErrorKind::SharedStateUnavailable);
+    assert!(!redis.is_up());
+    // The URL's password is never shown, in the error or the log.
+    let with_password = server.url().replace("rediss://", "rediss://:hunter2@");
+    let redis = Redis::open(&RedisUrl::new(with_password), None, OnUnavailable::Closed).unwrap();
+    let text = redis.ping().await.unwrap_err().to_string();
+    assert!(text.contains("rediss://:***@127.0.0.1:"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    // Another CA's file does not help either.
+    let other = llmhost_test_services::redis_tls();
+    let redis = tls_replica(&server, other.ca_file());
+    let text = redis.ping().await.unwrap_err().to_string();
+    assert!(text.contains("TLS certificate is not trusted"), "{text}");
+}
+
+#[tokio::test]
+async fn insecure_tls_and_bad_ca_files_are_refused_with_clear_errors() {
+    let open = |url: &str, ca: Option<&std::path::Path>| {
+        Redis::open(&RedisUrl::new(url), ca, OnUnavailable::Closed).unwrap_err()
+    };
+    let err = open("rediss://:hunter2@127.0.0.1:6380/#insecure", None);
+    assert_eq!(err.kind(), crate::ErrorKind::InvalidConfig);
+    let text = err.to_string();
+    assert!(text.contains("#insecure"), "{text}");
+    assert!(text.contains("redis_ca_file"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.pem");
+    let text = open("rediss://:hunter2@127.0.0.1:6380", Some(&missing)).to_string();
+    assert!(text.contains("cannot be read"), "{text}");
+    assert!(text.contains("missing.pem"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+
+    let junk = dir.path().join("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let text = open("rediss://127.0.0.1:6380", Some(&junk)).to_string();
+    assert!(text.contains("holds no certificate"), "{text}");
+
+    let broken = dir.path().join("broken.pem");
+    std::fs::write(
+        &broken,
+        "-----BEGIN CERTIFICATE-----\n!!!!\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let text = open("rediss://127.0.0.1:6380", Some(&broken)).to_string();
+    assert!(text.contains("is not PEM certificates"), "{text}");
+
+    // A CA file is for TLS: with redis:// it is a mistake, said so.
+    let server = llmhost_test_services::redis_tls();
+    let text = open("redis://:hunter2@127.0.0.1:6380", server.ca_file()).to_string();
+    assert!(text.contains("does not use TLS"), "{text}");
+    assert!(!text.contains("hunter2"), "{text}");
+    // The public roots alone are enough to make a client.
+    assert!(
+        Redis::open(
+            &RedisUrl::new("rediss://127.0.0.1:6380"),
+            None,
+            OnUnavailable::Closed
+        )
+        .is_ok()
+    );
 }

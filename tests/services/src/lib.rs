@@ -6,7 +6,9 @@
 //! each test takes a database of its own with [`Postgres::database`].
 //! [`postgres_tls()`] is another that takes TLS connections only, with a
 //! certificate of a throwaway CA ([`Postgres::ca_file`]).
-//! [`redis()`] starts a server for one test, which can stop and start it.
+//! [`redis()`] starts a server for one test, which can stop and start it;
+//! [`redis_tls()`] one that speaks TLS alone, with a certificate from a
+//! throwaway CA ([`Service::ca_file`]).
 //! A server goes when its handle is dropped, or with the test process
 //! however that ends: the script stops it once its stdin closes.
 
@@ -27,7 +29,7 @@ pub struct Service {
     kind: &'static str,
     port: u16,
     url: String,
-    /// The CA of a `postgres-tls` server's certificate.
+    /// The CA of a TLS server's certificate (`postgres-tls`, `redis-tls`).
     ca_file: Option<PathBuf>,
     child: Child,
     stdin: Option<ChildStdin>,
@@ -35,7 +37,8 @@ pub struct Service {
 }
 
 impl Service {
-    /// Starts a server of `kind` (`postgres`, `postgres-tls` or `redis`) on a free
+    /// Starts a server of `kind` (`postgres`, `postgres-tls`, `redis` or
+    /// `redis-tls`) on a free
     /// loopback port. Panics with the script's reason when it cannot.
     pub fn start(kind: &'static str) -> Self {
         let mut last = String::new();
@@ -70,7 +73,7 @@ impl Service {
             stdin,
             stdout,
         };
-        if kind == "postgres-tls" {
+        if kind.ends_with("-tls") {
             service.ca_file = Some(PathBuf::from(service.expect("ca")?));
         }
         service.url = service.expect("ready")?;
@@ -116,8 +119,8 @@ impl Service {
         self.port
     }
 
-    /// The PEM file of the CA that signed a `postgres-tls` server's
-    /// certificate.
+    /// The PEM file of the CA that signed a TLS server's certificate
+    /// (`postgres-tls`, `redis-tls`); it goes with the server.
     pub fn ca_file(&self) -> Option<&Path> {
         self.ca_file.as_deref()
     }
@@ -152,6 +155,13 @@ fn free_port() -> u16 {
 /// A Redis 7 server for one test.
 pub fn redis() -> Service {
     Service::start("redis")
+}
+
+/// A Redis 7 server for one test that speaks TLS alone (`rediss://`), its
+/// certificate, for `127.0.0.1` and `localhost`, signed by a CA made for it
+/// ([`Service::ca_file`]).
+pub fn redis_tls() -> Service {
+    Service::start("redis-tls")
 }
 
 /// The PostgreSQL 15 server of this test process.
@@ -263,6 +273,20 @@ mod tests {
         assert_eq!(redis_ping(port).unwrap(), "+PONG\r\n");
         drop(server);
         assert!(redis_ping(port).is_err(), "a dropped server still answers");
+    }
+
+    #[test]
+    fn redis_tls_gives_a_tls_url_and_its_ca_and_refuses_plain_text() {
+        let server = redis_tls();
+        let port = server.port();
+        assert_eq!(server.url(), format!("rediss://127.0.0.1:{port}"));
+        let ca = std::fs::read_to_string(server.ca_file().expect("a CA file")).unwrap();
+        assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+        // A plain-text PING gets no PONG from a TLS port.
+        assert!(!matches!(redis_ping(port).as_deref(), Ok("+PONG\r\n")));
+        let dir = server.ca_file().unwrap().parent().unwrap().to_owned();
+        drop(server);
+        assert!(!dir.exists(), "the CA's directory stays after the server");
     }
 
     #[test]
