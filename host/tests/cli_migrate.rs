@@ -5,10 +5,10 @@
 
 mod common;
 
-use common::gateway::{MASTER_KEY, Setup};
+use common::gateway::Setup;
 use llmhost::store::{SCHEMA_VERSION, Store, UsageFilter};
 use llmhost_simulator::Simulator;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::time::{Duration, Instant};
 
 /// How long usage rows may take to reach the database (they are written
@@ -62,32 +62,7 @@ async fn migrate_then_serve_on_postgres_answers_a_chat_and_stores_usage() {
     );
 
     let gateway = setup.start().await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", gateway.url()))
-        .header("authorization", format!("Bearer {MASTER_KEY}"))
-        .header("content-type", "application/json")
-        .body(
-            json!({
-                "model": "openai/gpt-4o-mini",
-                "messages": [{"role": "user", "content": "hello from postgres"}],
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status().as_u16(), 200);
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("a request id")
-        .to_owned();
-    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    assert!(
-        body["choices"][0]["message"]["content"].is_string(),
-        "{body}"
-    );
+    let (request_id, _) = gateway.chat_ok("hello from postgres").await;
 
     let store = Store::open(url.as_str()).await.unwrap();
     let started = Instant::now();

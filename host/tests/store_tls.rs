@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::gateway::{MASTER_KEY, Setup};
+use common::gateway::Setup;
 use llmhost::store::{Database, SCHEMA_VERSION, Store, UsageFilter};
 use llmhost_simulator::Simulator;
-use serde_json::{Value, json};
+use serde_json::json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -266,32 +266,7 @@ async fn migrate_and_serve_over_tls_answer_a_chat() {
     assert_eq!(flagged["from"], json!(SCHEMA_VERSION));
 
     let gateway = setup.start().await;
-    let response = reqwest::Client::new()
-        .post(format!("{}/v1/chat/completions", gateway.url()))
-        .header("authorization", format!("Bearer {MASTER_KEY}"))
-        .header("content-type", "application/json")
-        .body(
-            json!({
-                "model": "openai/gpt-4o-mini",
-                "messages": [{"role": "user", "content": "hello over TLS"}],
-            })
-            .to_string(),
-        )
-        .send()
-        .await
-        .expect("an answer");
-    assert_eq!(response.status().as_u16(), 200);
-    let request_id = response
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .expect("a request id")
-        .to_owned();
-    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
-    assert!(
-        body["choices"][0]["message"]["content"].is_string(),
-        "{body}"
-    );
+    let (request_id, _) = gateway.chat_ok("hello over TLS").await;
 
     // The usage row reached the database, over TLS.
     let mut database = Database::parse(&url);

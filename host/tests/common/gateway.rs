@@ -338,6 +338,38 @@ impl Gateway {
         self.addr
     }
 
+    /// One chat completion with the master key that must answer 200 with
+    /// a message: its request id and body.
+    pub async fn chat_ok(&self, content: &str) -> (String, Value) {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/chat/completions", self.url()))
+            .header("authorization", format!("Bearer {MASTER_KEY}"))
+            .header("content-type", "application/json")
+            .body(
+                json!({
+                    "model": "openai/gpt-4o-mini",
+                    "messages": [{"role": "user", "content": content}],
+                })
+                .to_string(),
+            )
+            .send()
+            .await
+            .expect("an answer");
+        assert_eq!(response.status().as_u16(), 200);
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .expect("a request id")
+            .to_owned();
+        let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        assert!(
+            body["choices"][0]["message"]["content"].is_string(),
+            "{body}"
+        );
+        (request_id, body)
+    }
+
     /// `http://IP:PORT` to reach it (loopback when it listens on every
     /// address).
     pub fn url(&self) -> String {
